@@ -1,0 +1,185 @@
+//! Wiring: build the upstream clients and listeners from a `Config`, run them, and drain them
+//! with a deadline on shutdown.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::net::TcpListener;
+use tokio_rustls::TlsAcceptor;
+
+use crate::config::{Config, ListenerConfig};
+use crate::listener::allowlist::AccessPolicy;
+use crate::listener::{tls, Listener, Side};
+use crate::upstream::{cloud::Cloud, his::His};
+
+/// How long in-flight calls may take to finish after a shutdown signal.
+pub const DRAIN_DEADLINE: Duration = Duration::from_secs(10);
+
+/// What every request handler shares.
+#[derive(Debug)]
+pub struct State {
+    pub config: Config,
+    pub cloud: Cloud,
+    pub his: His,
+    pub his_policy: Arc<AccessPolicy>,
+    pub cloud_policy: Arc<AccessPolicy>,
+}
+
+/// Why the gateway could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("cannot listen on {addr} ({listener}): {source}")]
+    Bind {
+        listener: &'static str,
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+    #[error("{listener} TLS: {source}")]
+    Tls {
+        listener: &'static str,
+        source: tls::TlsError,
+    },
+    #[error("{0} client: {1}")]
+    Client(&'static str, String),
+}
+
+/// A gateway whose sockets are bound, ready to run. Binding first lets a caller (and a test on
+/// port 0) learn the real addresses before traffic starts.
+pub struct Gateway {
+    state: Arc<State>,
+    listeners: Vec<Listener>,
+}
+
+impl Gateway {
+    /// Checks everything that can fail at start (certificates, trust roots) and binds both
+    /// listeners.
+    pub async fn bind(config: Config) -> Result<Gateway, StartError> {
+        // Only the ring provider is compiled in; make it the process default for any rustls user.
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let prepared = prepare(&config)?;
+        let his_tcp = bind("his_listener", config.his_listener.listen).await?;
+        let cloud_tcp = bind("cloud_listener", config.cloud_listener.listen).await?;
+        let state = Arc::new(State {
+            his_policy: policy(&config.his_listener),
+            cloud_policy: policy(&config.cloud_listener),
+            cloud: prepared.cloud,
+            his: prepared.his,
+            config,
+        });
+        let listeners = vec![
+            Listener {
+                side: Side::His,
+                tcp: his_tcp,
+                tls: prepared.his_tls,
+                policy: state.his_policy.clone(),
+            },
+            Listener {
+                side: Side::Cloud,
+                tcp: cloud_tcp,
+                tls: prepared.cloud_tls,
+                policy: state.cloud_policy.clone(),
+            },
+        ];
+        Ok(Gateway { state, listeners })
+    }
+
+    pub fn his_addr(&self) -> SocketAddr {
+        self.addr(Side::His)
+    }
+
+    pub fn cloud_addr(&self) -> SocketAddr {
+        self.addr(Side::Cloud)
+    }
+
+    fn addr(&self, side: Side) -> SocketAddr {
+        self.listeners
+            .iter()
+            .find(|l| l.side == side)
+            .and_then(|l| l.tcp.local_addr().ok())
+            .unwrap_or_else(|| SocketAddr::from(([0, 0, 0, 0], 0)))
+    }
+
+    /// Serves until `shutdown` completes, then drains in-flight calls for at most
+    /// `DRAIN_DEADLINE`.
+    pub async fn run(self, shutdown: impl Future<Output = ()>) {
+        let (tx, rx) = tokio::sync::watch::channel(false);
+        let mut tasks = tokio::task::JoinSet::new();
+        for l in self.listeners {
+            let addr = l.tcp.local_addr().ok();
+            let scheme = if l.tls.is_some() { "https" } else { "http" };
+            match l.side {
+                Side::His => {
+                    tracing::info!(listener = "his", addr = ?addr, scheme, "listening for the HIS: POST /prefront/<path>")
+                }
+                Side::Cloud => {
+                    tracing::info!(listener = "cloud", addr = ?addr, scheme, "listening for the cloud: POST /his/<name>")
+                }
+            }
+            tasks.spawn(l.run(self.state.clone(), rx.clone(), DRAIN_DEADLINE));
+        }
+        shutdown.await;
+        tracing::info!("shutting down: no new connections; draining in-flight calls");
+        let _ = tx.send(true);
+        while tasks.join_next().await.is_some() {}
+        tracing::info!("stopped");
+    }
+}
+
+/// Starts the gateway with `config` and serves until `shutdown` completes.
+pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(), StartError> {
+    Gateway::bind(config).await?.run(shutdown).await;
+    Ok(())
+}
+
+struct Prepared {
+    cloud: Cloud,
+    his: His,
+    his_tls: Option<TlsAcceptor>,
+    cloud_tls: Option<TlsAcceptor>,
+}
+
+/// Everything `bind` builds before touching a socket; `prefront check` runs it too.
+fn prepare(config: &Config) -> Result<Prepared, StartError> {
+    let acceptor =
+        |listener: &'static str, l: &ListenerConfig| -> Result<Option<TlsAcceptor>, StartError> {
+            l.tls
+                .as_ref()
+                .map(|files| {
+                    tls::server_config(files)
+                        .map(TlsAcceptor::from)
+                        .map_err(|source| StartError::Tls { listener, source })
+                })
+                .transpose()
+        };
+    Ok(Prepared {
+        his_tls: acceptor("his_listener", &config.his_listener)?,
+        cloud_tls: acceptor("cloud_listener", &config.cloud_listener)?,
+        cloud: Cloud::new(&config.cloud).map_err(|e| StartError::Client("cloud", e))?,
+        his: His::new(&config.his).map_err(|e| StartError::Client("HIS", e))?,
+    })
+}
+
+/// Checks what a start would check, without binding: certificates, keys, trust roots.
+pub fn preflight(config: &Config) -> Result<(), StartError> {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    prepare(config).map(|_| ())
+}
+
+async fn bind(listener: &'static str, addr: SocketAddr) -> Result<TcpListener, StartError> {
+    TcpListener::bind(addr)
+        .await
+        .map_err(|source| StartError::Bind {
+            listener,
+            addr,
+            source,
+        })
+}
+
+fn policy(l: &ListenerConfig) -> Arc<AccessPolicy> {
+    Arc::new(AccessPolicy::new(
+        l.allow.clone(),
+        l.trusted_proxies.clone(),
+    ))
+}

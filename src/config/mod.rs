@@ -1,0 +1,229 @@
+//! Configuration: one TOML file, parsed (`raw`), checked in full (`validate`), and turned into
+//! the typed `Config` the rest of the box runs on. Every problem is reported at once, each with
+//! its key and, where the file has it, its line.
+
+mod raw;
+mod validate;
+
+use std::collections::HashMap;
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use ipnet::IpNet;
+
+pub use validate::{parse_duration, parse_size};
+
+/// The example configuration shipped in the repository; also the embedded default the binary
+/// runs on when no file is given and none is installed.
+pub const EXAMPLE: &str = include_str!("../../config/prefront.toml");
+
+/// Where an installed box keeps its configuration.
+pub const INSTALLED_PATH: &str = "/etc/prefront/prefront.toml";
+
+/// A fully validated configuration. Nothing in it needs checking again.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub his_listener: ListenerConfig,
+    pub cloud_listener: ListenerConfig,
+    /// Accepted now so operators' files stay valid; served by the admin listener.
+    pub admin: Option<AdminConfig>,
+    pub cloud: CloudConfig,
+    pub his: HisConfig,
+    /// Accepted now; used by the PACS streaming feature.
+    pub pacs: Option<PacsConfig>,
+    pub buffer: BufferConfig,
+    pub log: LogConfig,
+}
+
+#[derive(Debug, Clone)]
+pub struct ListenerConfig {
+    pub listen: SocketAddr,
+    /// Callers allowed in, decided on the TCP peer (or on `X-Forwarded-For` from a trusted proxy).
+    pub allow: Vec<IpNet>,
+    /// Peers whose `X-Forwarded-For` is believed. Empty: the header is ignored.
+    pub trusted_proxies: Vec<IpNet>,
+    /// Larger request bodies get 413.
+    pub max_body: u64,
+    /// `None` on a listener that has no certificate: plain HTTP.
+    pub tls: Option<TlsFiles>,
+    /// The URL callers use to reach this listener (links, WSDL address).
+    pub public_url: Option<String>,
+}
+
+#[derive(Debug, Clone)]
+pub struct TlsFiles {
+    pub cert: PathBuf,
+    pub key: PathBuf,
+    /// When set, callers must present a client certificate issued by this CA.
+    pub client_ca: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone)]
+pub struct AdminConfig {
+    pub listen: SocketAddr,
+    pub allow: Vec<IpNet>,
+}
+
+#[derive(Debug, Clone)]
+pub struct CloudConfig {
+    /// Always ends with `/`, so `prefront/<path>` can be joined onto it.
+    pub base_url: reqwest::Url,
+    /// An extra trust root for the cloud's certificate, on top of the system's.
+    pub ca: Option<PathBuf>,
+    pub timeout: Duration,
+    pub connect_timeout: Duration,
+    /// Cloud answers larger than this are refused rather than held in memory.
+    pub max_response: u64,
+}
+
+#[derive(Debug, Clone)]
+pub struct HisConfig {
+    /// The `[his]` route used for every name without its own `[[his.route]]`; `None` when `[his]`
+    /// has no `url`, so only explicitly routed names are served.
+    pub default: Option<HisRoute>,
+    /// `[[his.route]]` overrides by exact name.
+    pub routes: HashMap<String, HisRoute>,
+    pub max_response: u64,
+}
+
+impl HisConfig {
+    /// The route a cloud → HIS name takes, if any.
+    pub fn route_for(&self, name: &str) -> Option<&HisRoute> {
+        self.routes.get(name).or(self.default.as_ref())
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct HisRoute {
+    pub target: HisTarget,
+    pub timeout: Duration,
+    /// Per-route override of the catalogue's buffering decision.
+    pub delivery: Option<Delivery>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum HisTarget {
+    /// Plain HTTP JSON; `url` may contain `{name}` and `{method}`.
+    Http { url: String },
+    /// A WebService operation.
+    Soap(SoapTarget),
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct SoapTarget {
+    pub url: String,
+    /// `None`: the operation is the name's last segment.
+    pub operation: Option<String>,
+    pub namespace: String,
+    pub version: SoapVersion,
+    pub param: SoapParam,
+    /// `None`: `<namespace><operation>`; `Some("")` sends an empty SOAPAction.
+    pub soap_action: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SoapVersion {
+    V11,
+    V12,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SoapParam {
+    /// The JSON text in one string element.
+    String,
+    /// JSON mapped to XML elements and back.
+    Xml,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Delivery {
+    Buffer,
+    Direct,
+}
+
+#[derive(Debug, Clone)]
+pub struct PacsConfig {
+    pub dcm_url: Option<String>,
+    pub internal_hosts: Vec<String>,
+    pub link_ttl: Duration,
+}
+
+#[derive(Debug, Clone)]
+pub struct BufferConfig {
+    pub path: PathBuf,
+    pub max_bytes: u64,
+    pub ttl: Duration,
+}
+
+#[derive(Debug, Clone)]
+pub struct LogConfig {
+    /// A `tracing` filter directive such as `info` or `prefront=debug`.
+    pub level: String,
+}
+
+/// One thing wrong (or worth a warning) in a configuration file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Problem {
+    /// Dotted key, e.g. `his.route[2].url`; empty for whole-file syntax errors.
+    pub key: String,
+    /// 1-based line in the file, where known.
+    pub line: Option<usize>,
+    pub message: String,
+}
+
+impl fmt::Display for Problem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match (self.line, self.key.is_empty()) {
+            (Some(l), false) => write!(f, "line {l}: {}: {}", self.key, self.message),
+            (Some(l), true) => write!(f, "line {l}: {}", self.message),
+            (None, false) => write!(f, "{}: {}", self.key, self.message),
+            (None, true) => write!(f, "{}", self.message),
+        }
+    }
+}
+
+/// A configuration that cannot be used, with every problem found.
+#[derive(Debug, thiserror::Error)]
+#[error("invalid configuration{}: {} problem(s)", source_name.as_ref().map(|s| format!(" {s}")).unwrap_or_default(), problems.len())]
+pub struct ConfigError {
+    pub source_name: Option<String>,
+    pub problems: Vec<Problem>,
+    pub warnings: Vec<Problem>,
+}
+
+/// A valid configuration and the warnings found on the way.
+#[derive(Debug, Clone)]
+pub struct Loaded {
+    pub config: Config,
+    pub warnings: Vec<Problem>,
+}
+
+impl Config {
+    /// Parses and validates TOML text. Relative paths in it resolve against `base_dir`.
+    pub fn from_toml(text: &str, base_dir: &Path) -> Result<Loaded, ConfigError> {
+        validate::load(text, base_dir)
+    }
+
+    /// Reads and validates a file; relative paths resolve against the file's directory.
+    pub fn from_file(path: &Path) -> Result<Loaded, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
+            source_name: Some(path.display().to_string()),
+            problems: vec![Problem {
+                key: String::new(),
+                line: None,
+                message: format!("cannot read {}: {e}", path.display()),
+            }],
+            warnings: vec![],
+        })?;
+        let base = path
+            .parent()
+            .filter(|p| !p.as_os_str().is_empty())
+            .unwrap_or_else(|| Path::new("."));
+        Config::from_toml(&text, base).map_err(|mut e| {
+            e.source_name = Some(path.display().to_string());
+            e
+        })
+    }
+}

@@ -1,0 +1,153 @@
+//! The configuration file exactly as written: serde structs, every field optional where the file
+//! may leave it out. `validate.rs` turns this into the typed, complete `Config`.
+
+use serde::Deserialize;
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawConfig {
+    pub his_listener: Option<RawListener>,
+    pub cloud_listener: Option<RawListener>,
+    pub admin: Option<RawAdmin>,
+    pub cloud: Option<RawCloud>,
+    pub his: Option<RawHis>,
+    pub pacs: Option<RawPacs>,
+    pub buffer: Option<RawBuffer>,
+    pub log: Option<RawLog>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawListener {
+    pub listen: Option<String>,
+    pub allow: Option<Vec<String>>,
+    pub trusted_proxies: Option<Vec<String>>,
+    pub max_body: Option<String>,
+    pub tls_cert: Option<String>,
+    pub tls_key: Option<String>,
+    pub client_ca: Option<String>,
+    pub public_url: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawAdmin {
+    pub listen: Option<String>,
+    pub allow: Option<Vec<String>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawCloud {
+    pub base_url: Option<String>,
+    pub ca: Option<String>,
+    pub timeout_ms: Option<u64>,
+    pub connect_timeout_ms: Option<u64>,
+    pub max_response: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawHis {
+    #[serde(flatten)]
+    pub default: RawRoute,
+    pub max_response: Option<String>,
+    #[serde(default)]
+    pub route: Vec<RawRoute>,
+}
+
+/// One way to reach the HIS: the `[his]` default or a `[[his.route]]` override.
+#[derive(Debug, Default, Deserialize)]
+pub struct RawRoute {
+    /// Only meaningful in `[[his.route]]`.
+    pub name: Option<String>,
+    pub kind: Option<String>,
+    pub url: Option<String>,
+    pub operation: Option<String>,
+    pub namespace: Option<String>,
+    pub soap_version: Option<String>,
+    pub param: Option<String>,
+    pub soap_action: Option<String>,
+    pub timeout_ms: Option<u64>,
+    pub delivery: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawPacs {
+    pub dcm_url: Option<String>,
+    pub internal_hosts: Option<Vec<String>>,
+    pub link_ttl: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawBuffer {
+    pub path: Option<String>,
+    pub max_bytes: Option<String>,
+    pub ttl: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawLog {
+    pub level: Option<String>,
+}
+
+/// Every key the file may contain, per table, for reporting all unknown keys at once (serde's
+/// `deny_unknown_fields` stops at the first). `[[his.route]]` entries use `ROUTE_KEYS`.
+pub const SCHEMA: &[(&str, &[&str])] = &[
+    (
+        "",
+        &[
+            "his_listener",
+            "cloud_listener",
+            "admin",
+            "cloud",
+            "his",
+            "pacs",
+            "buffer",
+            "log",
+        ],
+    ),
+    ("his_listener", LISTENER_KEYS),
+    ("cloud_listener", LISTENER_KEYS),
+    ("admin", &["listen", "allow"]),
+    (
+        "cloud",
+        &[
+            "base_url",
+            "ca",
+            "timeout_ms",
+            "connect_timeout_ms",
+            "max_response",
+        ],
+    ),
+    ("pacs", &["dcm_url", "internal_hosts", "link_ttl"]),
+    ("buffer", &["path", "max_bytes", "ttl"]),
+    ("log", &["level"]),
+];
+
+const LISTENER_KEYS: &[&str] = &[
+    "listen",
+    "allow",
+    "trusted_proxies",
+    "max_body",
+    "tls_cert",
+    "tls_key",
+    "client_ca",
+    "public_url",
+];
+
+pub const ROUTE_KEYS: &[&str] = &[
+    "name",
+    "kind",
+    "url",
+    "operation",
+    "namespace",
+    "soap_version",
+    "param",
+    "soap_action",
+    "timeout_ms",
+    "delivery",
+];

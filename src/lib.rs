@@ -1,0 +1,15 @@
+//! prefront: the hospital's DMZ gateway (前置机) between its HIS and the regional WeChat cloud
+//! platform. `run(config, shutdown)` is the whole gateway; the binary only parses arguments.
+#![forbid(unsafe_code)]
+
+pub mod app;
+pub mod catalog;
+pub mod charset;
+pub mod config;
+pub mod listener;
+pub mod outcome;
+pub mod telemetry;
+pub mod upstream;
+
+pub use app::{preflight, run, Gateway, StartError};
+pub use config::Config;

@@ -1,0 +1,84 @@
+//! The cloud listener's requests: `POST /his/<name>` for every cloud → HIS interface, relayed to
+//! the HIS endpoint the config routes the name to.
+
+use std::sync::Arc;
+
+use hyper::body::Incoming;
+use hyper::{Method, Request, Response};
+
+use super::{
+    body_error_response, debug_body, json_body, json_response, method_not_allowed, not_found,
+    raised_response, read_body, Body, Call,
+};
+use crate::app::State;
+use crate::catalog::{is_valid_name, Catalog, Envelope};
+use crate::outcome::{Code, Raised};
+
+const DIRECTION: &str = "cloud_to_his";
+
+pub async fn handle(state: &Arc<State>, req: Request<Incoming>, call: Call) -> Response<Body> {
+    let Some(name) = req.uri().path().strip_prefix("/his/") else {
+        return not_found("prefront cloud listener: POST /his/<name>\n");
+    };
+    if req.method() != Method::POST {
+        return method_not_allowed("POST");
+    }
+    let name = name.to_string();
+    let known = is_valid_name(&name)
+        && (Catalog::get().by_name(&name).is_some() || state.config.his.routes.contains_key(&name));
+    if !known {
+        let raised = Raised::new(
+            Code::NotConfigured,
+            "unknown-name",
+            "接口未配置 (no such hospital interface name)",
+        );
+        call.log(DIRECTION, "unknown", raised.kind, 200);
+        return raised_response(&raised, Envelope::Standard, None, &call.request_id);
+    }
+    let Some(route) = state.his.route(&name).cloned() else {
+        let raised = Raised::new(
+            Code::NotConfigured,
+            "not-configured",
+            "接口未配置 (this hospital has not configured this interface)",
+        );
+        call.log(DIRECTION, &name, raised.kind, 200);
+        return raised_response(&raised, Envelope::Standard, None, &call.request_id);
+    };
+    let (parts, body) = match read_body(req, state.config.cloud_listener.max_body).await {
+        Ok(x) => x,
+        Err(e) => {
+            let r = body_error_response(&e);
+            call.log(DIRECTION, &name, "body-refused", r.status().as_u16());
+            return r;
+        }
+    };
+    let (body, charset) = match json_body(&parts, &body) {
+        Ok(x) => x,
+        Err(raised) => {
+            call.log(DIRECTION, &name, raised.kind, 200);
+            return raised_response(&raised, Envelope::Standard, None, &call.request_id);
+        }
+    };
+    debug_body("request from cloud", &call.request_id, &body);
+    match state.his.call(&name, &route, &call.request_id, body).await {
+        Ok(answer) => {
+            debug_body("answer from HIS", &call.request_id, &answer);
+            call.log(DIRECTION, &name, "ok", 200);
+            json_response(answer, charset.as_deref(), &call.request_id)
+        }
+        Err(e) => {
+            let raised = Raised::new(
+                Code::SystemError,
+                e.kind(),
+                format!("系统错误：院内系统调用失败 (HIS call failed: {e})"),
+            );
+            call.log(DIRECTION, &name, raised.kind, 200);
+            raised_response(
+                &raised,
+                Envelope::Standard,
+                charset.as_deref(),
+                &call.request_id,
+            )
+        }
+    }
+}

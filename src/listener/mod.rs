@@ -1,0 +1,456 @@
+//! What the box accepts: the HIS listener (hospital LAN) and the cloud listener (internet side).
+//! One accept loop serves both; the allowlist is applied to the TCP peer before any body is
+//! read; each side has its own request handler.
+
+pub mod allowlist;
+pub mod cloud;
+pub mod his;
+pub mod tls;
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::body::Incoming;
+use hyper::header::{HeaderValue, CONNECTION, CONTENT_LENGTH, CONTENT_TYPE};
+use hyper::{Request, Response, StatusCode};
+use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::server::graceful::GracefulShutdown;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio_rustls::TlsAcceptor;
+
+use crate::app::State;
+use crate::catalog::Envelope;
+use crate::outcome::{Raised, ERROR_HEADER};
+use allowlist::{AccessPolicy, PeerAccess};
+
+/// Which listener a connection arrived on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Side {
+    His,
+    Cloud,
+}
+
+impl Side {
+    fn as_str(self) -> &'static str {
+        match self {
+            Side::His => "his",
+            Side::Cloud => "cloud",
+        }
+    }
+}
+
+/// Everything a request handler knows about the connection it came on.
+#[derive(Debug, Clone, Copy)]
+pub struct Conn {
+    pub side: Side,
+    pub peer: SocketAddr,
+    pub access: PeerAccess,
+}
+
+pub type Body = Full<Bytes>;
+
+/// How long a caller has to send its request headers (slow-loris guard).
+const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long a caller has to send its whole body once headers are in.
+const BODY_READ_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long a TLS handshake may take.
+const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// One bound listener and how to serve it.
+pub struct Listener {
+    pub side: Side,
+    pub tcp: TcpListener,
+    pub tls: Option<TlsAcceptor>,
+    pub policy: Arc<AccessPolicy>,
+}
+
+impl Listener {
+    /// Accepts connections until `shutdown` flips, then lets in-flight requests finish for at
+    /// most `grace`.
+    pub async fn run(
+        self,
+        state: Arc<State>,
+        mut shutdown: watch::Receiver<bool>,
+        grace: Duration,
+    ) {
+        let graceful = GracefulShutdown::new();
+        loop {
+            let accepted = tokio::select! {
+                r = self.tcp.accept() => r,
+                _ = shutdown.changed() => break,
+            };
+            let (tcp, peer) = match accepted {
+                Ok(x) => x,
+                Err(e) => {
+                    // Out of file descriptors and the like: back off instead of spinning.
+                    tracing::warn!(listener = self.side.as_str(), error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            };
+            let _ = tcp.set_nodelay(true);
+            let conn = Conn {
+                side: self.side,
+                peer,
+                access: self.policy.on_connect(peer.ip()),
+            };
+            let watcher = graceful.watcher();
+            let state = state.clone();
+            let tls = self.tls.clone();
+            tokio::spawn(async move {
+                match tls {
+                    None => serve_connection(TokioIo::new(tcp), conn, state, watcher).await,
+                    Some(acceptor) => {
+                        if conn.access == PeerAccess::Denied {
+                            // Not worth a handshake; the request would be refused anyway.
+                            log_denial(&state, conn, conn.peer.ip());
+                            return;
+                        }
+                        match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, acceptor.accept(tcp))
+                            .await
+                        {
+                            Ok(Ok(stream)) => {
+                                serve_connection(TokioIo::new(stream), conn, state, watcher).await
+                            }
+                            Ok(Err(e)) => {
+                                tracing::debug!(listener = conn.side.as_str(), peer = %conn.peer, error = %e, "TLS handshake failed")
+                            }
+                            Err(_) => {
+                                tracing::debug!(listener = conn.side.as_str(), peer = %conn.peer, "TLS handshake timed out")
+                            }
+                        }
+                    }
+                }
+            });
+        }
+        drop(self.tcp);
+        if tokio::time::timeout(grace, graceful.shutdown())
+            .await
+            .is_err()
+        {
+            tracing::warn!(
+                listener = self.side.as_str(),
+                "drain deadline passed; closing remaining connections"
+            );
+        }
+    }
+}
+
+async fn serve_connection<I>(
+    io: TokioIo<I>,
+    conn: Conn,
+    state: Arc<State>,
+    watcher: hyper_util::server::graceful::Watcher,
+) where
+    I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let svc = hyper::service::service_fn(move |req| {
+        let state = state.clone();
+        async move { Ok::<_, Infallible>(handle(state, req, conn).await) }
+    });
+    let http = hyper::server::conn::http1::Builder::new()
+        .timer(TokioTimer::new())
+        .header_read_timeout(HEADER_READ_TIMEOUT)
+        .max_buf_size(64 * 1024)
+        .serve_connection(io, svc);
+    if let Err(e) = watcher.watch(http).await {
+        tracing::debug!(listener = conn.side.as_str(), peer = %conn.peer, error = %e, "connection ended with an error");
+    }
+}
+
+async fn handle(state: Arc<State>, req: Request<Incoming>, conn: Conn) -> Response<Body> {
+    let client = match conn.access {
+        PeerAccess::Allowed => conn.peer.ip().to_canonical(),
+        PeerAccess::Denied => {
+            log_denial(&state, conn, conn.peer.ip());
+            return forbidden();
+        }
+        PeerAccess::Proxy => {
+            let policy = match conn.side {
+                Side::His => &state.his_policy,
+                Side::Cloud => &state.cloud_policy,
+            };
+            match policy.client_behind_proxy(conn.peer.ip(), req.headers()) {
+                Some(ip) if policy.allows(ip) => ip,
+                Some(ip) => {
+                    log_denial(&state, conn, ip);
+                    return forbidden();
+                }
+                None => {
+                    log_denial(&state, conn, conn.peer.ip());
+                    return forbidden();
+                }
+            }
+        }
+    };
+    let call = Call::start(&req, conn, client);
+    match conn.side {
+        Side::His => his::handle(&state, req, call).await,
+        Side::Cloud => cloud::handle(&state, req, call).await,
+    }
+}
+
+fn log_denial(state: &State, conn: Conn, who: std::net::IpAddr) {
+    let policy = match conn.side {
+        Side::His => &state.his_policy,
+        Side::Cloud => &state.cloud_policy,
+    };
+    if policy.should_log_denial(who) {
+        tracing::warn!(
+            listener = conn.side.as_str(),
+            peer = %conn.peer,
+            client = %who,
+            "caller not in the allowlist: refused with 403 (logged once a minute per caller)"
+        );
+    }
+}
+
+fn forbidden() -> Response<Body> {
+    let mut r = Response::new(Body::default());
+    *r.status_mut() = StatusCode::FORBIDDEN;
+    r.headers_mut()
+        .insert(CONNECTION, HeaderValue::from_static("close"));
+    r
+}
+
+/// One call through the box, from arrival to the log line.
+#[derive(Debug)]
+pub struct Call {
+    pub conn: Conn,
+    /// The caller after proxy resolution.
+    pub client: std::net::IpAddr,
+    pub request_id: String,
+    pub started: Instant,
+}
+
+static REQUEST_COUNTER: AtomicU64 = AtomicU64::new(0);
+
+impl Call {
+    fn start(req: &Request<Incoming>, conn: Conn, client: std::net::IpAddr) -> Call {
+        let request_id = req
+            .headers()
+            .get("x-request-id")
+            .and_then(|v| v.to_str().ok())
+            .filter(|s| {
+                !s.is_empty()
+                    && s.len() <= 64
+                    && s.bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
+            })
+            .map(str::to_string)
+            .unwrap_or_else(new_request_id);
+        Call {
+            conn,
+            client,
+            request_id,
+            started: Instant::now(),
+        }
+    }
+
+    /// Writes the one log line of this call.
+    pub fn log(&self, direction: &str, route: &str, outcome: &str, status: u16) {
+        let latency_ms = self.started.elapsed().as_secs_f64() * 1000.0;
+        let latency_ms = (latency_ms * 10.0).round() / 10.0;
+        if outcome == "ok" {
+            tracing::info!(
+                direction,
+                peer = %self.client,
+                route,
+                outcome,
+                status,
+                latency_ms,
+                request_id = %self.request_id,
+                "call"
+            );
+        } else {
+            tracing::warn!(
+                direction,
+                peer = %self.client,
+                route,
+                outcome,
+                status,
+                latency_ms,
+                request_id = %self.request_id,
+                "call"
+            );
+        }
+    }
+}
+
+fn new_request_id() -> String {
+    use std::sync::OnceLock;
+    static PREFIX: OnceLock<u32> = OnceLock::new();
+    let prefix = PREFIX.get_or_init(|| {
+        let mut b = [0u8; 4];
+        let _ = ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut b);
+        u32::from_be_bytes(b)
+    });
+    let n = REQUEST_COUNTER.fetch_add(1, Ordering::Relaxed);
+    format!("pf-{prefix:08x}-{n:010}")
+}
+
+/// Why a request body could not be read.
+#[derive(Debug)]
+pub enum BodyError {
+    TooLarge,
+    TimedOut,
+    Broken,
+}
+
+/// Reads the whole request body, refusing more than `max` bytes: a declared Content-Length over
+/// the limit is refused before a byte of the body is read.
+pub async fn read_body(
+    req: Request<Incoming>,
+    max: u64,
+) -> Result<(hyper::http::request::Parts, Bytes), BodyError> {
+    let (parts, body) = req.into_parts();
+    let declared = parts
+        .headers
+        .get(CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|l| l > max) {
+        return Err(BodyError::TooLarge);
+    }
+    let limited = Limited::new(body, usize::try_from(max).unwrap_or(usize::MAX));
+    match tokio::time::timeout(BODY_READ_TIMEOUT, limited.collect()).await {
+        Err(_) => Err(BodyError::TimedOut),
+        Ok(Ok(c)) => Ok((parts, c.to_bytes())),
+        Ok(Err(e)) => {
+            if e.downcast_ref::<http_body_util::LengthLimitError>()
+                .is_some()
+            {
+                Err(BodyError::TooLarge)
+            } else {
+                Err(BodyError::Broken)
+            }
+        }
+    }
+}
+
+/// The plain HTTP answer for a body that could not be read.
+pub fn body_error_response(e: &BodyError) -> Response<Body> {
+    let (status, text) = match e {
+        BodyError::TooLarge => (StatusCode::PAYLOAD_TOO_LARGE, "request body too large\n"),
+        BodyError::TimedOut => (
+            StatusCode::REQUEST_TIMEOUT,
+            "request body not received in time\n",
+        ),
+        BodyError::Broken => (StatusCode::BAD_REQUEST, "request body could not be read\n"),
+    };
+    let mut r = Response::new(Body::new(Bytes::from_static(text.as_bytes())));
+    *r.status_mut() = status;
+    r.headers_mut().insert(
+        CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    r.headers_mut()
+        .insert(CONNECTION, HeaderValue::from_static("close"));
+    r
+}
+
+/// HTTP 200 with a JSON body, in the caller's charset if it declared a non-UTF-8 one.
+pub fn json_response(body: Bytes, charset: Option<&str>, request_id: &str) -> Response<Body> {
+    let (body, ct) = match charset {
+        Some(label)
+            if crate::charset::encoding_for(label).is_ok_and(|e| e != encoding_rs::UTF_8) =>
+        {
+            let encoded = crate::charset::from_utf8(&body, Some(label)).into_owned();
+            let ct = format!("application/json;charset={}", label.trim());
+            (Bytes::from(encoded), HeaderValue::from_str(&ct).ok())
+        }
+        _ => (body, None),
+    };
+    let mut r = Response::new(Body::new(body));
+    r.headers_mut().insert(
+        CONTENT_TYPE,
+        ct.unwrap_or_else(|| HeaderValue::from_static("application/json;charset=UTF-8")),
+    );
+    if let Ok(v) = HeaderValue::from_str(request_id) {
+        r.headers_mut().insert("x-request-id", v);
+    }
+    r
+}
+
+/// HTTP 200 with an outcome the box raised, in the interface's envelope.
+pub fn raised_response(
+    raised: &Raised,
+    envelope: Envelope,
+    charset: Option<&str>,
+    request_id: &str,
+) -> Response<Body> {
+    let mut r = json_response(raised.body(envelope), charset, request_id);
+    r.headers_mut()
+        .insert(ERROR_HEADER, HeaderValue::from_static(raised.kind));
+    r
+}
+
+/// The answer to a method the listener does not serve on this path.
+pub fn method_not_allowed(allow: &'static str) -> Response<Body> {
+    let mut r = Response::new(Body::new(Bytes::from_static(b"method not allowed\n")));
+    *r.status_mut() = StatusCode::METHOD_NOT_ALLOWED;
+    r.headers_mut()
+        .insert("allow", HeaderValue::from_static(allow));
+    r
+}
+
+/// The answer for a path this listener has nothing at.
+pub fn not_found(hint: &'static str) -> Response<Body> {
+    let mut r = Response::new(Body::new(Bytes::from_static(hint.as_bytes())));
+    *r.status_mut() = StatusCode::NOT_FOUND;
+    r.headers_mut().insert(
+        CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    r
+}
+
+/// Checks a caller's JSON body: present, in a charset we read, and JSON. Returns the body as
+/// UTF-8 (BOM removed) and the charset the caller declared, so the answer can use it too.
+pub fn json_body(
+    parts: &hyper::http::request::Parts,
+    body: &Bytes,
+) -> Result<(Bytes, Option<String>), Raised> {
+    use crate::outcome::Code;
+    let content_type = parts
+        .headers
+        .get(CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok());
+    let charset = crate::charset::declared(content_type);
+    let utf8 = crate::charset::to_utf8(body, content_type).map_err(|e| {
+        Raised::new(
+            Code::InvalidParameter,
+            "invalid-charset",
+            format!("参数无效：请求体编码错误 (request body: {e})"),
+        )
+    })?;
+    if utf8.iter().all(u8::is_ascii_whitespace) {
+        return Err(Raised::new(
+            Code::MissingParameter,
+            "empty-body",
+            "缺少参数：请求体为空 (request body is empty; send the interface's JSON)",
+        ));
+    }
+    if let Err(e) = serde_json::from_slice::<serde::de::IgnoredAny>(&utf8) {
+        // serde_json's message names the position, never the offending value.
+        return Err(Raised::new(
+            Code::InvalidParameter,
+            "invalid-json",
+            format!("参数无效：请求体不是合法的JSON (request body is not valid JSON: {e})"),
+        ));
+    }
+    Ok((utf8, charset))
+}
+
+/// Logs a body at debug level, masked (names, ID numbers, phones never appear in full).
+pub fn debug_body(what: &'static str, request_id: &str, body: &[u8]) {
+    if tracing::enabled!(tracing::Level::DEBUG) {
+        tracing::debug!(request_id, body = %crate::telemetry::redact::mask_body(body, 2048), "{what}");
+    }
+}

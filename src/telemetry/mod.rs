@@ -1,0 +1,16 @@
+//! Logging: `tracing` set up once by the binary, and the masking every log line goes through.
+
+pub mod redact;
+
+/// Sets up the process's log output: `RUST_LOG` wins over the configured level.
+pub fn init(level: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .or_else(|_| tracing_subscriber::EnvFilter::try_new(level))
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_target(false)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .with_writer(std::io::stderr)
+        .try_init();
+}

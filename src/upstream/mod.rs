@@ -1,0 +1,229 @@
+//! What the box calls: the cloud platform (HTTPS JSON) and the HIS (HTTP JSON, later SOAP).
+//! Every failure is classified once, here: which peer, what went wrong, whether a retry may help.
+
+pub mod cloud;
+pub mod his;
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::{Bytes, BytesMut};
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::CertificateDer;
+
+/// Why a call to an upstream did not produce a usable answer.
+#[derive(Debug, thiserror::Error)]
+pub enum UpstreamError {
+    #[error("connection refused or unreachable")]
+    Connect,
+    #[error("TLS handshake failed: {0}")]
+    Tls(String),
+    #[error("no answer within {0:?}")]
+    Timeout(Duration),
+    #[error("answered HTTP {0}")]
+    Status(u16),
+    #[error("answer is not JSON")]
+    InvalidAnswer,
+    #[error("answer larger than {0} bytes")]
+    TooLarge(u64),
+    #[error("connection broken: {0}")]
+    Protocol(String),
+    #[error("{0}")]
+    Unsupported(&'static str),
+}
+
+impl UpstreamError {
+    /// The `X-Prefront-Error` kind.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            UpstreamError::Connect => "upstream-connect",
+            UpstreamError::Tls(_) => "upstream-tls",
+            UpstreamError::Timeout(_) => "upstream-timeout",
+            UpstreamError::Status(_) => "upstream-status",
+            UpstreamError::InvalidAnswer => "upstream-invalid-answer",
+            UpstreamError::TooLarge(_) => "upstream-too-large",
+            UpstreamError::Protocol(_) => "upstream-protocol",
+            UpstreamError::Unsupported(_) => "route-unsupported",
+        }
+    }
+
+    /// Whether sending the same call again later may succeed (the buffer's decision).
+    pub fn retryable(&self) -> bool {
+        match self {
+            UpstreamError::Connect | UpstreamError::Timeout(_) | UpstreamError::Protocol(_) => true,
+            UpstreamError::Status(s) => *s >= 500 || *s == 408 || *s == 429,
+            UpstreamError::Tls(_)
+            | UpstreamError::InvalidAnswer
+            | UpstreamError::TooLarge(_)
+            | UpstreamError::Unsupported(_) => false,
+        }
+    }
+
+    fn from_reqwest(e: &reqwest::Error, timeout: Duration) -> UpstreamError {
+        if e.is_timeout() {
+            return UpstreamError::Timeout(timeout);
+        }
+        if let Some(tls) = find_tls_error(e) {
+            return UpstreamError::Tls(tls);
+        }
+        if e.is_connect() {
+            return UpstreamError::Connect;
+        }
+        // The detail names the failure class only; reqwest's Display would add the URL.
+        UpstreamError::Protocol(root_cause(e))
+    }
+}
+
+fn find_tls_error(e: &(dyn std::error::Error + 'static)) -> Option<String> {
+    let mut cur: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(err) = cur {
+        if let Some(t) = err.downcast_ref::<rustls::Error>() {
+            return Some(t.to_string());
+        }
+        if let Some(io) = err.downcast_ref::<std::io::Error>() {
+            if let Some(t) = io.get_ref().and_then(|i| i.downcast_ref::<rustls::Error>()) {
+                return Some(t.to_string());
+            }
+        }
+        cur = err.source();
+    }
+    None
+}
+
+fn root_cause(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut cur = e;
+    while let Some(next) = cur.source() {
+        cur = next;
+    }
+    cur.to_string()
+}
+
+/// A trust store: the system's roots plus an optional extra CA file.
+pub fn root_store(extra_ca: Option<&Path>) -> Result<rustls::RootCertStore, String> {
+    let mut roots = rustls::RootCertStore::empty();
+    let native = rustls_native_certs::load_native_certs();
+    for cert in native.certs {
+        // A malformed system certificate is skipped, as browsers do.
+        let _ = roots.add(cert);
+    }
+    if let Some(path) = extra_ca {
+        let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(path)
+            .map_err(|e| format!("{}: {e}", path.display()))?
+            .collect::<Result<_, _>>()
+            .map_err(|e| format!("{}: {e}", path.display()))?;
+        if certs.is_empty() {
+            return Err(format!("{}: no PEM certificate in it", path.display()));
+        }
+        for c in certs {
+            roots
+                .add(c)
+                .map_err(|e| format!("{}: {e}", path.display()))?;
+        }
+    }
+    Ok(roots)
+}
+
+/// An HTTP client for one upstream: rustls with the ring provider, HTTP/1.1, no redirects
+/// followed (a redirect must never carry a call somewhere the config did not name), no proxy
+/// from the environment.
+pub fn http_client(
+    roots: rustls::RootCertStore,
+    connect_timeout: Duration,
+) -> Result<reqwest::Client, String> {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut tls = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| e.to_string())?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    tls.alpn_protocols = vec![b"http/1.1".to_vec()];
+    reqwest::Client::builder()
+        .tls_backend_preconfigured(tls)
+        .http1_only()
+        .no_proxy()
+        .redirect(reqwest::redirect::Policy::none())
+        .connect_timeout(connect_timeout)
+        .pool_idle_timeout(Duration::from_secs(50))
+        .tcp_nodelay(true)
+        .user_agent(concat!("prefront/", env!("CARGO_PKG_VERSION")))
+        .build()
+        .map_err(|e| root_cause(&e))
+}
+
+/// An upstream's answer: status, content type and the whole body.
+#[derive(Debug)]
+pub struct Answer {
+    pub status: u16,
+    pub content_type: Option<String>,
+    pub body: Bytes,
+}
+
+/// Sends one JSON POST and reads the answer, at most `max` bytes, within `timeout` overall.
+/// A call that times out drops its connection, so a late reply can never be read as the answer
+/// to the next call on that connection.
+pub async fn post_json(
+    client: &reqwest::Client,
+    url: reqwest::Url,
+    request_id: &str,
+    body: Bytes,
+    timeout: Duration,
+    max: u64,
+) -> Result<Answer, UpstreamError> {
+    let work = async {
+        let mut resp = client
+            .post(url)
+            .header("content-type", "application/json;charset=UTF-8")
+            .header("accept", "application/json")
+            .header("x-request-id", request_id)
+            .body(body)
+            .send()
+            .await
+            .map_err(|e| UpstreamError::from_reqwest(&e, timeout))?;
+        let status = resp.status().as_u16();
+        let content_type = resp
+            .headers()
+            .get("content-type")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string);
+        if resp.content_length().is_some_and(|l| l > max) {
+            return Err(UpstreamError::TooLarge(max));
+        }
+        let mut buf = BytesMut::new();
+        while let Some(chunk) = resp
+            .chunk()
+            .await
+            .map_err(|e| UpstreamError::from_reqwest(&e, timeout))?
+        {
+            if buf.len() as u64 + chunk.len() as u64 > max {
+                return Err(UpstreamError::TooLarge(max));
+            }
+            buf.extend_from_slice(&chunk);
+        }
+        Ok(Answer {
+            status,
+            content_type,
+            body: buf.freeze(),
+        })
+    };
+    // reqwest's own timeout covers connect + send; this one also bounds reading the body.
+    match tokio::time::timeout(timeout, work).await {
+        Ok(r) => r,
+        Err(_) => Err(UpstreamError::Timeout(timeout)),
+    }
+}
+
+/// Turns an upstream answer into the JSON the caller gets: a 2xx answer whose body is JSON (in
+/// UTF-8, or in the charset its Content-Type names) comes back unchanged; anything else is an
+/// error the caller sees as 10003.
+pub fn accept_json_answer(answer: Answer) -> Result<Bytes, UpstreamError> {
+    if !(200..300).contains(&answer.status) {
+        return Err(UpstreamError::Status(answer.status));
+    }
+    let body = crate::charset::to_utf8(&answer.body, answer.content_type.as_deref())
+        .map_err(|_| UpstreamError::InvalidAnswer)?;
+    if serde_json::from_slice::<serde::de::IgnoredAny>(&body).is_err() {
+        return Err(UpstreamError::InvalidAnswer);
+    }
+    Ok(body)
+}

@@ -1,0 +1,120 @@
+#![allow(dead_code)]
+//! Starts the real gateway in-process on loopback port 0 with a configuration given as TOML.
+
+use std::net::SocketAddr;
+use std::path::Path;
+
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+pub struct TestGateway {
+    pub his_addr: SocketAddr,
+    pub cloud_addr: SocketAddr,
+    stop: Option<oneshot::Sender<()>>,
+    task: Option<JoinHandle<()>>,
+}
+
+impl TestGateway {
+    /// `http://127.0.0.1:PORT` of the HIS listener.
+    pub fn his_url(&self) -> String {
+        format!("http://{}", self.his_addr)
+    }
+
+    /// The cloud listener's base URL: `https://localhost:PORT` when `tls` (the test PKI's
+    /// server certificate is for localhost), else `http://127.0.0.1:PORT`.
+    pub fn cloud_url(&self, tls: bool) -> String {
+        if tls {
+            format!("https://localhost:{}", self.cloud_addr.port())
+        } else {
+            format!("http://{}", self.cloud_addr)
+        }
+    }
+
+    /// Signals shutdown and waits for the drain to finish.
+    pub async fn shutdown(mut self) {
+        if let Some(s) = self.stop.take() {
+            let _ = s.send(());
+        }
+        if let Some(t) = self.task.take() {
+            let _ = t.await;
+        }
+    }
+}
+
+impl Drop for TestGateway {
+    fn drop(&mut self) {
+        if let Some(s) = self.stop.take() {
+            let _ = s.send(());
+        }
+    }
+}
+
+/// Parses `toml` (relative paths resolve against `base_dir`), binds, and runs the gateway.
+/// Panics with every config problem listed if the TOML is invalid: that is a test bug.
+pub async fn spawn_gateway_in(toml: &str, base_dir: &Path) -> TestGateway {
+    let loaded = match prefront::Config::from_toml(toml, base_dir) {
+        Ok(l) => l,
+        Err(e) => panic!("test config invalid: {:#?}", e.problems),
+    };
+    let gw = prefront::Gateway::bind(loaded.config)
+        .await
+        .expect("gateway binds on loopback");
+    let his_addr = gw.his_addr();
+    let cloud_addr = gw.cloud_addr();
+    let (tx, rx) = oneshot::channel::<()>();
+    let task = tokio::spawn(async move {
+        gw.run(async {
+            let _ = rx.await;
+        })
+        .await;
+    });
+    TestGateway {
+        his_addr,
+        cloud_addr,
+        stop: Some(tx),
+        task: Some(task),
+    }
+}
+
+pub async fn spawn_gateway(toml: &str) -> TestGateway {
+    spawn_gateway_in(toml, Path::new(".")).await
+}
+
+/// A minimal valid configuration: both listeners on 127.0.0.1:0 (plain HTTP), loopback allowed,
+/// the cloud at `cloud_url` (trusting `cloud_ca` if given), the HIS default route at `his_url`
+/// (a template with {name}/{method}, or None for no default). `extra` is appended verbatim
+/// (e.g. `[[his.route]]` blocks); use `toml_edit`-free string building in tests.
+pub fn basic_config(
+    cloud_url: &str,
+    cloud_ca: Option<&Path>,
+    his_url: Option<&str>,
+    extra: &str,
+) -> String {
+    let ca = cloud_ca
+        .map(|p| format!("ca = {:?}\n", p.display().to_string()))
+        .unwrap_or_default();
+    let his = his_url
+        .map(|u| format!("[his]\nkind = \"http\"\nurl = {u:?}\ntimeout_ms = 5000\n"))
+        .unwrap_or_default();
+    format!(
+        r#"
+[his_listener]
+listen = "127.0.0.1:0"
+allow = ["127.0.0.0/8", "::1/128"]
+
+[cloud_listener]
+listen = "127.0.0.1:0"
+allow = ["127.0.0.0/8", "::1/128"]
+
+[cloud]
+base_url = {cloud_url:?}
+{ca}timeout_ms = 5000
+
+{his}
+[log]
+level = "info"
+
+{extra}
+"#
+    )
+}
