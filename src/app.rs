@@ -107,14 +107,17 @@ impl Gateway {
         let (tx, rx) = tokio::sync::watch::channel(false);
         let mut tasks = tokio::task::JoinSet::new();
         for l in self.listeners {
-            let addr = l.tcp.local_addr().ok();
+            let addr = l
+                .tcp
+                .local_addr()
+                .map_or_else(|_| "?".to_string(), |a| a.to_string());
             let scheme = if l.tls.is_some() { "https" } else { "http" };
             match l.side {
                 Side::His => {
-                    tracing::info!(listener = "his", addr = ?addr, scheme, "listening for the HIS: POST /prefront/<path>")
+                    tracing::info!(listener = "his", addr = %addr, scheme, "listening for the HIS: POST /prefront/<path>")
                 }
                 Side::Cloud => {
-                    tracing::info!(listener = "cloud", addr = ?addr, scheme, "listening for the cloud: POST /his/<name>")
+                    tracing::info!(listener = "cloud", addr = %addr, scheme, "listening for the cloud: POST /his/<name>")
                 }
             }
             tasks.spawn(l.run(self.state.clone(), rx.clone(), DRAIN_DEADLINE));

@@ -19,11 +19,15 @@
 //!
 //! A run of any other length is left alone, so order and trade numbers of 19 digits or more
 //! (`50000206262018031403806908722`), 16-digit bank cards and 12-digit report keys pass
-//! through. The rule does not validate the ID check digit or birth date: a mistyped ID is
-//! still an ID. The price is that an order number whose digit part happens to have 11
-//! digits starting with `1`, or exactly 15/18 digits, is masked too (for example the digit
-//! tail of `ZJZF-SCXRMYY-18062229055` or `RE202006231344002095`); a privacy log errs that way.
-//! Numbers written with separators inside (`135 2652 1254`) are not recognised.
+//! through. A free-standing run of ID length is masked without validation: a mistyped ID is
+//! still an ID. A run of ID length glued to a code — right after an ASCII letter, or after
+//! `-`/`_` that follows a letter or digit, as in the refund numbers `RE202006231344002095`
+//! and `T_RE202006091447158` — is masked only if it starts like an ID (province code and
+//! birth date, check digit not verified), so `ID370102197907025236` is still masked.
+//! Mobiles get no such exemption (they cannot be told apart), so an order number whose digit
+//! part has exactly 11 digits starting with `1` is masked too (the tail of the 2018-era
+//! `ZJZF-SCXRMYY-18062229055` becomes `180****9055`); a privacy log errs that way. Numbers
+//! written with separators inside (`135 2652 1254`) are not recognised.
 //!
 //! In addition (beyond digit runs) `key: value`, `key=value`, `"key":"value"`,
 //! `\"key\":\"value\"` (JSON inside a JSON string) and `<key>value</key>` (WebService XML)
@@ -32,17 +36,18 @@
 //!
 //! # Key lists
 //!
-//! The lists were built from the interface specification (`spec/interfaces.json`, 190
-//! interfaces, revision 1.6.68): every request/response field and example key whose
-//! description is a patient's, contact's, mother's, carer's, customer's or payer's name,
-//! ID/document number or phone. `mobile` and `caregiversName` are not in the specification
-//! and are kept as defensive spellings. Keys are compared after trimming whitespace, ignoring
-//! ASCII case and ignoring `_`/`-`, so `idCard`, `idcard`, `" idCard "` and `id_card` all
-//! match. Doctors', nurses', departments', hospitals' and items' names (`docName`,
-//! `doctorName`, `peduNurseName`, `deptName`, `hosName`, `itemName`, ...) are not listed;
-//! neither is `tel` (only used for the hospital's own phone). The generic key `name` is a
-//! person except directly under `groupByCharge`, `groupByChargeClass` and `itemList`
-//! (18.1.4, 28.1.13) where it names a charge item.
+//! The lists were built from the interface specification
+//! (`/work/shared/spec/interfaces.json`, 190 interfaces, revision 1.6.68): every
+//! request/response field and example key whose description is a patient's, contact's,
+//! mother's, carer's, customer's or payer's name, ID/document number or phone. `mobile` and
+//! `caregiversName` are not in the specification and are kept as defensive spellings. Keys
+//! are compared after trimming whitespace, ignoring ASCII case and ignoring `_`/`-`, so
+//! `idCard`, `idcard`, `" idCard "` and `id_card` all match. Doctors', nurses', departments',
+//! hospitals' and items' names (`docName`, `doctorName`, `peduNurseName`, `deptName`,
+//! `hosName`, `itemName`, ...) are not listed; neither is `tel` (only used for the
+//! hospital's own phone). The generic key `name` is a person except directly under
+//! `groupByCharge`, `groupByChargeClass` and `itemList` (18.1.4, 28.1.13) where it names a
+//! charge item.
 
 use std::borrow::Cow;
 
@@ -348,10 +353,13 @@ fn mask_digit_runs(s: &str) -> Cow<'_, str> {
             len += 1;
             chars.next();
         }
+        // A run glued to a code (`RE202006231344002095`, `ZJZF-SCXRMYY-…`) is an ID only if
+        // it looks like one; a free-standing run of ID length always is.
+        let id_ok = |run: &str| !glued_to_code(&s[..start]) || looks_like_id(run);
         let masked = match len {
-            15 | 18 => Some(mask_id(&s[start..end])),
+            15 | 18 if id_ok(&s[start..end]) => Some(mask_id(&s[start..end])),
             17 => match chars.peek() {
-                Some(&(i, x)) if is_id_check_char(x) => {
+                Some(&(i, x)) if is_id_check_char(x) && id_ok(&s[start..end]) => {
                     end = i + x.len_utf8();
                     chars.next();
                     Some(mask_id(&s[start..end]))
@@ -385,6 +393,40 @@ fn mask_digit_runs(s: &str) -> Cow<'_, str> {
         }
         None => Cow::Borrowed(s),
     }
+}
+
+/// Whether the text before a digit run ends in an ASCII letter, or in `-`/`_` right after an
+/// ASCII letter or digit: the run is then the tail of a code such as `RE2020…` or
+/// `ZJZF-…-2020…`.
+fn glued_to_code(before: &str) -> bool {
+    let mut back = before.chars().rev();
+    match back.next() {
+        Some(c) if c.is_ascii_alphabetic() => true,
+        Some('-' | '_') => back.next().is_some_and(|c| c.is_ascii_alphanumeric()),
+        _ => false,
+    }
+}
+
+/// Whether a run of 15, 17 or 18 digits starts like a mainland ID number: a province code
+/// (GB/T 2260 first two digits) followed, after the 4-digit county code, by a plausible birth date
+/// (`yyMMdd` for 15 digits, `yyyyMMdd` otherwise, year 1900-2099). The check digit is not
+/// verified, so a mistyped ID still counts.
+fn looks_like_id(run: &str) -> bool {
+    let d: Vec<u32> = run.chars().filter_map(digit_value).collect();
+    if d.len() < 15 {
+        return false;
+    }
+    let num = |from: usize, len: usize| d[from..from + len].iter().fold(0, |acc, x| acc * 10 + x);
+    let province_ok = matches!(
+        num(0, 2),
+        11..=15 | 21..=23 | 31..=37 | 41..=46 | 50..=54 | 61..=65 | 71 | 81..=83 | 91
+    );
+    let (year_ok, month, day) = if d.len() == 15 {
+        (true, num(8, 2), num(10, 2))
+    } else {
+        ((1900..=2099).contains(&num(6, 4)), num(10, 2), num(12, 2))
+    };
+    province_ok && year_ok && (1..=12).contains(&month) && (1..=31).contains(&day)
 }
 
 fn starts_with_861(run: &str) -> bool {
@@ -678,8 +720,16 @@ mod tests {
             mask_text("电话１３５２６５２１２５４"),
             "电话１３５****１２５４"
         );
-        // Letters do not protect a run.
+        // Letters do not protect a mobile, nor a run that looks like an ID.
         assert_eq!(mask_text("tel13526521254x"), "tel135****1254x");
+        assert_eq!(
+            mask_text("ID370102197907025236,id_37028419911126431X,证370101200001010001"),
+            "ID3701**********5236,id_3702**********431X,证3701**********0001"
+        );
+        assert_eq!(
+            mask_text("ZJZF-SCXRMYY-18062229055"),
+            "ZJZF-SCXRMYY-180****9055"
+        );
     }
 
     #[test]
@@ -693,6 +743,10 @@ mod tests {
             "specimen 25658285644",
             "37010219790702523 has 17 digits and no X",
             "amount 25.6 at 2020-06-23 17:32:01",
+            // Refund and order numbers from the specification whose digit part has ID length.
+            "refundNo RE202006231344002095",
+            "T_RE202006091447158 RE201803142243228",
+            "ZJZF-SCXRMYY-202006231344002095",
             "",
         ] {
             assert!(matches!(mask_text(s), Cow::Borrowed(_)), "{s}");
