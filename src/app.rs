@@ -120,6 +120,13 @@ impl Gateway {
                     tracing::info!(listener = "cloud", addr = %addr, scheme, "listening for the cloud: POST /his/<name>")
                 }
             }
+            if l.side == Side::Cloud && l.tls.is_none() {
+                tracing::warn!(
+                    listener = "cloud",
+                    addr = %addr,
+                    "THE CLOUD LISTENER SPEAKS PLAIN HTTP (no tls_cert/tls_key): calls from the internet are not encrypted; use this only on a test bench"
+                );
+            }
             tasks.spawn(l.run(self.state.clone(), rx.clone(), DRAIN_DEADLINE));
         }
         shutdown.await;

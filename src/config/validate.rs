@@ -39,10 +39,11 @@ impl<'a> Checker<'a> {
             + 1
     }
 
-    /// The line of the value at `path`, e.g. `[Key("his"), Key("route"), Index(2), Key("url")]`.
+    /// The line of the value at `path`, e.g. `[Key("his"), Key("route"), Index(2), Key("url")]`;
+    /// for a key the file leaves out, the line of the nearest enclosing table or entry.
     fn line_of(&self, path: &[Step<'_>]) -> Option<usize> {
         let doc = self.doc.as_ref()?;
-        let mut span = doc.span();
+        let mut span = None;
         let mut cur: Option<&DeValue<'_>> = None;
         let mut table: Option<&DeTable<'_>> = Some(doc.get_ref());
         for step in path {
@@ -50,15 +51,16 @@ impl<'a> Checker<'a> {
                 (Step::Key(k), Some(t), _) => t.get(*k),
                 (Step::Index(i), _, Some(DeValue::Array(a))) => a.get(*i),
                 _ => None,
-            }?;
-            span = next.span();
+            };
+            let Some(next) = next else { break };
+            span = Some(next.span());
             cur = Some(next.get_ref());
             table = match next.get_ref() {
                 DeValue::Table(t) => Some(t),
                 _ => None,
             };
         }
-        Some(self.line_at(span.start))
+        span.map(|s| self.line_at(s.start))
     }
 
     fn problem(&mut self, path: &[Step<'_>], message: impl Into<String>) {
@@ -88,10 +90,14 @@ impl<'a> Checker<'a> {
         }
     }
 
-    /// Reports every key the schema does not know, with its line.
-    fn unknown_keys(&mut self) {
-        let Some(doc) = self.doc.take() else { return };
+    /// Reports every key the schema does not know, with its line, and returns the byte ranges
+    /// (`key = value`) to blank out so the rest of the file can still be checked.
+    fn unknown_keys(&mut self) -> Vec<std::ops::Range<usize>> {
+        let Some(doc) = self.doc.take() else {
+            return vec![];
+        };
         let mut found: Vec<(String, usize)> = Vec::new();
+        let mut blank = Vec::new();
         let schema: HashMap<&str, &[&str]> = raw::SCHEMA.iter().copied().collect();
         let his_keys: Vec<&str> = raw::ROUTE_KEYS
             .iter()
@@ -103,6 +109,14 @@ impl<'a> Checker<'a> {
             let key = k.get_ref().as_ref();
             if !schema[""].contains(&key) {
                 found.push((key.to_string(), self.line_at(k.span().start)));
+                match v.get_ref() {
+                    // An unknown table: its header stays (an empty table is ignored), its
+                    // entries go.
+                    DeValue::Table(t) => {
+                        blank.extend(t.iter().map(|(ck, cv)| ck.span().start..cv.span().end))
+                    }
+                    _ => blank.push(k.span().start..v.span().end),
+                }
                 continue;
             }
             let DeValue::Table(t) = v.get_ref() else {
@@ -117,18 +131,20 @@ impl<'a> Checker<'a> {
                 let ckey = ck.get_ref().as_ref();
                 if !allowed.contains(&ckey) {
                     found.push((format!("{key}.{ckey}"), self.line_at(ck.span().start)));
+                    blank.push(ck.span().start..cv.span().end);
                 }
                 if key == "his" && ckey == "route" {
                     if let DeValue::Array(items) = cv.get_ref() {
                         for (i, item) in items.iter().enumerate() {
                             if let DeValue::Table(rt) = item.get_ref() {
-                                for (rk, _) in rt.iter() {
+                                for (rk, rv) in rt.iter() {
                                     let rkey = rk.get_ref().as_ref();
                                     if !raw::ROUTE_KEYS.contains(&rkey) {
                                         found.push((
                                             format!("his.route[{i}].{rkey}"),
                                             self.line_at(rk.span().start),
                                         ));
+                                        blank.push(rk.span().start..rv.span().end);
                                     }
                                 }
                             }
@@ -145,6 +161,64 @@ impl<'a> Checker<'a> {
             });
         }
         self.doc = Some(doc);
+        blank
+    }
+
+    /// The dotted key whose `key = value` contains byte `offset`, and that entry's byte range.
+    /// (A table's own span covers only its `[header]`, so the search looks at leaf entries.)
+    fn entry_at(&self, offset: usize) -> Option<(String, std::ops::Range<usize>)> {
+        fn search(
+            table: &DeTable<'_>,
+            prefix: &str,
+            offset: usize,
+        ) -> Option<(String, std::ops::Range<usize>)> {
+            for (k, v) in table.iter() {
+                let key = if prefix.is_empty() {
+                    k.get_ref().to_string()
+                } else {
+                    format!("{prefix}.{}", k.get_ref())
+                };
+                match v.get_ref() {
+                    DeValue::Table(t) => {
+                        if let Some(hit) = search(t, &key, offset) {
+                            return Some(hit);
+                        }
+                    }
+                    DeValue::Array(items)
+                        if items
+                            .iter()
+                            .any(|i| matches!(i.get_ref(), DeValue::Table(_))) =>
+                    {
+                        for (i, item) in items.iter().enumerate() {
+                            if let DeValue::Table(t) = item.get_ref() {
+                                if let Some(hit) = search(t, &format!("{key}[{i}]"), offset) {
+                                    return Some(hit);
+                                }
+                            }
+                        }
+                    }
+                    _ => {
+                        let range = k.span().start..v.span().end;
+                        if range.contains(&offset) {
+                            return Some((key, range));
+                        }
+                    }
+                }
+            }
+            None
+        }
+        search(self.doc.as_ref()?.get_ref(), "", offset)
+    }
+}
+
+/// Replaces every byte of `range` except line breaks with a space: the entry disappears, every
+/// other byte offset (and so every line number) stays the same.
+fn blank_out(text: &mut [u8], range: std::ops::Range<usize>) {
+    let end = range.end.min(text.len());
+    for b in &mut text[range.start.min(end)..end] {
+        if *b != b'\n' && *b != b'\r' {
+            *b = b' ';
+        }
     }
 }
 
@@ -185,23 +259,56 @@ pub(super) fn load(text: &str, base_dir: &Path) -> Result<Loaded, ConfigError> {
         return Err(c.into_error());
     }
     c.doc = Some(doc);
-    c.unknown_keys();
-    if !c.problems.is_empty() {
-        return Err(c.into_error());
+    let mut sanitized = text.as_bytes().to_vec();
+    for range in c.unknown_keys() {
+        blank_out(&mut sanitized, range);
     }
-    let raw: RawConfig = match toml::from_str(text) {
-        Ok(r) => r,
-        Err(e) => {
-            let line = e.span().map(|s| c.line_at(s.start));
-            c.problems.push(Problem {
-                key: String::new(),
-                line,
-                message: e.message().trim().to_string(),
-            });
+    // Type errors: serde stops at the first, so report it, blank that entry out, and go on.
+    let mut typed_keys: Vec<String> = Vec::new();
+    let raw: RawConfig = loop {
+        // Blanking replaces whole `key = value` entries, so the text stays valid UTF-8.
+        let Ok(current) = std::str::from_utf8(&sanitized) else {
             return Err(c.into_error());
+        };
+        let err = match toml::from_str::<RawConfig>(current) {
+            Ok(r) => break r,
+            Err(e) => e,
+        };
+        let offset = err.span().map(|s| s.start);
+        let message = err.message().trim().to_string();
+        match offset.and_then(|o| c.entry_at(o).map(|entry| (o, entry))) {
+            Some((o, (key, range))) if typed_keys.len() < 100 && !typed_keys.contains(&key) => {
+                c.problems.push(Problem {
+                    key: key.clone(),
+                    line: Some(c.line_at(o)),
+                    message,
+                });
+                typed_keys.push(key);
+                blank_out(&mut sanitized, range);
+            }
+            _ => {
+                c.problems.push(Problem {
+                    key: String::new(),
+                    line: offset.map(|o| c.line_at(o)),
+                    message,
+                });
+                return Err(c.into_error());
+            }
         }
     };
+    let reported: Vec<String> = c.problems.iter().map(|p| p.key.clone()).collect();
     let config = build(&mut c, raw);
+    // A key already reported as unknown or of the wrong type is not reported again as missing.
+    let first_semantic = reported.len();
+    let mut i = first_semantic;
+    while i < c.problems.len() {
+        if reported.contains(&c.problems[i].key) {
+            c.problems.remove(i);
+        } else {
+            i += 1;
+        }
+    }
+    c.problems.sort_by_key(|p| p.line.unwrap_or(usize::MAX));
     match config {
         Some(config) if c.problems.is_empty() => Ok(Loaded {
             config,
@@ -232,15 +339,6 @@ fn build(c: &mut Checker<'_>, raw: RawConfig) -> Option<Config> {
             c.problem(
                 &[Step::Key(CLOUD_LISTENER), Step::Key("listen")],
                 format!("same address as his_listener.listen ({})", h.listen),
-            );
-        }
-    }
-    if let Some(h) = &his_listener {
-        if h.tls.is_some() {
-            // The HIS listener speaks plain HTTP on the hospital LAN in this version.
-            c.problem(
-                &[Step::Key(HIS_LISTENER), Step::Key("tls_cert")],
-                "TLS on the HIS listener is not supported yet; remove tls_cert/tls_key",
             );
         }
     }
@@ -369,11 +467,11 @@ fn listener(
         }
         (Some(_), None) => {
             c.problem(&k("tls_key"), "tls_cert is set but tls_key is missing");
-            None
+            return None;
         }
         (None, Some(_)) => {
             c.problem(&k("tls_cert"), "tls_key is set but tls_cert is missing");
-            None
+            return None;
         }
     };
     if let Some(u) = &raw.public_url {

@@ -18,9 +18,11 @@ const DIRECTION: &str = "cloud_to_his";
 
 pub async fn handle(state: &Arc<State>, req: Request<Incoming>, call: Call) -> Response<Body> {
     let Some(name) = req.uri().path().strip_prefix("/his/") else {
+        call.log(DIRECTION, "none", "not-found", 404);
         return not_found("prefront cloud listener: POST /his/<name>\n");
     };
     if req.method() != Method::POST {
+        call.log(DIRECTION, "none", "method-not-allowed", 405);
         return method_not_allowed("POST");
     }
     let name = name.to_string();

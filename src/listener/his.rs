@@ -20,9 +20,11 @@ pub async fn handle(state: &Arc<State>, req: Request<Incoming>, call: Call) -> R
     let path = req.uri().path();
     let lower = path.trim_start_matches('/').to_ascii_lowercase();
     if !lower.starts_with("prefront/") && lower != "prefront" {
+        call.log(DIRECTION, "none", "not-found", 404);
         return not_found("prefront HIS listener: POST /prefront/<path>\n");
     }
     if req.method() != Method::POST {
+        call.log(DIRECTION, "none", "method-not-allowed", 405);
         return method_not_allowed("POST");
     }
     let Some(entry) = Catalog::get().by_request_path(path) else {

@@ -107,11 +107,8 @@ impl Listener {
                 match tls {
                     None => serve_connection(TokioIo::new(tcp), conn, state, watcher).await,
                     Some(acceptor) => {
-                        if conn.access == PeerAccess::Denied {
-                            // Not worth a handshake; the request would be refused anyway.
-                            log_denial(&state, conn, conn.peer.ip());
-                            return;
-                        }
+                        // A denied peer still completes the handshake so that it gets the 403 the
+                        // contract promises; its request body is never read.
                         match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, acceptor.accept(tcp))
                             .await
                         {

@@ -13,7 +13,7 @@ use crate::config::TlsFiles;
 pub enum TlsError {
     #[error("{path}: {reason}")]
     File { path: String, reason: String },
-    #[error("certificate and key do not form a usable pair: {0}")]
+    #[error("certificate and key do not match: {0}")]
     Config(String),
 }
 
@@ -42,6 +42,18 @@ pub fn server_config(files: &TlsFiles) -> Result<Arc<rustls::ServerConfig>, TlsE
     let key = PrivateKeyDer::from_pem_file(&files.key)
         .map_err(|_| file_err(&files.key, "no readable PEM private key in it"))?;
     let provider = Arc::new(rustls::crypto::ring::default_provider());
+    // A PEM block that decodes but is not a usable key would otherwise surface as a vague
+    // "pair" error from with_single_cert.
+    if provider
+        .key_provider
+        .load_private_key(key.clone_key())
+        .is_err()
+    {
+        return Err(file_err(
+            &files.key,
+            "not a usable private key (RSA, ECDSA P-256/P-384 or Ed25519 expected)",
+        ));
+    }
     let builder = rustls::ServerConfig::builder_with_provider(provider.clone())
         .with_safe_default_protocol_versions()
         .map_err(|e| TlsError::Config(e.to_string()))?;
@@ -61,9 +73,13 @@ pub fn server_config(files: &TlsFiles) -> Result<Arc<rustls::ServerConfig>, TlsE
             builder.with_client_cert_verifier(verifier)
         }
     };
-    let mut config = builder
-        .with_single_cert(chain, key)
-        .map_err(|e| TlsError::Config(e.to_string()))?;
+    let mut config = builder.with_single_cert(chain, key).map_err(|e| {
+        TlsError::Config(format!(
+            "{} and {}: {e}",
+            files.cert.display(),
+            files.key.display()
+        ))
+    })?;
     config.alpn_protocols = vec![b"http/1.1".to_vec()];
     Ok(Arc::new(config))
 }

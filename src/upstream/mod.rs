@@ -75,18 +75,29 @@ impl UpstreamError {
     }
 }
 
+/// The rustls error behind a reqwest error, if the failure was TLS. reqwest wraps tokio-rustls's
+/// `io::Error(InvalidData, rustls::Error)` in further `io::Error`s, whose `source()` skips the
+/// wrapped error, so each `io::Error` is opened with `get_ref()` as well.
 fn find_tls_error(e: &(dyn std::error::Error + 'static)) -> Option<String> {
-    let mut cur: Option<&(dyn std::error::Error + 'static)> = Some(e);
-    while let Some(err) = cur {
+    let mut stack: Vec<&(dyn std::error::Error + 'static)> = vec![e];
+    let mut steps = 0;
+    while let Some(err) = stack.pop() {
+        steps += 1;
+        if steps > 32 {
+            break;
+        }
         if let Some(t) = err.downcast_ref::<rustls::Error>() {
             return Some(t.to_string());
         }
-        if let Some(io) = err.downcast_ref::<std::io::Error>() {
-            if let Some(t) = io.get_ref().and_then(|i| i.downcast_ref::<rustls::Error>()) {
-                return Some(t.to_string());
-            }
+        if let Some(inner) = err
+            .downcast_ref::<std::io::Error>()
+            .and_then(|io| io.get_ref())
+        {
+            stack.push(inner);
         }
-        cur = err.source();
+        if let Some(next) = err.source() {
+            stack.push(next);
+        }
     }
     None
 }
