@@ -553,3 +553,55 @@ async fn tls10_and_tls11_client_hellos_are_refused() {
     assert_nothing_reached(&his, "legacy TLS").await;
     gw.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn his_listener_can_serve_https_too() {
+    let pki = TestPki::new();
+    let cloud = MockUpstream::http().await;
+    let toml = format!(
+        r#"
+[his_listener]
+listen = "127.0.0.1:0"
+allow = ["127.0.0.0/8"]
+tls_cert = {cert}
+tls_key = {key}
+
+[cloud_listener]
+listen = "127.0.0.1:0"
+allow = ["127.0.0.0/8"]
+
+[cloud]
+base_url = "{cloud}"
+"#,
+        cert = toml_path(&pki.server_cert_path()),
+        key = toml_path(&pki.server_key_path()),
+        cloud = cloud.url(),
+    );
+    let gw = spawn_gateway(&toml).await;
+    let url = format!(
+        "https://localhost:{}/prefront/patient/getPatientInfo",
+        gw.his_addr.port()
+    );
+    let resp = pki
+        .client()
+        .post(&url)
+        .body("{}")
+        .send()
+        .await
+        .expect("HTTPS call");
+    assert_eq!(resp.status(), 200);
+    assert!(resp.headers().get("x-prefront-error").is_none());
+    assert_eq!(cloud.requests().len(), 1);
+    // Plain HTTP to the TLS listener gets nothing relayed.
+    let plain = plain_client()
+        .post(format!(
+            "http://{}/prefront/patient/getPatientInfo",
+            gw.his_addr
+        ))
+        .body("{}")
+        .send()
+        .await;
+    assert!(plain.is_err() || plain.is_ok_and(|r| r.status() != 200));
+    assert_eq!(cloud.requests().len(), 1);
+    gw.shutdown().await;
+}
