@@ -8,6 +8,7 @@ pub mod charset;
 pub mod config;
 pub mod listener;
 pub mod outcome;
+pub mod soap;
 pub mod telemetry;
 pub mod upstream;
 

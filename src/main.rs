@@ -29,6 +29,13 @@ enum Command {
     Run,
     /// Validate a configuration file and print every problem with its key and line
     Check,
+    /// Print the published WSDL (prefrontWebService), its address taken from
+    /// his_listener.public_url when the configuration sets it
+    Wsdl {
+        /// Print the WSDL generated from the catalogue instead (to update wsdl/ deliberately)
+        #[arg(long)]
+        generate: bool,
+    },
 }
 
 fn main() -> ExitCode {
@@ -36,6 +43,7 @@ fn main() -> ExitCode {
     match cli.command.unwrap_or(Command::Run) {
         Command::Check => check(cli.config.as_deref()),
         Command::Run => run(cli.config.as_deref()),
+        Command::Wsdl { generate } => wsdl(cli.config.as_deref(), generate),
     }
 }
 
@@ -83,6 +91,32 @@ fn check(explicit: Option<&Path>) -> ExitCode {
             ExitCode::from(EXIT_CONFIG)
         }
     }
+}
+
+fn wsdl(explicit: Option<&Path>, generate: bool) -> ExitCode {
+    use prefront::soap::wsdl;
+    if generate {
+        print!("{}", wsdl::generate());
+        return ExitCode::SUCCESS;
+    }
+    let public = match load(explicit) {
+        (_, Ok(l)) => l.config.his_listener.public_url.clone(),
+        (source, Err(e)) => {
+            eprintln!(
+                "{source}: {} problem(s); printing the WSDL with its placeholder address",
+                e.problems.len()
+            );
+            None
+        }
+    };
+    match public {
+        Some(base) => print!(
+            "{}",
+            wsdl::with_address(&format!("{base}{}", wsdl::SERVICE_PATH))
+        ),
+        None => print!("{}", wsdl::PUBLISHED),
+    }
+    ExitCode::SUCCESS
 }
 
 fn run(explicit: Option<&Path>) -> ExitCode {
