@@ -477,10 +477,13 @@ async fn upstream_errors_and_garbage_answers_are_10003() {
 }
 
 #[tokio::test]
-async fn soap_routes_are_accepted_but_answered_as_unsupported_for_now() {
-    let extra = "[[his.route]]\nname = \"hospital.interface.pacsReportDcm\"\nkind = \"soap\"\n\
-                 url = \"http://127.0.0.1:9/HisService.asmx\"\noperation = \"pacsReportDcm\"\n";
-    let b = bench(extra).await;
+async fn a_soap_route_to_a_dead_his_is_10003() {
+    let dead = closed_port_addr();
+    let extra = format!(
+        "[[his.route]]\nname = \"hospital.interface.pacsReportDcm\"\nkind = \"soap\"\n\
+         url = \"http://{dead}/HisService.asmx\"\noperation = \"pacsReportDcm\"\n"
+    );
+    let b = bench(&extra).await;
     let (_, h, v) = post(
         &format!(
             "{}/his/hospital.interface.pacsReportDcm",
@@ -490,7 +493,12 @@ async fn soap_routes_are_accepted_but_answered_as_unsupported_for_now() {
     )
     .await;
     assert_eq!(v["code"], "10003");
-    assert_eq!(error_kind(&h), Some("route-unsupported"));
+    assert_eq!(error_kind(&h), Some("upstream-connect"));
+    assert_eq!(
+        b.his.request_count(),
+        0,
+        "the HTTP default route is not used for a SOAP-routed name"
+    );
 }
 
 #[tokio::test]

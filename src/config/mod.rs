@@ -119,8 +119,21 @@ pub struct SoapTarget {
     pub namespace: String,
     pub version: SoapVersion,
     pub param: SoapParam,
-    /// `None`: `<namespace><operation>`; `Some("")` sends an empty SOAPAction.
+    /// `None`: `<namespace><operation>`; `Some("")` sends an empty SOAPAction. A template:
+    /// `{namespace}`, `{operation}`, `{name}`, `{method}` are filled in.
     pub soap_action: Option<String>,
+    /// Element that carries the JSON text with `param = "string"` (`arg0`/`in0` for Java stacks).
+    pub param_name: String,
+    /// Charset label for requests to this HIS (`utf-8`, or `gbk` for legacy services).
+    pub charset: Option<String>,
+    /// Dotted paths of the answer that are JSON arrays even with one element (`param = "xml"`).
+    pub arrays: Vec<String>,
+    /// Fixed extra string arguments before the payload (dispatcher-style services), templates
+    /// like `soap_action`.
+    pub args: Vec<(String, String)>,
+    /// Child elements in the service namespace (`true`, .NET asmx/WCF and gSOAP) or without one
+    /// (`false`, JAX-WS/CXF services with `arg0`).
+    pub qualified: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

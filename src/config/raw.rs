@@ -71,6 +71,11 @@ pub struct RawRoute {
     pub soap_action: Option<String>,
     pub timeout_ms: Option<u64>,
     pub delivery: Option<String>,
+    pub param_name: Option<String>,
+    pub charset: Option<String>,
+    pub arrays: Option<Vec<String>>,
+    pub args: Option<std::collections::BTreeMap<String, String>>,
+    pub qualified: Option<bool>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -151,4 +156,9 @@ pub const ROUTE_KEYS: &[&str] = &[
     "soap_action",
     "timeout_ms",
     "delivery",
+    "param_name",
+    "charset",
+    "arrays",
+    "args",
+    "qualified",
 ];

@@ -643,20 +643,19 @@ fn route(
     let kind = raw.kind.as_deref().unwrap_or("http");
     let target = match kind {
         "http" => {
-            for key in [
-                "operation",
-                "namespace",
-                "soap_version",
-                "param",
-                "soap_action",
-            ] {
-                let set = match key {
-                    "operation" => raw.operation.is_some(),
-                    "namespace" => raw.namespace.is_some(),
-                    "soap_version" => raw.soap_version.is_some(),
-                    "param" => raw.param.is_some(),
-                    _ => raw.soap_action.is_some(),
-                };
+            let soap_only = [
+                ("operation", raw.operation.is_some()),
+                ("namespace", raw.namespace.is_some()),
+                ("soap_version", raw.soap_version.is_some()),
+                ("param", raw.param.is_some()),
+                ("soap_action", raw.soap_action.is_some()),
+                ("param_name", raw.param_name.is_some()),
+                ("charset", raw.charset.is_some()),
+                ("arrays", raw.arrays.is_some()),
+                ("args", raw.args.is_some()),
+                ("qualified", raw.qualified.is_some()),
+            ];
+            for (key, set) in soap_only {
                 if set {
                     c.warn(&k(key), "ignored on a kind = \"http\" route");
                 }
@@ -715,13 +714,78 @@ fn route(
                 .clone()
                 .or_else(|| inherited.map(|s| s.namespace.clone()))
                 .unwrap_or_else(|| "http://tempuri.org/".to_string());
+            let param_name = raw
+                .param_name
+                .clone()
+                .or_else(|| inherited.map(|s| s.param_name.clone()))
+                .unwrap_or_else(|| "param".to_string());
+            let mut names_ok = is_xml_name(&param_name);
+            if !names_ok {
+                c.problem(
+                    &k("param_name"),
+                    format!("`{param_name}` is not an XML element name"),
+                );
+            }
+            if let Some(op) = &raw.operation {
+                if !is_xml_name(op) {
+                    c.problem(
+                        &k("operation"),
+                        format!("`{op}` is not an XML element name"),
+                    );
+                    names_ok = false;
+                }
+            }
+            let charset = match raw.charset.as_deref() {
+                None => inherited.and_then(|s| s.charset.clone()),
+                Some(label) => {
+                    match crate::charset::encoding_for(label) {
+                        Ok(_) => Some(label.to_string()),
+                        Err(_) => {
+                            c.problem(
+                            &k("charset"),
+                            format!("`{label}`: expected \"utf-8\" or \"gbk\" (also gb2312, gb18030)"),
+                        );
+                            names_ok = false;
+                            None
+                        }
+                    }
+                }
+            };
+            let args: Vec<(String, String)> = match &raw.args {
+                Some(a) => a.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
+                None => inherited.map(|s| s.args.clone()).unwrap_or_default(),
+            };
+            for (name, _) in &args {
+                if !is_xml_name(name) {
+                    c.problem(&k("args"), format!("`{name}` is not an XML element name"));
+                    names_ok = false;
+                }
+            }
+            if !names_ok {
+                return None;
+            }
             HisTarget::Soap(SoapTarget {
                 url: url.to_string(),
                 operation: raw.operation.clone(),
                 namespace,
                 version,
                 param,
-                soap_action: raw.soap_action.clone(),
+                soap_action: raw
+                    .soap_action
+                    .clone()
+                    .or_else(|| inherited.and_then(|s| s.soap_action.clone())),
+                param_name,
+                charset,
+                arrays: raw
+                    .arrays
+                    .clone()
+                    .or_else(|| inherited.map(|s| s.arrays.clone()))
+                    .unwrap_or_default(),
+                args,
+                qualified: raw
+                    .qualified
+                    .or_else(|| inherited.map(|s| s.qualified))
+                    .unwrap_or(true),
             })
         }
         other => {
@@ -737,6 +801,15 @@ fn route(
         timeout,
         delivery,
     })
+}
+
+/// An element name safe to write unescaped: letters, digits, `_`, `-`, `.`, not starting with a
+/// digit, `-` or `.`.
+fn is_xml_name(s: &str) -> bool {
+    let mut chars = s.chars();
+    chars.next().is_some_and(|c| c.is_alphabetic() || c == '_')
+        && chars.all(|c| c.is_alphanumeric() || matches!(c, '_' | '-' | '.'))
+        && s.len() <= 128
 }
 
 fn http_url(s: &str) -> Result<reqwest::Url, String> {

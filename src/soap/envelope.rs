@@ -478,22 +478,25 @@ pub enum Payload<'a> {
 }
 
 /// A request envelope for calling operation `operation` of a SOAP HIS. `args` are fixed extra
-/// string arguments written before the payload (dispatcher-style services).
+/// string arguments written before the payload (dispatcher-style services). With `qualified`
+/// the children are in the service namespace (`tns:`), else unqualified (JAX-WS style).
 pub fn his_request(
     version: SoapVersion,
     namespace: &str,
     operation: &str,
     args: &[(String, String)],
     payload: Payload<'_>,
+    qualified: bool,
     charset: Option<&str>,
 ) -> String {
+    let p = if qualified { "tns:" } else { "" };
     let mut inner = String::new();
     for (k, v) in args {
-        inner.push_str(&format!("<tns:{k}>{}</tns:{k}>", escape(v)));
+        inner.push_str(&format!("<{p}{k}>{}</{p}{k}>", escape(v)));
     }
     match payload {
         Payload::Text { param_name, json } => inner.push_str(&format!(
-            "<tns:{param_name}>{}</tns:{param_name}>",
+            "<{p}{param_name}>{}</{p}{param_name}>",
             escape(json)
         )),
         Payload::Elements(x) => inner.push_str(x),
@@ -770,6 +773,7 @@ mod tests {
                 param_name: "xml",
                 json: "{\"a\":\"<&>\"}",
             },
+            true,
             None,
         );
         // The HIS side parses it like any other call (two children: the named one is not in
@@ -784,6 +788,7 @@ mod tests {
                 param_name: "param",
                 json: "{}",
             },
+            false,
             None,
         );
         let call = parse_call(single.as_bytes(), None).expect("parses");

@@ -1,11 +1,12 @@
-//! The HIS: each `hospital.interface.*` name goes where the config routes it — plain HTTP JSON
-//! now; SOAP routes are accepted by the config and answered as unsupported until the SOAP bridge.
+//! The HIS: each `hospital.interface.*` name goes where the config routes it — plain HTTP JSON,
+//! or a SOAP operation with the JSON as one string argument or mapped to XML elements.
 
 use bytes::Bytes;
 
-use super::{accept_json_answer, http_client, post_json, root_store, UpstreamError};
+use super::{accept_json_answer, http_client, post, post_json, root_store, UpstreamError};
 use crate::catalog::short_name;
-use crate::config::{HisConfig, HisRoute, HisTarget};
+use crate::config::{HisConfig, HisRoute, HisTarget, SoapParam, SoapTarget, SoapVersion};
+use crate::soap::envelope::{self, HisAnswer, Payload};
 
 /// The box's connection pool to the HIS and the routing table.
 #[derive(Debug, Clone)]
@@ -50,11 +51,129 @@ impl His {
                 .await?;
                 accept_json_answer(answer)
             }
-            HisTarget::Soap(_) => Err(UpstreamError::Unsupported(
-                "SOAP routes into the HIS are not available in this version",
-            )),
+            HisTarget::Soap(target) => self.call_soap(name, target, route, request_id, body).await,
         }
     }
+
+    async fn call_soap(
+        &self,
+        name: &str,
+        t: &SoapTarget,
+        route: &HisRoute,
+        request_id: &str,
+        body: Bytes,
+    ) -> Result<Bytes, UpstreamError> {
+        let operation = t
+            .operation
+            .clone()
+            .unwrap_or_else(|| method_part(name).to_string());
+        let fill = |s: &str| {
+            s.replace("{namespace}", &t.namespace)
+                .replace("{operation}", &operation)
+                .replace("{name}", name)
+                .replace("{method}", short_name(name))
+        };
+        let action = match &t.soap_action {
+            None => format!("{}{operation}", t.namespace),
+            Some(a) => fill(a),
+        };
+        let args: Vec<(String, String)> =
+            t.args.iter().map(|(k, v)| (k.clone(), fill(v))).collect();
+        let json = std::str::from_utf8(&body)
+            .map_err(|_| UpstreamError::Unsupported("request is not UTF-8"))?;
+        let elements;
+        let payload = match t.param {
+            SoapParam::String => Payload::Text {
+                param_name: &t.param_name,
+                json,
+            },
+            SoapParam::Xml => {
+                elements = json_as_elements(json)?;
+                Payload::Elements(&elements)
+            }
+        };
+        let charset = t.charset.as_deref();
+        let xml = envelope::his_request(
+            t.version,
+            &t.namespace,
+            &operation,
+            &args,
+            payload,
+            t.qualified,
+            charset,
+        );
+        let bytes = crate::charset::from_utf8(xml.as_bytes(), charset).into_owned();
+        let label = charset.unwrap_or("utf-8");
+        let mut headers = vec![(
+            "content-type",
+            envelope::content_type(
+                t.version,
+                label,
+                (t.version == SoapVersion::V12).then_some(action.as_str()),
+            ),
+        )];
+        if t.version == SoapVersion::V11 {
+            headers.push(("soapaction", format!("\"{action}\"")));
+        }
+        let url = reqwest::Url::parse(&t.url)
+            .map_err(|_| UpstreamError::Unsupported("route url is not a valid URL"))?;
+        let answer = post(
+            &self.client,
+            url,
+            request_id,
+            Bytes::from(bytes),
+            &headers,
+            route.timeout,
+            self.config.max_response,
+        )
+        .await?;
+        // Faults arrive with 500 (SOAP 1.1) or 400/500 (1.2): read the body before judging.
+        let parsed = envelope::parse_his_answer(&answer.body, answer.content_type.as_deref());
+        match parsed {
+            Ok(HisAnswer::Fault { code, reason }) => Err(UpstreamError::SoapFault {
+                code: code.chars().take(64).collect(),
+                reason: reason.chars().take(200).collect(),
+            }),
+            Ok(HisAnswer::Wrapper { xml, first_text }) => {
+                if !(200..300).contains(&answer.status) {
+                    return Err(UpstreamError::Status(answer.status));
+                }
+                match t.param {
+                    SoapParam::String => {
+                        let text = first_text.ok_or(UpstreamError::InvalidAnswer)?;
+                        let text = text.trim();
+                        if serde_json::from_str::<serde::de::IgnoredAny>(text).is_err() {
+                            return Err(UpstreamError::InvalidAnswer);
+                        }
+                        Ok(Bytes::from(text.to_string()))
+                    }
+                    SoapParam::Xml => xml_as_json(&xml, &t.arrays),
+                }
+            }
+            Err(_) if !(200..300).contains(&answer.status) => {
+                Err(UpstreamError::Status(answer.status))
+            }
+            Err(_) => Err(UpstreamError::InvalidAnswer),
+        }
+    }
+}
+
+/// The operation a SOAP route calls when the config names none: the last segment of the name
+/// (`hospital.interface.appointment.regSchedule` → `regSchedule`).
+fn method_part(name: &str) -> &str {
+    short_name(name).rsplit('.').next().unwrap_or(name)
+}
+
+fn json_as_elements(_json: &str) -> Result<String, UpstreamError> {
+    Err(UpstreamError::Unsupported(
+        "param = \"xml\" routes are not available yet",
+    ))
+}
+
+fn xml_as_json(_xml: &str, _arrays: &[String]) -> Result<Bytes, UpstreamError> {
+    Err(UpstreamError::Unsupported(
+        "param = \"xml\" routes are not available yet",
+    ))
 }
 
 /// Fills `{name}` and `{method}` into a route URL. Names are checked to be URL-safe before they

@@ -31,6 +31,8 @@ pub enum UpstreamError {
     Protocol(String),
     #[error("{0}")]
     Unsupported(&'static str),
+    #[error("SOAP fault {code}: {reason}")]
+    SoapFault { code: String, reason: String },
 }
 
 impl UpstreamError {
@@ -45,6 +47,7 @@ impl UpstreamError {
             UpstreamError::TooLarge(_) => "upstream-too-large",
             UpstreamError::Protocol(_) => "upstream-protocol",
             UpstreamError::Unsupported(_) => "route-unsupported",
+            UpstreamError::SoapFault { .. } => "upstream-soap-fault",
         }
     }
 
@@ -56,7 +59,8 @@ impl UpstreamError {
             UpstreamError::Tls(_)
             | UpstreamError::InvalidAnswer
             | UpstreamError::TooLarge(_)
-            | UpstreamError::Unsupported(_) => false,
+            | UpstreamError::Unsupported(_)
+            | UpstreamError::SoapFault { .. } => false,
         }
     }
 
@@ -171,8 +175,6 @@ pub struct Answer {
 }
 
 /// Sends one JSON POST and reads the answer, at most `max` bytes, within `timeout` overall.
-/// A call that times out drops its connection, so a late reply can never be read as the answer
-/// to the next call on that connection.
 pub async fn post_json(
     client: &reqwest::Client,
     url: reqwest::Url,
@@ -181,12 +183,34 @@ pub async fn post_json(
     timeout: Duration,
     max: u64,
 ) -> Result<Answer, UpstreamError> {
+    let headers = [
+        ("content-type", "application/json;charset=UTF-8".to_string()),
+        ("accept", "application/json".to_string()),
+    ];
+    post(client, url, request_id, body, &headers, timeout, max).await
+}
+
+/// Sends one POST with `headers` and reads the answer, at most `max` bytes, within `timeout`
+/// overall. A call that times out drops its connection, so a late reply can never be read as the
+/// answer to the next call on that connection.
+pub async fn post(
+    client: &reqwest::Client,
+    url: reqwest::Url,
+    request_id: &str,
+    body: Bytes,
+    headers: &[(&'static str, String)],
+    timeout: Duration,
+    max: u64,
+) -> Result<Answer, UpstreamError> {
     let work = async {
-        let mut resp = client
-            .post(url)
-            .header("content-type", "application/json;charset=UTF-8")
-            .header("accept", "application/json")
-            .header("x-request-id", request_id)
+        let mut builder = client.post(url).header("x-request-id", request_id);
+        for (name, value) in headers {
+            let value = reqwest::header::HeaderValue::from_str(value).map_err(|_| {
+                UpstreamError::Unsupported("a configured header value is not valid")
+            })?;
+            builder = builder.header(*name, value);
+        }
+        let mut resp = builder
             .body(body)
             .send()
             .await
