@@ -1,0 +1,221 @@
+//! The WebService the HIS calls, at the protocol level: the WSDL as served, SOAP 1.1 and 1.2
+//! answered in kind, charsets, JSON outcomes inside `return`, and hostile XML refused with a
+//! fault and nothing forwarded.
+
+mod support;
+
+use serde_json::Value;
+use support::*;
+
+const PATH: &str = "/prefront/services/prefrontWebService";
+
+async fn gateway(extra_listener: &str) -> (MockUpstream, TestGateway) {
+    let cloud = MockUpstream::http().await;
+    cloud.echo();
+    let toml = basic_config(&cloud.url(), None, None, "").replace(
+        "[his_listener]\nlisten = \"127.0.0.1:0\"\n",
+        &format!("[his_listener]\nlisten = \"127.0.0.1:0\"\n{extra_listener}\n"),
+    );
+    let gw = spawn_gateway(&toml).await;
+    (cloud, gw)
+}
+
+fn envelope11(op: &str, param: &str) -> String {
+    format!(
+        r#"<soapenv:Envelope xmlns:soapenv="http://schemas.xmlsoap.org/soap/envelope/" xmlns:web="http://webservice.prefront/"><soapenv:Header/><soapenv:Body><web:{op}><param>{param}</param></web:{op}></soapenv:Body></soapenv:Envelope>"#
+    )
+}
+
+async fn soap(
+    gw: &TestGateway,
+    content_type: &str,
+    body: impl Into<reqwest::Body>,
+) -> (u16, String, String) {
+    let resp = plain_client()
+        .post(format!("{}{PATH}", gw.his_url()))
+        .header("content-type", content_type)
+        .body(body)
+        .send()
+        .await
+        .expect("answer");
+    let status = resp.status().as_u16();
+    let ct = resp
+        .headers()
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_string();
+    (status, ct, resp.text().await.expect("text"))
+}
+
+/// The text of `<return>`, unescaped.
+fn return_json(xml: &str) -> Value {
+    let start = xml.find("<return>").expect("a return element") + "<return>".len();
+    let end = xml.find("</return>").expect("closed");
+    let text = xml[start..end]
+        .replace("&lt;", "<")
+        .replace("&gt;", ">")
+        .replace("&quot;", "\"")
+        .replace("&amp;", "&");
+    serde_json::from_str(&text).expect("return holds JSON")
+}
+
+#[tokio::test]
+async fn wsdl_is_served_for_any_case_of_wsdl_with_the_right_address() {
+    let (_cloud, gw) = gateway("").await;
+    for q in ["wsdl", "WSDL", "Wsdl"] {
+        let resp = plain_client()
+            .get(format!("{}{PATH}?{q}", gw.his_url()))
+            .send()
+            .await
+            .expect("answer");
+        assert_eq!(resp.status(), 200, "{q}");
+        let text = resp.text().await.expect("text");
+        assert!(text.contains("<wsdl:definitions"), "{q}");
+        assert!(
+            text.contains(&format!("location=\"http://{}{PATH}\"", gw.his_addr)),
+            "{q}"
+        );
+        assert_eq!(text.matches("<wsdl:operation name=").count(), 78);
+    }
+    // A forged Host cannot inject markup into the WSDL.
+    let resp = plain_client()
+        .get(format!("{}{PATH}?wsdl", gw.his_url()))
+        .header("host", "evil\"><x")
+        .send()
+        .await
+        .expect("answer");
+    assert!(!resp.text().await.expect("text").contains("evil"));
+    let (_c, gw) = gateway("public_url = \"https://prefront.hospital.cn:8080\"").await;
+    let text = plain_client()
+        .get(format!("{}{PATH}?wsdl", gw.his_url()))
+        .send()
+        .await
+        .expect("answer")
+        .text()
+        .await
+        .expect("text");
+    assert!(text.contains(&format!(
+        "location=\"https://prefront.hospital.cn:8080{PATH}\""
+    )));
+}
+
+#[tokio::test]
+async fn soap11_call_is_relayed_and_answered_in_11() {
+    let (cloud, gw) = gateway("").await;
+    let (status, ct, body) = soap(
+        &gw,
+        "text/xml; charset=utf-8",
+        envelope11(
+            "getQrCodeForHospitalEducation",
+            r#"{"patientId":"1 &amp; 2"}"#,
+        ),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    assert!(ct.starts_with("text/xml"), "{ct}");
+    assert!(body.contains("http://schemas.xmlsoap.org/soap/envelope/"));
+    assert!(body.contains("getQrCodeForHospitalEducationResponse"));
+    let v = return_json(&body);
+    assert_eq!(v["data"]["path"], "/prefront/inhospitalEducation/getQrCode");
+    assert_eq!(cloud.requests()[0].json()["patientId"], "1 & 2");
+}
+
+#[tokio::test]
+async fn soap12_call_is_answered_in_12() {
+    let (cloud, gw) = gateway("").await;
+    let env = r#"<env:Envelope xmlns:env="http://www.w3.org/2003/05/soap-envelope"><env:Body><m:payment xmlns:m="http://webservice.prefront/"><param>{"a":"1"}</param></m:payment></env:Body></env:Envelope>"#;
+    let (status, ct, body) = soap(
+        &gw,
+        "application/soap+xml; charset=utf-8; action=\"payment\"",
+        env,
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    assert!(ct.starts_with("application/soap+xml"), "{ct}");
+    assert!(body.contains("http://www.w3.org/2003/05/soap-envelope"));
+    assert_eq!(
+        return_json(&body)["data"]["path"],
+        "/prefront/sendTipMessage/payment"
+    );
+    assert_eq!(cloud.request_count(), 1);
+}
+
+#[tokio::test]
+async fn gbk_caller_is_answered_in_gbk() {
+    let (cloud, gw) = gateway("").await;
+    let env = format!(
+        "<?xml version=\"1.0\" encoding=\"GBK\"?>{}",
+        envelope11("genCard", r#"{"name":"张三"}"#)
+    );
+    let (gbk, _, _) = encoding_rs::GBK.encode(&env);
+    let resp = plain_client()
+        .post(format!("{}{PATH}", gw.his_url()))
+        .header("content-type", "text/xml")
+        .body(gbk.into_owned())
+        .send()
+        .await
+        .expect("answer");
+    assert!(resp.headers()["content-type"]
+        .to_str()
+        .unwrap_or("")
+        .contains("GBK"));
+    let bytes = resp.bytes().await.expect("bytes");
+    let (text, _, bad) = encoding_rs::GB18030.decode(&bytes);
+    assert!(!bad);
+    assert!(text.starts_with("<?xml version=\"1.0\" encoding=\"GBK\"?>"));
+    assert_eq!(return_json(&text)["data"]["body"]["name"], "张三");
+    assert_eq!(cloud.requests()[0].json()["name"], "张三");
+}
+
+#[tokio::test]
+async fn json_outcomes_travel_inside_return() {
+    let (cloud, gw) = gateway("").await;
+    let (status, _, body) = soap(&gw, "text/xml", envelope11("genCard", "{not json")).await;
+    assert_eq!(status, 200);
+    assert_eq!(return_json(&body)["code"], "20003");
+    let (_, _, body) = soap(&gw, "text/xml", envelope11("genCard", "")).await;
+    assert_eq!(return_json(&body)["code"], "20001");
+    // The 21.x uploads keep their own envelope shape inside return.
+    let (_, _, body) = soap(&gw, "text/xml", envelope11("hospital", "[1,")).await;
+    let v = return_json(&body);
+    assert_eq!(
+        (v["status"].as_i64(), v["code"].as_str()),
+        (Some(-1), Some("20003"))
+    );
+    assert_eq!(cloud.request_count(), 0);
+}
+
+#[tokio::test]
+async fn hostile_or_broken_soap_gets_a_fault_and_nothing_is_forwarded() {
+    let (cloud, gw) = gateway("").await;
+    let deep = format!(
+        "<soapenv:Envelope xmlns:soapenv=\"http://schemas.xmlsoap.org/soap/envelope/\"><soapenv:Body><genCard>{}{}</genCard></soapenv:Body></soapenv:Envelope>",
+        "<a>".repeat(10_000),
+        "</a>".repeat(10_000)
+    );
+    let cases: Vec<(&str, String)> = vec![
+        ("billion laughs", format!("<?xml version=\"1.0\"?><!DOCTYPE l [<!ENTITY a \"aaaaaaaaaa\"><!ENTITY b \"&a;&a;&a;&a;&a;&a;&a;&a;&a;&a;\"><!ENTITY c \"&b;&b;&b;&b;&b;&b;&b;&b;&b;&b;\">]>{}", envelope11("genCard", "&c;"))),
+        ("external entity", format!("<?xml version=\"1.0\"?><!DOCTYPE x [<!ENTITY e SYSTEM \"file:///etc/passwd\">]>{}", envelope11("genCard", "&e;"))),
+        ("deep nesting", deep),
+        ("truncated", envelope11("genCard", "{}")[..120].to_string()),
+        ("not an envelope", "<html><body>hello</body></html>".to_string()),
+        ("not xml", "{\"json\": true}".to_string()),
+        ("unknown operation", envelope11("dropAllTables", "{}")),
+        ("element inside param", envelope11("genCard", "<x>1</x>")),
+    ];
+    for (what, body) in cases {
+        let (status, ct, text) = soap(&gw, "text/xml; charset=utf-8", body).await;
+        assert_eq!(status, 500, "{what}: SOAP 1.1 faults are HTTP 500");
+        assert!(ct.starts_with("text/xml"), "{what}");
+        assert!(
+            text.contains("<faultcode>soap:Client</faultcode>"),
+            "{what}: {text}"
+        );
+        assert!(!text.contains("root:"), "{what}: nothing read from disk");
+    }
+    let (status, _, text) = soap(&gw, "application/soap+xml", "<broken").await;
+    assert_eq!(status, 400, "SOAP 1.2 Sender faults are 400");
+    assert!(text.contains("soap:Sender"));
+    assert_eq!(cloud.request_count(), 0, "nothing forwarded");
+}
