@@ -62,17 +62,66 @@ pub fn to_utf8(body: &Bytes, content_type: Option<&str>) -> Result<Bytes, Charse
     }
 }
 
-/// Encodes UTF-8 text for a caller that declared `label` (what it sent is what it reads).
-pub fn from_utf8<'a>(text: &'a [u8], label: Option<&str>) -> Cow<'a, [u8]> {
-    let Some(enc) = label.and_then(|l| encoding_for(l).ok()) else {
+/// The encoder for answering a caller that declared `label`: GBK and GB2312 callers get real
+/// GBK (their decoders reject GB18030's four-byte sequences), GB18030 callers GB18030.
+fn encoder_for(label: &str) -> Option<&'static Encoding> {
+    let enc = Encoding::for_label(label.trim().as_bytes())?;
+    if enc == encoding_rs::GBK || enc == GB18030 {
+        Some(enc)
+    } else {
+        None
+    }
+}
+
+/// Encodes `text` for `enc`; a character the encoding cannot represent is written by `escape`
+/// (in ASCII, which every encoding here shares).
+fn encode_with(text: &str, enc: &'static Encoding, escape: fn(char, &mut String)) -> Vec<u8> {
+    let mut encoder = enc.new_encoder();
+    let mut out = Vec::with_capacity(text.len() + 16);
+    let mut buf = vec![0u8; 8192];
+    let mut src = text;
+    loop {
+        let (result, read, written) =
+            encoder.encode_from_utf8_without_replacement(src, &mut buf, true);
+        out.extend_from_slice(&buf[..written]);
+        src = &src[read..];
+        match result {
+            encoding_rs::EncoderResult::InputEmpty => return out,
+            encoding_rs::EncoderResult::OutputFull => {}
+            encoding_rs::EncoderResult::Unmappable(c) => {
+                let mut e = String::new();
+                escape(c, &mut e);
+                out.extend_from_slice(e.as_bytes());
+            }
+        }
+    }
+}
+
+/// Encodes a JSON answer for a caller that declared `label`. Characters outside GBK (rare
+/// surnames such as 𠮷, emoji) become `\uXXXX` escapes: they can only occur inside JSON strings.
+pub fn json_for<'a>(text: &'a [u8], label: Option<&str>) -> Cow<'a, [u8]> {
+    let Some(enc) = label.and_then(encoder_for) else {
         return Cow::Borrowed(text);
     };
-    if enc == UTF_8 {
-        return Cow::Borrowed(text);
-    }
     let s = String::from_utf8_lossy(text);
-    let (out, _, _) = enc.encode(&s);
-    Cow::Owned(out.into_owned())
+    Cow::Owned(encode_with(&s, enc, |c, out| {
+        let mut units = [0u16; 2];
+        for u in c.encode_utf16(&mut units) {
+            out.push_str(&format!("\\u{u:04x}"));
+        }
+    }))
+}
+
+/// Encodes an XML document for a reader that expects `label`. Characters outside GBK become
+/// numeric character references, which every XML parser turns back into the character.
+pub fn xml_for<'a>(text: &'a [u8], label: Option<&str>) -> Cow<'a, [u8]> {
+    let Some(enc) = label.and_then(encoder_for) else {
+        return Cow::Borrowed(text);
+    };
+    let s = String::from_utf8_lossy(text);
+    Cow::Owned(encode_with(&s, enc, |c, out| {
+        out.push_str(&format!("&#{};", c as u32))
+    }))
 }
 
 #[cfg(test)]
@@ -85,7 +134,25 @@ mod tests {
         let gbk = Bytes::from(gbk.into_owned());
         let utf8 = to_utf8(&gbk, Some("application/json; charset=GBK")).expect("decodes");
         assert_eq!(&utf8[..], "{\"name\":\"张三\"}".as_bytes());
-        assert_eq!(from_utf8(&utf8, Some("gbk")).as_ref(), &gbk[..]);
+        assert_eq!(json_for(&utf8, Some("gbk")).as_ref(), &gbk[..]);
+    }
+
+    #[test]
+    fn characters_outside_gbk_are_escaped_not_sent_as_gb18030() {
+        let json = "{\"n\":\"𠮷野😀\"}".as_bytes();
+        let out = json_for(json, Some("GBK")).into_owned();
+        let (back, _, bad) = encoding_rs::GBK.decode(&out);
+        assert!(!bad, "strict GBK decodes it");
+        let v: serde_json::Value = serde_json::from_str(&back).unwrap_or_default();
+        assert_eq!(v["n"], "𠮷野😀");
+        let xml = "<a>𠮷野</a>".as_bytes();
+        let out = xml_for(xml, Some("gb2312")).into_owned();
+        let (back, _, bad) = encoding_rs::GBK.decode(&out);
+        assert!(!bad);
+        assert_eq!(back, "<a>&#134071;野</a>");
+        // A GB18030 caller can take every character as it is.
+        let out = json_for(json, Some("gb18030")).into_owned();
+        assert_eq!(GB18030.decode(&out).0, "{\"n\":\"𠮷野😀\"}");
     }
 
     #[test]

@@ -228,7 +228,7 @@ async fn soap_call(state: &Arc<State>, req: Request<Incoming>, call: Call) -> Re
         &text,
         charset,
     );
-    let bytes = crate::charset::from_utf8(xml.as_bytes(), charset).into_owned();
+    let bytes = crate::charset::xml_for(xml.as_bytes(), charset).into_owned();
     let mut r = Response::new(Body::new(Bytes::from(bytes)));
     let ct = envelope::content_type(parsed.version, charset.unwrap_or("UTF-8"), None);
     if let Ok(v) = HeaderValue::from_str(&ct) {

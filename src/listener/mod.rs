@@ -358,7 +358,7 @@ pub fn json_response(body: Bytes, charset: Option<&str>, request_id: &str) -> Re
         Some(label)
             if crate::charset::encoding_for(label).is_ok_and(|e| e != encoding_rs::UTF_8) =>
         {
-            let encoded = crate::charset::from_utf8(&body, Some(label)).into_owned();
+            let encoded = crate::charset::json_for(&body, Some(label)).into_owned();
             let ct = format!("application/json;charset={}", label.trim());
             (Bytes::from(encoded), HeaderValue::from_str(&ct).ok())
         }

@@ -102,7 +102,7 @@ impl His {
             t.qualified,
             charset,
         );
-        let bytes = crate::charset::from_utf8(xml.as_bytes(), charset).into_owned();
+        let bytes = crate::charset::xml_for(xml.as_bytes(), charset).into_owned();
         let label = charset.unwrap_or("utf-8");
         let mut headers = vec![(
             "content-type",
