@@ -289,3 +289,32 @@ async fn broken_his_answers_become_10003_not_crashes() {
         r.body_text()
     );
 }
+
+#[tokio::test]
+async fn xml_param_route_maps_json_to_elements_and_back_without_guessing() {
+    let his = MockUpstream::http().await;
+    his.respond_default(
+        200,
+        r#"<?xml version="1.0" encoding="utf-8"?><soap:Envelope xmlns:soap="http://schemas.xmlsoap.org/soap/envelope/"><soap:Body><queryWaitPayResponse xmlns="http://his.example/"><success>true</success><msg/><code>10001</code><data><id>0012</id><detail><itemName>血常规 &amp; 尿常规</itemName><amount>12.50</amount></detail></data></queryWaitPayResponse></soap:Body></soap:Envelope>"#,
+    );
+    let extra = route(
+        "hospital.interface.queryWaitPay",
+        &his.url(),
+        "param = \"xml\"\narrays = [\"data\", \"data.detail\"]",
+    );
+    let gw = spawn_gateway(&basic_config("http://127.0.0.1:9", None, None, &extra)).await;
+    let req = json!({"hospitalId": "253", "medicalCardNumber": "0012", "items": ["a", "b"]});
+    let (kind, v) = call(&gw, "hospital.interface.queryWaitPay", &req).await;
+    assert_eq!(kind, None, "{v}");
+    // One-element lists stay lists (hinted), digit strings stay strings, leading zeros stay.
+    assert_eq!(
+        v,
+        json!({"success": "true", "msg": "", "code": "10001",
+               "data": [{"id": "0012", "detail": [{"itemName": "血常规 & 尿常规", "amount": "12.50"}]}]})
+    );
+    let sent = his.requests()[0].body_text();
+    assert!(
+        sent.contains("<tns:queryWaitPay><tns:hospitalId>253</tns:hospitalId><tns:medicalCardNumber>0012</tns:medicalCardNumber><tns:items>a</tns:items><tns:items>b</tns:items></tns:queryWaitPay>"),
+        "{sent}"
+    );
+}

@@ -15,8 +15,9 @@ use crate::config::SoapVersion;
 pub const NS_SOAP11: &str = "http://schemas.xmlsoap.org/soap/envelope/";
 pub const NS_SOAP12: &str = "http://www.w3.org/2003/05/soap-envelope";
 
-/// Deeper nesting than this is refused: real envelopes are 4–6 levels deep.
-const MAX_DEPTH: usize = 32;
+/// Deeper nesting than this is refused: real envelopes are 4–6 levels deep; a HIS answer in
+/// XML elements may use the mapper's 64 levels below its wrapper.
+const MAX_DEPTH: usize = 72;
 
 /// Why bytes are not a usable SOAP message. Every variant is the caller's fault (Client/Sender).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

@@ -16,7 +16,8 @@
 //! - string → escaped text, exactly (whitespace kept; `\r` written as `&#13;` so no XML parser
 //!   normalises it away); characters XML 1.0 cannot carry (controls other than tab/LF/CR,
 //!   U+FFFE, U+FFFF) are refused with [`XmlJsonError::BadChar`], never dropped;
-//! - number / bool → their JSON text (`12.50` in JSON is already the number 12.5: send strings);
+//! - number / bool → their JSON text as serde_json prints it (`12.50` or `1E2` in JSON are
+//!   already the numbers 12.5 and 100.0: digits that matter travel as strings, as in the spec);
 //! - null → an empty element `<k/>` (no `xsi:nil`); an empty object → `<k/>` as well;
 //! - elements take the optional namespace `prefix`; declaring it is the caller's job.
 //!
@@ -36,9 +37,9 @@
 //! - any DOCTYPE is refused (no entity expansion, no external entities), input is capped at
 //!   [`MAX_INPUT_BYTES`] and nesting at [`MAX_DEPTH`] levels below the root.
 //!
-//! Round trip: a JSON object whose scalars are strings, whose arrays are non-empty, hinted and
-//! not directly nested, and whose nested objects are non-empty comes back equal, key order
-//! included.
+//! Round trip: a JSON object whose scalars are strings, whose keys carry no surrounding
+//! whitespace, whose arrays are non-empty, hinted and not directly nested, and whose nested
+//! objects are non-empty comes back equal, key order included (serde_json's `preserve_order`).
 
 use std::collections::{HashMap, HashSet};
 
@@ -59,7 +60,7 @@ pub const MAX_ATTRIBUTES: usize = 64;
 /// Key under which an element's own text goes when it also has child elements.
 const TEXT_KEY: &str = "#text";
 /// Names and parser messages are cut to this many characters in error messages.
-const SHOWN: usize = 80;
+const SHOWN: usize = 120;
 
 /// Why a value or a document could not be mapped. Messages name the problem and where, never
 /// the content (patient data must not reach a log line).
@@ -164,7 +165,7 @@ pub fn json_to_xml(
         return Err(XmlJsonError::NotAnObject(kind(value)));
     };
     if let Some(p) = prefix {
-        if !is_ncname(p) || p == "xmlns" {
+        if !is_ncname(p) || p == "xml" || p == "xmlns" {
             return Err(XmlJsonError::BadName(shorten(p)));
         }
     }
@@ -331,12 +332,21 @@ fn is_name_char(c: char) -> bool {
             '-' | '.' | '0'..='9' | '\u{B7}' | '\u{300}'..='\u{36F}' | '\u{203F}'..='\u{2040}')
 }
 
-/// At most [`SHOWN`] characters of `s`, for an error message.
+/// At most [`SHOWN`] characters of `s` on one line, for an error message.
 fn shorten(s: &str) -> String {
-    match s.char_indices().nth(SHOWN) {
-        Some((at, _)) => format!("{}…", &s[..at]),
-        None => s.to_owned(),
+    let mut out = String::new();
+    for (i, c) in s.chars().enumerate() {
+        if i == SHOWN {
+            out.push('…');
+            break;
+        }
+        if c.is_control() {
+            out.extend(c.escape_default());
+        } else {
+            out.push(c);
+        }
     }
+    out
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1100,7 +1110,7 @@ mod tests {
             json_to_xml(&json!({"msg": "1", " msg ": "2"}), None, &mut out),
             Err(XmlJsonError::DuplicateName("msg".into()))
         );
-        for prefix in ["", "a b", "xmlns", "ns:x"] {
+        for prefix in ["", "a b", "xml", "xmlns", "ns:x"] {
             assert!(matches!(
                 json_to_xml(&json!({"a": "1"}), Some(prefix), &mut out),
                 Err(XmlJsonError::BadName(_))

@@ -7,6 +7,7 @@ use super::{accept_json_answer, http_client, post, post_json, root_store, Upstre
 use crate::catalog::short_name;
 use crate::config::{HisConfig, HisRoute, HisTarget, SoapParam, SoapTarget, SoapVersion};
 use crate::soap::envelope::{self, HisAnswer, Payload};
+use crate::soap::xmljson;
 
 /// The box's connection pool to the HIS and the routing table.
 #[derive(Debug, Clone)]
@@ -88,7 +89,7 @@ impl His {
                 json,
             },
             SoapParam::Xml => {
-                elements = json_as_elements(json)?;
+                elements = json_as_elements(json, t.qualified)?;
                 Payload::Elements(&elements)
             }
         };
@@ -164,16 +165,24 @@ fn method_part(name: &str) -> &str {
     short_name(name).rsplit('.').next().unwrap_or(name)
 }
 
-fn json_as_elements(_json: &str) -> Result<String, UpstreamError> {
-    Err(UpstreamError::Unsupported(
-        "param = \"xml\" routes are not available yet",
-    ))
+/// `param = "xml"`: the request's JSON object as XML child elements.
+fn json_as_elements(json: &str, qualified: bool) -> Result<String, UpstreamError> {
+    let value: serde_json::Value = serde_json::from_str(json)
+        .map_err(|_| UpstreamError::Unsupported("request is not JSON"))?;
+    let mut out = String::new();
+    xmljson::json_to_xml(&value, qualified.then_some("tns"), &mut out).map_err(|_| {
+        UpstreamError::Unsupported("this request cannot be written as XML elements")
+    })?;
+    Ok(out)
 }
 
-fn xml_as_json(_xml: &str, _arrays: &[String]) -> Result<Bytes, UpstreamError> {
-    Err(UpstreamError::Unsupported(
-        "param = \"xml\" routes are not available yet",
-    ))
+/// `param = "xml"`: the answer wrapper's child elements as JSON; scalars stay strings, the
+/// route's `arrays` say which paths are lists.
+fn xml_as_json(xml: &str, arrays: &[String]) -> Result<Bytes, UpstreamError> {
+    let hints = xmljson::ArrayHints::new(arrays);
+    let value =
+        xmljson::xml_to_json(xml.as_bytes(), &hints).map_err(|_| UpstreamError::InvalidAnswer)?;
+    Ok(Bytes::from(value.to_string()))
 }
 
 /// Fills `{name}` and `{method}` into a route URL. Names are checked to be URL-safe before they
