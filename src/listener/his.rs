@@ -212,7 +212,7 @@ async fn soap_call(state: &Arc<State>, req: Request<Incoming>, call: Call) -> Re
     };
     // The param is the same JSON the HTTP endpoint takes: same checks, same outcomes.
     let json = Bytes::from(parsed.param.clone().into_bytes());
-    let (answer, kind) = match check_param(&json) {
+    let (answer, kind) = match super::check_json(&json, "param ", "param") {
         Ok(()) => relay(state, entry, json, &call).await,
         Err(raised) => {
             call.log(DIRECTION, route_of(entry), raised.kind, 200);
@@ -242,25 +242,6 @@ async fn soap_call(state: &Arc<State>, req: Request<Incoming>, call: Call) -> Re
             .insert(crate::outcome::ERROR_HEADER, HeaderValue::from_static(kind));
     }
     r
-}
-
-/// The JSON checks of the HTTP endpoint for a SOAP param (already decoded text).
-fn check_param(json: &Bytes) -> Result<(), Raised> {
-    if json.iter().all(u8::is_ascii_whitespace) {
-        return Err(Raised::new(
-            Code::MissingParameter,
-            "empty-body",
-            "缺少参数：param 为空 (param is empty; send the interface's JSON)",
-        ));
-    }
-    if let Err(e) = serde_json::from_slice::<serde::de::IgnoredAny>(json) {
-        return Err(Raised::new(
-            Code::InvalidParameter,
-            "invalid-json",
-            format!("参数无效：param 不是合法的JSON (param is not valid JSON: {e})"),
-        ));
-    }
-    Ok(())
 }
 
 /// SOAP 1.1 sends every fault with 500; SOAP 1.2 sends a Sender fault with 400.

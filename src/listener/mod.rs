@@ -427,22 +427,30 @@ pub fn json_body(
             format!("参数无效：请求体编码错误 (request body: {e})"),
         )
     })?;
+    check_json(&utf8, "请求体", "request body")?;
+    Ok((utf8, charset))
+}
+
+/// The JSON checks every caller's payload passes: present (20001) and JSON (20003, with the
+/// position). `zh`/`en` name the payload in the message (`请求体`/`request body`, `param`).
+pub fn check_json(utf8: &[u8], zh: &str, en: &str) -> Result<(), Raised> {
+    use crate::outcome::Code;
     if utf8.iter().all(u8::is_ascii_whitespace) {
         return Err(Raised::new(
             Code::MissingParameter,
             "empty-body",
-            "缺少参数：请求体为空 (request body is empty; send the interface's JSON)",
+            format!("缺少参数：{zh}为空 ({en} is empty; send the interface's JSON)"),
         ));
     }
-    if let Err(e) = serde_json::from_slice::<serde::de::IgnoredAny>(&utf8) {
+    if let Err(e) = serde_json::from_slice::<serde::de::IgnoredAny>(utf8) {
         // serde_json's message names the position, never the offending value.
         return Err(Raised::new(
             Code::InvalidParameter,
             "invalid-json",
-            format!("参数无效：请求体不是合法的JSON (request body is not valid JSON: {e})"),
+            format!("参数无效：{zh}不是合法的JSON ({en} is not valid JSON: {e})"),
         ));
     }
-    Ok((utf8, charset))
+    Ok(())
 }
 
 /// Logs a body at debug level, masked (names, ID numbers, phones never appear in full).
