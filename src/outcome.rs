@@ -12,6 +12,11 @@ pub const ERROR_HEADER: &str = "x-prefront-error";
 /// A return code from appendix 4 (附四) of the specification.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Code {
+    /// 10001 成功: also a notify call accepted into the buffer.
+    Success,
+    /// 10002: for the refund interfaces (13.2.1, 20.2.2, 21.1.7) "refund state unknown, retry
+    /// with the same refund number": a refund accepted into the buffer.
+    StateUnknown,
     /// 10003 系统错误: upstream unreachable, timed out, or answered nonsense.
     SystemError,
     /// 20001 缺少参数: empty body.
@@ -22,16 +27,24 @@ pub enum Code {
     UnknownInterface,
     /// 40003: cloud → HIS name not configured for this hospital.
     NotConfigured,
+    /// 40001: the buffer is full; the call was not accepted.
+    BufferFull,
+    /// 40004: a business call accepted into the buffer; retry with the same key for the result.
+    Accepted,
 }
 
 impl Code {
     pub fn as_str(self) -> &'static str {
         match self {
+            Code::Success => "10001",
+            Code::StateUnknown => "10002",
             Code::SystemError => "10003",
             Code::MissingParameter => "20001",
             Code::InvalidParameter => "20003",
             Code::UnknownInterface => "40002",
             Code::NotConfigured => "40003",
+            Code::BufferFull => "40001",
+            Code::Accepted => "40004",
         }
     }
 }
@@ -44,6 +57,8 @@ pub struct Raised {
     pub kind: &'static str,
     /// Human-readable, safe to show: never patient data, never a stack trace.
     pub msg: String,
+    /// `true` only for a notify call accepted into the buffer: delivery is now the box's job.
+    pub success: bool,
 }
 
 impl Raised {
@@ -52,6 +67,15 @@ impl Raised {
             code,
             kind,
             msg: msg.into(),
+            success: false,
+        }
+    }
+
+    /// An outcome that tells the caller its call is accepted (queued).
+    pub fn accepted(code: Code, kind: &'static str, msg: impl Into<String>) -> Raised {
+        Raised {
+            success: true,
+            ..Raised::new(code, kind, msg)
         }
     }
 
@@ -59,7 +83,7 @@ impl Raised {
     pub fn body(&self, envelope: Envelope) -> Bytes {
         let v: Value = match envelope {
             Envelope::Standard => json!({
-                "success": false,
+                "success": self.success,
                 "msg": self.msg,
                 "code": self.code.as_str(),
                 "data": null,
@@ -67,13 +91,13 @@ impl Raised {
             // 21.1.x: status 1 = ok, -1 = unknown error. `code` rides along so a caller that
             // knows 附四 can tell a timeout from a bad request.
             Envelope::Status => json!({
-                "success": false,
+                "success": self.success,
                 "message": self.msg,
-                "status": -1,
+                "status": if self.success { 1 } else { -1 },
                 "code": self.code.as_str(),
             }),
             Envelope::Message => json!({
-                "success": false,
+                "success": self.success,
                 "message": self.msg,
                 "code": self.code.as_str(),
                 "data": null,

@@ -165,9 +165,20 @@ pub struct PacsConfig {
 
 #[derive(Debug, Clone)]
 pub struct BufferConfig {
+    /// The sled store's directory.
     pub path: PathBuf,
+    /// Disk quota: past it, new buffered calls are refused with 40001 before acknowledgement.
     pub max_bytes: u64,
+    /// A record not delivered within this time goes to the dead letters.
     pub ttl: Duration,
+    /// Failed delivery attempts before a record goes to the dead letters (a poison message never
+    /// blocks its route forever).
+    pub max_attempts: u32,
+    /// How long a delivered business call's answer is kept for a repeat with the same key.
+    pub result_ttl: Duration,
+    /// Backoff between delivery attempts: from `retry_min`, doubling, up to `retry_max`.
+    pub retry_min: Duration,
+    pub retry_max: Duration,
 }
 
 #[derive(Debug, Clone)]

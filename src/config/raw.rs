@@ -92,6 +92,10 @@ pub struct RawBuffer {
     pub path: Option<String>,
     pub max_bytes: Option<String>,
     pub ttl: Option<String>,
+    pub max_attempts: Option<u32>,
+    pub result_ttl: Option<String>,
+    pub retry_min: Option<String>,
+    pub retry_max: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -130,7 +134,18 @@ pub const SCHEMA: &[(&str, &[&str])] = &[
         ],
     ),
     ("pacs", &["dcm_url", "internal_hosts", "link_ttl"]),
-    ("buffer", &["path", "max_bytes", "ttl"]),
+    (
+        "buffer",
+        &[
+            "path",
+            "max_bytes",
+            "ttl",
+            "max_attempts",
+            "result_ttl",
+            "retry_min",
+            "retry_max",
+        ],
+    ),
     ("log", &["level"]),
 ];
 

@@ -383,6 +383,35 @@ fn build(c: &mut Checker<'_>, raw: RawConfig) -> Option<Config> {
             rb.ttl.as_deref(),
             Duration::from_secs(7 * 86400),
         ),
+        max_attempts: match rb.max_attempts {
+            Some(0) => {
+                c.problem(
+                    &[Step::Key("buffer"), Step::Key("max_attempts")],
+                    "must be at least 1",
+                );
+                1
+            }
+            Some(n) => n,
+            None => 1000,
+        },
+        result_ttl: duration(
+            c,
+            &[Step::Key("buffer"), Step::Key("result_ttl")],
+            rb.result_ttl.as_deref(),
+            Duration::from_secs(86400),
+        ),
+        retry_min: duration(
+            c,
+            &[Step::Key("buffer"), Step::Key("retry_min")],
+            rb.retry_min.as_deref(),
+            Duration::from_secs(1),
+        ),
+        retry_max: duration(
+            c,
+            &[Step::Key("buffer"), Step::Key("retry_max")],
+            rb.retry_max.as_deref(),
+            Duration::from_secs(300),
+        ),
     };
     let level = raw
         .log

@@ -1,8 +1,12 @@
-//! The cloud platform: `POST <base_url>prefront/<path>` over HTTPS.
+//! The cloud platform: `POST <base_url>prefront/<path>` over HTTPS, and the cloud link's state.
+
+use std::sync::Arc;
+use std::time::Duration;
 
 use bytes::Bytes;
 
-use super::{accept_json_answer, http_client, post_json, root_store, UpstreamError};
+use super::link::Link;
+use super::{accept_json_answer, http_client, post, root_store, UpstreamError};
 use crate::config::CloudConfig;
 
 /// The box's one connection pool to the cloud.
@@ -11,8 +15,10 @@ pub struct Cloud {
     client: reqwest::Client,
     /// Always ends with `/`.
     base_url: reqwest::Url,
-    timeout: std::time::Duration,
+    timeout: Duration,
     max_response: u64,
+    /// Up/down as the last calls saw it; shared with the prober and the forwarders.
+    pub link: Arc<Link>,
 }
 
 impl Cloud {
@@ -23,6 +29,7 @@ impl Cloud {
             base_url: config.base_url.clone(),
             timeout: config.timeout,
             max_response: config.max_response,
+            link: Link::new("cloud"),
         })
     }
 
@@ -33,23 +40,48 @@ impl Cloud {
             .map_err(|_| UpstreamError::Unsupported("path cannot be joined to cloud.base_url"))
     }
 
-    /// Relays one JSON call; the cloud's JSON answer comes back unchanged.
+    /// Relays one JSON call; the cloud's JSON answer comes back unchanged. A delivery from the
+    /// buffer carries its record id as `X-Prefront-Message-Id`, so the cloud can deduplicate.
+    /// The outcome updates the link state.
     pub async fn call(
         &self,
         path: &str,
         request_id: &str,
+        message_id: Option<u64>,
         body: Bytes,
     ) -> Result<Bytes, UpstreamError> {
         let url = self.url_for(path)?;
-        let answer = post_json(
+        let mut headers = vec![
+            ("content-type", "application/json;charset=UTF-8".to_string()),
+            ("accept", "application/json".to_string()),
+        ];
+        if let Some(id) = message_id {
+            headers.push(("x-prefront-message-id", id.to_string()));
+        }
+        let answer = post(
             &self.client,
             url,
             request_id,
             body,
+            &headers,
             self.timeout,
             self.max_response,
         )
-        .await?;
-        accept_json_answer(answer)
+        .await;
+        let result = answer.and_then(accept_json_answer);
+        self.link.observe(&result);
+        result
+    }
+
+    /// A harmless request to learn whether the cloud answers at all: `HEAD <base_url>`. Any HTTP
+    /// answer but 502/503/504 means the link works.
+    pub async fn probe(&self) -> bool {
+        let r = self
+            .client
+            .head(self.base_url.clone())
+            .timeout(self.timeout.min(Duration::from_secs(5)))
+            .send()
+            .await;
+        matches!(r, Ok(resp) if !matches!(resp.status().as_u16(), 502..=504))
     }
 }

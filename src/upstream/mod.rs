@@ -3,6 +3,7 @@
 
 pub mod cloud;
 pub mod his;
+pub mod link;
 
 use std::path::Path;
 use std::sync::Arc;

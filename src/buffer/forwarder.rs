@@ -1,0 +1,242 @@
+//! Delivery of buffered calls: one ordered forwarder per route (FIFO; routes independent, so one
+//! bad route never blocks another), exponential backoff with jitter, at-least-once with the
+//! record id as `X-Prefront-Message-Id`. A record ends delivered, or in the dead letters: refused
+//! with a 4xx, out of attempts, or out of time. Nothing is silently lost.
+
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bytes::Bytes;
+use tokio::sync::{watch, Notify};
+
+use super::{now_ms, Outbox, OutboxError, Record};
+use crate::config::BufferConfig;
+use crate::upstream::cloud::Cloud;
+use crate::upstream::link::{jitter, Link};
+use crate::upstream::UpstreamError;
+
+/// Route names of HIS → cloud calls start with this; the rest is the catalogue path.
+pub const CLOUD_ROUTE_PREFIX: &str = "cloud:";
+
+/// The forwarders of every route, and the bell that wakes them after an enqueue.
+#[derive(Debug)]
+pub struct Forwarders {
+    outbox: Arc<dyn Outbox>,
+    cloud: Cloud,
+    config: BufferConfig,
+    /// Rung after every enqueue so a new route's forwarder starts at once.
+    wake: Notify,
+    /// Routes whose forwarder task is running.
+    running: Mutex<HashSet<String>>,
+}
+
+/// What happened to one delivery attempt.
+enum Attempt {
+    Delivered,
+    Dead(String),
+    Retry { link_down: bool },
+}
+
+impl Forwarders {
+    pub fn new(outbox: Arc<dyn Outbox>, cloud: Cloud, config: BufferConfig) -> Arc<Forwarders> {
+        Arc::new(Forwarders {
+            outbox,
+            cloud,
+            config,
+            wake: Notify::new(),
+            running: Mutex::new(HashSet::new()),
+        })
+    }
+
+    /// Call after an enqueue: makes sure the route's forwarder runs.
+    pub fn wake(&self) {
+        self.wake.notify_one();
+    }
+
+    /// Starts a forwarder for every route with a backlog, now and whenever one appears, until
+    /// `shutdown` flips.
+    pub async fn run(self: Arc<Self>, mut shutdown: watch::Receiver<bool>) {
+        loop {
+            let outbox = self.outbox.clone();
+            match tokio::task::spawn_blocking(move || outbox.routes()).await {
+                Ok(Ok(routes)) => {
+                    for route in routes {
+                        let fresh = self
+                            .running
+                            .lock()
+                            .map(|mut r| r.insert(route.clone()))
+                            .unwrap_or(false);
+                        if fresh {
+                            tokio::spawn(self.clone().route_loop(route, shutdown.clone()));
+                        }
+                    }
+                }
+                Ok(Err(e)) => tracing::error!(error = %e, "buffer: cannot list routes"),
+                Err(e) => tracing::error!(error = %e, "buffer: route listing task failed"),
+            }
+            tokio::select! {
+                _ = self.wake.notified() => {}
+                _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+                _ = shutdown.changed() => return,
+            }
+        }
+    }
+
+    /// Delivers `route`'s records in order until its queue is empty.
+    async fn route_loop(self: Arc<Self>, route: String, mut shutdown: watch::Receiver<bool>) {
+        let mut failures: u32 = 0;
+        loop {
+            if *shutdown.borrow() {
+                break;
+            }
+            let outbox = self.outbox.clone();
+            let r = route.clone();
+            let head = match tokio::task::spawn_blocking(move || outbox.head(&r)).await {
+                Ok(Ok(Some(rec))) => rec,
+                Ok(Ok(None)) => break,
+                Ok(Err(e)) => {
+                    tracing::error!(route = %route, error = %e, "buffer: cannot read the queue; retrying");
+                    if sleep_or_shutdown(Duration::from_secs(5), &mut shutdown).await {
+                        break;
+                    }
+                    continue;
+                }
+                Err(_) => break,
+            };
+            match self.attempt(&head).await {
+                Attempt::Delivered => failures = 0,
+                Attempt::Dead(reason) => {
+                    failures = 0;
+                    tracing::error!(route = %route, id = head.id, reason = %reason, "buffer: message moved to the dead letters");
+                    let outbox = self.outbox.clone();
+                    let rec = head.clone();
+                    if let Ok(Err(e)) =
+                        tokio::task::spawn_blocking(move || outbox.dead_letter(&rec, &reason)).await
+                    {
+                        tracing::error!(route = %route, id = head.id, error = %e, "buffer: cannot move to the dead letters");
+                        if sleep_or_shutdown(Duration::from_secs(5), &mut shutdown).await {
+                            break;
+                        }
+                    }
+                }
+                Attempt::Retry { link_down } => {
+                    failures = failures.saturating_add(1);
+                    let backoff = self
+                        .config
+                        .retry_min
+                        .saturating_mul(2u32.saturating_pow(failures.min(20) - 1))
+                        .min(self.config.retry_max);
+                    if link_down {
+                        // The prober brings the link back; wait for it, but not past the backoff
+                        // cap (the TTL must still be noticed).
+                        let link: &Link = &self.cloud.link;
+                        tokio::select! {
+                            _ = link.wait_up() => {}
+                            _ = tokio::time::sleep(self.config.retry_max) => {}
+                            _ = shutdown.changed() => break,
+                        }
+                        if sleep_or_shutdown(jitter(self.config.retry_min), &mut shutdown).await {
+                            break;
+                        }
+                    } else if sleep_or_shutdown(jitter(backoff), &mut shutdown).await {
+                        break;
+                    }
+                }
+            }
+        }
+        if let Ok(mut r) = self.running.lock() {
+            r.remove(&route);
+        }
+        // A record may have arrived between the empty read and the removal above.
+        self.wake();
+    }
+
+    /// One delivery attempt of the route's head record.
+    async fn attempt(&self, rec: &Record) -> Attempt {
+        let age = Duration::from_millis(now_ms().saturating_sub(rec.enqueued_at_ms));
+        if age > self.config.ttl {
+            return Attempt::Dead(format!(
+                "not delivered within buffer.ttl ({}s); last error: {}",
+                self.config.ttl.as_secs(),
+                rec.last_error.as_deref().unwrap_or("none")
+            ));
+        }
+        if rec.attempts >= self.config.max_attempts {
+            return Attempt::Dead(format!(
+                "gave up after {} attempts; last error: {}",
+                rec.attempts,
+                rec.last_error.as_deref().unwrap_or("none")
+            ));
+        }
+        let Some(path) = rec.route.strip_prefix(CLOUD_ROUTE_PREFIX) else {
+            return Attempt::Dead(format!("unknown route `{}`", rec.route));
+        };
+        let result = self
+            .cloud
+            .call(
+                path,
+                &rec.request_id,
+                Some(rec.id),
+                Bytes::from(rec.body.clone()),
+            )
+            .await;
+        match result {
+            Ok(answer) => {
+                if business_refusal(&answer) {
+                    // The cloud's business "no" ends the message: recorded, not retried.
+                    tracing::warn!(route = %rec.route, id = rec.id, "buffer: the cloud refused a delivered message (success:false)");
+                } else {
+                    tracing::info!(route = %rec.route, id = rec.id, attempts = rec.attempts + 1, "buffer: delivered");
+                }
+                let outbox = self.outbox.clone();
+                let r = rec.clone();
+                match tokio::task::spawn_blocking(move || outbox.delivered(&r, &answer)).await {
+                    Ok(Ok(())) => Attempt::Delivered,
+                    Ok(Err(e)) => {
+                        // Delivered but not recorded: it will be delivered again (at least once).
+                        tracing::error!(route = %rec.route, id = rec.id, error = %e, "buffer: cannot record a delivery");
+                        Attempt::Retry { link_down: false }
+                    }
+                    Err(_) => Attempt::Retry { link_down: false },
+                }
+            }
+            Err(UpstreamError::Status(s)) if (400..500).contains(&s) && s != 408 && s != 429 => {
+                Attempt::Dead(format!("the cloud refused it with HTTP {s}"))
+            }
+            Err(e) => {
+                let link_down = Link::is_link_failure(&e);
+                let note = format!("{}: {e}", e.kind());
+                tracing::debug!(route = %rec.route, id = rec.id, error = %note, "buffer: delivery failed; will retry");
+                let outbox = self.outbox.clone();
+                let id = rec.id;
+                let _ = tokio::task::spawn_blocking(move || outbox.record_attempt(id, &note)).await;
+                Attempt::Retry { link_down }
+            }
+        }
+    }
+}
+
+/// `true` when a JSON answer says `"success": false` (or the string "false").
+fn business_refusal(answer: &[u8]) -> bool {
+    serde_json::from_slice::<serde_json::Value>(answer)
+        .ok()
+        .and_then(|v| v.get("success").cloned())
+        .is_some_and(|s| s == serde_json::Value::Bool(false) || s == "false")
+}
+
+/// Sleeps `d`; returns `true` if shutdown was signalled meanwhile.
+async fn sleep_or_shutdown(d: Duration, shutdown: &mut watch::Receiver<bool>) -> bool {
+    tokio::select! {
+        _ = tokio::time::sleep(d) => *shutdown.borrow(),
+        _ = shutdown.changed() => true,
+    }
+}
+
+/// `OutboxError` as the caller's outcome kind.
+pub fn error_kind(e: &OutboxError) -> &'static str {
+    match e {
+        OutboxError::Full { .. } => "buffer-full",
+        OutboxError::NotFound(_) | OutboxError::Storage(_) => "buffer-error",
+    }
+}
