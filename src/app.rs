@@ -9,6 +9,9 @@ use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio_rustls::TlsAcceptor;
 
+use crate::buffer::forwarder::Forwarders;
+use crate::buffer::sled_store::SledOutbox;
+use crate::buffer::Outbox;
 use crate::config::{Config, ListenerConfig};
 use crate::listener::allowlist::AccessPolicy;
 use crate::listener::{tls, Listener, Side};
@@ -22,6 +25,10 @@ pub const DRAIN_DEADLINE: Duration = Duration::from_secs(10);
 pub struct State {
     pub config: Config,
     pub cloud: Cloud,
+    /// The durable buffer for calls that wait out an outage.
+    pub outbox: Arc<dyn Outbox>,
+    /// The delivery side of the buffer.
+    pub forwarders: Arc<Forwarders>,
     pub his: His,
     pub his_policy: Arc<AccessPolicy>,
     pub cloud_policy: Arc<AccessPolicy>,
@@ -43,6 +50,11 @@ pub enum StartError {
     },
     #[error("{0} client: {1}")]
     Client(&'static str, String),
+    #[error("buffer at {path}: {source}")]
+    Buffer {
+        path: String,
+        source: crate::buffer::OutboxError,
+    },
 }
 
 /// A gateway whose sockets are bound, ready to run. Binding first lets a caller (and a test on
@@ -59,9 +71,28 @@ impl Gateway {
         // Only the ring provider is compiled in; make it the process default for any rustls user.
         let _ = rustls::crypto::ring::default_provider().install_default();
         let prepared = prepare(&config)?;
+        let buffer = &config.buffer;
+        let (outbox, moved) =
+            SledOutbox::open_or_move_aside(&buffer.path, buffer.max_bytes, buffer.result_ttl)
+                .map_err(|source| StartError::Buffer {
+                    path: buffer.path.display().to_string(),
+                    source,
+                })?;
+        if let Some(aside) = moved {
+            tracing::error!(
+                path = %buffer.path.display(),
+                moved_to = %aside.display(),
+                "the buffer store could not be opened: it was moved aside and a new one started; \
+                 the old records are kept there for inspection"
+            );
+        }
+        let outbox: Arc<dyn Outbox> = Arc::new(outbox);
+        let forwarders = Forwarders::new(outbox.clone(), prepared.cloud.clone(), buffer.clone());
         let his_tcp = bind("his_listener", config.his_listener.listen).await?;
         let cloud_tcp = bind("cloud_listener", config.cloud_listener.listen).await?;
         let state = Arc::new(State {
+            outbox,
+            forwarders,
             his_policy: policy(&config.his_listener),
             cloud_policy: policy(&config.cloud_listener),
             cloud: prepared.cloud,
@@ -129,6 +160,23 @@ impl Gateway {
             }
             tasks.spawn(l.run(self.state.clone(), rx.clone(), DRAIN_DEADLINE));
         }
+        let cloud = self.state.cloud.clone();
+        tasks.spawn(
+            cloud.link.clone().run_prober(
+                move || {
+                    let cloud = cloud.clone();
+                    async move { cloud.probe().await }
+                },
+                self.state.config.buffer.retry_min,
+                self.state
+                    .config
+                    .buffer
+                    .retry_max
+                    .min(Duration::from_secs(30)),
+                rx.clone(),
+            ),
+        );
+        tasks.spawn(self.state.forwarders.clone().run(rx.clone()));
         shutdown.await;
         tracing::info!("shutting down: no new connections; draining in-flight calls");
         let _ = tx.send(true);

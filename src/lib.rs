@@ -3,6 +3,7 @@
 #![forbid(unsafe_code)]
 
 pub mod app;
+pub mod buffer;
 pub mod catalog;
 pub mod charset;
 pub mod config;

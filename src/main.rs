@@ -29,6 +29,11 @@ enum Command {
     Run,
     /// Validate a configuration file and print every problem with its key and line
     Check,
+    /// Look into the buffer and fix what is stuck (stop the gateway first: it holds the store)
+    Queue {
+        #[command(subcommand)]
+        action: QueueAction,
+    },
     /// Print the published WSDL (prefrontWebService), its address taken from
     /// his_listener.public_url when the configuration sets it
     Wsdl {
@@ -38,12 +43,44 @@ enum Command {
     },
 }
 
+#[derive(Subcommand)]
+enum QueueAction {
+    /// Depth and oldest age per route, dead letters, disk use
+    Stats,
+    /// Queued records (or dead letters with --dead), oldest first
+    List {
+        #[arg(long)]
+        dead: bool,
+        /// Only this route, e.g. cloud:prefront/sendTipMessage/payment
+        #[arg(long)]
+        route: Option<String>,
+        #[arg(long, default_value_t = 100)]
+        limit: usize,
+    },
+    /// One record with its payload (patient data masked unless --unmasked)
+    Show {
+        id: u64,
+        #[arg(long)]
+        unmasked: bool,
+    },
+    /// Queue a dead letter again (or every one with --all-dead)
+    Retry {
+        #[arg(required_unless_present = "all_dead")]
+        id: Option<u64>,
+        #[arg(long, conflicts_with = "id")]
+        all_dead: bool,
+    },
+    /// Delete a record, queued or dead, for good
+    Drop { id: u64 },
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command.unwrap_or(Command::Run) {
         Command::Check => check(cli.config.as_deref()),
         Command::Run => run(cli.config.as_deref()),
         Command::Wsdl { generate } => wsdl(cli.config.as_deref(), generate),
+        Command::Queue { action } => queue(cli.config.as_deref(), action),
     }
 }
 
@@ -89,6 +126,56 @@ fn check(explicit: Option<&Path>) -> ExitCode {
             print_problems("error", &e.problems);
             print_problems("warning", &e.warnings);
             ExitCode::from(EXIT_CONFIG)
+        }
+    }
+}
+
+fn queue(explicit: Option<&Path>, action: QueueAction) -> ExitCode {
+    use prefront::buffer::{operator, sled_store::SledOutbox};
+    let (source, loaded) = load(explicit);
+    let config = match loaded {
+        Ok(l) => l.config,
+        Err(e) => {
+            eprintln!("{source}: {} problem(s)", e.problems.len());
+            print_problems("error", &e.problems);
+            return ExitCode::from(EXIT_CONFIG);
+        }
+    };
+    let b = &config.buffer;
+    if !b.path.exists() {
+        println!(
+            "no buffer at {} (nothing was ever queued)",
+            b.path.display()
+        );
+        return ExitCode::SUCCESS;
+    }
+    let outbox = match SledOutbox::open(&b.path, b.max_bytes, b.result_ttl) {
+        Ok(o) => o,
+        Err(e) => {
+            eprintln!("cannot open the buffer at {}: {e}", b.path.display());
+            eprintln!("if the gateway is running, stop it first (systemctl stop prefront), then run this again");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = match action {
+        QueueAction::Stats => operator::stats(&outbox, b.max_bytes),
+        QueueAction::List { dead, route, limit } => {
+            operator::list(&outbox, dead, route.as_deref(), limit)
+        }
+        QueueAction::Show { id, unmasked } => operator::show(&outbox, id, unmasked),
+        QueueAction::Retry { id, all_dead } => {
+            operator::retry(&outbox, if all_dead { None } else { id })
+        }
+        QueueAction::Drop { id } => operator::drop_record(&outbox, id),
+    };
+    match result {
+        Ok(text) => {
+            print!("{text}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("{e}");
+            ExitCode::FAILURE
         }
     }
 }

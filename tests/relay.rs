@@ -391,7 +391,7 @@ async fn cloud_unreachable_is_10003_at_once() {
     let gw = spawn_gateway(&toml).await;
     let started = Instant::now();
     let (status, headers, v) = post(
-        &format!("{}/prefront/sendTipMessage/payment", gw.his_url()),
+        &format!("{}/prefront/patient/getPatientInfo", gw.his_url()),
         "{}",
     )
     .await;
@@ -406,14 +406,35 @@ async fn cloud_unreachable_is_10003_at_once() {
         "no internals in msg: {msg}"
     );
     assert!(!msg.contains("panicked") && !msg.contains("src/"), "{msg}");
-    // The 21.x uploads answer in their own {success, message, status} form.
-    let (_, _, v) = post(
-        &format!("{}/prefront/yyghService/hospital", gw.his_url()),
+    // The link is now known to be down: the next query is refused without trying.
+    let (_, headers, v) = post(
+        &format!("{}/prefront/reconciliation/query", gw.his_url()),
         "{}",
     )
     .await;
-    assert_eq!(v["status"], -1);
-    assert_eq!(v["success"], false);
+    assert_eq!(
+        (v["code"].as_str(), error_kind(&headers)),
+        (Some("10003"), Some("link-down"))
+    );
+    // A 14.1.2 query answers in its own {message, data} form.
+    let (_, _, v) = post(
+        &format!(
+            "{}/prefront/reconciliation/queryByHospitalRefundNo",
+            gw.his_url()
+        ),
+        "{}",
+    )
+    .await;
+    assert!(v["message"].is_string() && v.get("msg").is_none(), "{v}");
+    // A 21.x upload (notify) is kept for later and acknowledged in its own
+    // {success, message, status} form.
+    let (_, headers, v) = post(
+        &format!("{}/prefront/yyghService/hospital", gw.his_url()),
+        "{\"hosCode\":\"253\"}",
+    )
+    .await;
+    assert!(headers.contains_key("x-prefront-queued"), "{v}");
+    assert_eq!(v["success"], true, "{v}");
     assert!(v["message"].is_string() && v.get("msg").is_none(), "{v}");
 }
 
@@ -451,10 +472,20 @@ async fn upstream_errors_and_garbage_answers_are_10003() {
     b.cloud
         .respond("/prefront/patient/genCard", 502, "<html>bad gateway</html>");
     b.cloud.respond(
-        "/prefront/patient/updateCard",
+        "/prefront/patient/getPatientInfo",
         200,
         "<html>captive portal</html>",
     );
+    let (_, h, v) = post(
+        &format!("{}/prefront/patient/getPatientInfo", b.gw.his_url()),
+        "{}",
+    )
+    .await;
+    assert_eq!(
+        (v["code"].as_str(), error_kind(&h)),
+        (Some("10003"), Some("upstream-invalid-answer"))
+    );
+    // A 502 (which also marks the link down for what follows).
     let (_, h, v) = post(
         &format!("{}/prefront/patient/genCard", b.gw.his_url()),
         "{}",
@@ -465,15 +496,6 @@ async fn upstream_errors_and_garbage_answers_are_10003() {
         (Some("10003"), Some("upstream-status"))
     );
     assert!(v["msg"].as_str().is_some_and(|m| m.contains("502")));
-    let (_, h, v) = post(
-        &format!("{}/prefront/patient/updateCard", b.gw.his_url()),
-        "{}",
-    )
-    .await;
-    assert_eq!(
-        (v["code"].as_str(), error_kind(&h)),
-        (Some("10003"), Some("upstream-invalid-answer"))
-    );
 }
 
 #[tokio::test]

@@ -14,12 +14,17 @@ use super::{
     raised_response, read_body, Body, Call,
 };
 use crate::app::State;
-use crate::catalog::{Catalog, Entry, Envelope};
+use crate::buffer::forwarder::CLOUD_ROUTE_PREFIX;
+use crate::buffer::{Enqueued, OutboxError};
+use crate::catalog::{Catalog, Entry, Envelope, Kind};
 use crate::config::SoapVersion;
 use crate::outcome::{Code, Raised};
 use crate::soap::{envelope, wsdl};
 
 const DIRECTION: &str = "his_to_cloud";
+
+/// The header that carries the buffer record id of a call accepted into the buffer.
+pub const QUEUED_HEADER: &str = "x-prefront-queued";
 
 pub async fn handle(state: &Arc<State>, req: Request<Incoming>, call: Call) -> Response<Body> {
     let path = req.uri().path();
@@ -68,12 +73,9 @@ pub async fn handle(state: &Arc<State>, req: Request<Incoming>, call: Call) -> R
             return raised_response(&raised, entry.envelope, None, &call.request_id);
         }
     };
-    let (answer, kind) = relay(state, entry, body, &call).await;
-    let mut r = json_response(answer, charset.as_deref(), &call.request_id);
-    if let Some(kind) = kind {
-        r.headers_mut()
-            .insert(crate::outcome::ERROR_HEADER, HeaderValue::from_static(kind));
-    }
+    let relayed = relay(state, entry, body, &call).await;
+    let mut r = json_response(relayed.body.clone(), charset.as_deref(), &call.request_id);
+    mark(&mut r, &relayed);
     r
 }
 
@@ -82,21 +84,72 @@ fn route_of(entry: &Entry) -> &str {
     entry.path.as_deref().unwrap_or_default()
 }
 
-/// Sends a validated JSON call to the cloud and logs it. Returns the JSON the caller gets (the
-/// cloud's answer, or the envelope the box raised) and, when raised, its `X-Prefront-Error` kind.
-async fn relay(
-    state: &State,
-    entry: &Entry,
+/// What the caller gets for one relayed call.
+struct Relayed {
+    /// The JSON answer: the cloud's, or the envelope the box raised.
     body: Bytes,
-    call: &Call,
-) -> (Bytes, Option<&'static str>) {
+    /// `X-Prefront-Error` when the box raised an error.
+    error: Option<&'static str>,
+    /// `X-Prefront-Queued` when the call was accepted into the buffer.
+    queued: Option<u64>,
+}
+
+/// The refund interfaces, where 附四 gives 10002 the meaning "refund state unknown, retry".
+const REFUND_PATHS: &[&str] = &[
+    "prefront/hospitalizationCosts/hisRefund",
+    "prefront/todayRegister/todayRegisterRefound",
+    "prefront/hospitalizationCosts/yyghRefund",
+];
+
+/// Sends a validated JSON call on its way and logs it (DESIGN.md §3): straight to the cloud
+/// while the link is up and the route has no backlog; into the buffer when the link is down, the
+/// route has a backlog, or a direct attempt fails in a way worth retrying (link broken, 5xx,
+/// 408, 429) — for `notify` calls and
+/// `business` calls with an idempotency key; otherwise, with the link down, 10003 at once.
+async fn relay(state: &State, entry: &Entry, body: Bytes, call: &Call) -> Relayed {
     let route = route_of(entry);
     debug_body("request from HIS", &call.request_id, &body);
-    match state.cloud.call(route, &call.request_id, body).await {
+    let key = match entry.kind {
+        Kind::Notify => Some(None),
+        Kind::Business => idempotency_key(entry, &body).map(Some),
+        Kind::Query | Kind::File => None,
+    };
+    let buffer_route = format!("{CLOUD_ROUTE_PREFIX}{route}");
+    if let Some(key) = &key {
+        let backlog = state.outbox.depth(&buffer_route).unwrap_or(0) > 0;
+        if backlog || !state.cloud.link.is_up() {
+            return enqueue(state, entry, &buffer_route, key.as_deref(), body, call).await;
+        }
+    } else if !state.cloud.link.is_up() {
+        let raised = Raised::new(
+            Code::SystemError,
+            "link-down",
+            "系统错误：云平台暂不可达，请稍后重试 (the cloud link is down; try again later)",
+        );
+        call.log(DIRECTION, route, raised.kind, 200);
+        return Relayed {
+            body: raised.body(entry.envelope),
+            error: Some(raised.kind),
+            queued: None,
+        };
+    }
+    match state
+        .cloud
+        .call(route, &call.request_id, None, body.clone())
+        .await
+    {
         Ok(answer) => {
             debug_body("answer from cloud", &call.request_id, &answer);
             call.log(DIRECTION, route, "ok", 200);
-            (answer, None)
+            Relayed {
+                body: answer,
+                error: None,
+                queued: None,
+            }
+        }
+        Err(e) if key.is_some() && e.retryable() => {
+            let key = key.flatten();
+            enqueue(state, entry, &buffer_route, key.as_deref(), body, call).await
         }
         Err(e) => {
             let raised = Raised::new(
@@ -105,7 +158,130 @@ async fn relay(
                 format!("系统错误：云平台调用失败 (cloud call failed: {e})"),
             );
             call.log(DIRECTION, route, raised.kind, 200);
-            (raised.body(entry.envelope), Some(raised.kind))
+            Relayed {
+                body: raised.body(entry.envelope),
+                error: Some(raised.kind),
+                queued: None,
+            }
+        }
+    }
+}
+
+/// Accepts a call into the buffer and answers only once it is durable on disk.
+async fn enqueue(
+    state: &State,
+    entry: &Entry,
+    buffer_route: &str,
+    key: Option<&str>,
+    body: Bytes,
+    call: &Call,
+) -> Relayed {
+    let route = route_of(entry);
+    let outbox = state.outbox.clone();
+    let (r, k, id) = (
+        buffer_route.to_string(),
+        key.map(str::to_string),
+        call.request_id.clone(),
+    );
+    let result = tokio::task::spawn_blocking(move || outbox.enqueue(&r, k.as_deref(), &body, &id))
+        .await
+        .unwrap_or_else(|e| Err(OutboxError::Storage(format!("enqueue task failed: {e}"))));
+    let business_code = if REFUND_PATHS.contains(&route) {
+        Code::StateUnknown
+    } else {
+        Code::Accepted
+    };
+    let (raised, queued) = match result {
+        Ok(Enqueued::New(id)) | Ok(Enqueued::AlreadyQueued(id)) => {
+            state.forwarders.wake();
+            let raised = match entry.kind {
+                Kind::Notify => Raised::accepted(
+                    Code::Success,
+                    "queued",
+                    "已缓存，云平台恢复后送达 (queued: the cloud is unreachable; it is delivered when the link returns)",
+                ),
+                _ => Raised::new(
+                    business_code,
+                    "queued",
+                    "已受理，处理结果未知，请稍后以相同单号重试 (accepted into the buffer: retry with the same number later for the result)",
+                ),
+            };
+            (raised, Some(id))
+        }
+        Ok(Enqueued::Delivered(answer)) => {
+            call.log(DIRECTION, route, "cached-result", 200);
+            return Relayed {
+                body: Bytes::from(answer),
+                error: None,
+                queued: None,
+            };
+        }
+        Err(e) => {
+            let kind = crate::buffer::forwarder::error_kind(&e);
+            tracing::error!(route, error = %e, "buffer: call refused");
+            let raised = match e {
+                OutboxError::Full { .. } => Raised::new(
+                    Code::BufferFull,
+                    kind,
+                    "缓存已满，未受理 (the buffer is full; the call was not accepted)",
+                ),
+                _ => Raised::new(
+                    Code::SystemError,
+                    kind,
+                    "系统错误：缓存不可用，未受理 (the buffer failed; the call was not accepted)",
+                ),
+            };
+            call.log(DIRECTION, route, raised.kind, 200);
+            return Relayed {
+                body: raised.body(entry.envelope),
+                error: Some(raised.kind),
+                queued: None,
+            };
+        }
+    };
+    call.log(DIRECTION, route, "queued", 200);
+    Relayed {
+        body: raised.body(entry.envelope),
+        error: None,
+        queued,
+    }
+}
+
+/// The business key of a call (`refundNo=R1`), from the catalogue's idempotency fields; `None`
+/// when the body lacks one of them (such a call is not buffered: it could not be deduplicated).
+fn idempotency_key(entry: &Entry, body: &[u8]) -> Option<String> {
+    if entry.idempotency_key.is_empty() {
+        return None;
+    }
+    let v: serde_json::Value = serde_json::from_slice(body).ok()?;
+    let mut parts = Vec::new();
+    for field in &entry.idempotency_key {
+        let mut cur = &v;
+        for seg in field.split('.') {
+            cur = match cur {
+                serde_json::Value::Array(a) => a.first()?.get(seg)?,
+                other => other.get(seg)?,
+            };
+        }
+        let text = match cur {
+            serde_json::Value::String(s) if !s.trim().is_empty() => s.trim().to_string(),
+            serde_json::Value::Number(n) => n.to_string(),
+            _ => return None,
+        };
+        parts.push(format!("{field}={text}"));
+    }
+    Some(parts.join("&"))
+}
+
+/// Adds the box's headers to an answer.
+fn mark(r: &mut Response<Body>, relayed: &Relayed) {
+    if let Some(kind) = relayed.error {
+        r.headers_mut()
+            .insert(crate::outcome::ERROR_HEADER, HeaderValue::from_static(kind));
+    }
+    if let Some(id) = relayed.queued {
+        if let Ok(v) = HeaderValue::from_str(&id.to_string()) {
+            r.headers_mut().insert(QUEUED_HEADER, v);
         }
     }
 }
@@ -212,14 +388,18 @@ async fn soap_call(state: &Arc<State>, req: Request<Incoming>, call: Call) -> Re
     };
     // The param is the same JSON the HTTP endpoint takes: same checks, same outcomes.
     let json = Bytes::from(parsed.param.clone().into_bytes());
-    let (answer, kind) = match super::check_json(&json, "param ", "param") {
+    let relayed = match super::check_json(&json, "param ", "param") {
         Ok(()) => relay(state, entry, json, &call).await,
         Err(raised) => {
             call.log(DIRECTION, route_of(entry), raised.kind, 200);
-            (raised.body(entry.envelope), Some(raised.kind))
+            Relayed {
+                body: raised.body(entry.envelope),
+                error: Some(raised.kind),
+                queued: None,
+            }
         }
     };
-    let text = String::from_utf8_lossy(&answer);
+    let text = String::from_utf8_lossy(&relayed.body);
     let charset = parsed.charset.as_deref();
     let xml = envelope::call_response(
         parsed.version,
@@ -237,10 +417,7 @@ async fn soap_call(state: &Arc<State>, req: Request<Incoming>, call: Call) -> Re
     if let Ok(v) = HeaderValue::from_str(&call.request_id) {
         r.headers_mut().insert("x-request-id", v);
     }
-    if let Some(kind) = kind {
-        r.headers_mut()
-            .insert(crate::outcome::ERROR_HEADER, HeaderValue::from_static(kind));
-    }
+    mark(&mut r, &relayed);
     r
 }
 

@@ -10,6 +10,8 @@ use tokio::task::JoinHandle;
 pub struct TestGateway {
     pub his_addr: SocketAddr,
     pub cloud_addr: SocketAddr,
+    /// The gateway's own buffer directory when the test's TOML names none (removed on drop).
+    pub buffer_dir: Option<super::TempDir>,
     stop: Option<oneshot::Sender<()>>,
     task: Option<JoinHandle<()>>,
 }
@@ -50,9 +52,21 @@ impl Drop for TestGateway {
 }
 
 /// Parses `toml` (relative paths resolve against `base_dir`), binds, and runs the gateway.
-/// Panics with every config problem listed if the TOML is invalid: that is a test bug.
+/// A TOML without a `[buffer]` section gets a fresh buffer directory of its own, so tests running
+/// side by side never share a store. Panics with every config problem listed if the TOML is
+/// invalid: that is a test bug.
 pub async fn spawn_gateway_in(toml: &str, base_dir: &Path) -> TestGateway {
-    let loaded = match prefront::Config::from_toml(toml, base_dir) {
+    let mut buffer_dir = None;
+    let mut toml = toml.to_string();
+    if !toml.contains("[buffer]") {
+        let dir = super::TempDir::new("prefront-buffer");
+        toml.push_str(&format!(
+            "\n[buffer]\npath = {:?}\n",
+            dir.path().join("buffer").display().to_string()
+        ));
+        buffer_dir = Some(dir);
+    }
+    let loaded = match prefront::Config::from_toml(&toml, base_dir) {
         Ok(l) => l,
         Err(e) => panic!("test config invalid: {:#?}", e.problems),
     };
@@ -71,6 +85,7 @@ pub async fn spawn_gateway_in(toml: &str, base_dir: &Path) -> TestGateway {
     TestGateway {
         his_addr,
         cloud_addr,
+        buffer_dir,
         stop: Some(tx),
         task: Some(task),
     }

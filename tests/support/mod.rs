@@ -412,22 +412,27 @@ pub struct MockUpstream {
 impl MockUpstream {
     /// Plain HTTP server. Must be called inside a tokio runtime.
     pub async fn http() -> MockUpstream {
-        Self::start(None).await
+        Self::start(None, "127.0.0.1:0".parse().expect("addr")).await
+    }
+
+    /// Plain HTTP server on a given address: a cloud that comes back where it was (outage
+    /// tests take `closed_port_addr()`, call it down, then start the mock there).
+    pub async fn http_at(addr: SocketAddr) -> MockUpstream {
+        Self::start(None, addr).await
     }
 
     /// HTTPS server presenting `pki`'s server certificate (valid for
     /// `localhost`, 127.0.0.1 and ::1).
     pub async fn https(pki: &TestPki) -> MockUpstream {
-        Self::start(Some(tokio_rustls::TlsAcceptor::from(
-            pki.server_tls_config(),
-        )))
+        Self::start(
+            Some(tokio_rustls::TlsAcceptor::from(pki.server_tls_config())),
+            "127.0.0.1:0".parse().expect("addr"),
+        )
         .await
     }
 
-    async fn start(tls: Option<tokio_rustls::TlsAcceptor>) -> MockUpstream {
-        let listener = TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("mock upstream: bind 127.0.0.1:0");
+    async fn start(tls: Option<tokio_rustls::TlsAcceptor>, at: SocketAddr) -> MockUpstream {
+        let listener = TcpListener::bind(at).await.expect("mock upstream: bind");
         let addr = listener.local_addr().expect("mock upstream: local_addr");
         let state = Arc::new(Mutex::new(MockState {
             routes: HashMap::new(),

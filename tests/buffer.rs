@@ -1,0 +1,268 @@
+//! Store-and-forward as the hospital lives it: the cloud goes away, the HIS keeps pushing, the
+//! box acknowledges only what is on disk, and everything arrives once the cloud is back — in
+//! order, once, with business keys deduplicated and poison messages out of the way.
+
+mod support;
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+use support::*;
+
+const DOWN: &str = "<html>503 Service Unavailable</html>";
+const OK: &str = r#"{"success":true,"msg":"成功","code":"10001"}"#;
+
+/// A gateway with a short backoff so outages resolve within a test's patience.
+async fn gateway(cloud: &MockUpstream, buffer: &str) -> TestGateway {
+    gateway_at(&cloud.url(), buffer).await
+}
+
+async fn gateway_at(cloud_url: &str, buffer: &str) -> TestGateway {
+    let dir = TempDir::new("prefront-buffer-test");
+    let toml = basic_config(cloud_url, None, None, "").replace(
+        "[log]",
+        &format!(
+            "[buffer]\npath = {:?}\nretry_min = \"50ms\"\nretry_max = \"400ms\"\n{buffer}\n\n[log]",
+            dir.path().join("buffer").display().to_string()
+        ),
+    );
+    let mut gw = spawn_gateway(&toml).await;
+    gw.buffer_dir = Some(dir);
+    gw
+}
+
+async fn post(
+    gw: &TestGateway,
+    path: &str,
+    body: &Value,
+) -> (Option<String>, Option<String>, Value) {
+    let resp = plain_client()
+        .post(format!("{}/{path}", gw.his_url()))
+        .body(body.to_string())
+        .send()
+        .await
+        .expect("gateway answers");
+    assert_eq!(resp.status(), 200);
+    let h = |n: &str| {
+        resp.headers()
+            .get(n)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string)
+    };
+    let (queued, error) = (h("x-prefront-queued"), h("x-prefront-error"));
+    let v = serde_json::from_str(&resp.text().await.expect("text")).expect("JSON");
+    (queued, error, v)
+}
+
+fn posts(cloud: &MockUpstream) -> Vec<Recorded> {
+    cloud
+        .requests()
+        .into_iter()
+        .filter(|r| r.method == "POST")
+        .collect()
+}
+
+async fn wait_for_posts(cloud: &MockUpstream, n: usize, within: Duration) -> Vec<Recorded> {
+    let deadline = Instant::now() + within;
+    loop {
+        let p = posts(cloud);
+        if p.len() >= n || Instant::now() > deadline {
+            return p;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cloud_down_200_reminders_queued_then_all_delivered_once_in_order() {
+    // The cloud is gone: nothing listens at its address.
+    let addr = closed_port_addr();
+    let gw = gateway_at(&format!("http://{addr}"), "").await;
+    let routes = [
+        "prefront/sendTipMessage/payment",
+        "prefront/sendTipMessage/lisReport",
+    ];
+    let mut ids = std::collections::HashSet::new();
+    for i in 0..200 {
+        let path = routes[i % 2];
+        let (queued, error, v) = post(&gw, path, &json!({"hospitalId": "253", "seq": i})).await;
+        assert_eq!(error, None, "{v}");
+        assert_eq!(v["code"], "10001", "notify calls are accepted: {v}");
+        assert_eq!(v["success"], true);
+        let id = queued.expect("X-Prefront-Queued on every accepted call");
+        assert!(ids.insert(id), "ids are unique");
+    }
+    // The cloud comes back where it was.
+    let cloud = MockUpstream::http_at(addr).await;
+    cloud.respond_default(200, OK);
+    let delivered = wait_for_posts(&cloud, 200, Duration::from_secs(30)).await;
+    assert_eq!(delivered.len(), 200, "all 200 delivered, none twice");
+    let mut last: HashMap<String, i64> = HashMap::new();
+    let mut seen = std::collections::HashSet::new();
+    for r in &delivered {
+        let seq = r.json()["seq"].as_i64().expect("seq");
+        assert!(seen.insert(seq), "delivered once: {seq}");
+        let prev = last.insert(r.path.clone(), seq).unwrap_or(-1);
+        assert!(
+            seq > prev,
+            "in order per route: {} after {prev} on {}",
+            seq,
+            r.path
+        );
+        let id = r
+            .header("x-prefront-message-id")
+            .expect("message id for dedup");
+        assert!(ids.contains(id), "the id the HIS was given");
+    }
+    // Once the backlog is gone, calls go straight through again.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let (queued, _, v) = post(&gw, routes[0], &json!({"seq": 999})).await;
+    assert_eq!(
+        (queued, v),
+        (None, serde_json::from_str::<Value>(OK).expect("json"))
+    );
+    assert_eq!(posts(&cloud).len(), 201);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn queries_fail_fast_while_the_link_is_down() {
+    let cloud = MockUpstream::http().await;
+    cloud.respond_default(503, DOWN);
+    let gw = gateway(&cloud, "").await;
+    // The first call finds out; the link is down after it.
+    let (_, error, _) = post(&gw, "prefront/patient/getPatientInfo", &json!({})).await;
+    assert_eq!(error.as_deref(), Some("upstream-status"));
+    cloud.set_delay(Duration::from_secs(3));
+    let started = Instant::now();
+    let (queued, error, v) = post(&gw, "prefront/patient/getPatientInfo", &json!({})).await;
+    assert!(
+        started.elapsed() < Duration::from_secs(1),
+        "no waiting for a timeout"
+    );
+    assert_eq!(
+        (queued, error.as_deref(), v["code"].as_str()),
+        (None, Some("link-down"), Some("10003"))
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refunds_are_deduplicated_by_key_and_the_real_answer_comes_later() {
+    let cloud = MockUpstream::http().await;
+    cloud.respond_default(503, DOWN);
+    let gw = gateway(&cloud, "").await;
+    let path = "prefront/hospitalizationCosts/hisRefund";
+    let refund =
+        json!({"hospitalId": "253", "refundNo": "RE202611250001", "refundAmount": "12.50"});
+    let (q1, _, v) = post(&gw, path, &refund).await;
+    assert_eq!(
+        (v["code"].as_str(), v["success"].as_bool()),
+        (Some("10002"), Some(false)),
+        "refunds: state unknown, retry"
+    );
+    let (q2, _, v) = post(&gw, path, &refund).await;
+    assert_eq!(v["code"], "10002");
+    assert_eq!(q1, q2, "the same key is not queued twice");
+    // A business call without a refund number cannot be deduplicated: not buffered.
+    let (q, error, v) = post(&gw, path, &json!({"hospitalId": "253"})).await;
+    assert_eq!(
+        (q, error.as_deref(), v["code"].as_str()),
+        (None, Some("link-down"), Some("10003"))
+    );
+    // Non-refund business calls are answered 40004.
+    let (q, _, v) = post(
+        &gw,
+        "prefront/patient/cancelInsuranceOrder",
+        &json!({"hisTradeId": "T1"}),
+    )
+    .await;
+    assert_eq!((v["code"].as_str(), q.is_some()), (Some("40004"), true));
+
+    let before = posts(&cloud).len();
+    let real = r#"{"success":true,"msg":"退款成功","code":"10001","data":{"refundNo":"RE202611250001","flag_success":"REFUNDED"}}"#;
+    cloud.respond_default(200, real);
+    let seen = wait_for_posts(&cloud, before + 2, Duration::from_secs(20)).await;
+    let refunds: Vec<_> = seen[before..]
+        .iter()
+        .filter(|r| r.path == format!("/{path}"))
+        .collect();
+    assert_eq!(refunds.len(), 1, "one refund delivered, not two");
+    // The link drops again; the HIS retries with the same number and gets the real answer.
+    cloud.respond_default(503, DOWN);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let (q, _, v) = post(&gw, path, &refund).await;
+    assert_eq!(q, None);
+    assert_eq!(v, serde_json::from_str::<Value>(real).expect("json"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_poison_message_goes_to_the_dead_letters_and_the_route_moves_on() {
+    let cloud = MockUpstream::http().await;
+    cloud.respond_default(503, DOWN);
+    let gw = gateway(&cloud, "max_attempts = 3").await;
+    let path = "prefront/sendTipMessage/patientQueue";
+    post(&gw, path, &json!({"seq": 1})).await;
+    post(&gw, path, &json!({"seq": 2})).await;
+    // The cloud answers 500 for everything now: the head fails until it runs out of attempts…
+    cloud.respond_default(500, "{\"error\":\"boom\"}");
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let before = posts(&cloud).len();
+    // …then 4xx for this route (refused for good) while the rest of the cloud works.
+    cloud.respond(&format!("/{path}"), 400, "{\"error\":\"bad request\"}");
+    let (_, _, v) = post(&gw, "prefront/sendTipMessage/lisReport", &json!({"seq": 3})).await;
+    assert_eq!(v["code"], "10001");
+    cloud.respond_default(200, OK);
+    let seen = wait_for_posts(&cloud, before + 3, Duration::from_secs(20)).await;
+    assert!(
+        seen.iter()
+            .any(|r| r.path == "/prefront/sendTipMessage/lisReport"),
+        "other routes are not blocked"
+    );
+    // The patientQueue route drains into the dead letters instead of blocking forever.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let (q, _, v) = post(&gw, path, &json!({"seq": 4})).await;
+        if q.is_none() {
+            // No backlog left: the call went straight to the cloud (and was refused with 400).
+            assert_eq!(v["code"], "10003");
+            break;
+        }
+        assert!(Instant::now() < deadline, "route still blocked");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_buffer_refuses_with_40001_before_acknowledging() {
+    let cloud = MockUpstream::http().await;
+    cloud.respond_default(503, DOWN);
+    let gw = gateway(&cloud, "max_bytes = \"4KiB\"").await;
+    let big = "x".repeat(900);
+    let mut accepted = 0;
+    let mut refused = None;
+    for i in 0..20 {
+        let (q, error, v) = post(
+            &gw,
+            "prefront/sendTipMessage/payment",
+            &json!({"seq": i, "pad": big}),
+        )
+        .await;
+        if q.is_some() {
+            accepted += 1;
+        } else {
+            refused = Some((error, v));
+            break;
+        }
+    }
+    let (error, v) = refused.expect("the quota is reached");
+    assert_eq!(
+        (error.as_deref(), v["code"].as_str()),
+        (Some("buffer-full"), Some("40001"))
+    );
+    assert!(accepted >= 1);
+    // Everything accepted is still delivered.
+    cloud.respond_default(200, OK);
+    let before = posts(&cloud).len();
+    let seen = wait_for_posts(&cloud, before + accepted, Duration::from_secs(20)).await;
+    assert!(seen.len() >= before + accepted);
+}

@@ -1,0 +1,180 @@
+//! The crash story: the cloud is down, the HIS streams reminders, and the real `prefront`
+//! binary is killed with SIGKILL at random moments (no shutdown, no flush). Every call that got
+//! an acknowledgement must still arrive once the cloud is back. Duplicates are allowed (at least
+//! once) and reported as a figure.
+
+mod support;
+
+use std::collections::{BTreeSet, HashMap};
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use support::*;
+
+const KILLS: usize = 20;
+
+/// Starts the binary on `config` and returns it with its HIS listener address.
+fn start(config: &std::path::Path) -> (Child, String) {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_prefront"))
+        .args(["run", "--config"])
+        .arg(config)
+        .env_remove("RUST_LOG")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("binary starts");
+    let stderr = child.stderr.take().expect("stderr");
+    let (tx, rx) = std::sync::mpsc::channel::<String>();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            if line.contains("buffer store could not be opened") {
+                eprintln!("BUFFER MOVED ASIDE: {line}");
+            }
+            let _ = tx.send(line);
+        }
+    });
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while Instant::now() < deadline {
+        if let Ok(line) = rx.recv_timeout(Duration::from_millis(100)) {
+            if line.contains("listener=\"his\"") {
+                if let Some(addr) = line
+                    .split("addr=")
+                    .nth(1)
+                    .and_then(|s| s.split_whitespace().next())
+                {
+                    // Keep draining stderr so the child never blocks on a full pipe.
+                    std::thread::spawn(move || for _ in rx {});
+                    return (child, addr.to_string());
+                }
+            }
+            if line.contains("cannot start") {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!("{line}");
+            }
+        }
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    panic!("the binary did not start listening");
+}
+
+/// xorshift64*: reproducible randomness from a printed seed.
+struct Rng(u64);
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigkill_at_random_moments_loses_no_acknowledged_call() {
+    let seed = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos() as u64 | 1)
+        .unwrap_or(42);
+    eprintln!("crash test seed: {seed}");
+    let mut rng = Rng(seed);
+    let dir = TempDir::new("prefront-crash");
+    let cloud_addr = closed_port_addr();
+    let config = dir.path().join("prefront.toml");
+    let toml = basic_config(&format!("http://{cloud_addr}"), None, None, "").replace(
+        "[log]",
+        &format!(
+            "[buffer]\npath = {:?}\nretry_min = \"50ms\"\nretry_max = \"500ms\"\n\n[log]",
+            dir.path().join("buffer").display().to_string()
+        ),
+    );
+    std::fs::write(&config, toml).expect("write config");
+
+    let acked: Arc<Mutex<BTreeSet<u64>>> = Arc::new(Mutex::new(BTreeSet::new()));
+    let mut next_seq = 0u64;
+    let client = plain_client();
+    for life in 0..KILLS {
+        let (mut child, addr) = start(&config);
+        let lifetime = Duration::from_millis(80 + rng.next() % 400);
+        let until = Instant::now() + lifetime;
+        // Four callers stream calls until the kill; only acknowledged ones are remembered.
+        let mut callers = Vec::new();
+        for c in 0..4u64 {
+            let client = client.clone();
+            let acked = acked.clone();
+            let url = format!("http://{addr}/prefront/sendTipMessage/payment");
+            let first = next_seq + c * 100_000;
+            callers.push(tokio::spawn(async move {
+                let mut seq = first;
+                while Instant::now() < until + Duration::from_millis(200) {
+                    let body = format!("{{\"hospitalId\":\"253\",\"seq\":{seq}}}");
+                    let Ok(resp) = client.post(&url).body(body).send().await else {
+                        break;
+                    };
+                    if resp.headers().contains_key("x-prefront-queued") {
+                        if let Ok(mut a) = acked.lock() {
+                            a.insert(seq);
+                        }
+                    }
+                    seq += 1;
+                }
+            }));
+        }
+        next_seq += 1_000_000;
+        tokio::time::sleep(lifetime).await;
+        child.kill().expect("SIGKILL");
+        let _ = child.wait();
+        for c in callers {
+            let _ = c.await;
+        }
+        eprintln!(
+            "life {life}: killed after {lifetime:?}; {} acknowledged so far",
+            acked.lock().map(|a| a.len()).unwrap_or(0)
+        );
+    }
+    let acked: BTreeSet<u64> = acked.lock().map(|a| a.clone()).unwrap_or_default();
+    assert!(
+        acked.len() >= 50,
+        "the test acknowledged too few calls to mean much: {}",
+        acked.len()
+    );
+
+    // The cloud comes back; one more life delivers everything.
+    let cloud = MockUpstream::http_at(cloud_addr).await;
+    let (mut child, _) = start(&config);
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let delivered: HashMap<u64, usize> = loop {
+        let mut counts: HashMap<u64, usize> = HashMap::new();
+        for r in cloud.requests().iter().filter(|r| r.method == "POST") {
+            if let Some(seq) = r.json()["seq"].as_u64() {
+                *counts.entry(seq).or_default() += 1;
+            }
+        }
+        if acked.iter().all(|s| counts.contains_key(s)) || Instant::now() > deadline {
+            break counts;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    let _ = child.kill();
+    let _ = child.wait();
+    let lost: Vec<&u64> = acked
+        .iter()
+        .filter(|s| !delivered.contains_key(s))
+        .collect();
+    let duplicates: usize = delivered.values().map(|n| n - 1).sum();
+    let unacked_delivered = delivered.keys().filter(|s| !acked.contains(s)).count();
+    eprintln!(
+        "crash test: {KILLS} SIGKILLs, {} acknowledged, {} delivered, {} lost, {duplicates} duplicate deliveries, {unacked_delivered} delivered without an acknowledgement (killed in flight)",
+        acked.len(),
+        delivered.len(),
+        lost.len()
+    );
+    assert!(
+        lost.is_empty(),
+        "acknowledged but never delivered: {} (first: {:?}); seed {seed}",
+        lost.len(),
+        lost.first()
+    );
+}
