@@ -266,3 +266,48 @@ async fn a_full_buffer_refuses_with_40001_before_acknowledging() {
     let seen = wait_for_posts(&cloud, before + accepted, Duration::from_secs(20)).await;
     assert!(seen.len() >= before + accepted);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cloud_route_delivery_overrides_the_catalogue() {
+    let addr = closed_port_addr();
+    let routes = "\n[[cloud.route]]\npath = \"prefront/sendTipMessage/patientQueue\"\ndelivery = \"direct\"\n\n\
+                  [[cloud.route]]\npath = \"prefront/patient/genCard\"\ndelivery = \"buffer\"\n";
+    let dir = TempDir::new("prefront-buffer-route");
+    let toml = basic_config(&format!("http://{addr}"), None, None, routes).replace(
+        "[log]",
+        &format!(
+            "[buffer]\npath = {:?}\nretry_min = \"50ms\"\nretry_max = \"400ms\"\n\n[log]",
+            dir.path().join("buffer").display().to_string()
+        ),
+    );
+    let gw = spawn_gateway(&toml).await;
+    // A notify made `direct` is not kept: queue positions are stale by the time the link returns.
+    let (q, error, v) = post(
+        &gw,
+        "prefront/sendTipMessage/patientQueue",
+        &json!({"seq": 1}),
+    )
+    .await;
+    assert_eq!((q, v["code"].as_str()), (None, Some("10003")));
+    assert!(
+        matches!(error.as_deref(), Some("upstream-connect" | "link-down")),
+        "{error:?}"
+    );
+    // A business call without an idempotency key, made `buffer`: accepted (40004), delivered later.
+    let (q, _, v) = post(
+        &gw,
+        "prefront/patient/genCard",
+        &json!({"hospitalId": "253"}),
+    )
+    .await;
+    assert!(q.is_some(), "{v}");
+    assert_eq!(v["code"], "40004");
+    // Without the override, the same kind of call (no key) fails fast.
+    let (q, _, v) = post(&gw, "prefront/patient/cancelInsuranceOrder", &json!({})).await;
+    assert_eq!((q, v["code"].as_str()), (None, Some("10003")));
+    let cloud = MockUpstream::http_at(addr).await;
+    cloud.respond_default(200, OK);
+    let seen = wait_for_posts(&cloud, 1, Duration::from_secs(15)).await;
+    assert_eq!(seen[0].path, "/prefront/patient/genCard");
+    assert!(seen[0].header("x-prefront-message-id").is_some());
+}

@@ -280,6 +280,23 @@ invalid_fixture!(
 );
 
 invalid_fixture!(
+    cloud_routes,
+    "invalid_cloud_route.toml",
+    &[
+        // A query cannot wait in the buffer: the HIS needs its answer.
+        e(&["cloud.route[0].delivery"], &["delivery = \"buffer\""]),
+        e(&["cloud.route[1].path"], &["prefront/no/suchThing"]),
+        e(&["cloud.route[2].delivery"], &["delivery = \"later\""]),
+        e(&["cloud.route[3].deliver"], &["deliver = \"direct\""]),
+        // With `delivery` misspelt the route really has none: said too, on the route's line.
+        e(
+            &["cloud.route[3].delivery"],
+            &["[[cloud.route]]\npath = \"prefront/sendTipMessage/lisReport\""]
+        ),
+    ]
+);
+
+invalid_fixture!(
     bad_listen_address,
     "invalid_listen.toml",
     &[e(
@@ -462,6 +479,15 @@ fn valid_full_fixture_loads_with_every_section_typed() {
     assert_eq!(c.cloud.connect_timeout, Duration::from_millis(2000));
     assert_eq!(c.cloud.max_response, 16 * 1024 * 1024);
     assert!(c.cloud.ca.is_none());
+    // [[cloud.route]] paths are matched like request paths and kept in canonical spelling.
+    assert_eq!(
+        c.cloud.delivery.get("prefront/patient/genCard"),
+        Some(&Delivery::Buffer)
+    );
+    assert_eq!(
+        c.cloud.delivery.get("prefront/sendTipMessage/patientQueue"),
+        Some(&Delivery::Direct)
+    );
 
     // Routing: overrides by exact name, the [his] default for every other name.
     let his = &c.his;

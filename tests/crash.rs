@@ -6,60 +6,12 @@
 mod support;
 
 use std::collections::{BTreeSet, HashMap};
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use support::*;
 
 const KILLS: usize = 20;
-
-/// Starts the binary on `config` and returns it with its HIS listener address.
-fn start(config: &std::path::Path) -> (Child, String) {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_prefront"))
-        .args(["run", "--config"])
-        .arg(config)
-        .env_remove("RUST_LOG")
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("binary starts");
-    let stderr = child.stderr.take().expect("stderr");
-    let (tx, rx) = std::sync::mpsc::channel::<String>();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            if line.contains("buffer store could not be opened") {
-                eprintln!("BUFFER MOVED ASIDE: {line}");
-            }
-            let _ = tx.send(line);
-        }
-    });
-    let deadline = Instant::now() + Duration::from_secs(15);
-    while Instant::now() < deadline {
-        if let Ok(line) = rx.recv_timeout(Duration::from_millis(100)) {
-            if line.contains("listener=\"his\"") {
-                if let Some(addr) = line
-                    .split("addr=")
-                    .nth(1)
-                    .and_then(|s| s.split_whitespace().next())
-                {
-                    // Keep draining stderr so the child never blocks on a full pipe.
-                    std::thread::spawn(move || for _ in rx {});
-                    return (child, addr.to_string());
-                }
-            }
-            if line.contains("cannot start") {
-                let _ = child.kill();
-                let _ = child.wait();
-                panic!("{line}");
-            }
-        }
-    }
-    let _ = child.kill();
-    let _ = child.wait();
-    panic!("the binary did not start listening");
-}
 
 /// xorshift64*: reproducible randomness from a printed seed.
 struct Rng(u64);
@@ -96,7 +48,8 @@ async fn sigkill_at_random_moments_loses_no_acknowledged_call() {
     let mut next_seq = 0u64;
     let client = plain_client();
     for life in 0..KILLS {
-        let (mut child, addr) = start(&config);
+        let gw = RunningBinary::start(&config);
+        let addr = gw.his_addr.clone();
         let lifetime = Duration::from_millis(80 + rng.next() % 400);
         let until = Instant::now() + lifetime;
         // Four callers stream calls until the kill; only acknowledged ones are remembered.
@@ -124,8 +77,11 @@ async fn sigkill_at_random_moments_loses_no_acknowledged_call() {
         }
         next_seq += 1_000_000;
         tokio::time::sleep(lifetime).await;
-        child.kill().expect("SIGKILL");
-        let _ = child.wait();
+        assert!(
+            !gw.log().iter().any(|l| l.contains("moved aside")),
+            "life {life}: a SIGKILL must never leave a store that has to be moved aside"
+        );
+        gw.kill();
         for c in callers {
             let _ = c.await;
         }
@@ -143,7 +99,7 @@ async fn sigkill_at_random_moments_loses_no_acknowledged_call() {
 
     // The cloud comes back; one more life delivers everything.
     let cloud = MockUpstream::http_at(cloud_addr).await;
-    let (mut child, _) = start(&config);
+    let gw = RunningBinary::start(&config);
     let deadline = Instant::now() + Duration::from_secs(120);
     let delivered: HashMap<u64, usize> = loop {
         let mut counts: HashMap<u64, usize> = HashMap::new();
@@ -157,8 +113,12 @@ async fn sigkill_at_random_moments_loses_no_acknowledged_call() {
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
     };
-    let _ = child.kill();
-    let _ = child.wait();
+    let moved_aside = gw.log().iter().any(|l| l.contains("moved aside"));
+    gw.kill();
+    assert!(
+        !moved_aside,
+        "a SIGKILL must never leave a store that has to be moved aside"
+    );
     let lost: Vec<&u64> = acked
         .iter()
         .filter(|s| !delivered.contains_key(s))

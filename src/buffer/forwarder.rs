@@ -157,8 +157,8 @@ impl Forwarders {
         let age = Duration::from_millis(now_ms().saturating_sub(rec.enqueued_at_ms));
         if age > self.config.ttl {
             return Attempt::Dead(format!(
-                "not delivered within buffer.ttl ({}s); last error: {}",
-                self.config.ttl.as_secs(),
+                "not delivered within buffer.ttl ({:?}); last error: {}",
+                self.config.ttl,
                 rec.last_error.as_deref().unwrap_or("none")
             ));
         }

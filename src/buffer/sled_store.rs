@@ -400,6 +400,14 @@ impl SledOutbox {
         Ok(())
     }
 
+    /// A new record id: increasing over the store's life, restarts included, and never 0.
+    fn next_id(&self) -> Result<RecordId, OutboxError> {
+        self.tree
+            .generate_id()
+            .map(|id| id.saturating_add(1))
+            .map_err(|e| storage("cannot number a record", e))
+    }
+
     /// Blocks until every write made so far is fsync'd.
     fn durable(&self) -> Result<(), OutboxError> {
         self.durability.wait()
@@ -462,10 +470,7 @@ impl Outbox for SledOutbox {
                 let _ = self.tree.remove(rk);
             }
         }
-        let id = self
-            .tree
-            .generate_id()
-            .map_err(|e| storage("cannot number a record", e))?;
+        let id = self.next_id()?;
         let record = Record {
             id,
             route: route.to_string(),
@@ -655,10 +660,7 @@ impl Outbox for SledOutbox {
         rec.attempts = 0;
         rec.last_error = None;
         // Back of the queue: a new id, so FIFO order stays the order of the ids.
-        rec.id = self
-            .tree
-            .generate_id()
-            .map_err(|e| storage("cannot number a record", e))?;
+        rec.id = self.next_id()?;
         // Its age counts from now, or the TTL would send it straight back.
         rec.enqueued_at_ms = now_ms();
         let value = encode(&rec, None);

@@ -76,6 +76,8 @@ pub struct CloudConfig {
     pub connect_timeout: Duration,
     /// Cloud answers larger than this are refused rather than held in memory.
     pub max_response: u64,
+    /// `[[cloud.route]]` overrides of the catalogue's buffering choice, by canonical path.
+    pub delivery: HashMap<String, Delivery>,
 }
 
 #[derive(Debug, Clone)]

@@ -45,6 +45,15 @@ pub struct RawCloud {
     pub timeout_ms: Option<u64>,
     pub connect_timeout_ms: Option<u64>,
     pub max_response: Option<String>,
+    #[serde(default)]
+    pub route: Vec<RawCloudRoute>,
+}
+
+/// A `[[cloud.route]]`: per-interface choices for HIS → cloud calls.
+#[derive(Debug, Default, Deserialize)]
+pub struct RawCloudRoute {
+    pub path: Option<String>,
+    pub delivery: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -131,6 +140,7 @@ pub const SCHEMA: &[(&str, &[&str])] = &[
             "timeout_ms",
             "connect_timeout_ms",
             "max_response",
+            "route",
         ],
     ),
     ("pacs", &["dcm_url", "internal_hosts", "link_ttl"]),
@@ -159,6 +169,9 @@ const LISTENER_KEYS: &[&str] = &[
     "client_ca",
     "public_url",
 ];
+
+/// Keys of a `[[cloud.route]]`.
+pub const CLOUD_ROUTE_KEYS: &[&str] = &["path", "delivery"];
 
 pub const ROUTE_KEYS: &[&str] = &[
     "name",

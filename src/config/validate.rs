@@ -133,15 +133,20 @@ impl<'a> Checker<'a> {
                     found.push((format!("{key}.{ckey}"), self.line_at(ck.span().start)));
                     blank.push(ck.span().start..cv.span().end);
                 }
-                if key == "his" && ckey == "route" {
+                let route_keys = match (key, ckey) {
+                    ("his", "route") => Some(raw::ROUTE_KEYS),
+                    ("cloud", "route") => Some(raw::CLOUD_ROUTE_KEYS),
+                    _ => None,
+                };
+                if let Some(route_keys) = route_keys {
                     if let DeValue::Array(items) = cv.get_ref() {
                         for (i, item) in items.iter().enumerate() {
                             if let DeValue::Table(rt) = item.get_ref() {
                                 for (rk, rv) in rt.iter() {
                                     let rkey = rk.get_ref().as_ref();
-                                    if !raw::ROUTE_KEYS.contains(&rkey) {
+                                    if !route_keys.contains(&rkey) {
                                         found.push((
-                                            format!("his.route[{i}].{rkey}"),
+                                            format!("{key}.route[{i}].{rkey}"),
                                             self.line_at(rk.span().start),
                                         ));
                                         blank.push(rk.span().start..rv.span().end);
@@ -556,13 +561,73 @@ fn cloud(c: &mut Checker<'_>, raw: Option<raw::RawCloud>) -> Option<CloudConfig>
     let timeout = millis(c, &k("timeout_ms"), raw.timeout_ms, 10_000);
     let connect_timeout = millis(c, &k("connect_timeout_ms"), raw.connect_timeout_ms, 3_000);
     let max_response = size(c, &k("max_response"), raw.max_response.as_deref(), 8 << 20);
+    let delivery = cloud_routes(c, &raw.route);
     Some(CloudConfig {
         base_url: base_url?,
         ca,
         timeout,
         connect_timeout,
         max_response,
+        delivery,
     })
+}
+
+/// `[[cloud.route]]`: `delivery` overrides the catalogue's buffering choice for one HIS → cloud
+/// path. Only calls the HIS does not wait on an answer for can be buffered.
+fn cloud_routes(c: &mut Checker<'_>, raw: &[raw::RawCloudRoute]) -> HashMap<String, Delivery> {
+    let catalog = Catalog::get();
+    let mut out = HashMap::new();
+    for (i, r) in raw.iter().enumerate() {
+        let at = [Step::Key("cloud"), Step::Key("route"), Step::Index(i)];
+        let path_at = [at[0], at[1], at[2], Step::Key("path")];
+        let delivery_at = [at[0], at[1], at[2], Step::Key("delivery")];
+        let Some(path) = r.path.as_deref() else {
+            c.problem(
+                &at,
+                "a [[cloud.route]] needs a `path` (e.g. \"prefront/sendTipMessage/payment\")",
+            );
+            continue;
+        };
+        let Some(entry) = catalog.by_request_path(path) else {
+            c.problem(
+                &path_at,
+                format!("`{path}` is not a HIS → cloud path of the specification"),
+            );
+            continue;
+        };
+        let canonical = entry.path.clone().unwrap_or_default();
+        let delivery = match r.delivery.as_deref() {
+            Some("buffer") => Delivery::Buffer,
+            Some("direct") => Delivery::Direct,
+            Some(other) => {
+                c.problem(
+                    &delivery_at,
+                    format!("`{other}`: expected \"buffer\" or \"direct\""),
+                );
+                continue;
+            }
+            None => {
+                c.problem(&delivery_at, "missing: \"buffer\" or \"direct\"");
+                continue;
+            }
+        };
+        if delivery == Delivery::Buffer
+            && matches!(entry.kind, catalog::Kind::Query | catalog::Kind::File)
+        {
+            c.problem(
+                &delivery_at,
+                format!("`{canonical}` is a query: the HIS needs its answer at once, so it cannot be buffered"),
+            );
+            continue;
+        }
+        if out.insert(canonical.clone(), delivery).is_some() {
+            c.problem(
+                &path_at,
+                format!("`{canonical}` has two [[cloud.route]] entries"),
+            );
+        }
+    }
+    out
 }
 
 fn his(c: &mut Checker<'_>, raw: Option<raw::RawHis>) -> Option<HisConfig> {
@@ -655,8 +720,20 @@ fn route(
     };
     let delivery = match raw.delivery.as_deref() {
         None => None,
-        Some("buffer") => Some(Delivery::Buffer),
-        Some("direct") => Some(Delivery::Direct),
+        Some(d @ ("buffer" | "direct")) => {
+            if d == "buffer" {
+                c.warn(
+                    &k("delivery"),
+                    "has no effect yet: calls from the cloud to the HIS are relayed at once and \
+                     never buffered (buffering choices for HIS → cloud calls go in [[cloud.route]])",
+                );
+            }
+            Some(if d == "buffer" {
+                Delivery::Buffer
+            } else {
+                Delivery::Direct
+            })
+        }
         Some(other) => {
             c.problem(
                 &k("delivery"),

@@ -17,7 +17,7 @@ use crate::app::State;
 use crate::buffer::forwarder::CLOUD_ROUTE_PREFIX;
 use crate::buffer::{Enqueued, OutboxError};
 use crate::catalog::{Catalog, Entry, Envelope, Kind};
-use crate::config::SoapVersion;
+use crate::config::{Delivery, SoapVersion};
 use crate::outcome::{Code, Raised};
 use crate::soap::{envelope, wsdl};
 
@@ -109,10 +109,12 @@ const REFUND_PATHS: &[&str] = &[
 async fn relay(state: &State, entry: &Entry, body: Bytes, call: &Call) -> Relayed {
     let route = route_of(entry);
     debug_body("request from HIS", &call.request_id, &body);
-    let key = match entry.kind {
-        Kind::Notify => Some(None),
-        Kind::Business => idempotency_key(entry, &body).map(Some),
-        Kind::Query | Kind::File => None,
+    // `Some(key)`: the call may wait in the buffer (deduplicated by `key` when it has one).
+    let key = match (state.config.cloud.delivery.get(route), entry.kind) {
+        (Some(Delivery::Direct), _) | (_, Kind::Query | Kind::File) => None,
+        (None | Some(Delivery::Buffer), Kind::Notify) => Some(None),
+        (None, Kind::Business) => idempotency_key(entry, &body).map(Some),
+        (Some(Delivery::Buffer), Kind::Business) => Some(idempotency_key(entry, &body)),
     };
     let buffer_route = format!("{CLOUD_ROUTE_PREFIX}{route}");
     if let Some(key) = &key {

@@ -18,7 +18,10 @@
 //! `use_preconfigured_tls`, which still exists as a deprecated alias).
 #![allow(dead_code)]
 
+mod binary;
 mod gateway;
+#[allow(unused_imports)] // not every test file runs the binary
+pub use binary::*;
 pub use gateway::*;
 
 use std::collections::HashMap;
