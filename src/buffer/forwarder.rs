@@ -10,6 +10,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use tokio::sync::{watch, Notify};
 
+use super::events::{self, Event};
 use super::{now_ms, Outbox, OutboxError, Record};
 use crate::config::BufferConfig;
 use crate::upstream::cloud::Cloud;
@@ -108,12 +109,18 @@ impl Forwarders {
                 Attempt::Delivered => failures = 0,
                 Attempt::Dead(reason) => {
                     failures = 0;
-                    tracing::error!(route = %route, id = head.id, reason = %reason, "buffer: message moved to the dead letters");
                     let outbox = self.outbox.clone();
                     let rec = head.clone();
-                    if let Ok(Err(e)) =
-                        tokio::task::spawn_blocking(move || outbox.dead_letter(&rec, &reason)).await
-                    {
+                    let why = reason.clone();
+                    let moved =
+                        tokio::task::spawn_blocking(move || outbox.dead_letter(&rec, &why)).await;
+                    if let Ok(Ok(())) = moved {
+                        events::emit(Event::DeadLettered {
+                            route: &route,
+                            id: head.id,
+                            reason: &reason,
+                        });
+                    } else if let Ok(Err(e)) = moved {
                         tracing::error!(route = %route, id = head.id, error = %e, "buffer: cannot move to the dead letters");
                         if sleep_or_shutdown(Duration::from_secs(5), &mut shutdown).await {
                             break;
@@ -183,16 +190,27 @@ impl Forwarders {
             .await;
         match result {
             Ok(answer) => {
-                if business_refusal(&answer) {
-                    // The cloud's business "no" ends the message: recorded, not retried.
-                    tracing::warn!(route = %rec.route, id = rec.id, "buffer: the cloud refused a delivered message (success:false)");
-                } else {
-                    tracing::info!(route = %rec.route, id = rec.id, attempts = rec.attempts + 1, "buffer: delivered");
-                }
+                // The cloud's business "no" (success:false) ends the message: recorded, not
+                // retried.
+                let refused = business_refusal(&answer);
                 let outbox = self.outbox.clone();
                 let r = rec.clone();
                 match tokio::task::spawn_blocking(move || outbox.delivered(&r, &answer)).await {
-                    Ok(Ok(())) => Attempt::Delivered,
+                    Ok(Ok(())) => {
+                        events::emit(if refused {
+                            Event::RefusedByCloud {
+                                route: &rec.route,
+                                id: rec.id,
+                            }
+                        } else {
+                            Event::Delivered {
+                                route: &rec.route,
+                                id: rec.id,
+                                attempts: rec.attempts + 1,
+                            }
+                        });
+                        Attempt::Delivered
+                    }
                     Ok(Err(e)) => {
                         // Delivered but not recorded: it will be delivered again (at least once).
                         tracing::error!(route = %rec.route, id = rec.id, error = %e, "buffer: cannot record a delivery");
@@ -207,7 +225,11 @@ impl Forwarders {
             Err(e) => {
                 let link_down = Link::is_link_failure(&e);
                 let note = format!("{}: {e}", e.kind());
-                tracing::debug!(route = %rec.route, id = rec.id, error = %note, "buffer: delivery failed; will retry");
+                events::emit(Event::Retry {
+                    route: &rec.route,
+                    id: rec.id,
+                    error: &note,
+                });
                 let outbox = self.outbox.clone();
                 let id = rec.id;
                 let _ = tokio::task::spawn_blocking(move || outbox.record_attempt(id, &note)).await;

@@ -2,6 +2,7 @@
 //! disk and delivered later, in order per route, at least once. `Outbox` is the store's contract
 //! (one engine today: sled, in `sled_store.rs`); the forwarders and the listeners only use it.
 
+pub mod events;
 pub mod forwarder;
 pub mod operator;
 pub mod sled_store;

@@ -14,6 +14,7 @@ use super::{
     raised_response, read_body, Body, Call,
 };
 use crate::app::State;
+use crate::buffer::events::{self, Event};
 use crate::buffer::forwarder::CLOUD_ROUTE_PREFIX;
 use crate::buffer::{Enqueued, OutboxError};
 use crate::catalog::{Catalog, Entry, Envelope, Kind};
@@ -195,6 +196,12 @@ async fn enqueue(
     };
     let (raised, queued) = match result {
         Ok(Enqueued::New(id)) | Ok(Enqueued::AlreadyQueued(id)) => {
+            if matches!(result, Ok(Enqueued::New(_))) {
+                events::emit(Event::Queued {
+                    route: buffer_route,
+                    id,
+                });
+            }
             state.forwarders.wake();
             let raised = match entry.kind {
                 Kind::Notify => Raised::accepted(
@@ -220,7 +227,11 @@ async fn enqueue(
         }
         Err(e) => {
             let kind = crate::buffer::forwarder::error_kind(&e);
-            tracing::error!(route, error = %e, "buffer: call refused");
+            events::emit(Event::NotAccepted {
+                route: buffer_route,
+                kind,
+                error: &e.to_string(),
+            });
             let raised = match e {
                 OutboxError::Full { .. } => Raised::new(
                     Code::BufferFull,
