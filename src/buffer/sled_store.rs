@@ -7,7 +7,7 @@
 //! |------------------------------|----------------------------------------|
 //! | `q` route `\0` id (8, BE)    | a queued record                        |
 //! | `i` id                       | its route (finds a record by id)       |
-//! | `k` route `\0` key           | the id of the queued record with key   |
+//! | `k` route `\0` key           | ids (8, BE each) of queued holders     |
 //! | `r` route `\0` key           | expiry (8, BE) + the delivered answer  |
 //! | `d` id                       | a dead record                          |
 //!
@@ -196,10 +196,14 @@ fn split_queued_key(k: &[u8]) -> Option<(String, RecordId)> {
     Some((route, id))
 }
 
-fn id_of(k: &[u8]) -> Option<RecordId> {
-    Some(u64::from_be_bytes(
-        k.get(k.len().checked_sub(8)?..)?.try_into().ok()?,
-    ))
+/// The ids in a `k` entry: the queued records holding the key, oldest first.
+fn ids_in(v: &[u8]) -> impl Iterator<Item = RecordId> + '_ {
+    v.chunks_exact(8)
+        .filter_map(|c| c.try_into().ok().map(u64::from_be_bytes))
+}
+
+fn ids_value(ids: &[RecordId]) -> Vec<u8> {
+    ids.iter().flat_map(|id| id.to_be_bytes()).collect()
 }
 
 impl SledOutbox {
@@ -361,11 +365,13 @@ impl SledOutbox {
         batch.remove(id_key(INDEX, rec.id));
         if let Some(key) = &rec.key {
             let kk = keyed_key(KEYED, &rec.route, key);
-            if self
-                .get_raw(&kk)?
-                .is_some_and(|v| id_of(&v) == Some(rec.id))
-            {
-                batch.remove(kk);
+            if let Some(v) = self.get_raw(&kk)? {
+                let rest: Vec<RecordId> = ids_in(&v).filter(|id| *id != rec.id).collect();
+                if rest.is_empty() {
+                    batch.remove(kk);
+                } else {
+                    batch.insert(kk, ids_value(&rest));
+                }
             }
         }
         Ok(())
@@ -451,7 +457,8 @@ impl Outbox for SledOutbox {
         let mut inner = self.lock();
         if let Some(key) = key {
             if let Some(v) = self.get_raw(&keyed_key(KEYED, route, key))? {
-                if let Some(id) = id_of(&v).filter(|id| {
+                // The oldest queued holder of the key.
+                if let Some(id) = ids_in(&v).find(|id| {
                     self.tree
                         .contains_key(queued_key(route, *id))
                         .unwrap_or(false)
@@ -465,7 +472,7 @@ impl Outbox for SledOutbox {
             let rk = keyed_key(RESULT, route, key);
             if let Some(v) = self.get_raw(&rk)? {
                 if expiry(&v) > now_ms() {
-                    return Ok(Enqueued::Delivered(v[8..].to_vec()));
+                    return Ok(Enqueued::Delivered(v.get(8..).unwrap_or_default().to_vec()));
                 }
                 let _ = self.tree.remove(rk);
             }
@@ -669,10 +676,14 @@ impl Outbox for SledOutbox {
         batch.insert(queued_key(&rec.route, rec.id), value.as_slice());
         batch.insert(id_key(INDEX, rec.id), rec.route.as_bytes());
         if let Some(key) = &rec.key {
+            // Another record with the key may be queued meanwhile: both hold it, oldest first.
             let kk = keyed_key(KEYED, &rec.route, key);
-            if self.get_raw(&kk)?.is_none() {
-                batch.insert(kk, &rec.id.to_be_bytes());
-            }
+            let mut holders: Vec<RecordId> = match self.get_raw(&kk)? {
+                Some(v) => ids_in(&v).collect(),
+                None => Vec::new(),
+            };
+            holders.push(rec.id);
+            batch.insert(kk, ids_value(&holders));
         }
         self.apply(batch)?;
         inner.used = inner.used.saturating_sub(old.len() as u64) + value.len() as u64;
