@@ -6,15 +6,18 @@
 //! | key                          | value                                  |
 //! |------------------------------|----------------------------------------|
 //! | `q` route `\0` id (8, BE)    | a queued record                        |
-//! | `i` id                       | its route (finds a record by id)       |
 //! | `k` route `\0` key           | ids (8, BE each) of queued holders     |
 //! | `r` route `\0` key           | expiry (8, BE) + the delivered answer  |
 //! | `d` id                       | a dead record                          |
 //!
+//! A record is found by id by looking in each route with a backlog (no id index to write on the
+//! hot path).
+//!
 //! Durability: sled's own `flush()` ends, on Linux, in `sync_file_range`, which does not survive
 //! a power cut. An enqueue is acknowledged only after a real `fsync` of the log file (and of any
-//! new blob file): one committer thread does `flush` + `fsync` for every write made before it
-//! started (group commit), so a burst of callers shares one fsync.
+//! new blob file). Group commit: callers hand their encoded record to one committer thread,
+//! which writes every waiting record in one batch, then `flush` + `fsync` once for all of them
+//! and for every other write made before; a burst of callers shares one batch and one fsync.
 
 use std::collections::{HashMap, HashSet};
 use std::fs::File;
@@ -30,7 +33,6 @@ use super::{
 };
 
 const QUEUED: u8 = b'q';
-const INDEX: u8 = b'i';
 const KEYED: u8 = b'k';
 const RESULT: u8 = b'r';
 const DEAD: u8 = b'd';
@@ -51,8 +53,8 @@ pub struct SledOutbox {
     max_bytes: u64,
     result_ttl: Duration,
     /// Serialises every change, so check-then-write (keys, quota) is atomic and the figures below
-    /// match the tree.
-    inner: Mutex<Inner>,
+    /// match the tree. Shared with the committer thread, which writes new records.
+    inner: Arc<Mutex<Inner>>,
     durability: Arc<Durability>,
     committer: Option<JoinHandle<()>>,
 }
@@ -67,10 +69,21 @@ impl std::fmt::Debug for SledOutbox {
 
 #[derive(Default)]
 struct Inner {
-    /// Queued records per route (routes with none are removed).
+    /// Queued records per route, those waiting for the committer included (routes with none are
+    /// removed).
     depth: HashMap<String, u64>,
-    /// Bytes of queued and dead record values: what the quota counts.
+    /// Bytes of queued and dead record values (pending ones included): what the quota counts.
     used: u64,
+    /// Keys of records accepted but not yet written by the committer: (route, key) → id.
+    pending_keys: HashMap<(String, String), RecordId>,
+}
+
+/// A new record on its way into the tree: the committer writes every waiting one in one batch.
+struct Pending {
+    route: String,
+    key: Option<String>,
+    id: RecordId,
+    value: Vec<u8>,
 }
 
 /// Record metadata, stored as JSON before the raw body.
@@ -287,13 +300,15 @@ impl SledOutbox {
         tree.apply_batch(expired)
             .map_err(|e| storage("cannot clean the result cache", e))?;
         let durability = Arc::new(Durability::default());
+        let inner = Arc::new(Mutex::new(inner));
         let committer = {
             let d = durability.clone();
             let db = tree.clone();
             let dir = path.to_path_buf();
+            let inner = inner.clone();
             std::thread::Builder::new()
                 .name("prefront-fsync".into())
-                .spawn(move || d.run(&db, &log, &dir))
+                .spawn(move || d.run(&db, &inner, &log, &dir))
                 .map_err(|e| storage("cannot start the fsync thread", e))?
         };
         Ok(SledOutbox {
@@ -301,7 +316,7 @@ impl SledOutbox {
             tree,
             max_bytes,
             result_ttl,
-            inner: Mutex::new(inner),
+            inner,
             durability,
             committer: Some(committer),
         })
@@ -313,8 +328,7 @@ impl SledOutbox {
     }
 
     fn lock(&self) -> MutexGuard<'_, Inner> {
-        // A panic while holding the lock leaves figures, not the tree, suspect; go on.
-        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+        lock_inner(&self.inner)
     }
 
     fn get_raw(&self, key: &[u8]) -> Result<Option<sled::IVec>, OutboxError> {
@@ -329,23 +343,23 @@ impl SledOutbox {
             .map_err(|e| storage("cannot write the buffer", e))
     }
 
-    /// The route of queued record `id`.
-    fn route_of(&self, id: RecordId) -> Result<Option<String>, OutboxError> {
-        Ok(self
-            .get_raw(&id_key(INDEX, id))?
-            .map(|r| String::from_utf8_lossy(&r).into_owned()))
-    }
-
-    /// A queued record's key in the tree, its stored value and the record.
+    /// A queued record's key in the tree, its stored value and the record. There is no id index
+    /// to keep up to date on every write: the record is looked up in each route with a backlog
+    /// (a few dozen at most; this is the operator's and the retry path, not the hot one).
     fn find_queued(
         &self,
+        inner: &Inner,
         id: RecordId,
     ) -> Result<Option<(Vec<u8>, sled::IVec, Record)>, OutboxError> {
-        let Some(route) = self.route_of(id)? else {
-            return Ok(None);
-        };
-        let qk = queued_key(&route, id);
-        let Some(v) = self.get_raw(&qk)? else {
+        let mut found = None;
+        for route in inner.depth.keys() {
+            let qk = queued_key(route, id);
+            if let Some(v) = self.get_raw(&qk)? {
+                found = Some((qk, v));
+                break;
+            }
+        }
+        let Some((qk, v)) = found else {
             return Ok(None);
         };
         match decode(&v) {
@@ -362,7 +376,6 @@ impl SledOutbox {
         rec: &Record,
     ) -> Result<(), OutboxError> {
         batch.remove(qk);
-        batch.remove(id_key(INDEX, rec.id));
         if let Some(key) = &rec.key {
             let kk = keyed_key(KEYED, &rec.route, key);
             if let Some(v) = self.get_raw(&kk)? {
@@ -398,7 +411,6 @@ impl SledOutbox {
         let mut inner = self.lock();
         let mut batch = sled::Batch::default();
         batch.remove(qk);
-        batch.remove(id_key(INDEX, id));
         batch.insert(id_key(DEAD, id), dead.as_slice());
         self.apply(batch)?;
         inner.used = inner.used.saturating_sub(value.len() as u64) + dead.len() as u64;
@@ -416,8 +428,14 @@ impl SledOutbox {
 
     /// Blocks until every write made so far is fsync'd.
     fn durable(&self) -> Result<(), OutboxError> {
-        self.durability.wait()
+        let ticket = self.durability.submit(None);
+        self.durability.wait_for(ticket)
     }
+}
+
+fn lock_inner(inner: &Mutex<Inner>) -> MutexGuard<'_, Inner> {
+    // A panic while holding the lock leaves figures, not the tree, suspect; go on.
+    inner.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 fn dec_depth(inner: &mut Inner, route: &str) {
@@ -456,6 +474,15 @@ impl Outbox for SledOutbox {
     ) -> Result<Enqueued, OutboxError> {
         let mut inner = self.lock();
         if let Some(key) = key {
+            let pending = inner
+                .pending_keys
+                .get(&(route.to_string(), key.to_string()))
+                .copied();
+            if let Some(id) = pending {
+                drop(inner);
+                self.durable()?;
+                return Ok(Enqueued::AlreadyQueued(id));
+            }
             if let Some(v) = self.get_raw(&keyed_key(KEYED, route, key))? {
                 // The oldest queued holder of the key.
                 if let Some(id) = ids_in(&v).find(|id| {
@@ -497,17 +524,23 @@ impl Outbox for SledOutbox {
             });
         }
         self.durability.check()?;
-        let mut batch = sled::Batch::default();
-        batch.insert(queued_key(route, id), value);
-        batch.insert(id_key(INDEX, id), route.as_bytes());
-        if let Some(key) = key {
-            batch.insert(keyed_key(KEYED, route, key), &id.to_be_bytes());
-        }
-        self.apply(batch)?;
+        // The committer writes it, with every other call waiting, in one batch before its fsync.
+        // Submitted under `inner`, so records reach the tree in id order.
         inner.used += size;
         *inner.depth.entry(route.to_string()).or_default() += 1;
+        if let Some(key) = key {
+            inner
+                .pending_keys
+                .insert((route.to_string(), key.to_string()), id);
+        }
+        let ticket = self.durability.submit(Some(Pending {
+            route: route.to_string(),
+            key: key.map(str::to_string),
+            id,
+            value,
+        }));
         drop(inner);
-        self.durable()?;
+        self.durability.wait_for(ticket)?;
         Ok(Enqueued::New(id))
     }
 
@@ -539,7 +572,7 @@ impl Outbox for SledOutbox {
 
     fn record_attempt(&self, id: RecordId, error: &str) -> Result<(), OutboxError> {
         let mut inner = self.lock();
-        let Some((qk, old, mut rec)) = self.find_queued(id)? else {
+        let Some((qk, old, mut rec)) = self.find_queued(&inner, id)? else {
             return Err(OutboxError::NotFound(id));
         };
         rec.attempts = rec.attempts.saturating_add(1);
@@ -562,9 +595,24 @@ impl Outbox for SledOutbox {
 
     fn delivered(&self, record: &Record, answer: &[u8]) -> Result<(), OutboxError> {
         let mut inner = self.lock();
-        let Some((qk, old, rec)) = self.find_queued(record.id)? else {
+        let qk = queued_key(&record.route, record.id);
+        if record.key.is_none() {
+            // The common case, one removal: no key to release, no answer to keep.
+            let old = self
+                .tree
+                .remove(&qk)
+                .map_err(|e| storage("cannot write the buffer", e))?
+                .ok_or(OutboxError::NotFound(record.id))?;
+            inner.used = inner.used.saturating_sub(old.len() as u64);
+            dec_depth(&mut inner, &record.route);
+            return Ok(());
+        }
+        let Some(old) = self.get_raw(&qk)? else {
             return Err(OutboxError::NotFound(record.id));
         };
+        let rec = decode(&old)
+            .map_err(|Undecodable(e)| storage("a buffered record cannot be read", e))?
+            .0;
         let mut batch = sled::Batch::default();
         self.remove_queued(&mut batch, &qk, &rec)?;
         if let (Some(key), false) = (&rec.key, self.result_ttl.is_zero()) {
@@ -581,7 +629,7 @@ impl Outbox for SledOutbox {
 
     fn dead_letter(&self, record: &Record, reason: &str) -> Result<(), OutboxError> {
         let mut inner = self.lock();
-        let Some((qk, old, rec)) = self.find_queued(record.id)? else {
+        let Some((qk, old, rec)) = self.find_queued(&inner, record.id)? else {
             return Err(OutboxError::NotFound(record.id));
         };
         let value = encode(&rec, Some((reason, now_ms())));
@@ -639,7 +687,8 @@ impl Outbox for SledOutbox {
     }
 
     fn get(&self, id: RecordId) -> Result<Option<DeadOrLive>, OutboxError> {
-        if let Some((_, _, rec)) = self.find_queued(id)? {
+        let queued = self.find_queued(&self.lock(), id)?;
+        if let Some((_, _, rec)) = queued {
             return Ok(Some(DeadOrLive::Live(rec)));
         }
         let Some(v) = self.get_raw(&id_key(DEAD, id))? else {
@@ -674,7 +723,6 @@ impl Outbox for SledOutbox {
         let mut batch = sled::Batch::default();
         batch.remove(dk);
         batch.insert(queued_key(&rec.route, rec.id), value.as_slice());
-        batch.insert(id_key(INDEX, rec.id), rec.route.as_bytes());
         if let Some(key) = &rec.key {
             // Another record with the key may be queued meanwhile: both hold it, oldest first.
             let kk = keyed_key(KEYED, &rec.route, key);
@@ -695,7 +743,7 @@ impl Outbox for SledOutbox {
     fn drop_record(&self, id: RecordId) -> Result<(), OutboxError> {
         let mut inner = self.lock();
         let mut batch = sled::Batch::default();
-        if let Some((qk, old, rec)) = self.find_queued(id)? {
+        if let Some((qk, old, rec)) = self.find_queued(&inner, id)? {
             self.remove_queued(&mut batch, &qk, &rec)?;
             self.apply(batch)?;
             inner.used = inner.used.saturating_sub(old.len() as u64);
@@ -831,6 +879,8 @@ struct Durability {
 struct DurState {
     /// Tickets handed out.
     requested: u64,
+    /// New records for the next commit, in id order.
+    pending: Vec<Pending>,
     /// Tickets made durable.
     durable: u64,
     /// Set after a failed fsync: after one, the kernel may have dropped the dirty pages, so
@@ -854,11 +904,19 @@ impl Durability {
         }
     }
 
-    fn wait(&self) -> Result<(), OutboxError> {
+    /// Hands in a new record (if any) for the next commit; returns the ticket to wait for. Every
+    /// write made to the tree before this call is covered by the same commit.
+    fn submit(&self, record: Option<Pending>) -> u64 {
         let mut s = self.lock();
         s.requested += 1;
-        let ticket = s.requested;
+        s.pending.extend(record);
         self.work.notify_one();
+        s.requested
+    }
+
+    /// Blocks until the commit that covers `ticket` is durable (or failed).
+    fn wait_for(&self, ticket: u64) -> Result<(), OutboxError> {
+        let mut s = self.lock();
         loop {
             if s.durable >= ticket {
                 return Ok(());
@@ -879,11 +937,12 @@ impl Durability {
         self.done.notify_all();
     }
 
-    /// The committer thread.
-    fn run(&self, db: &sled::Db, log: &File, dir: &Path) {
+    /// The committer thread: writes the waiting records in one crash-atomic batch, then makes
+    /// that and everything else written so far durable with one flush + fsync.
+    fn run(&self, db: &sled::Db, inner: &Mutex<Inner>, log: &File, dir: &Path) {
         let mut blobs_synced: HashSet<std::ffi::OsString> = HashSet::new();
         loop {
-            let target = {
+            {
                 let mut s = self.lock();
                 while s.requested == s.durable && !s.closing {
                     s = self.work.wait(s).unwrap_or_else(|p| p.into_inner());
@@ -891,11 +950,18 @@ impl Durability {
                 if s.requested == s.durable {
                     return;
                 }
-                s.requested
+            }
+            let (target, written) = {
+                // Lock order as in `enqueue`: `inner`, then the state.
+                let mut inner = lock_inner(inner);
+                let (target, pending) = {
+                    let mut s = self.lock();
+                    (s.requested, std::mem::take(&mut s.pending))
+                };
+                (target, write_pending(db, &mut inner, pending))
             };
-            let result = db
-                .flush()
-                .map_err(|e| e.to_string())
+            let result = written
+                .and_then(|_| db.flush().map_err(|e| e.to_string()))
                 .and_then(|_| log.sync_data().map_err(|e| e.to_string()))
                 .and_then(|_| {
                     sync_new_blobs(&dir.join("blobs"), &mut blobs_synced).map_err(|e| e.to_string())
@@ -911,6 +977,37 @@ impl Durability {
             self.done.notify_all();
         }
     }
+}
+
+/// Writes accepted records (queue entry, id index, key holders) as one batch.
+fn write_pending(db: &sled::Db, inner: &mut Inner, pending: Vec<Pending>) -> Result<(), String> {
+    if pending.is_empty() {
+        return Ok(());
+    }
+    let mut batch = sled::Batch::default();
+    let mut holders: HashMap<Vec<u8>, Vec<RecordId>> = HashMap::new();
+    for p in pending {
+        if let Some(key) = &p.key {
+            let kk = keyed_key(KEYED, &p.route, key);
+            if !holders.contains_key(&kk) {
+                // A retried dead letter may hold the key already.
+                let current = db.get(&kk).map_err(|e| e.to_string())?;
+                holders.insert(
+                    kk.clone(),
+                    current.map(|v| ids_in(&v).collect()).unwrap_or_default(),
+                );
+            }
+            holders.entry(kk).or_default().push(p.id);
+            inner.pending_keys.remove(&(p.route.clone(), key.clone()));
+        }
+        batch.insert(queued_key(&p.route, p.id), p.value);
+    }
+    for (kk, mut ids) in holders {
+        ids.sort_unstable();
+        ids.dedup();
+        batch.insert(kk, ids_value(&ids));
+    }
+    db.apply_batch(batch).map_err(|e| e.to_string())
 }
 
 /// Large values live in blob files, which sled writes without fsync.
