@@ -30,6 +30,8 @@ pub struct State {
     /// The delivery side of the buffer.
     pub forwarders: Arc<Forwarders>,
     pub his: His,
+    /// PACS images, report files and link rewriting.
+    pub pacs: crate::pacs::Pacs,
     pub his_policy: Arc<AccessPolicy>,
     pub cloud_policy: Arc<AccessPolicy>,
 }
@@ -50,6 +52,8 @@ pub enum StartError {
     },
     #[error("{0} client: {1}")]
     Client(&'static str, String),
+    #[error("{0}")]
+    Pacs(#[from] crate::pacs::PacsError),
     #[error("buffer at {path}: {source}")]
     Buffer {
         path: String,
@@ -70,7 +74,7 @@ impl Gateway {
     pub async fn bind(config: Config) -> Result<Gateway, StartError> {
         // Only the ring provider is compiled in; make it the process default for any rustls user.
         let _ = rustls::crypto::ring::default_provider().install_default();
-        let prepared = prepare(&config)?;
+        let prepared = prepare(&config, true)?;
         let buffer = &config.buffer;
         let (outbox, moved) =
             SledOutbox::open_or_move_aside(&buffer.path, buffer.max_bytes, buffer.result_ttl)
@@ -97,6 +101,7 @@ impl Gateway {
             cloud_policy: policy(&config.cloud_listener),
             cloud: prepared.cloud,
             his: prepared.his,
+            pacs: prepared.pacs,
             config,
         });
         let listeners = vec![
@@ -194,12 +199,13 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
 struct Prepared {
     cloud: Cloud,
     his: His,
+    pacs: crate::pacs::Pacs,
     his_tls: Option<TlsAcceptor>,
     cloud_tls: Option<TlsAcceptor>,
 }
 
 /// Everything `bind` builds before touching a socket; `prefront check` runs it too.
-fn prepare(config: &Config) -> Result<Prepared, StartError> {
+fn prepare(config: &Config, for_real: bool) -> Result<Prepared, StartError> {
     let acceptor =
         |listener: &'static str, l: &ListenerConfig| -> Result<Option<TlsAcceptor>, StartError> {
             l.tls
@@ -216,13 +222,14 @@ fn prepare(config: &Config) -> Result<Prepared, StartError> {
         cloud_tls: acceptor("cloud_listener", &config.cloud_listener)?,
         cloud: Cloud::new(&config.cloud).map_err(|e| StartError::Client("cloud", e))?,
         his: His::new(&config.his).map_err(|e| StartError::Client("HIS", e))?,
+        pacs: crate::pacs::Pacs::new(config, for_real)?,
     })
 }
 
 /// Checks what a start would check, without binding: certificates, keys, trust roots.
 pub fn preflight(config: &Config) -> Result<(), StartError> {
     let _ = rustls::crypto::ring::default_provider().install_default();
-    prepare(config).map(|_| ())
+    prepare(config, false).map(|_| ())
 }
 
 async fn bind(listener: &'static str, addr: SocketAddr) -> Result<TcpListener, StartError> {

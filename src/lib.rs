@@ -9,6 +9,7 @@ pub mod charset;
 pub mod config;
 pub mod listener;
 pub mod outcome;
+pub mod pacs;
 pub mod soap;
 pub mod telemetry;
 pub mod upstream;

@@ -545,12 +545,18 @@ fn valid_full_fixture_loads_with_every_section_typed() {
         "a route without timeout_ms inherits [his]'s"
     );
 
-    let p = c.pacs.as_ref().expect("[pacs] kept");
+    let p = &c.pacs;
     assert_eq!(
         p.dcm_url.as_deref(),
         Some("http://10.1.1.20:8080/pacs/dcm?dcmId={dcmId}&hospitalId={hospitalId}")
     );
-    assert_eq!(p.internal_hosts, vec!["10.1.1.20:8080".to_string()]);
+    assert_eq!(
+        p.internal_hosts,
+        vec![prefront::config::InternalHost {
+            host: "10.1.1.20".to_string(),
+            port: Some(8080)
+        }]
+    );
     assert_eq!(p.link_ttl, Duration::from_secs(30 * 60));
 
     // Relative paths resolve against the file's directory, not the working directory.
@@ -581,7 +587,7 @@ fn valid_minimal_fixture_loads_with_safe_defaults() {
     assert!(c.his.default.is_none());
     assert_eq!(c.his.route_for("hospital.interface.queryBalance"), None);
     assert!(c.admin.is_none());
-    assert!(c.pacs.is_none());
+    assert!(c.pacs.dcm_url.is_none() && c.pacs.internal_hosts.is_empty());
     assert_eq!(c.log.level, "info");
     for key in ["his_listener", "cloud_listener"] {
         assert!(

@@ -31,8 +31,7 @@ pub struct Config {
     pub admin: Option<AdminConfig>,
     pub cloud: CloudConfig,
     pub his: HisConfig,
-    /// Accepted now; used by the PACS streaming feature.
-    pub pacs: Option<PacsConfig>,
+    pub pacs: PacsConfig,
     pub buffer: BufferConfig,
     pub log: LogConfig,
 }
@@ -158,11 +157,60 @@ pub enum Delivery {
     Direct,
 }
 
+/// The fields whose URLs are rewritten unless the config names others.
+pub const DEFAULT_REWRITE_FIELDS: &[&str] =
+    &["dcms", "thumbnailUrl", "pdfUrl", "reportUrl", "imageUrl"];
+
+/// PACS images and report files (`/pacs/dcm`, `/files/<token>`, link rewriting).
 #[derive(Debug, Clone)]
 pub struct PacsConfig {
+    /// Template of the PACS download URL with `{dcmId}` and `{hospitalId}`.
     pub dcm_url: Option<String>,
-    pub internal_hosts: Vec<String>,
+    /// The LAN hosts whose URLs in HIS answers are rewritten to signed `/files` links, and the
+    /// only hosts a `/files` link or a PACS redirect may lead to.
+    pub internal_hosts: Vec<InternalHost>,
+    /// Lifetime of a `/files/<token>` link.
     pub link_ttl: Duration,
+    /// The signing key from the config; without it a key is generated in `link_key_file`.
+    pub link_key: Option<Secret>,
+    pub link_key_file: PathBuf,
+    /// Answer fields whose URLs are rewritten (`dcms` only when the sibling `type` is `url`).
+    pub rewrite_fields: Vec<String>,
+    /// A stream that receives nothing for this long is abandoned (not a total time limit).
+    pub read_timeout: Duration,
+    pub connect_timeout: Duration,
+}
+
+/// One `internal_hosts` entry: a host and, if given, a port (without one, the scheme's default
+/// port).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InternalHost {
+    pub host: String,
+    pub port: Option<u16>,
+}
+
+impl InternalHost {
+    /// Whether `url` points at this host.
+    pub fn matches(&self, url: &reqwest::Url) -> bool {
+        let Some(host) = url.host_str() else {
+            return false;
+        };
+        let port = match self.port {
+            Some(p) => url.port_or_known_default() == Some(p),
+            None => url.port().is_none(),
+        };
+        port && host.eq_ignore_ascii_case(&self.host)
+    }
+}
+
+/// A secret from the config: never printed (Debug shows `***`).
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(pub String);
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("***")
+    }
 }
 
 #[derive(Debug, Clone)]

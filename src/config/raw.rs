@@ -93,6 +93,11 @@ pub struct RawPacs {
     pub dcm_url: Option<String>,
     pub internal_hosts: Option<Vec<String>>,
     pub link_ttl: Option<String>,
+    pub link_key: Option<String>,
+    pub link_key_file: Option<String>,
+    pub rewrite_fields: Option<Vec<String>>,
+    pub read_timeout: Option<String>,
+    pub connect_timeout: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -143,7 +148,19 @@ pub const SCHEMA: &[(&str, &[&str])] = &[
             "route",
         ],
     ),
-    ("pacs", &["dcm_url", "internal_hosts", "link_ttl"]),
+    (
+        "pacs",
+        &[
+            "dcm_url",
+            "internal_hosts",
+            "link_ttl",
+            "link_key",
+            "link_key_file",
+            "rewrite_fields",
+            "read_timeout",
+            "connect_timeout",
+        ],
+    ),
     (
         "buffer",
         &[

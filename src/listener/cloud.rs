@@ -17,9 +17,15 @@ use crate::outcome::{Code, Raised};
 const DIRECTION: &str = "cloud_to_his";
 
 pub async fn handle(state: &Arc<State>, req: Request<Incoming>, call: Call) -> Response<Body> {
-    let Some(name) = req.uri().path().strip_prefix("/his/") else {
+    let path = req.uri().path();
+    if path == "/pacs/dcm" || path.starts_with("/files/") {
+        return files(state, req, call).await;
+    }
+    let Some(name) = path.strip_prefix("/his/") else {
         call.log(DIRECTION, "none", "not-found", 404);
-        return not_found("prefront cloud listener: POST /his/<name>\n");
+        return not_found(
+            "prefront cloud listener: POST /his/<name>, GET /pacs/dcm?dcmId=…, GET /files/<token>\n",
+        );
     };
     if req.method() != Method::POST {
         call.log(DIRECTION, "none", "method-not-allowed", 405);
@@ -65,6 +71,7 @@ pub async fn handle(state: &Arc<State>, req: Request<Incoming>, call: Call) -> R
     match state.his.call(&name, &route, &call.request_id, body).await {
         Ok(answer) => {
             debug_body("answer from HIS", &call.request_id, &answer);
+            let answer = state.pacs.rewrite_links(answer);
             call.log(DIRECTION, &name, "ok", 200);
             json_response(answer, charset.as_deref(), &call.request_id)
         }
@@ -82,5 +89,19 @@ pub async fn handle(state: &Arc<State>, req: Request<Incoming>, call: Call) -> R
                 &call.request_id,
             )
         }
+    }
+}
+
+/// `GET|HEAD /pacs/dcm` and `/files/<token>`: streamed from the LAN, never buffered whole.
+async fn files(state: &Arc<State>, req: Request<Incoming>, call: Call) -> Response<Body> {
+    if req.method() != Method::GET && req.method() != Method::HEAD {
+        call.log("cloud_to_pacs", "files", "method-not-allowed", 405);
+        return method_not_allowed("GET, HEAD");
+    }
+    // A GET carries no body worth reading; whatever is sent is left unread.
+    let (parts, _body) = req.into_parts();
+    match parts.uri.path().strip_prefix("/files/") {
+        Some(token) => state.pacs.file(token, &parts, &call).await,
+        None => state.pacs.dcm(&parts, &call).await,
     }
 }

@@ -9,11 +9,14 @@ pub mod tls;
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
+use http_body::{Body as HttpBody, Frame, SizeHint};
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Incoming;
 use hyper::header::{HeaderValue, CONNECTION, CONTENT_LENGTH, CONTENT_TYPE};
@@ -53,7 +56,64 @@ pub struct Conn {
     pub access: PeerAccess,
 }
 
-pub type Body = Full<Bytes>;
+/// A response body: a buffered answer, or a stream (PACS images, report files) that flows with
+/// backpressure and is never held whole in memory.
+pub struct Body(BodyInner);
+
+enum BodyInner {
+    Full(Full<Bytes>),
+    Stream(Pin<Box<dyn HttpBody<Data = Bytes, Error = BoxError> + Send>>),
+}
+
+/// The error type of a streamed body.
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+impl Body {
+    pub fn new(bytes: Bytes) -> Body {
+        Body(BodyInner::Full(Full::new(bytes)))
+    }
+
+    pub fn stream(body: impl HttpBody<Data = Bytes, Error = BoxError> + Send + 'static) -> Body {
+        Body(BodyInner::Stream(Box::pin(body)))
+    }
+}
+
+impl Default for Body {
+    fn default() -> Body {
+        Body::new(Bytes::new())
+    }
+}
+
+impl HttpBody for Body {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        match &mut self.get_mut().0 {
+            BodyInner::Full(f) => Pin::new(f)
+                .poll_frame(cx)
+                .map(|o| o.map(|r| r.map_err(|never| match never {}))),
+            BodyInner::Stream(s) => s.as_mut().poll_frame(cx),
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        match &self.0 {
+            BodyInner::Full(f) => f.is_end_stream(),
+            BodyInner::Stream(s) => s.is_end_stream(),
+        }
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match &self.0 {
+            BodyInner::Full(f) => f.size_hint(),
+            BodyInner::Stream(s) => s.size_hint(),
+        }
+    }
+}
 
 /// How long a caller has to send its request headers (slow-loris guard).
 const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);

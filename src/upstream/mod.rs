@@ -147,6 +147,16 @@ pub fn http_client(
     roots: rustls::RootCertStore,
     connect_timeout: Duration,
 ) -> Result<reqwest::Client, String> {
+    client_builder(roots, connect_timeout)?
+        .build()
+        .map_err(|e| root_cause(&e))
+}
+
+/// The builder behind `http_client`, for a caller that changes a setting before building.
+pub fn client_builder(
+    roots: rustls::RootCertStore,
+    connect_timeout: Duration,
+) -> Result<reqwest::ClientBuilder, String> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let mut tls = rustls::ClientConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
@@ -154,7 +164,7 @@ pub fn http_client(
         .with_root_certificates(roots)
         .with_no_client_auth();
     tls.alpn_protocols = vec![b"http/1.1".to_vec()];
-    reqwest::Client::builder()
+    Ok(reqwest::Client::builder()
         .tls_backend_preconfigured(tls)
         .http1_only()
         .no_proxy()
@@ -162,9 +172,12 @@ pub fn http_client(
         .connect_timeout(connect_timeout)
         .pool_idle_timeout(Duration::from_secs(50))
         .tcp_nodelay(true)
-        .user_agent(concat!("prefront/", env!("CARGO_PKG_VERSION")))
-        .build()
-        .map_err(|e| root_cause(&e))
+        .user_agent(concat!("prefront/", env!("CARGO_PKG_VERSION"))))
+}
+
+/// The deepest cause of an error, for a one-line message.
+pub fn error_root(e: &(dyn std::error::Error + 'static)) -> String {
+    root_cause(e)
 }
 
 /// An upstream's answer: status, content type and the whole body.

@@ -1,0 +1,632 @@
+//! PACS images and report files: `GET /pacs/dcm?dcmId=…` and `GET /files/<token>` on the cloud
+//! listener stream bytes from the hospital LAN to the cloud with backpressure, in constant
+//! memory; HIS answers get their LAN links rewritten to signed, expiring `/files` links. The box
+//! only ever fetches the configured PACS template or a URL it signed itself, on a host named in
+//! `[pacs] internal_hosts`: it is never an open proxy.
+
+pub mod link;
+pub mod rewrite;
+
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::task::{Context, Poll};
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
+
+use bytes::Bytes;
+use http_body::{Body as HttpBody, Frame, SizeHint};
+use hyper::header::{HeaderName, HeaderValue, CONTENT_LENGTH, CONTENT_TYPE};
+use hyper::http::request::Parts;
+use hyper::{Method, Response, StatusCode};
+
+pub use link::{LinkError, LinkSigner};
+
+use crate::config::{Config, InternalHost, PacsConfig};
+use crate::listener::{Body, BoxError, Call};
+
+/// Request headers passed on to the PACS.
+const FORWARD_REQUEST: &[&str] = &["range", "if-range", "if-none-match", "if-modified-since"];
+/// Answer headers passed back to the cloud.
+const FORWARD_ANSWER: &[&str] = &[
+    "content-length",
+    "content-type",
+    "content-disposition",
+    "etag",
+    "last-modified",
+    "content-range",
+    "accept-ranges",
+];
+/// Longest forwarded request header value (a Range with a few parts fits easily).
+const MAX_FORWARDED_HEADER: usize = 512;
+/// Longest dcmId / hospitalId accepted.
+const MAX_ID_LEN: usize = 256;
+/// Redirects followed on an internal host before giving up.
+const MAX_REDIRECTS: usize = 5;
+
+/// Characters of a dcmId or hospitalId left as they are in the PACS URL; everything else is
+/// percent-encoded, so a value can never add a path segment, a query parameter or a fragment.
+const ID_SAFE: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'_')
+    .remove(b'.')
+    .remove(b'~');
+
+/// Streams and links, built once at start.
+#[derive(Debug)]
+pub struct Pacs {
+    config: PacsConfig,
+    /// `cloud_listener.public_url`, without a trailing slash.
+    public_url: Option<String>,
+    /// Present when links are rewritten (`internal_hosts` set).
+    signer: Option<LinkSigner>,
+    client: reqwest::Client,
+}
+
+/// Why the PACS side could not be prepared at start.
+#[derive(Debug, thiserror::Error)]
+pub enum PacsError {
+    #[error("{0}")]
+    Key(#[from] link::KeyError),
+    #[error("PACS client: {0}")]
+    Client(String),
+}
+
+/// Streams, bytes and failures since start (metrics hooks).
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct StreamTotals {
+    pub completed: u64,
+    pub failed: u64,
+    pub bytes: u64,
+}
+
+static COMPLETED: AtomicU64 = AtomicU64::new(0);
+static FAILED: AtomicU64 = AtomicU64::new(0);
+static BYTES: AtomicU64 = AtomicU64::new(0);
+
+pub fn totals() -> StreamTotals {
+    StreamTotals {
+        completed: COMPLETED.load(Ordering::Relaxed),
+        failed: FAILED.load(Ordering::Relaxed),
+        bytes: BYTES.load(Ordering::Relaxed),
+    }
+}
+
+const DIRECTION: &str = "cloud_to_pacs";
+
+/// A refusal or failure the box itself answers, as plain text with `X-Prefront-Error`.
+struct Refusal {
+    status: StatusCode,
+    kind: &'static str,
+    text: &'static str,
+}
+
+impl Refusal {
+    const fn new(status: StatusCode, kind: &'static str, text: &'static str) -> Refusal {
+        Refusal { status, kind, text }
+    }
+
+    fn respond(&self, call: &Call, route: &str) -> Response<Body> {
+        call.log(DIRECTION, route, self.kind, self.status.as_u16());
+        let mut r = Response::new(Body::new(Bytes::from_static(self.text.as_bytes())));
+        *r.status_mut() = self.status;
+        let h = r.headers_mut();
+        h.insert(
+            CONTENT_TYPE,
+            HeaderValue::from_static("text/plain; charset=utf-8"),
+        );
+        h.insert(
+            crate::outcome::ERROR_HEADER,
+            HeaderValue::from_static(self.kind),
+        );
+        if let Ok(v) = HeaderValue::from_str(&call.request_id) {
+            h.insert("x-request-id", v);
+        }
+        r
+    }
+}
+
+impl Pacs {
+    /// Builds the PACS client and, when links are rewritten, loads (or, if `create_key`, creates)
+    /// the signing key. `prefront check` passes `false`: checking writes nothing.
+    pub fn new(config: &Config, create_key: bool) -> Result<Pacs, PacsError> {
+        let pacs = config.pacs.clone();
+        let signer = if pacs.internal_hosts.is_empty() {
+            None
+        } else {
+            let key = match &pacs.link_key {
+                Some(k) => k.0.as_bytes().to_vec(),
+                None if create_key => link::load_or_create_key(&pacs.link_key_file)?,
+                None => link::load_key(&pacs.link_key_file)?.unwrap_or_else(|| vec![0; 32]),
+            };
+            Some(LinkSigner::new(&key))
+        };
+        let mut allowed = pacs.internal_hosts.clone();
+        if let Some(u) = pacs
+            .dcm_url
+            .as_deref()
+            .and_then(|t| reqwest::Url::parse(&t.replace(['{', '}'], "")).ok())
+        {
+            if let Some(host) = u.host_str() {
+                allowed.push(InternalHost {
+                    host: host.to_string(),
+                    port: u.port_or_known_default(),
+                });
+            }
+        }
+        let policy = reqwest::redirect::Policy::custom(move |attempt| {
+            if attempt.previous().len() > MAX_REDIRECTS
+                || !matches!(attempt.url().scheme(), "http" | "https")
+                || !allowed.iter().any(|h| h.matches(attempt.url()))
+            {
+                attempt.stop()
+            } else {
+                attempt.follow()
+            }
+        });
+        let roots = crate::upstream::root_store(None).map_err(PacsError::Client)?;
+        let client = crate::upstream::client_builder(roots, pacs.connect_timeout)
+            .map_err(PacsError::Client)?
+            .redirect(policy)
+            .read_timeout(pacs.read_timeout)
+            .build()
+            .map_err(|e| PacsError::Client(crate::upstream::error_root(&e)))?;
+        Ok(Pacs {
+            public_url: config.cloud_listener.public_url.clone(),
+            config: pacs,
+            signer,
+            client,
+        })
+    }
+
+    /// Rewrites the LAN links in a HIS answer to signed `/files` links (see `rewrite`).
+    pub fn rewrite_links(&self, answer: Bytes) -> Bytes {
+        let (Some(signer), Some(public)) = (&self.signer, &self.public_url) else {
+            return answer;
+        };
+        // No URL at all (the common case, and every base64 document): nothing to look at.
+        if memchr::memmem::find(&answer, b"://").is_none() {
+            return answer;
+        }
+        let Some(spans) = rewrite::candidate_spans(&answer, &self.config.rewrite_fields) else {
+            return answer;
+        };
+        if spans.is_empty() {
+            return answer;
+        }
+        let expires = unix_now().saturating_add(self.config.link_ttl.as_secs());
+        rewrite::splice(&answer, &spans, |text| {
+            let url = reqwest::Url::parse(text.trim()).ok()?;
+            if !matches!(url.scheme(), "http" | "https") || !self.is_internal(&url) {
+                return None;
+            }
+            Some(format!(
+                "{public}/files/{}",
+                signer.mint(url.as_str(), expires)
+            ))
+        })
+    }
+
+    fn is_internal(&self, url: &reqwest::Url) -> bool {
+        url.username().is_empty()
+            && url.password().is_none()
+            && self.config.internal_hosts.iter().any(|h| h.matches(url))
+    }
+
+    /// `GET|HEAD /pacs/dcm?dcmId=…&hospitalId=…`
+    pub async fn dcm(&self, parts: &Parts, call: &Call) -> Response<Body> {
+        const ROUTE: &str = "pacs-dcm";
+        let Some(template) = &self.config.dcm_url else {
+            return Refusal::new(
+                StatusCode::NOT_FOUND,
+                "pacs-not-configured",
+                "this box has no PACS configured ([pacs] dcm_url)\n",
+            )
+            .respond(call, ROUTE);
+        };
+        let (dcm_id, hospital_id) = match ids(parts.uri.query().unwrap_or("")) {
+            Ok(x) => x,
+            Err(r) => return r.respond(call, ROUTE),
+        };
+        let filled = template
+            .replace("{dcmId}", &encode_id(&dcm_id))
+            .replace("{hospitalId}", &encode_id(&hospital_id));
+        let Ok(url) = reqwest::Url::parse(&filled) else {
+            return Refusal::new(
+                StatusCode::BAD_REQUEST,
+                "bad-dcm-id",
+                "dcmId does not make a valid PACS URL\n",
+            )
+            .respond(call, ROUTE);
+        };
+        self.fetch(url, parts, call, ROUTE).await
+    }
+
+    /// `GET|HEAD /files/<token>`
+    pub async fn file(&self, token: &str, parts: &Parts, call: &Call) -> Response<Body> {
+        const ROUTE: &str = "files";
+        let Some(signer) = &self.signer else {
+            return Refusal::new(
+                StatusCode::NOT_FOUND,
+                "links-not-configured",
+                "this box hands out no file links ([pacs] internal_hosts is empty)\n",
+            )
+            .respond(call, ROUTE);
+        };
+        let url = match signer.verify(token, unix_now()) {
+            Ok(u) => u,
+            Err(LinkError::Forged) => {
+                return Refusal::new(
+                    StatusCode::FORBIDDEN,
+                    "link-forged",
+                    "this link was not issued by this box\n",
+                )
+                .respond(call, ROUTE)
+            }
+            Err(LinkError::Expired) => {
+                return Refusal::new(
+                    StatusCode::GONE,
+                    "link-expired",
+                    "this link has expired; ask for the report again\n",
+                )
+                .respond(call, ROUTE)
+            }
+        };
+        // Signed by us, but the config may have changed since: the host must still be internal.
+        match reqwest::Url::parse(&url) {
+            Ok(u) if matches!(u.scheme(), "http" | "https") && self.is_internal(&u) => {
+                self.fetch(u, parts, call, ROUTE).await
+            }
+            _ => Refusal::new(
+                StatusCode::FORBIDDEN,
+                "link-host-not-internal",
+                "this link leads to a host this box does not serve files from\n",
+            )
+            .respond(call, ROUTE),
+        }
+    }
+
+    /// Fetches `url` from the LAN and streams the answer back.
+    async fn fetch(
+        &self,
+        url: reqwest::Url,
+        parts: &Parts,
+        call: &Call,
+        route: &'static str,
+    ) -> Response<Body> {
+        let host = format!(
+            "{}:{}",
+            url.host_str().unwrap_or("?"),
+            url.port_or_known_default().unwrap_or(0)
+        );
+        let method = if parts.method == Method::HEAD {
+            reqwest::Method::HEAD
+        } else {
+            reqwest::Method::GET
+        };
+        let mut req = self.client.request(method, url);
+        for name in FORWARD_REQUEST {
+            if let Some(v) = parts.headers.get(*name) {
+                if v.len() <= MAX_FORWARDED_HEADER {
+                    req = req.header(*name, v.as_bytes());
+                }
+            }
+        }
+        req = req.header("x-request-id", call.request_id.as_str());
+        let answer = match req.send().await {
+            Ok(a) => a,
+            Err(e) if e.is_timeout() => {
+                tracing::warn!(request_id = %call.request_id, upstream = %host, error = %crate::upstream::error_root(&e), "PACS did not answer in time");
+                return Refusal::new(
+                    StatusCode::GATEWAY_TIMEOUT,
+                    "pacs-timeout",
+                    "the image server did not answer in time\n",
+                )
+                .respond(call, route);
+            }
+            Err(e) => {
+                tracing::warn!(request_id = %call.request_id, upstream = %host, error = %crate::upstream::error_root(&e), "PACS unreachable");
+                return Refusal::new(
+                    StatusCode::BAD_GATEWAY,
+                    "pacs-unreachable",
+                    "the image server could not be reached\n",
+                )
+                .respond(call, route);
+            }
+        };
+        let status = answer.status();
+        if status.is_redirection() && status != StatusCode::NOT_MODIFIED {
+            tracing::warn!(request_id = %call.request_id, upstream = %host, status = status.as_u16(), "PACS redirected to a host outside [pacs] internal_hosts (or too often): not followed");
+            return Refusal::new(
+                StatusCode::BAD_GATEWAY,
+                "redirect-refused",
+                "the image server redirected somewhere this box does not go\n",
+            )
+            .respond(call, route);
+        }
+        if status.is_client_error() || status.is_server_error() {
+            if status == StatusCode::RANGE_NOT_SATISFIABLE {
+                // Its Content-Range (`bytes */N`) tells the client the real size.
+                let mut r = Response::new(Body::default());
+                *r.status_mut() = status;
+                forward_answer_headers(answer.headers(), &mut r, &call.request_id);
+                r.headers_mut()
+                    .insert(CONTENT_LENGTH, HeaderValue::from_static("0"));
+                call.log(DIRECTION, route, "ok", status.as_u16());
+                return r;
+            }
+            // The PACS's own error page stays on the LAN: it may name internal paths.
+            call.log(DIRECTION, route, "pacs-status", status.as_u16());
+            let mut r = Response::new(Body::new(Bytes::from(format!(
+                "the image server answered {status}\n"
+            ))));
+            *r.status_mut() = status;
+            r.headers_mut().insert(
+                CONTENT_TYPE,
+                HeaderValue::from_static("text/plain; charset=utf-8"),
+            );
+            r.headers_mut().insert(
+                crate::outcome::ERROR_HEADER,
+                HeaderValue::from_static("pacs-status"),
+            );
+            if let Ok(v) = HeaderValue::from_str(&call.request_id) {
+                r.headers_mut().insert("x-request-id", v);
+            }
+            return r;
+        }
+        let declared = answer
+            .headers()
+            .get(CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<u64>().ok());
+        let mut r = Response::new(Body::default());
+        *r.status_mut() = status;
+        forward_answer_headers(answer.headers(), &mut r, &call.request_id);
+        if !r.headers().contains_key(CONTENT_TYPE) {
+            r.headers_mut().insert(
+                CONTENT_TYPE,
+                HeaderValue::from_static("application/octet-stream"),
+            );
+        }
+        let mut log = StreamLog {
+            route,
+            upstream: host,
+            peer: call.client,
+            request_id: call.request_id.clone(),
+            status: status.as_u16(),
+            declared,
+            started: call.started,
+            bytes: 0,
+            done: false,
+        };
+        if parts.method == Method::HEAD || status == StatusCode::NOT_MODIFIED {
+            log.finish("ok");
+        } else {
+            let body = hyper::http::Response::<reqwest::Body>::from(answer).into_body();
+            *r.body_mut() = Body::stream(Counted { inner: body, log });
+        }
+        r
+    }
+}
+
+fn forward_answer_headers(from: &hyper::HeaderMap, to: &mut Response<Body>, request_id: &str) {
+    for name in FORWARD_ANSWER {
+        if let Some(v) = from.get(*name) {
+            to.headers_mut()
+                .insert(HeaderName::from_static(name), v.clone());
+        }
+    }
+    if let Ok(v) = HeaderValue::from_str(request_id) {
+        to.headers_mut().insert("x-request-id", v);
+    }
+}
+
+/// Seconds since the Unix epoch.
+fn unix_now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+/// The dcmId and hospitalId of a `/pacs/dcm` query, checked.
+fn ids(query: &str) -> Result<(String, String), Refusal> {
+    const BAD: Refusal = Refusal::new(
+        StatusCode::BAD_REQUEST,
+        "bad-dcm-id",
+        "dcmId (required) and hospitalId must each appear once, be at most 256 bytes, contain no \
+         control characters and not be only dots\n",
+    );
+    let mut dcm_id = None;
+    let mut hospital_id = None;
+    for (k, v) in percent_encoding_pairs(query) {
+        let slot = match k.as_str() {
+            "dcmId" => &mut dcm_id,
+            "hospitalId" => &mut hospital_id,
+            _ => continue,
+        };
+        if slot.replace(v).is_some() {
+            return Err(BAD);
+        }
+    }
+    let ok = |v: &str| {
+        v.len() <= MAX_ID_LEN && !v.chars().any(char::is_control) && !v.chars().all(|c| c == '.')
+    };
+    let dcm_id = dcm_id.filter(|v| !v.is_empty() && ok(v)).ok_or(BAD)?;
+    let hospital_id = hospital_id.unwrap_or_default();
+    if !hospital_id.is_empty() && !ok(&hospital_id) {
+        return Err(BAD);
+    }
+    Ok((dcm_id, hospital_id))
+}
+
+/// `application/x-www-form-urlencoded` pairs of a query string (`+` is a space).
+fn percent_encoding_pairs(query: &str) -> Vec<(String, String)> {
+    let decode = |s: &str| {
+        let s = s.replace('+', " ");
+        percent_encoding::percent_decode_str(&s)
+            .decode_utf8_lossy()
+            .into_owned()
+    };
+    query
+        .split('&')
+        .filter(|p| !p.is_empty())
+        .map(|p| match p.split_once('=') {
+            Some((k, v)) => (decode(k), decode(v)),
+            None => (decode(p), String::new()),
+        })
+        .collect()
+}
+
+fn encode_id(v: &str) -> String {
+    percent_encoding::utf8_percent_encode(v, ID_SAFE).to_string()
+}
+
+/// What the one log line of a stream says.
+struct StreamLog {
+    route: &'static str,
+    /// host:port only: paths and queries can carry patient identifiers.
+    upstream: String,
+    peer: std::net::IpAddr,
+    request_id: String,
+    status: u16,
+    declared: Option<u64>,
+    started: Instant,
+    bytes: u64,
+    done: bool,
+}
+
+impl StreamLog {
+    fn finish(&mut self, outcome: &'static str) {
+        if self.done {
+            return;
+        }
+        self.done = true;
+        let duration_ms = (self.started.elapsed().as_secs_f64() * 1000.0).round();
+        BYTES.fetch_add(self.bytes, Ordering::Relaxed);
+        if outcome == "ok" {
+            COMPLETED.fetch_add(1, Ordering::Relaxed);
+            tracing::info!(
+                direction = DIRECTION,
+                route = self.route,
+                peer = %self.peer,
+                upstream = %self.upstream,
+                status = self.status,
+                bytes = self.bytes,
+                duration_ms,
+                outcome,
+                request_id = %self.request_id,
+                "stream"
+            );
+        } else {
+            FAILED.fetch_add(1, Ordering::Relaxed);
+            tracing::warn!(
+                direction = DIRECTION,
+                route = self.route,
+                peer = %self.peer,
+                upstream = %self.upstream,
+                status = self.status,
+                bytes = self.bytes,
+                declared = self.declared,
+                duration_ms,
+                outcome,
+                request_id = %self.request_id,
+                "stream"
+            );
+        }
+    }
+}
+
+/// The PACS's body on its way to the cloud: counts bytes and writes the stream's log line when
+/// it ends, fails, or is dropped because the client went away (which also drops, and so
+/// cancels, the request to the PACS).
+struct Counted {
+    inner: reqwest::Body,
+    log: StreamLog,
+}
+
+impl HttpBody for Counted {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        let this = self.get_mut();
+        match Pin::new(&mut this.inner).poll_frame(cx) {
+            Poll::Pending => Poll::Pending,
+            Poll::Ready(None) => {
+                this.log.finish("ok");
+                Poll::Ready(None)
+            }
+            Poll::Ready(Some(Ok(frame))) => {
+                if let Some(d) = frame.data_ref() {
+                    this.log.bytes += d.len() as u64;
+                }
+                // hyper stops polling once a body with a known length is complete.
+                if this.inner.is_end_stream() {
+                    this.log.finish("ok");
+                }
+                Poll::Ready(Some(Ok(frame)))
+            }
+            Poll::Ready(Some(Err(e))) => {
+                let outcome = if e.is_timeout() {
+                    "pacs-stalled"
+                } else {
+                    "pacs-broken"
+                };
+                this.log.finish(outcome);
+                Poll::Ready(Some(Err(Box::new(e))))
+            }
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+impl Drop for Counted {
+    fn drop(&mut self) {
+        if self.log.declared == Some(self.log.bytes) {
+            self.log.finish("ok");
+        } else {
+            self.log.finish("client-gone");
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ids_are_checked_and_encoded() {
+        let (d, h) = ids("dcmId=a%2F..%2Fb%40evil%23x&hospitalId=253").unwrap_or_default();
+        assert_eq!(d, "a/../b@evil#x");
+        assert_eq!(h, "253");
+        assert_eq!(encode_id(&d), "a%2F..%2Fb%40evil%23x");
+        for bad in [
+            "",
+            "hospitalId=1",
+            "dcmId=",
+            "dcmId=..",
+            "dcmId=.",
+            "dcmId=a%0d%0aX:1",
+            "dcmId=a%00",
+            "dcmId=a&dcmId=b",
+            "dcmId=a&hospitalId=..",
+        ] {
+            assert!(ids(bad).is_err(), "{bad}");
+        }
+        assert!(ids(&format!("dcmId={}", "x".repeat(257))).is_err());
+        assert_eq!(
+            ids("dcmId=1.2.840.113619+x")
+                .map(|x| x.0)
+                .unwrap_or_default(),
+            "1.2.840.113619 x"
+        );
+    }
+}
