@@ -297,6 +297,19 @@ invalid_fixture!(
 );
 
 invalid_fixture!(
+    pacs_links,
+    "invalid_pacs.toml",
+    &[
+        // Rewritten links need the address the cloud reaches this box at.
+        e(&["cloud_listener.public_url"], &["[cloud_listener]"]),
+        e(&["pacs.dcm_url"], &["dcm_url ="]),
+        e(&["pacs.internal_hosts[1]"], &["internal_hosts ="]),
+        e(&["pacs.link_key"], &["link_key ="]),
+        e(&["pacs.read_timeout"], &["read_timeout ="]),
+    ]
+);
+
+invalid_fixture!(
     bad_listen_address,
     "invalid_listen.toml",
     &[e(
@@ -588,6 +601,17 @@ fn valid_minimal_fixture_loads_with_safe_defaults() {
     assert_eq!(c.his.route_for("hospital.interface.queryBalance"), None);
     assert!(c.admin.is_none());
     assert!(c.pacs.dcm_url.is_none() && c.pacs.internal_hosts.is_empty());
+    assert_eq!(c.pacs.link_ttl, Duration::from_secs(3600), "links live an hour");
+    assert_eq!(
+        c.his.max_response,
+        4 * 1024 * 1024,
+        "ordinary HIS answers keep a tight limit"
+    );
+    assert_eq!(
+        c.his.max_response_for("hospital.interface.lisReportPdf"),
+        32 * 1024 * 1024,
+        "base64 report PDFs get room"
+    );
     assert_eq!(c.log.level, "info");
     for key in ["his_listener", "cloud_listener"] {
         assert!(

@@ -227,3 +227,41 @@ mod tests {
         assert!(!is_valid_name(""));
     }
 }
+
+/// Cloud → HIS names whose answers carry whole documents as base64 although the spec files them
+/// as queries (the education material in 23.1.2 embeds its pictures).
+const DOCUMENT_QUERIES: &[&str] = &["hospital.interface.inhospitalEducation.getDetailById"];
+
+/// Whether answers on this name carry whole documents (PDFs, invoices, images as base64), so
+/// they get the larger answer size limit.
+pub fn carries_documents(name: &str) -> bool {
+    DOCUMENT_QUERIES.contains(&name)
+        || Catalog::get()
+            .by_name(name)
+            .is_some_and(|e| e.kind == Kind::File)
+}
+
+#[cfg(test)]
+mod document_tests {
+    use super::*;
+
+    #[test]
+    fn report_files_get_the_document_limit_and_queries_do_not() {
+        for name in [
+            "hospital.interface.lisReportPdf",
+            "hospital.interface.createElectronicInvoice",
+            "hospital.interface.ecgReportImage",
+            "hospital.interface.pathologyReportFile",
+            "hospital.interface.inhospitalEducation.getDetailById",
+        ] {
+            assert!(carries_documents(name), "{name}");
+        }
+        for name in [
+            "hospital.interface.pacsReportDcm",
+            "hospital.interface.queryBalance",
+            "x",
+        ] {
+            assert!(!carries_documents(name), "{name}");
+        }
+    }
+}

@@ -86,13 +86,26 @@ pub struct HisConfig {
     pub default: Option<HisRoute>,
     /// `[[his.route]]` overrides by exact name.
     pub routes: HashMap<String, HisRoute>,
+    /// Largest answer read from the HIS on an ordinary route.
     pub max_response: u64,
+    /// Largest answer on the routes that carry whole documents as base64 (lab report PDFs,
+    /// invoices, ECG images, pathology files).
+    pub max_file_response: u64,
 }
 
 impl HisConfig {
     /// The route a cloud → HIS name takes, if any.
     pub fn route_for(&self, name: &str) -> Option<&HisRoute> {
         self.routes.get(name).or(self.default.as_ref())
+    }
+
+    /// The answer size limit for a name: documents get the larger one.
+    pub fn max_response_for(&self, name: &str) -> u64 {
+        if crate::catalog::carries_documents(name) {
+            self.max_file_response.max(self.max_response)
+        } else {
+            self.max_response
+        }
     }
 }
 

@@ -62,6 +62,7 @@ pub struct RawHis {
     #[serde(flatten)]
     pub default: RawRoute,
     pub max_response: Option<String>,
+    pub max_file_response: Option<String>,
     #[serde(default)]
     pub route: Vec<RawRoute>,
 }

@@ -103,7 +103,7 @@ impl<'a> Checker<'a> {
             .iter()
             .copied()
             .filter(|k| *k != "name")
-            .chain(["max_response", "route"])
+            .chain(["max_response", "max_file_response", "route"])
             .collect();
         for (k, v) in doc.get_ref().iter() {
             let key = k.get_ref().as_ref();
@@ -639,6 +639,12 @@ fn his(c: &mut Checker<'_>, raw: Option<raw::RawHis>) -> Option<HisConfig> {
         c,
         &[Step::Key("his"), Step::Key("max_response")],
         raw.max_response.as_deref(),
+        4 << 20,
+    );
+    let max_file_response = size(
+        c,
+        &[Step::Key("his"), Step::Key("max_file_response")],
+        raw.max_file_response.as_deref(),
         32 << 20,
     );
     let mut ok = true;
@@ -701,6 +707,7 @@ fn his(c: &mut Checker<'_>, raw: Option<raw::RawHis>) -> Option<HisConfig> {
         default,
         routes,
         max_response,
+        max_file_response,
     })
 }
 

@@ -47,7 +47,7 @@ impl His {
                     request_id,
                     body,
                     route.timeout,
-                    self.config.max_response,
+                    self.config.max_response_for(name),
                 )
                 .await?;
                 accept_json_answer(answer)
@@ -125,7 +125,7 @@ impl His {
             Bytes::from(bytes),
             &headers,
             route.timeout,
-            self.config.max_response,
+            self.config.max_response_for(name),
         )
         .await?;
         // Faults arrive with 500 (SOAP 1.1) or 400/500 (1.2): read the body before judging.
