@@ -601,7 +601,11 @@ fn valid_minimal_fixture_loads_with_safe_defaults() {
     assert_eq!(c.his.route_for("hospital.interface.queryBalance"), None);
     assert!(c.admin.is_none());
     assert!(c.pacs.dcm_url.is_none() && c.pacs.internal_hosts.is_empty());
-    assert_eq!(c.pacs.link_ttl, Duration::from_secs(3600), "links live an hour");
+    assert_eq!(
+        c.pacs.link_ttl,
+        Duration::from_secs(3600),
+        "links live an hour"
+    );
     assert_eq!(
         c.his.max_response,
         4 * 1024 * 1024,

@@ -1,25 +1,29 @@
-//! Signed, expiring `/files/<token>` links: only this box can mint them, and a token names the
-//! one LAN URL it was minted for.
+//! Signed, expiring `/files/<token>` links: only this box can mint them, a token names the one
+//! LAN URL it was minted for, and it does not reveal that URL (LAN addresses and paths, which can
+//! carry patient numbers, never leave the box in clear).
 //!
-//! Token = base64url (no padding) of `0x01 ‖ expiry (u64, Unix seconds, big-endian) ‖ URL (UTF-8)
-//! ‖ HMAC-SHA256(key, 0x01 ‖ expiry ‖ URL)`. The signature is checked (in constant time) before
-//! anything else in the token is looked at.
+//! Token = base64url (no padding) of `0x02 ‖ nonce (12 random bytes) ‖ AES-256-GCM(expiry (u64,
+//! Unix seconds, big-endian) ‖ URL)`, with the version byte as associated data. The AEAD key is
+//! HMAC-SHA256(link key, "prefront/files-link/v2"). The tag is checked before anything inside the
+//! token is looked at; a token that fails it is forged, whatever else it says.
 
 use std::io::Write;
 use std::path::Path;
 
 use data_encoding::BASE64URL_NOPAD;
+use ring::aead::{Aad, LessSafeKey, Nonce, UnboundKey, AES_256_GCM, NONCE_LEN};
 use ring::hmac;
+use ring::rand::{SecureRandom, SystemRandom};
 
-const VERSION: u8 = 1;
-const TAG_LEN: usize = 32;
-/// Longest token accepted: a URL of at most 4 KiB plus the header and the tag.
-const MAX_TOKEN_LEN: usize = (4096 + 1 + 8 + TAG_LEN) * 4 / 3 + 4;
+const VERSION: u8 = 2;
+const TAG_LEN: usize = 16;
+/// Longest token accepted: a URL of at most 4 KiB plus the header, expiry and tag.
+const MAX_TOKEN_LEN: usize = (4096 + 1 + NONCE_LEN + 8 + TAG_LEN) * 4 / 3 + 4;
 
 /// Why a token was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum LinkError {
-    #[error("the link is not one this box signed (forged, damaged or truncated)")]
+    #[error("the link is not one this box issued (forged, damaged or truncated)")]
     Forged,
     #[error("the link expired")]
     Expired,
@@ -27,7 +31,8 @@ pub enum LinkError {
 
 /// Mints and verifies links with one key.
 pub struct LinkSigner {
-    key: hmac::Key,
+    key: LessSafeKey,
+    rng: SystemRandom,
 }
 
 impl std::fmt::Debug for LinkSigner {
@@ -38,41 +43,71 @@ impl std::fmt::Debug for LinkSigner {
 
 impl LinkSigner {
     pub fn new(key: &[u8]) -> LinkSigner {
+        let derived = hmac::sign(
+            &hmac::Key::new(hmac::HMAC_SHA256, key),
+            b"prefront/files-link/v2",
+        );
+        // A 32-byte key always fits AES-256.
+        let unbound = UnboundKey::new(&AES_256_GCM, derived.as_ref())
+            .unwrap_or_else(|_| unreachable!("HMAC-SHA256 output is 32 bytes"));
         LinkSigner {
-            key: hmac::Key::new(hmac::HMAC_SHA256, key),
+            key: LessSafeKey::new(unbound),
+            rng: SystemRandom::new(),
         }
     }
 
     /// A token for `url`, valid until `expires` (Unix seconds).
     pub fn mint(&self, url: &str, expires: u64) -> String {
-        let mut raw = Vec::with_capacity(1 + 8 + url.len() + TAG_LEN);
+        let mut nonce = [0u8; NONCE_LEN];
+        if self.rng.fill(&mut nonce).is_err() {
+            // No randomness: fall back to a nonce that is still unique per process and call.
+            static COUNTER: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+            let n = COUNTER.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            nonce[..8].copy_from_slice(&n.to_be_bytes());
+            let t = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.subsec_nanos());
+            nonce[8..].copy_from_slice(&t.to_be_bytes());
+        }
+        let mut sealed = Vec::with_capacity(8 + url.len() + TAG_LEN);
+        sealed.extend_from_slice(&expires.to_be_bytes());
+        sealed.extend_from_slice(url.as_bytes());
+        let _ = self.key.seal_in_place_append_tag(
+            Nonce::assume_unique_for_key(nonce),
+            Aad::from([VERSION]),
+            &mut sealed,
+        );
+        let mut raw = Vec::with_capacity(1 + NONCE_LEN + sealed.len());
         raw.push(VERSION);
-        raw.extend_from_slice(&expires.to_be_bytes());
-        raw.extend_from_slice(url.as_bytes());
-        let tag = hmac::sign(&self.key, &raw);
-        raw.extend_from_slice(tag.as_ref());
+        raw.extend_from_slice(&nonce);
+        raw.extend_from_slice(&sealed);
         BASE64URL_NOPAD.encode(&raw)
     }
 
-    /// The URL a token was minted for, if the signature holds and it has not expired at `now`.
+    /// The URL a token was minted for, if it is authentic and has not expired at `now`.
     pub fn verify(&self, token: &str, now: u64) -> Result<String, LinkError> {
         if token.is_empty() || token.len() > MAX_TOKEN_LEN {
             return Err(LinkError::Forged);
         }
-        let raw = BASE64URL_NOPAD
+        let mut raw = BASE64URL_NOPAD
             .decode(token.as_bytes())
             .map_err(|_| LinkError::Forged)?;
-        if raw.len() < 1 + 8 + TAG_LEN {
+        if raw.len() < 1 + NONCE_LEN + 8 + TAG_LEN || raw[0] != VERSION {
             return Err(LinkError::Forged);
         }
-        let (signed, tag) = raw.split_at(raw.len() - TAG_LEN);
-        hmac::verify(&self.key, signed, tag).map_err(|_| LinkError::Forged)?;
-        if signed[0] != VERSION {
-            return Err(LinkError::Forged);
-        }
+        let mut nonce = [0u8; NONCE_LEN];
+        nonce.copy_from_slice(&raw[1..1 + NONCE_LEN]);
+        let plain = self
+            .key
+            .open_in_place(
+                Nonce::assume_unique_for_key(nonce),
+                Aad::from([VERSION]),
+                &mut raw[1 + NONCE_LEN..],
+            )
+            .map_err(|_| LinkError::Forged)?;
         let mut exp = [0u8; 8];
-        exp.copy_from_slice(&signed[1..9]);
-        let url = std::str::from_utf8(&signed[9..]).map_err(|_| LinkError::Forged)?;
+        exp.copy_from_slice(&plain[..8]);
+        let url = std::str::from_utf8(&plain[8..]).map_err(|_| LinkError::Forged)?;
         if u64::from_be_bytes(exp) < now {
             return Err(LinkError::Expired);
         }
@@ -123,7 +158,8 @@ pub fn load_or_create_key(path: &Path) -> Result<Vec<u8>, KeyError> {
         return Ok(k);
     }
     let mut key = vec![0u8; 32];
-    ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut key)
+    SystemRandom::new()
+        .fill(&mut key)
         .map_err(|_| err(std::io::Error::other("no system randomness")))?;
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
         std::fs::create_dir_all(dir).map_err(err)?;
@@ -180,6 +216,12 @@ mod tests {
         for n in 0..t.len() {
             assert_eq!(s.verify(&t[..n], 0), Err(LinkError::Forged), "prefix {n}");
         }
+        assert!(
+            !String::from_utf8_lossy(&BASE64URL_NOPAD.decode(t.as_bytes()).unwrap_or_default())
+                .contains("10.1.1.20"),
+            "the LAN URL must not be readable in the token"
+        );
+        assert_ne!(s.mint(URL, u64::MAX), t, "every token has its own nonce");
         let other = LinkSigner::new(b"another key, also thirty-two bytes");
         assert_eq!(other.verify(&t, 0), Err(LinkError::Forged));
         assert_eq!(s.verify("../../etc/passwd", 0), Err(LinkError::Forged));

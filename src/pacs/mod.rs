@@ -182,10 +182,6 @@ impl Pacs {
         let (Some(signer), Some(public)) = (&self.signer, &self.public_url) else {
             return answer;
         };
-        // No URL at all (the common case, and every base64 document): nothing to look at.
-        if memchr::memmem::find(&answer, b"://").is_none() {
-            return answer;
-        }
         let Some(spans) = rewrite::candidate_spans(&answer, &self.config.rewrite_fields) else {
             return answer;
         };
@@ -343,22 +339,18 @@ impl Pacs {
             .respond(call, route);
         }
         if status.is_client_error() || status.is_server_error() {
-            if status == StatusCode::RANGE_NOT_SATISFIABLE {
-                // Its Content-Range (`bytes */N`) tells the client the real size.
-                let mut r = Response::new(Body::default());
-                *r.status_mut() = status;
-                forward_answer_headers(answer.headers(), &mut r, &call.request_id);
-                r.headers_mut()
-                    .insert(CONTENT_LENGTH, HeaderValue::from_static("0"));
-                call.log(DIRECTION, route, "ok", status.as_u16());
-                return r;
-            }
             // The PACS's own error page stays on the LAN: it may name internal paths.
             call.log(DIRECTION, route, "pacs-status", status.as_u16());
             let mut r = Response::new(Body::new(Bytes::from(format!(
                 "the image server answered {status}\n"
             ))));
             *r.status_mut() = status;
+            if status == StatusCode::RANGE_NOT_SATISFIABLE {
+                // Its Content-Range (`bytes */N`) tells the client the real size.
+                if let Some(v) = answer.headers().get("content-range") {
+                    r.headers_mut().insert("content-range", v.clone());
+                }
+            }
             r.headers_mut().insert(
                 CONTENT_TYPE,
                 HeaderValue::from_static("text/plain; charset=utf-8"),

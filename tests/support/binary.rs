@@ -59,6 +59,42 @@ impl RunningBinary {
         format!("http://{}", self.his_addr)
     }
 
+    /// The child's process id (e.g. to read `/proc/<pid>/status`).
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// The cloud listener's real address (`127.0.0.1:PORT`), from the log line
+    /// `listening for the cloud … addr=…`; waits up to 15 s for it.
+    pub fn cloud_addr(&self) -> String {
+        let deadline = Instant::now() + Duration::from_secs(15);
+        loop {
+            let found = self.log().iter().find_map(|line| {
+                if !line.contains("listening for the cloud") {
+                    return None;
+                }
+                line.split("addr=")
+                    .nth(1)
+                    .and_then(|s| s.split_whitespace().next())
+                    .map(|a| a.trim_matches('"').to_string())
+            });
+            if let Some(addr) = found {
+                return addr;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "no `listening for the cloud` line in the log:\n{}",
+                self.log().join("\n")
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// `http://<cloud_addr>` (the cloud listener without TLS).
+    pub fn cloud_url(&self) -> String {
+        format!("http://{}", self.cloud_addr())
+    }
+
     /// The log lines written so far.
     pub fn log(&self) -> Vec<String> {
         self.log.lock().map(|l| l.clone()).unwrap_or_default()

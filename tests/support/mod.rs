@@ -9,6 +9,7 @@
 //! * [`MockUpstream`]: a hyper 1 HTTP/1.1 server (plain or TLS) on
 //!   `127.0.0.1:0` with canned/echo answers, optional delay and a request log.
 //! * [`plain_client`], [`closed_port_addr`], [`LogCapture`].
+//! * [`pacs`]: a mock PACS serving generated image files of any size (`support::pacs::*`).
 //!
 //! Note on reqwest 0.13 with `rustls-no-provider`: building a `reqwest::Client`
 //! without a preconfigured TLS config panics unless a process-wide rustls
@@ -20,6 +21,7 @@
 
 mod binary;
 mod gateway;
+pub mod pacs;
 #[allow(unused_imports)] // not every test file runs the binary
 pub use binary::*;
 pub use gateway::*;
