@@ -34,6 +34,7 @@ pub struct State {
     pub pacs: crate::pacs::Pacs,
     pub his_policy: Arc<AccessPolicy>,
     pub cloud_policy: Arc<AccessPolicy>,
+    pub admin_policy: Arc<AccessPolicy>,
 }
 
 /// Why the gateway could not start.
@@ -94,17 +95,29 @@ impl Gateway {
         let forwarders = Forwarders::new(outbox.clone(), prepared.cloud.clone(), buffer.clone());
         let his_tcp = bind("his_listener", config.his_listener.listen).await?;
         let cloud_tcp = bind("cloud_listener", config.cloud_listener.listen).await?;
+        let admin_tcp = match &config.admin {
+            Some(a) => Some(bind("admin", a.listen).await?),
+            None => None,
+        };
         let state = Arc::new(State {
             outbox,
             forwarders,
             his_policy: policy(&config.his_listener),
             cloud_policy: policy(&config.cloud_listener),
+            admin_policy: Arc::new(AccessPolicy::new(
+                config
+                    .admin
+                    .as_ref()
+                    .map(|a| a.allow.clone())
+                    .unwrap_or_default(),
+                Vec::new(),
+            )),
             cloud: prepared.cloud,
             his: prepared.his,
             pacs: prepared.pacs,
             config,
         });
-        let listeners = vec![
+        let mut listeners = vec![
             Listener {
                 side: Side::His,
                 tcp: his_tcp,
@@ -118,6 +131,14 @@ impl Gateway {
                 policy: state.cloud_policy.clone(),
             },
         ];
+        if let Some(tcp) = admin_tcp {
+            listeners.push(Listener {
+                side: Side::Admin,
+                tcp,
+                tls: None,
+                policy: state.admin_policy.clone(),
+            });
+        }
         Ok(Gateway { state, listeners })
     }
 
@@ -127,6 +148,14 @@ impl Gateway {
 
     pub fn cloud_addr(&self) -> SocketAddr {
         self.addr(Side::Cloud)
+    }
+
+    /// The admin listener's address, if `[admin]` is configured.
+    pub fn admin_addr(&self) -> Option<SocketAddr> {
+        self.listeners
+            .iter()
+            .any(|l| l.side == Side::Admin)
+            .then(|| self.addr(Side::Admin))
     }
 
     fn addr(&self, side: Side) -> SocketAddr {
@@ -154,6 +183,9 @@ impl Gateway {
                 }
                 Side::Cloud => {
                     tracing::info!(listener = "cloud", addr = %addr, scheme, "listening for the cloud: POST /his/<name>")
+                }
+                Side::Admin => {
+                    tracing::info!(listener = "admin", addr = %addr, scheme, "admin: GET /healthz, /readyz, /metrics")
                 }
             }
             if l.side == Side::Cloud && l.tls.is_none() {

@@ -2,6 +2,7 @@
 //! One accept loop serves both; the allowlist is applied to the TCP peer before any body is
 //! read; each side has its own request handler.
 
+pub mod admin;
 pub mod allowlist;
 pub mod cloud;
 pub mod his;
@@ -37,6 +38,8 @@ use allowlist::{AccessPolicy, PeerAccess};
 pub enum Side {
     His,
     Cloud,
+    /// Health, metrics and status for the operator (loopback by default).
+    Admin,
 }
 
 impl Side {
@@ -44,6 +47,7 @@ impl Side {
         match self {
             Side::His => "his",
             Side::Cloud => "cloud",
+            Side::Admin => "admin",
         }
     }
 }
@@ -232,6 +236,7 @@ async fn handle(state: Arc<State>, req: Request<Incoming>, conn: Conn) -> Respon
             let policy = match conn.side {
                 Side::His => &state.his_policy,
                 Side::Cloud => &state.cloud_policy,
+                Side::Admin => &state.admin_policy,
             };
             match policy.client_behind_proxy(conn.peer.ip(), req.headers()) {
                 Some(ip) if policy.allows(ip) => ip,
@@ -250,6 +255,7 @@ async fn handle(state: Arc<State>, req: Request<Incoming>, conn: Conn) -> Respon
     match conn.side {
         Side::His => his::handle(&state, req, call).await,
         Side::Cloud => cloud::handle(&state, req, call).await,
+        Side::Admin => admin::handle(&state, req, call).await,
     }
 }
 
@@ -257,7 +263,9 @@ fn log_denial(state: &State, conn: Conn, who: std::net::IpAddr) {
     let policy = match conn.side {
         Side::His => &state.his_policy,
         Side::Cloud => &state.cloud_policy,
+        Side::Admin => &state.admin_policy,
     };
+    crate::telemetry::metrics::denial(conn.side.as_str());
     if policy.should_log_denial(who) {
         tracing::warn!(
             listener = conn.side.as_str(),
@@ -312,7 +320,9 @@ impl Call {
 
     /// Writes the one log line of this call.
     pub fn log(&self, direction: &str, route: &str, outcome: &str, status: u16) {
-        let latency_ms = self.started.elapsed().as_secs_f64() * 1000.0;
+        let elapsed = self.started.elapsed().as_secs_f64();
+        crate::telemetry::metrics::call(direction, route, outcome, elapsed);
+        let latency_ms = elapsed * 1000.0;
         let latency_ms = (latency_ms * 10.0).round() / 10.0;
         if outcome == "ok" {
             tracing::info!(

@@ -491,7 +491,9 @@ impl StreamLog {
             return;
         }
         self.done = true;
-        let duration_ms = (self.started.elapsed().as_secs_f64() * 1000.0).round();
+        let elapsed = self.started.elapsed().as_secs_f64();
+        crate::telemetry::metrics::call(DIRECTION, self.route, outcome, elapsed);
+        let duration_ms = (elapsed * 1000.0).round();
         BYTES.fetch_add(self.bytes, Ordering::Relaxed);
         if outcome == "ok" {
             COMPLETED.fetch_add(1, Ordering::Relaxed);

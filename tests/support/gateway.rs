@@ -10,6 +10,8 @@ use tokio::task::JoinHandle;
 pub struct TestGateway {
     pub his_addr: SocketAddr,
     pub cloud_addr: SocketAddr,
+    /// The admin listener's address when the TOML has an `[admin]` section.
+    pub admin_addr: Option<SocketAddr>,
     /// The gateway's own buffer directory when the test's TOML names none (removed on drop).
     pub buffer_dir: Option<super::TempDir>,
     stop: Option<oneshot::Sender<()>>,
@@ -75,6 +77,7 @@ pub async fn spawn_gateway_in(toml: &str, base_dir: &Path) -> TestGateway {
         .expect("gateway binds on loopback");
     let his_addr = gw.his_addr();
     let cloud_addr = gw.cloud_addr();
+    let admin_addr = gw.admin_addr();
     let (tx, rx) = oneshot::channel::<()>();
     let task = tokio::spawn(async move {
         gw.run(async {
@@ -85,6 +88,7 @@ pub async fn spawn_gateway_in(toml: &str, base_dir: &Path) -> TestGateway {
     TestGateway {
         his_addr,
         cloud_addr,
+        admin_addr,
         buffer_dir,
         stop: Some(tx),
         task: Some(task),

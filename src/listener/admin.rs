@@ -1,0 +1,58 @@
+//! The admin listener (`[admin] listen`, loopback by default): `/healthz`, `/readyz` and
+//! `/metrics` (Prometheus text) for the operator and the monitoring system.
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use hyper::body::Incoming;
+use hyper::header::{HeaderValue, CONTENT_TYPE};
+use hyper::{Method, Request, Response, StatusCode};
+
+use super::{method_not_allowed, not_found, Body, Call};
+use crate::app::State;
+
+fn text(status: StatusCode, content_type: &'static str, body: impl Into<Bytes>) -> Response<Body> {
+    let mut r = Response::new(Body::new(body.into()));
+    *r.status_mut() = status;
+    r.headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static(content_type));
+    r.headers_mut()
+        .insert("cache-control", HeaderValue::from_static("no-store"));
+    r
+}
+
+pub async fn handle(state: &Arc<State>, req: Request<Incoming>, _call: Call) -> Response<Body> {
+    if req.method() != Method::GET && req.method() != Method::HEAD {
+        return method_not_allowed("GET, HEAD");
+    }
+    match req.uri().path() {
+        // The process is up and answering.
+        "/healthz" => text(StatusCode::OK, "text/plain; charset=utf-8", "ok\n"),
+        "/readyz" => {
+            // Listeners are bound and the config loaded by the time this answers; the buffer is
+            // the one part that can go away under a running box (disk gone, store damaged).
+            let (ready, reason) = match state.outbox.stats() {
+                Ok(_) => (true, None),
+                Err(e) => (false, Some(format!("buffer store unreadable: {e}"))),
+            };
+            let body = serde_json::json!({
+                "ready": ready,
+                "reason": reason,
+                "version": env!("CARGO_PKG_VERSION"),
+                "cloud_link": format!("{:?}", state.cloud.link.state()).to_lowercase(),
+            });
+            let status = if ready {
+                StatusCode::OK
+            } else {
+                StatusCode::SERVICE_UNAVAILABLE
+            };
+            text(status, "application/json", body.to_string())
+        }
+        "/metrics" => text(
+            StatusCode::OK,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+            crate::telemetry::metrics::render(state),
+        ),
+        _ => not_found("prefront admin: GET /healthz, /readyz, /metrics\n"),
+    }
+}
