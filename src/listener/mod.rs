@@ -336,6 +336,14 @@ impl Call {
                 "call"
             );
         } else {
+            crate::telemetry::recent::record(crate::telemetry::recent::RecentError {
+                at_ms: crate::buffer::now_ms(),
+                direction: direction.to_string(),
+                route: route.to_string(),
+                outcome: outcome.to_string(),
+                status,
+                request_id: self.request_id.clone(),
+            });
             tracing::warn!(
                 direction,
                 peer = %self.client,

@@ -1,6 +1,7 @@
 //! Logging: `tracing` set up once by the binary, and the masking every log line goes through.
 
 pub mod metrics;
+pub mod recent;
 pub mod redact;
 
 /// Sets up the process's log output: `RUST_LOG` wins over the configured level.
