@@ -35,6 +35,132 @@ pub struct State {
     pub his_policy: Arc<AccessPolicy>,
     pub cloud_policy: Arc<AccessPolicy>,
     pub admin_policy: Arc<AccessPolicy>,
+    /// TLS for the listeners that have a certificate (reloaded with the config).
+    pub his_tls: Option<ListenerTls>,
+    pub cloud_tls: Option<ListenerTls>,
+}
+
+/// A listener's TLS acceptor (its certificate and settings).
+#[derive(Clone)]
+pub struct ListenerTls(pub TlsAcceptor);
+
+impl std::fmt::Debug for ListenerTls {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ListenerTls")
+    }
+}
+
+impl State {
+    /// The allowlist of a listener.
+    pub fn policy(&self, side: Side) -> &Arc<AccessPolicy> {
+        match side {
+            Side::His => &self.his_policy,
+            Side::Cloud => &self.cloud_policy,
+            Side::Admin => &self.admin_policy,
+        }
+    }
+
+    /// The TLS acceptor of a listener, if it speaks TLS.
+    pub fn tls(&self, side: Side) -> Option<&TlsAcceptor> {
+        match side {
+            Side::His => self.his_tls.as_ref().map(|t| &t.0),
+            Side::Cloud => self.cloud_tls.as_ref().map(|t| &t.0),
+            Side::Admin => None,
+        }
+    }
+}
+
+/// The state in force: a reload swaps it whole; a call in flight keeps the one it started with.
+#[derive(Debug)]
+pub struct Live {
+    current: std::sync::RwLock<Arc<State>>,
+}
+
+impl Live {
+    pub fn current(&self) -> Arc<State> {
+        self.current
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    fn replace(&self, state: Arc<State>) {
+        *self.current.write().unwrap_or_else(|p| p.into_inner()) = state;
+    }
+}
+
+/// Re-reads the configuration into a running gateway (SIGHUP).
+#[derive(Debug, Clone)]
+pub struct Reloader {
+    live: Arc<Live>,
+}
+
+impl Reloader {
+    /// Puts `config` in force for every new call: allowlists, body limits, TLS certificates,
+    /// HIS routes, `[[cloud.route]]` delivery, `[pacs]`. What needs new sockets or a new store
+    /// (listen addresses, `[cloud]` connection settings, `[buffer]`, `[admin]`, log level) keeps
+    /// its old value; each such difference is returned as a line to log. Certificates that do not
+    /// load refuse the whole reload, and the old configuration stays in force.
+    pub fn reload(&self, mut config: Config) -> Result<Vec<String>, StartError> {
+        let old = self.live.current();
+        let mut kept = Vec::new();
+        let o = &old.config;
+        if config.his_listener.listen != o.his_listener.listen {
+            kept.push("his_listener.listen".to_string());
+            config.his_listener.listen = o.his_listener.listen;
+        }
+        if config.cloud_listener.listen != o.cloud_listener.listen {
+            kept.push("cloud_listener.listen".to_string());
+            config.cloud_listener.listen = o.cloud_listener.listen;
+        }
+        if config.admin.as_ref().map(|a| a.listen) != o.admin.as_ref().map(|a| a.listen) {
+            kept.push("admin.listen".to_string());
+            match (&mut config.admin, &o.admin) {
+                (Some(n), Some(a)) => n.listen = a.listen,
+                (n, a) => *n = a.clone(),
+            }
+        }
+        let (nc, oc) = (&config.cloud, &o.cloud);
+        if nc.base_url != oc.base_url
+            || nc.ca != oc.ca
+            || nc.timeout != oc.timeout
+            || nc.connect_timeout != oc.connect_timeout
+            || nc.max_response != oc.max_response
+        {
+            kept.push("[cloud] base_url/ca/timeouts/max_response".to_string());
+            let delivery = std::mem::take(&mut config.cloud.delivery);
+            config.cloud = o.cloud.clone();
+            config.cloud.delivery = delivery;
+        }
+        if format!("{:?}", config.buffer) != format!("{:?}", o.buffer) {
+            kept.push("[buffer]".to_string());
+            config.buffer = o.buffer.clone();
+        }
+        if config.log.level != o.log.level {
+            kept.push("[log] level".to_string());
+            config.log.level = o.log.level.clone();
+        }
+        let acceptor = |listener: &'static str, l: &ListenerConfig| listener_tls(listener, l);
+        let his_tls = acceptor("his_listener", &config.his_listener)?;
+        let cloud_tls = acceptor("cloud_listener", &config.cloud_listener)?;
+        let his = His::new(&config.his).map_err(|e| StartError::Client("HIS", e))?;
+        let pacs = crate::pacs::Pacs::new(&config, true)?;
+        let state = Arc::new(State {
+            cloud: old.cloud.clone(),
+            outbox: old.outbox.clone(),
+            forwarders: old.forwarders.clone(),
+            his,
+            pacs,
+            his_policy: policy(&config.his_listener),
+            cloud_policy: policy(&config.cloud_listener),
+            admin_policy: admin_policy(&config),
+            his_tls: his_tls.map(ListenerTls),
+            cloud_tls: cloud_tls.map(ListenerTls),
+            config,
+        });
+        self.live.replace(state);
+        Ok(kept)
+    }
 }
 
 /// Why the gateway could not start.
@@ -65,7 +191,7 @@ pub enum StartError {
 /// A gateway whose sockets are bound, ready to run. Binding first lets a caller (and a test on
 /// port 0) learn the real addresses before traffic starts.
 pub struct Gateway {
-    state: Arc<State>,
+    live: Arc<Live>,
     listeners: Vec<Listener>,
 }
 
@@ -104,14 +230,9 @@ impl Gateway {
             forwarders,
             his_policy: policy(&config.his_listener),
             cloud_policy: policy(&config.cloud_listener),
-            admin_policy: Arc::new(AccessPolicy::new(
-                config
-                    .admin
-                    .as_ref()
-                    .map(|a| a.allow.clone())
-                    .unwrap_or_default(),
-                Vec::new(),
-            )),
+            admin_policy: admin_policy(&config),
+            his_tls: prepared.his_tls.map(ListenerTls),
+            cloud_tls: prepared.cloud_tls.map(ListenerTls),
             cloud: prepared.cloud,
             his: prepared.his,
             pacs: prepared.pacs,
@@ -121,25 +242,22 @@ impl Gateway {
             Listener {
                 side: Side::His,
                 tcp: his_tcp,
-                tls: prepared.his_tls,
-                policy: state.his_policy.clone(),
             },
             Listener {
                 side: Side::Cloud,
                 tcp: cloud_tcp,
-                tls: prepared.cloud_tls,
-                policy: state.cloud_policy.clone(),
             },
         ];
         if let Some(tcp) = admin_tcp {
             listeners.push(Listener {
                 side: Side::Admin,
                 tcp,
-                tls: None,
-                policy: state.admin_policy.clone(),
             });
         }
-        Ok(Gateway { state, listeners })
+        let live = Arc::new(Live {
+            current: std::sync::RwLock::new(state),
+        });
+        Ok(Gateway { live, listeners })
     }
 
     pub fn his_addr(&self) -> SocketAddr {
@@ -148,6 +266,13 @@ impl Gateway {
 
     pub fn cloud_addr(&self) -> SocketAddr {
         self.addr(Side::Cloud)
+    }
+
+    /// A handle that reloads the configuration while the gateway runs.
+    pub fn reloader(&self) -> Reloader {
+        Reloader {
+            live: self.live.clone(),
+        }
     }
 
     /// The admin listener's address, if `[admin]` is configured.
@@ -169,6 +294,7 @@ impl Gateway {
     /// Serves until `shutdown` completes, then drains in-flight calls for at most
     /// `DRAIN_DEADLINE`.
     pub async fn run(self, shutdown: impl Future<Output = ()>) {
+        let state = self.live.current();
         let (tx, rx) = tokio::sync::watch::channel(false);
         let mut tasks = tokio::task::JoinSet::new();
         for l in self.listeners {
@@ -176,7 +302,8 @@ impl Gateway {
                 .tcp
                 .local_addr()
                 .map_or_else(|_| "?".to_string(), |a| a.to_string());
-            let scheme = if l.tls.is_some() { "https" } else { "http" };
+            let tls = state.tls(l.side).is_some();
+            let scheme = if tls { "https" } else { "http" };
             match l.side {
                 Side::His => {
                     tracing::info!(listener = "his", addr = %addr, scheme, "listening for the HIS: POST /prefront/<path>")
@@ -188,32 +315,26 @@ impl Gateway {
                     tracing::info!(listener = "admin", addr = %addr, scheme, "admin: GET /healthz, /readyz, /metrics")
                 }
             }
-            if l.side == Side::Cloud && l.tls.is_none() {
+            if l.side == Side::Cloud && !tls {
                 tracing::warn!(
                     listener = "cloud",
                     addr = %addr,
                     "THE CLOUD LISTENER SPEAKS PLAIN HTTP (no tls_cert/tls_key): calls from the internet are not encrypted; use this only on a test bench"
                 );
             }
-            tasks.spawn(l.run(self.state.clone(), rx.clone(), DRAIN_DEADLINE));
+            tasks.spawn(l.run(self.live.clone(), rx.clone(), DRAIN_DEADLINE));
         }
-        let cloud = self.state.cloud.clone();
-        tasks.spawn(
-            cloud.link.clone().run_prober(
-                move || {
-                    let cloud = cloud.clone();
-                    async move { cloud.probe().await }
-                },
-                self.state.config.buffer.retry_min,
-                self.state
-                    .config
-                    .buffer
-                    .retry_max
-                    .min(Duration::from_secs(30)),
-                rx.clone(),
-            ),
-        );
-        tasks.spawn(self.state.forwarders.clone().run(rx.clone()));
+        let cloud = state.cloud.clone();
+        tasks.spawn(cloud.link.clone().run_prober(
+            move || {
+                let cloud = cloud.clone();
+                async move { cloud.probe().await }
+            },
+            state.config.buffer.retry_min,
+            state.config.buffer.retry_max.min(Duration::from_secs(30)),
+            rx.clone(),
+        ));
+        tasks.spawn(state.forwarders.clone().run(rx.clone()));
         shutdown.await;
         tracing::info!("shutting down: no new connections; draining in-flight calls");
         let _ = tx.send(true);
@@ -238,20 +359,9 @@ struct Prepared {
 
 /// Everything `bind` builds before touching a socket; `prefront check` runs it too.
 fn prepare(config: &Config, for_real: bool) -> Result<Prepared, StartError> {
-    let acceptor =
-        |listener: &'static str, l: &ListenerConfig| -> Result<Option<TlsAcceptor>, StartError> {
-            l.tls
-                .as_ref()
-                .map(|files| {
-                    tls::server_config(files)
-                        .map(TlsAcceptor::from)
-                        .map_err(|source| StartError::Tls { listener, source })
-                })
-                .transpose()
-        };
     Ok(Prepared {
-        his_tls: acceptor("his_listener", &config.his_listener)?,
-        cloud_tls: acceptor("cloud_listener", &config.cloud_listener)?,
+        his_tls: listener_tls("his_listener", &config.his_listener)?,
+        cloud_tls: listener_tls("cloud_listener", &config.cloud_listener)?,
         cloud: Cloud::new(&config.cloud).map_err(|e| StartError::Client("cloud", e))?,
         his: His::new(&config.his).map_err(|e| StartError::Client("HIS", e))?,
         pacs: crate::pacs::Pacs::new(config, for_real)?,
@@ -272,6 +382,31 @@ async fn bind(listener: &'static str, addr: SocketAddr) -> Result<TcpListener, S
             addr,
             source,
         })
+}
+
+fn listener_tls(
+    listener: &'static str,
+    l: &ListenerConfig,
+) -> Result<Option<TlsAcceptor>, StartError> {
+    l.tls
+        .as_ref()
+        .map(|files| {
+            tls::server_config(files)
+                .map(TlsAcceptor::from)
+                .map_err(|source| StartError::Tls { listener, source })
+        })
+        .transpose()
+}
+
+fn admin_policy(config: &Config) -> Arc<AccessPolicy> {
+    Arc::new(AccessPolicy::new(
+        config
+            .admin
+            .as_ref()
+            .map(|a| a.allow.clone())
+            .unwrap_or_default(),
+        Vec::new(),
+    ))
 }
 
 fn policy(l: &ListenerConfig) -> Arc<AccessPolicy> {

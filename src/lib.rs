@@ -10,6 +10,7 @@ pub mod config;
 pub mod listener;
 pub mod outcome;
 pub mod pacs;
+pub mod sd_notify;
 pub mod soap;
 pub mod telemetry;
 pub mod upstream;

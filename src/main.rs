@@ -5,6 +5,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 use prefront::config::{self, Config, ConfigError, Loaded};
+use prefront::sd_notify;
 
 /// Exit code for a configuration that cannot be used (BSD's EX_USAGE, as linkerd uses).
 const EXIT_CONFIG: u8 = 64;
@@ -231,6 +232,7 @@ fn run(explicit: Option<&Path>) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    let explicit = explicit.map(Path::to_path_buf);
     runtime.block_on(async {
         let gateway = match prefront::Gateway::bind(loaded.config).await {
             Ok(g) => g,
@@ -239,10 +241,73 @@ fn run(explicit: Option<&Path>) -> ExitCode {
                 return ExitCode::FAILURE;
             }
         };
-        gateway.run(shutdown_signal()).await;
+        tokio::spawn(reload_on_sighup(gateway.reloader(), explicit));
+        if let Some(every) = sd_notify::watchdog_interval() {
+            tokio::spawn(async move {
+                loop {
+                    sd_notify::notify("WATCHDOG=1");
+                    tokio::time::sleep(every).await;
+                }
+            });
+        }
+        sd_notify::notify("READY=1\nSTATUS=serving");
+        gateway
+            .run(async {
+                shutdown_signal().await;
+                sd_notify::notify("STOPPING=1\nSTATUS=draining in-flight calls");
+            })
+            .await;
         ExitCode::SUCCESS
     })
 }
+
+/// SIGHUP re-reads the configuration. A file with problems is refused with every problem logged,
+/// and the configuration in force stays; calls in flight finish with the one they started with.
+#[cfg(unix)]
+async fn reload_on_sighup(reloader: prefront::app::Reloader, explicit: Option<std::path::PathBuf>) {
+    let Ok(mut hup) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) else {
+        tracing::warn!("cannot listen for SIGHUP: configuration reload is off");
+        return;
+    };
+    while hup.recv().await.is_some() {
+        sd_notify::notify(&format!(
+            "RELOADING=1\nMONOTONIC_USEC={}",
+            sd_notify::monotonic_usec()
+        ));
+        let (source, loaded) = load(explicit.as_deref());
+        match loaded {
+            Err(e) => {
+                tracing::error!(
+                    config = %source,
+                    problems = e.problems.len(),
+                    "reload refused: the configuration has problems; the one in force stays"
+                );
+                for p in &e.problems {
+                    tracing::error!("config: {p}");
+                }
+            }
+            Ok(l) => match reloader.reload(l.config) {
+                Ok(kept) => {
+                    for w in &l.warnings {
+                        tracing::warn!("config: {w}");
+                    }
+                    for k in &kept {
+                        tracing::warn!(setting = %k, "changed in the file but needs a restart: the old value stays until then");
+                    }
+                    tracing::info!(config = %source, "configuration reloaded");
+                }
+                Err(e) => tracing::error!(
+                    config = %source,
+                    "reload refused: {e}; the configuration in force stays"
+                ),
+            },
+        }
+        sd_notify::notify("READY=1\nSTATUS=serving");
+    }
+}
+
+#[cfg(not(unix))]
+async fn reload_on_sighup(_: prefront::app::Reloader, _: Option<std::path::PathBuf>) {}
 
 /// Completes on Ctrl-C or SIGTERM (what systemd and `docker stop` send).
 async fn shutdown_signal() {

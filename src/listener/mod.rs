@@ -26,12 +26,11 @@ use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
-use tokio_rustls::TlsAcceptor;
 
-use crate::app::State;
+use crate::app::{Live, State};
 use crate::catalog::Envelope;
 use crate::outcome::{Raised, ERROR_HEADER};
-use allowlist::{AccessPolicy, PeerAccess};
+use allowlist::PeerAccess;
 
 /// Which listener a connection arrived on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -130,19 +129,12 @@ const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 pub struct Listener {
     pub side: Side,
     pub tcp: TcpListener,
-    pub tls: Option<TlsAcceptor>,
-    pub policy: Arc<AccessPolicy>,
 }
 
 impl Listener {
     /// Accepts connections until `shutdown` flips, then lets in-flight requests finish for at
     /// most `grace`.
-    pub async fn run(
-        self,
-        state: Arc<State>,
-        mut shutdown: watch::Receiver<bool>,
-        grace: Duration,
-    ) {
+    pub async fn run(self, live: Arc<Live>, mut shutdown: watch::Receiver<bool>, grace: Duration) {
         let graceful = GracefulShutdown::new();
         loop {
             let accepted = tokio::select! {
@@ -159,17 +151,21 @@ impl Listener {
                 }
             };
             let _ = tcp.set_nodelay(true);
+            // The configuration in force when the connection arrives decides its TLS; each
+            // request is then judged by the configuration in force when it arrives.
+            let state = live.current();
             let conn = Conn {
                 side: self.side,
                 peer,
-                access: self.policy.on_connect(peer.ip()),
+                access: state.policy(self.side).on_connect(peer.ip()),
             };
             let watcher = graceful.watcher();
-            let state = state.clone();
-            let tls = self.tls.clone();
+            let live = live.clone();
+            let tls = state.tls(self.side).cloned();
+            drop(state);
             tokio::spawn(async move {
                 match tls {
-                    None => serve_connection(TokioIo::new(tcp), conn, state, watcher).await,
+                    None => serve_connection(TokioIo::new(tcp), conn, live, watcher).await,
                     Some(acceptor) => {
                         // A denied peer still completes the handshake so that it gets the 403 the
                         // contract promises; its request body is never read.
@@ -177,7 +173,7 @@ impl Listener {
                             .await
                         {
                             Ok(Ok(stream)) => {
-                                serve_connection(TokioIo::new(stream), conn, state, watcher).await
+                                serve_connection(TokioIo::new(stream), conn, live, watcher).await
                             }
                             Ok(Err(e)) => {
                                 tracing::debug!(listener = conn.side.as_str(), peer = %conn.peer, error = %e, "TLS handshake failed")
@@ -206,13 +202,13 @@ impl Listener {
 async fn serve_connection<I>(
     io: TokioIo<I>,
     conn: Conn,
-    state: Arc<State>,
+    live: Arc<Live>,
     watcher: hyper_util::server::graceful::Watcher,
 ) where
     I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
     let svc = hyper::service::service_fn(move |req| {
-        let state = state.clone();
+        let state = live.current();
         async move { Ok::<_, Infallible>(handle(state, req, conn).await) }
     });
     let http = hyper::server::conn::http1::Builder::new()
@@ -225,7 +221,10 @@ async fn serve_connection<I>(
     }
 }
 
-async fn handle(state: Arc<State>, req: Request<Incoming>, conn: Conn) -> Response<Body> {
+async fn handle(state: Arc<State>, req: Request<Incoming>, mut conn: Conn) -> Response<Body> {
+    // Judged again per request: a reload that narrows an allowlist also applies to a
+    // keep-alive connection that was let in before it.
+    conn.access = state.policy(conn.side).on_connect(conn.peer.ip());
     let client = match conn.access {
         PeerAccess::Allowed => conn.peer.ip().to_canonical(),
         PeerAccess::Denied => {

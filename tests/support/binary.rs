@@ -19,10 +19,16 @@ pub struct RunningBinary {
 impl RunningBinary {
     /// Starts the binary and waits (up to 15 s) until the HIS listener is bound.
     pub fn start(config: &Path) -> RunningBinary {
+        RunningBinary::start_with_env(config, &[])
+    }
+
+    /// `start` with extra environment variables (e.g. systemd's `NOTIFY_SOCKET`).
+    pub fn start_with_env(config: &Path, env: &[(&str, &std::ffi::OsStr)]) -> RunningBinary {
         let mut child = Command::new(env!("CARGO_BIN_EXE_prefront"))
             .args(["run", "--config"])
             .arg(config)
             .env_remove("RUST_LOG")
+            .envs(env.iter().copied())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .spawn()

@@ -1,0 +1,198 @@
+//! Hot reload and systemd readiness with the real binary: SIGHUP puts a new configuration in
+//! force for new calls, a broken file is refused and the old configuration stays, settings that
+//! need new sockets are kept and named; `Type=notify` sees READY, RELOADING and STOPPING.
+
+#[allow(unused_imports)] // the binary and the PKI, not the in-process gateway
+mod support;
+
+use std::os::unix::net::UnixDatagram;
+use std::path::Path;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use support::{MockUpstream, RunningBinary, TempDir, TestPki};
+
+fn config(cloud: &MockUpstream, ca: &Path, buffer: &Path, his_listen: &str, allow: &str) -> String {
+    format!(
+        r#"
+[his_listener]
+listen = "{his_listen}"
+allow = [{allow}]
+
+[cloud_listener]
+listen = "127.0.0.1:0"
+
+[cloud]
+base_url = "{}"
+ca = {:?}
+timeout_ms = 5000
+
+[buffer]
+path = {:?}
+"#,
+        cloud.url(),
+        ca.display().to_string(),
+        buffer.display().to_string()
+    )
+}
+
+fn hup(pid: u32) {
+    let ok = Command::new("kill")
+        .args(["-HUP", &pid.to_string()])
+        .status()
+        .expect("kill runs");
+    assert!(ok.success());
+}
+
+/// Waits until the log has `count` lines containing `needle`.
+fn wait_log(bin: &RunningBinary, needle: &str, count: usize) -> Vec<String> {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let log = bin.log();
+        if log.iter().filter(|l| l.contains(needle)).count() >= count {
+            return log;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no {count}× {needle:?} in the log:\n{}",
+            log.join("\n")
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+async fn call_status(bin: &RunningBinary) -> u16 {
+    support::plain_client()
+        .post(format!("{}/prefront/patient/getPatientInfo", bin.his_url()))
+        .body(r#"{"medicalCardNumber":"001"}"#)
+        .timeout(Duration::from_secs(5))
+        .send()
+        .await
+        .map(|r| r.status().as_u16())
+        .expect("the gateway answers")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sighup_reloads_refuses_a_broken_file_and_keeps_what_needs_a_restart() {
+    let pki = TestPki::new();
+    let cloud = MockUpstream::https(&pki).await;
+    cloud.echo();
+    let dir = TempDir::new("prefront-reload");
+    let path = dir.path().join("prefront.toml");
+    let buffer = dir.path().join("buffer");
+    let loopback = r#""127.0.0.0/8""#;
+    std::fs::write(
+        &path,
+        config(&cloud, &pki.ca_pem_path(), &buffer, "127.0.0.1:0", loopback),
+    )
+    .expect("write config");
+    let bin = RunningBinary::start(&path);
+    assert_eq!(call_status(&bin).await, 200, "loopback is allowed at start");
+
+    // The HIS listener's allowlist no longer has loopback: new calls are refused.
+    std::fs::write(
+        &path,
+        config(
+            &cloud,
+            &pki.ca_pem_path(),
+            &buffer,
+            "127.0.0.1:0",
+            r#""10.0.0.0/8""#,
+        ),
+    )
+    .expect("write config");
+    hup(bin.pid());
+    wait_log(&bin, "configuration reloaded", 1);
+    assert_eq!(
+        call_status(&bin).await,
+        403,
+        "the narrowed allowlist is in force"
+    );
+
+    // A file with a problem is refused; the configuration in force stays.
+    std::fs::write(&path, "[his_listener\nlisten = ").expect("write config");
+    hup(bin.pid());
+    let log = wait_log(&bin, "reload refused", 1);
+    assert!(
+        log.iter()
+            .any(|l| l.contains("config:") && l.contains("line")),
+        "the problem is logged with its line:\n{}",
+        log.join("\n")
+    );
+    assert_eq!(
+        call_status(&bin).await,
+        403,
+        "still the last good configuration"
+    );
+
+    // Loopback back in, and a new listen port, which needs a restart: the old port stays.
+    std::fs::write(
+        &path,
+        config(&cloud, &pki.ca_pem_path(), &buffer, "127.0.0.1:1", loopback),
+    )
+    .expect("write config");
+    hup(bin.pid());
+    let log = wait_log(&bin, "configuration reloaded", 2);
+    assert!(
+        log.iter()
+            .any(|l| l.contains("needs a restart") && l.contains("his_listener.listen")),
+        "the kept setting is named:\n{}",
+        log.join("\n")
+    );
+    assert_eq!(
+        call_status(&bin).await,
+        200,
+        "same port, loopback allowed again"
+    );
+    let (status, _) = bin.terminate();
+    assert!(status.success());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn systemd_hears_ready_reloading_and_stopping() {
+    let pki = TestPki::new();
+    let cloud = MockUpstream::https(&pki).await;
+    let dir = TempDir::new("prefront-notify");
+    let path = dir.path().join("prefront.toml");
+    std::fs::write(
+        &path,
+        config(
+            &cloud,
+            &pki.ca_pem_path(),
+            &dir.path().join("buffer"),
+            "127.0.0.1:0",
+            r#""127.0.0.0/8""#,
+        ),
+    )
+    .expect("write config");
+    let sock_path = dir.path().join("notify.sock");
+    let sock = UnixDatagram::bind(&sock_path).expect("bind notify socket");
+    sock.set_read_timeout(Some(Duration::from_secs(10)))
+        .expect("timeout");
+    let recv = || {
+        let mut buf = [0u8; 512];
+        let n = sock.recv(&mut buf).expect("a notification within 10 s");
+        String::from_utf8_lossy(&buf[..n]).into_owned()
+    };
+    let bin = RunningBinary::start_with_env(&path, &[("NOTIFY_SOCKET", sock_path.as_os_str())]);
+    let first = recv();
+    assert!(first.starts_with("READY=1"), "{first}");
+    // Ready means ready: the listener answers.
+    assert!(call_status(&bin).await > 0);
+
+    hup(bin.pid());
+    let reloading = recv();
+    assert!(
+        reloading.starts_with("RELOADING=1\nMONOTONIC_USEC="),
+        "{reloading}"
+    );
+    assert!(
+        recv().starts_with("READY=1"),
+        "ready again after the reload"
+    );
+
+    let (status, _) = bin.terminate();
+    assert!(status.success());
+    let stopping = recv();
+    assert!(stopping.starts_with("STOPPING=1"), "{stopping}");
+}
