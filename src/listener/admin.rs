@@ -1,5 +1,6 @@
 //! The admin listener (`[admin] listen`, loopback by default): `/healthz`, `/readyz` and
-//! `/metrics` (Prometheus text) for the operator and the monitoring system.
+//! `/metrics` (Prometheus text) for the operator and the monitoring system, and `/status`, an
+//! HTML page for the hospital's IT staff (`super::status`).
 
 use std::sync::Arc;
 
@@ -53,6 +54,39 @@ pub async fn handle(state: &Arc<State>, req: Request<Incoming>, _call: Call) -> 
             "application/openmetrics-text; version=1.0.0; charset=utf-8",
             crate::telemetry::metrics::render(state),
         ),
-        _ => not_found("prefront admin: GET /healthz, /readyz, /metrics\n"),
+        "/status" => {
+            let state = state.clone();
+            // The buffer store answers from disk: off the runtime's threads.
+            match tokio::task::spawn_blocking(move || super::status::gather(&state)).await {
+                Ok(snapshot) => {
+                    let mut r = text(
+                        StatusCode::OK,
+                        "text/html; charset=utf-8",
+                        super::status::render(&snapshot),
+                    );
+                    // The page has no scripts and loads nothing: say so to the browser.
+                    r.headers_mut().insert(
+                        "content-security-policy",
+                        HeaderValue::from_static(
+                            "default-src 'none'; style-src 'unsafe-inline'; frame-ancestors 'none'",
+                        ),
+                    );
+                    r.headers_mut().insert(
+                        "x-content-type-options",
+                        HeaderValue::from_static("nosniff"),
+                    );
+                    r
+                }
+                Err(e) => {
+                    tracing::error!(error = %e, "the status page could not be made");
+                    text(
+                        StatusCode::INTERNAL_SERVER_ERROR,
+                        "text/plain; charset=utf-8",
+                        "the status page could not be made; see the log\n",
+                    )
+                }
+            }
+        }
+        _ => not_found("prefront admin: GET /healthz, /readyz, /metrics, /status\n"),
     }
 }

@@ -6,6 +6,7 @@ pub mod admin;
 pub mod allowlist;
 pub mod cloud;
 pub mod his;
+pub mod status;
 pub mod tls;
 
 use std::convert::Infallible;

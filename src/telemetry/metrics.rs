@@ -2,8 +2,9 @@
 //! the same code that writes the event's log line; gauges (buffer depth, link state) are read
 //! from the gateway's state at scrape time, so the two can never disagree.
 
-use std::sync::OnceLock;
-use std::time::Instant;
+use std::collections::HashSet;
+use std::sync::{Mutex, OnceLock};
+use std::time::{Duration, Instant};
 
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
@@ -57,6 +58,9 @@ fn latency_histogram() -> Histogram {
 struct Metrics {
     started: Instant,
     calls: Family<CallLabels, Counter>,
+    /// Every label set `calls` has, so its counters can be read back (`call_totals`): a
+    /// `Family` cannot be iterated.
+    call_keys: Mutex<HashSet<CallLabels>>,
     latency: Family<DirectionLabels, Histogram, fn() -> Histogram>,
     denials: Family<ListenerLabels, Counter>,
 }
@@ -66,6 +70,7 @@ fn metrics() -> &'static Metrics {
     M.get_or_init(|| Metrics {
         started: Instant::now(),
         calls: Family::default(),
+        call_keys: Mutex::new(HashSet::new()),
         latency: Family::new_with_constructor(latency_histogram as fn() -> Histogram),
         denials: Family::default(),
     })
@@ -74,18 +79,84 @@ fn metrics() -> &'static Metrics {
 /// Counts one finished call (the `call` log line's twin).
 pub fn call(direction: &str, route: &str, outcome: &str, seconds: f64) {
     let m = metrics();
-    m.calls
-        .get_or_create(&CallLabels {
-            direction: direction.to_string(),
-            route: route.to_string(),
-            outcome: outcome.to_string(),
-        })
-        .inc();
+    let labels = CallLabels {
+        direction: direction.to_string(),
+        route: route.to_string(),
+        outcome: outcome.to_string(),
+    };
+    if m.calls.get(&labels).is_none() {
+        m.call_keys
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(labels.clone());
+    }
+    m.calls.get_or_create(&labels).inc();
     m.latency
         .get_or_create(&DirectionLabels {
             direction: direction.to_string(),
         })
         .observe(seconds);
+}
+
+/// Outcomes that are not failures besides `ok`: the box answered the caller itself, as the
+/// caller wanted (a served WSDL, a buffered call's delivered answer).
+const ANSWERED_OUTCOMES: &[&str] = &["ok", "wsdl", "cached-result"];
+
+/// How a call's outcome counts on the status page: ok, queued (accepted into the buffer), or
+/// failed (every other outcome: the kinds callers see in `X-Prefront-Error`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OutcomeClass {
+    Ok,
+    Queued,
+    Failed,
+}
+
+impl OutcomeClass {
+    pub fn of(outcome: &str) -> OutcomeClass {
+        if ANSWERED_OUTCOMES.contains(&outcome) {
+            OutcomeClass::Ok
+        } else if outcome == "queued" {
+            OutcomeClass::Queued
+        } else {
+            OutcomeClass::Failed
+        }
+    }
+}
+
+/// `prefront_calls_total` summed over direction and route, by `OutcomeClass`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct CallTotals {
+    pub ok: u64,
+    pub queued: u64,
+    pub failed: u64,
+}
+
+/// The call counters `/metrics` exposes, added up (read from the same counters).
+pub fn call_totals() -> CallTotals {
+    let m = metrics();
+    let keys: Vec<CallLabels> = m
+        .call_keys
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .iter()
+        .cloned()
+        .collect();
+    let mut t = CallTotals::default();
+    for k in keys {
+        let n = m.calls.get(&k).map_or(0, |c| c.get());
+        match OutcomeClass::of(&k.outcome) {
+            OutcomeClass::Ok => t.ok += n,
+            OutcomeClass::Queued => t.queued += n,
+            OutcomeClass::Failed => t.failed += n,
+        }
+    }
+    t
+}
+
+/// Time since the metrics started counting (the first call or scrape after the process
+/// started): the `prefront_uptime_seconds` gauge.
+pub fn uptime() -> Duration {
+    metrics().started.elapsed()
 }
 
 /// Counts one caller refused by a listener's allowlist.
@@ -252,7 +323,7 @@ pub fn render(state: &State) -> String {
     r.register(
         "uptime_seconds",
         "Seconds since the process started",
-        gauge(m.started.elapsed().as_secs() as i64),
+        gauge(uptime().as_secs() as i64),
     );
     let mut out = String::new();
     if prometheus_client::encoding::text::encode(&mut out, &r).is_err() {

@@ -1,0 +1,981 @@
+//! `GET /status` on the admin listener: one self-contained HTML page for the hospital's IT staff
+//! (Chinese and English side by side, no scripts, no external assets, refreshes every 5 s).
+//!
+//! `gather` reads a `StatusSnapshot` from the gateway's state and the process-wide counters —
+//! the same sources `/metrics` reads — and `render` turns it into HTML without touching anything
+//! else, so the page can be tested on a snapshot made by hand. Every number carries a
+//! `data-metric` attribute naming the `/metrics` series it shows (and `data-value` with the raw
+//! number), so a test or a script can read the page as well as a person can.
+
+use std::fmt::Write as _;
+use std::path::Path;
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use crate::app::State;
+use crate::buffer::events::Totals as BufferTotals;
+use crate::buffer::forwarder::CLOUD_ROUTE_PREFIX;
+use crate::config::{HisRoute, HisTarget};
+use crate::telemetry::metrics::{CallTotals, OutcomeClass};
+use crate::telemetry::recent::RecentError;
+use crate::upstream::link::LinkState;
+
+/// Everything the page shows, read at one moment.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct StatusSnapshot {
+    pub version: String,
+    pub uptime: Duration,
+    /// Unix milliseconds when the snapshot was taken.
+    pub now_ms: u64,
+    /// The local time zone's offset from UTC at `now_ms`, in seconds.
+    pub utc_offset_s: i32,
+    /// `host[:port]` of `cloud.base_url`.
+    pub cloud_target: String,
+    /// `None` only in a snapshot made by hand without a link.
+    pub cloud_link: Option<LinkState>,
+    /// The configured HIS routes (the `[his] url` default first, then `[[his.route]]` by name).
+    pub his_routes: Vec<HisRouteRow>,
+    /// Per route with calls waiting or dead letters; empty when the store did not answer.
+    pub buffer_routes: Vec<BufferRouteRow>,
+    /// Why the buffer store did not answer, if it did not.
+    pub buffer_error: Option<String>,
+    pub buffer_used_bytes: u64,
+    pub buffer_max_bytes: u64,
+    pub buffer_totals: BufferTotals,
+    pub calls: CallTotals,
+    pub streamed_bytes: u64,
+    /// Newest first; failures only.
+    pub errors: Vec<ErrorRow>,
+    pub certificates: CertificateView,
+}
+
+/// One configured HIS route. Its link state is not tracked (yet), so the page shows none.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HisRouteRow {
+    /// The interface name, or `None` for the `[his] url` default.
+    pub name: Option<String>,
+    /// `http` or `soap`.
+    pub kind: &'static str,
+    /// `host[:port]` the route calls.
+    pub target: String,
+}
+
+/// One buffer queue, as `prefront_buffer_*{route=…}` shows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BufferRouteRow {
+    pub route: String,
+    pub depth: u64,
+    /// Age of the oldest waiting call in whole seconds; `None` when nothing waits.
+    pub oldest_age_s: Option<u64>,
+    pub dead: u64,
+}
+
+/// One recent failure with the local time zone's offset at its time.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ErrorRow {
+    pub error: RecentError,
+    pub utc_offset_s: i32,
+}
+
+/// The certificate expiry row.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub enum CertificateView {
+    /// Certificate parsing is not built into this version: the row shows "—".
+    #[default]
+    NotAvailable,
+}
+
+/// Reads the snapshot. Blocks on the buffer store (disk): call it off the async runtime.
+pub fn gather(state: &State) -> StatusSnapshot {
+    let now_ms = crate::buffer::now_ms();
+    let zone = local_zone();
+    let (buffer_routes, buffer_used_bytes, buffer_error) = match state.outbox.stats() {
+        Ok((routes, used)) => (
+            routes
+                .into_iter()
+                .map(|s| BufferRouteRow {
+                    // The same age `/metrics` computes: whole seconds since the oldest arrived.
+                    oldest_age_s: s
+                        .oldest_enqueued_at_ms
+                        .map(|t| now_ms.saturating_sub(t) / 1000),
+                    route: s.route,
+                    depth: s.depth,
+                    dead: s.dead,
+                })
+                .collect(),
+            used,
+            None,
+        ),
+        Err(e) => (Vec::new(), 0, Some(e.to_string())),
+    };
+    let mut his_routes = Vec::new();
+    if let Some(d) = &state.config.his.default {
+        his_routes.push(his_row(None, d));
+    }
+    let mut named: Vec<_> = state.config.his.routes.iter().collect();
+    named.sort_by(|a, b| a.0.cmp(b.0));
+    his_routes.extend(named.into_iter().map(|(n, r)| his_row(Some(n.clone()), r)));
+    StatusSnapshot {
+        version: env!("CARGO_PKG_VERSION").to_string(),
+        uptime: crate::telemetry::metrics::uptime(),
+        now_ms,
+        utc_offset_s: zone.offset_at(unix_s(now_ms)),
+        cloud_target: host_of(state.config.cloud.base_url.as_str()),
+        cloud_link: Some(state.cloud.link.state()),
+        his_routes,
+        buffer_routes,
+        buffer_error,
+        buffer_used_bytes,
+        buffer_max_bytes: state.config.buffer.max_bytes,
+        buffer_totals: crate::buffer::events::totals(),
+        calls: crate::telemetry::metrics::call_totals(),
+        streamed_bytes: crate::pacs::totals().bytes,
+        errors: crate::telemetry::recent::snapshot()
+            .into_iter()
+            .filter(|e| OutcomeClass::of(&e.outcome) == OutcomeClass::Failed)
+            .map(|e| ErrorRow {
+                utc_offset_s: zone.offset_at(unix_s(e.at_ms)),
+                error: e,
+            })
+            .collect(),
+        certificates: CertificateView::NotAvailable,
+    }
+}
+
+fn unix_s(ms: u64) -> i64 {
+    i64::try_from(ms / 1000).unwrap_or(i64::MAX)
+}
+
+fn his_row(name: Option<String>, r: &HisRoute) -> HisRouteRow {
+    let (kind, url) = match &r.target {
+        HisTarget::Http { url } => ("http", url.as_str()),
+        HisTarget::Soap(s) => ("soap", s.url.as_str()),
+    };
+    HisRouteRow {
+        name,
+        kind,
+        target: host_of(url),
+    }
+}
+
+/// `host[:port]` of a URL (a template with `{name}` in its path is fine); `?` if none.
+fn host_of(url: &str) -> String {
+    match reqwest::Url::parse(url) {
+        Ok(u) => match (u.host_str(), u.port()) {
+            (Some(h), Some(p)) => format!("{h}:{p}"),
+            (Some(h), None) => h.to_string(),
+            _ => "?".to_string(),
+        },
+        Err(_) => "?".to_string(),
+    }
+}
+
+/// Escapes text for HTML element content and double- or single-quoted attribute values.
+pub fn escape(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&#39;"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// A duration for people: `45 s`, `3 min 12 s`, `5 h 3 min`, `2 d 4 h`.
+pub fn human_duration(secs: u64) -> String {
+    let (d, h, m, s) = (secs / 86_400, secs / 3600 % 24, secs / 60 % 60, secs % 60);
+    if d > 0 {
+        format!("{d} d {h} h")
+    } else if h > 0 {
+        format!("{h} h {m} min")
+    } else if m > 0 {
+        format!("{m} min {s} s")
+    } else {
+        format!("{s} s")
+    }
+}
+
+/// A byte count for people, in binary units: `512 B`, `1.5 KiB`, `1.0 GiB`.
+pub fn human_bytes(n: u64) -> String {
+    const UNITS: [&str; 5] = ["KiB", "MiB", "GiB", "TiB", "PiB"];
+    if n < 1024 {
+        return format!("{n} B");
+    }
+    let mut v = n as f64 / 1024.0;
+    let mut unit = UNITS[0];
+    for u in &UNITS[1..] {
+        if v < 1024.0 {
+            break;
+        }
+        v /= 1024.0;
+        unit = u;
+    }
+    format!("{v:.1} {unit}")
+}
+
+/// Local date and time for Unix milliseconds at a UTC offset: (`2025-03-01 14:03:12`,
+/// `2025-03-01T14:03:12+08:00`).
+pub fn local_time(ms: u64, utc_offset_s: i32) -> (String, String) {
+    let t = unix_s(ms).saturating_add(i64::from(utc_offset_s));
+    let (days, secs) = (t.div_euclid(86_400), t.rem_euclid(86_400));
+    let (y, mo, d) = civil_from_days(days);
+    let (h, mi, s) = (secs / 3600, secs / 60 % 60, secs % 60);
+    let date_time = format!("{y:04}-{mo:02}-{d:02} {h:02}:{mi:02}:{s:02}");
+    let iso = format!(
+        "{y:04}-{mo:02}-{d:02}T{h:02}:{mi:02}:{s:02}{}",
+        offset_text(utc_offset_s)
+    );
+    (date_time, iso)
+}
+
+/// `+08:00`, `-03:30`, `+00:00`.
+fn offset_text(utc_offset_s: i32) -> String {
+    let sign = if utc_offset_s < 0 { '-' } else { '+' };
+    let a = utc_offset_s.unsigned_abs();
+    format!("{sign}{:02}:{:02}", a / 3600, a / 60 % 60)
+}
+
+/// Days since 1970-01-01 → (year, month, day) in the proleptic Gregorian calendar.
+fn civil_from_days(z: i64) -> (i64, u32, u32) {
+    let z = z + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    (y, m, d)
+}
+
+/// The machine's time zone: `TZ` if set, else `/etc/localtime` (both read as TZif files from
+/// the system's zoneinfo). Where neither can be read (Windows, a bare container) times are UTC,
+/// and the page says `+00:00`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+struct Zone {
+    /// (Unix seconds, offset in force from then), ascending.
+    transitions: Vec<(i64, i32)>,
+    /// The offset before the first transition.
+    initial: i32,
+    /// The offset after the last transition, when the file's footer rule has no daylight
+    /// saving time; otherwise the last transition's offset is used (off by the DST hour in
+    /// zones whose files list no transitions for recent years).
+    after_last: Option<i32>,
+}
+
+impl Zone {
+    fn fixed(offset: i32) -> Zone {
+        Zone {
+            transitions: Vec::new(),
+            initial: offset,
+            after_last: Some(offset),
+        }
+    }
+
+    fn offset_at(&self, t: i64) -> i32 {
+        let i = self.transitions.partition_point(|(at, _)| *at <= t);
+        if i == 0 {
+            if self.transitions.is_empty() {
+                self.after_last.unwrap_or(self.initial)
+            } else {
+                self.initial
+            }
+        } else if i == self.transitions.len() {
+            self.after_last.unwrap_or(self.transitions[i - 1].1)
+        } else {
+            self.transitions[i - 1].1
+        }
+    }
+}
+
+fn local_zone() -> &'static Zone {
+    static ZONE: OnceLock<Zone> = OnceLock::new();
+    ZONE.get_or_init(|| {
+        let from_file = |p: &Path| std::fs::read(p).ok().and_then(|b| parse_tzif(&b));
+        match std::env::var("TZ") {
+            Err(_) => from_file(Path::new("/etc/localtime")).unwrap_or_default(),
+            Ok(tz) => {
+                let tz = tz.strip_prefix(':').unwrap_or(&tz);
+                if tz.is_empty() {
+                    Zone::default()
+                } else if tz.starts_with('/') {
+                    from_file(Path::new(tz)).unwrap_or_default()
+                } else {
+                    (!tz.contains(".."))
+                        .then(|| from_file(&Path::new("/usr/share/zoneinfo").join(tz)))
+                        .flatten()
+                        .or_else(|| posix_fixed_offset(tz).map(Zone::fixed))
+                        .unwrap_or_default()
+                }
+            }
+        }
+    })
+}
+
+/// Reads a TZif file (RFC 8536, versions 1 to 4).
+fn parse_tzif(b: &[u8]) -> Option<Zone> {
+    struct Header {
+        isutcnt: usize,
+        isstdcnt: usize,
+        leapcnt: usize,
+        timecnt: usize,
+        typecnt: usize,
+        charcnt: usize,
+    }
+    fn header(b: &[u8]) -> Option<Header> {
+        if b.get(..4)? != b"TZif" {
+            return None;
+        }
+        let n = |i: usize| -> Option<usize> {
+            let w: [u8; 4] = b.get(20 + 4 * i..24 + 4 * i)?.try_into().ok()?;
+            usize::try_from(u32::from_be_bytes(w)).ok()
+        };
+        Some(Header {
+            isutcnt: n(0)?,
+            isstdcnt: n(1)?,
+            leapcnt: n(2)?,
+            timecnt: n(3)?,
+            typecnt: n(4)?,
+            charcnt: n(5)?,
+        })
+    }
+    fn block_len(h: &Header, time_size: usize) -> usize {
+        h.timecnt * time_size
+            + h.timecnt
+            + h.typecnt * 6
+            + h.charcnt
+            + h.leapcnt * (time_size + 4)
+            + h.isstdcnt
+            + h.isutcnt
+    }
+    let h1 = header(b)?;
+    let version = *b.get(4)?;
+    let (h, data, time_size) = if version >= b'2' {
+        let second = b.get(44 + block_len(&h1, 4)..)?;
+        (header(second)?, second.get(44..)?, 8)
+    } else {
+        (h1, b.get(44..)?, 4)
+    };
+    let times = data.get(..h.timecnt * time_size)?;
+    let idx = data.get(h.timecnt * time_size..h.timecnt * (time_size + 1))?;
+    let types_at = h.timecnt * (time_size + 1);
+    let types = data.get(types_at..types_at + h.typecnt * 6)?;
+    let offset_of = |i: usize| -> Option<i32> {
+        let w: [u8; 4] = types.get(i * 6..i * 6 + 4)?.try_into().ok()?;
+        Some(i32::from_be_bytes(w))
+    };
+    let mut transitions = Vec::with_capacity(h.timecnt);
+    for (k, ty) in idx.iter().enumerate() {
+        let t = &times[k * time_size..(k + 1) * time_size];
+        let at = if time_size == 8 {
+            i64::from_be_bytes(t.try_into().ok()?)
+        } else {
+            i64::from(i32::from_be_bytes(t.try_into().ok()?))
+        };
+        transitions.push((at, offset_of(usize::from(*ty))?));
+    }
+    let after_last = if time_size == 8 {
+        data.get(block_len(&h, 8)..)
+            .and_then(|f| std::str::from_utf8(f).ok())
+            .and_then(|f| f.trim_matches('\n').lines().next())
+            .and_then(posix_fixed_offset)
+    } else {
+        None
+    };
+    Some(Zone {
+        transitions,
+        initial: offset_of(0)?,
+        after_last,
+    })
+}
+
+/// The UTC offset of a POSIX `TZ` rule without daylight saving time (`CST-8`, `<+0330>-3:30`,
+/// `UTC0`); `None` for a rule with DST or one that does not parse. POSIX counts west of
+/// Greenwich as positive, so the sign is turned.
+fn posix_fixed_offset(rule: &str) -> Option<i32> {
+    let rest = if let Some(quoted) = rule.strip_prefix('<') {
+        &quoted[quoted.find('>')? + 1..]
+    } else {
+        let n = rule.find(|c: char| !c.is_ascii_alphabetic())?;
+        if n < 3 {
+            return None;
+        }
+        &rule[n..]
+    };
+    let (sign, digits) = match rest.as_bytes().first()? {
+        b'-' => (-1, &rest[1..]),
+        b'+' => (1, &rest[1..]),
+        _ => (1, rest),
+    };
+    let mut secs = 0i32;
+    for (k, part) in digits.split(':').enumerate() {
+        if k > 2 || part.is_empty() || part.len() > 3 || !part.bytes().all(|c| c.is_ascii_digit()) {
+            return None;
+        }
+        let v: i32 = part.parse().ok()?;
+        secs += v * [3600, 60, 1][k];
+    }
+    Some(-sign * secs)
+}
+
+const STYLE: &str = r#"
+* { box-sizing: border-box; }
+body { margin: 0; padding: 16px 24px; background: #f3f5f7; color: #1d2733;
+  font: 14px/1.45 system-ui, "Microsoft YaHei", "PingFang SC", "Noto Sans CJK SC",
+  "WenQuanYi Micro Hei", "Segoe UI", Arial, sans-serif; }
+header { display: flex; align-items: baseline; gap: 24px; flex-wrap: wrap; margin-bottom: 12px; }
+h1 { font-size: 22px; margin: 0; }
+header .meta { color: #52606d; }
+header .meta b { color: #1d2733; font-weight: 600; }
+main { display: grid; grid-template-columns: 1fr 1fr; gap: 14px; max-width: 1240px; }
+section { background: #fff; border: 1px solid #d9e0e6; border-radius: 6px; padding: 10px 14px; }
+section.wide { grid-column: 1 / -1; }
+h2 { font-size: 16px; margin: 0 0 8px; }
+table { border-collapse: collapse; width: 100%; }
+th, td { text-align: left; padding: 4px 8px; border-bottom: 1px solid #edf0f3; vertical-align: top; }
+th { color: #52606d; font-weight: 600; font-size: 13px; }
+td.n, th.n { text-align: right; font-variant-numeric: tabular-nums; }
+td.mono, .mono { font-family: ui-monospace, Consolas, "DejaVu Sans Mono", monospace; font-size: 13px; }
+.state { display: inline-block; white-space: nowrap; padding: 1px 10px; border-radius: 10px; font-weight: 600; color: #fff; }
+.state.up { background: #1e8e3e; }
+.state.down { background: #c5221f; }
+.state.probing { background: #e37400; }
+.state.unknown { background: #9aa5b1; }
+.muted { color: #7b8794; }
+.warn { color: #c5221f; font-weight: 600; }
+.bar { height: 10px; background: #edf0f3; border-radius: 5px; overflow: hidden; margin-top: 4px; }
+.bar span { display: block; height: 100%; background: #1e8e3e; }
+.bar span.high { background: #e37400; }
+.bar span.full { background: #c5221f; }
+.placeholder { color: #7b8794; font-style: italic; }
+footer { margin-top: 10px; color: #7b8794; font-size: 12px; }
+"#;
+
+fn link_label(s: Option<LinkState>) -> (&'static str, &'static str) {
+    match s {
+        Some(LinkState::Up) => ("up", "正常 Up"),
+        Some(LinkState::Down) => ("down", "断开 Down"),
+        Some(LinkState::Probing) => ("probing", "探测中 Probing"),
+        None => ("unknown", "未知 Unknown"),
+    }
+}
+
+fn direction_label(d: &str) -> String {
+    match d {
+        "his_to_cloud" => "HIS → 云平台 cloud".to_string(),
+        "cloud_to_his" => "云平台 cloud → HIS".to_string(),
+        "cloud_to_pacs" => "云平台 cloud → PACS".to_string(),
+        other => escape(other),
+    }
+}
+
+/// A number cell: `data-metric` names the `/metrics` series, `extra` adds attributes
+/// (already escaped), `text` is what people read (already escaped).
+fn metric_cell(out: &mut String, metric: &str, extra: &str, value: &str, text: &str) {
+    let _ = write!(
+        out,
+        r#"<td class="n" data-metric="{}"{extra} data-value="{}">{text}</td>"#,
+        escape(metric),
+        escape(value),
+    );
+}
+
+/// The page. Pure: everything comes from `s`.
+pub fn render(s: &StatusSnapshot) -> String {
+    let mut o = String::with_capacity(16 * 1024);
+    let (now, now_iso) = local_time(s.now_ms, s.utc_offset_s);
+    let _ = write!(
+        o,
+        r#"<!DOCTYPE html>
+<html lang="zh-CN">
+<head>
+<meta charset="utf-8">
+<meta http-equiv="refresh" content="5">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<title>prefront 前置机状态 Status</title>
+<style>{STYLE}</style>
+</head>
+<body>
+<header>
+<h1>prefront 前置机状态 Gateway status</h1>
+<span class="meta">版本 Version <b id="version" data-metric="prefront_build_info" data-value="{v}">{v}</b></span>
+<span class="meta">运行时间 Uptime <b id="uptime" data-metric="prefront_uptime_seconds" data-value="{up}">{up_h}</b></span>
+<span class="meta">更新于 Updated <time id="now" datetime="{now_iso}">{now}</time></span>
+</header>
+<main>
+"#,
+        v = escape(&s.version),
+        up = s.uptime.as_secs(),
+        up_h = human_duration(s.uptime.as_secs()),
+    );
+
+    // Links.
+    let (class, label) = link_label(s.cloud_link);
+    let _ = write!(
+        o,
+        r#"<section id="links">
+<h2>连接 Links</h2>
+<table>
+<tr><th>连接 Link</th><th>目标 Target</th><th>状态 State</th></tr>
+<tr><td>云平台连接 Cloud link</td><td class="mono">{target}</td><td id="cloud-link" data-metric="prefront_cloud_link_state" data-value="{class}"><span class="state {class}">{label}</span></td></tr>
+"#,
+        target = escape(&s.cloud_target),
+    );
+    if s.his_routes.is_empty() {
+        o.push_str(
+            r#"<tr><td colspan="3" class="muted">未配置 HIS 路由 No HIS route configured</td></tr>
+"#,
+        );
+    }
+    for r in &s.his_routes {
+        let name = match &r.name {
+            Some(n) => format!(r#"<span class="mono">{}</span>"#, escape(n)),
+            None => "默认 Default <span class=\"muted\">([his] url)</span>".to_string(),
+        };
+        let _ = writeln!(
+            o,
+            r#"<tr class="his-route" data-route="{route}"><td>HIS 接口 HIS route: {name} <span class="muted">{kind}</span></td><td class="mono">{target}</td><td class="muted" title="未监测 HIS 连接状态 HIS link state is not tracked yet">—</td></tr>"#,
+            route = escape(r.name.as_deref().unwrap_or("")),
+            kind = r.kind,
+            target = escape(&r.target),
+        );
+    }
+    o.push_str("</table>\n</section>\n");
+
+    // Totals, version, certificates.
+    o.push_str(
+        r#"<section id="totals">
+<h2>累计（自启动）Totals since start</h2>
+<table>
+"#,
+    );
+    let rows: [(&str, &str, &str, u64, bool); 8] = [
+        (
+            "调用成功 Calls ok",
+            "prefront_calls_total",
+            r#" id="calls-ok" data-class="ok""#,
+            s.calls.ok,
+            false,
+        ),
+        (
+            "已缓冲待发 Calls queued",
+            "prefront_calls_total",
+            r#" id="calls-queued" data-class="queued""#,
+            s.calls.queued,
+            false,
+        ),
+        (
+            "调用失败 Calls failed",
+            "prefront_calls_total",
+            r#" id="calls-failed" data-class="failed""#,
+            s.calls.failed,
+            false,
+        ),
+        (
+            "缓冲已投递 Buffer delivered",
+            "prefront_buffer_delivered_total",
+            r#" id="buffer-delivered""#,
+            s.buffer_totals.delivered,
+            false,
+        ),
+        (
+            "转入死信 Buffer dead-lettered",
+            "prefront_buffer_dead_lettered_total",
+            r#" id="buffer-dead-lettered""#,
+            s.buffer_totals.dead_lettered,
+            false,
+        ),
+        (
+            "投递重试 Delivery retries",
+            "prefront_buffer_retries_total",
+            r#" id="buffer-retries""#,
+            s.buffer_totals.retried,
+            false,
+        ),
+        (
+            "缓冲拒收 Not accepted (buffer full/error)",
+            "prefront_buffer_not_accepted_total",
+            r#" id="buffer-not-accepted""#,
+            s.buffer_totals.not_accepted,
+            false,
+        ),
+        (
+            "已传输 Bytes streamed (PACS/files)",
+            "prefront_streamed_bytes_total",
+            r#" id="streamed-bytes""#,
+            s.streamed_bytes,
+            true,
+        ),
+    ];
+    for (label, metric, extra, v, bytes) in rows {
+        let _ = write!(o, "<tr><th>{label}</th>");
+        let text = if bytes { human_bytes(v) } else { v.to_string() };
+        metric_cell(&mut o, metric, extra, &v.to_string(), &text);
+        o.push_str("</tr>\n");
+    }
+    match &s.certificates {
+        CertificateView::NotAvailable => o.push_str(
+            r#"<tr id="cert-expiry"><th>证书到期 Certificate expiry</th><td class="n placeholder" title="本版本尚未读取证书 This version does not read certificates yet">—</td></tr>
+"#,
+        ),
+    }
+    o.push_str("</table>\n</section>\n");
+
+    // Buffer.
+    let pct = if s.buffer_max_bytes == 0 {
+        0.0
+    } else {
+        s.buffer_used_bytes as f64 * 100.0 / s.buffer_max_bytes as f64
+    };
+    let bar_class = if pct >= 90.0 {
+        "full"
+    } else if pct >= 70.0 {
+        "high"
+    } else {
+        "ok"
+    };
+    let _ = write!(
+        o,
+        r#"<section id="buffer" class="wide">
+<h2>缓冲队列 Buffer <span class="muted">(云平台断开时暂存的调用 calls kept while the cloud is unreachable)</span></h2>
+<table>
+<tr><th>已用空间 Space used</th>"#
+    );
+    metric_cell(
+        &mut o,
+        "prefront_buffer_used_bytes",
+        r#" id="buffer-used""#,
+        &s.buffer_used_bytes.to_string(),
+        &human_bytes(s.buffer_used_bytes),
+    );
+    o.push_str("<th>上限 Limit (buffer.max_bytes)</th>");
+    metric_cell(
+        &mut o,
+        "prefront_buffer_max_bytes",
+        r#" id="buffer-max""#,
+        &s.buffer_max_bytes.to_string(),
+        &human_bytes(s.buffer_max_bytes),
+    );
+    let _ = write!(
+        o,
+        r#"<td style="width:40%"><span class="muted">{pct:.1} %</span><div class="bar"><span class="{bar_class}" style="width:{w:.1}%"></span></div></td></tr>
+</table>
+"#,
+        w = pct.min(100.0),
+    );
+    if let Some(e) = &s.buffer_error {
+        let _ = writeln!(
+            o,
+            r#"<p class="warn" id="buffer-error">缓冲存储无法读取 The buffer store cannot be read: {}</p>"#,
+            escape(e)
+        );
+    }
+    o.push_str(
+        r#"<table id="buffer-routes">
+<tr><th>接口 Route</th><th class="n">等待 Waiting</th><th class="n">最早等待 Oldest waiting</th><th class="n">死信 Dead letters</th></tr>
+"#,
+    );
+    if s.buffer_routes.is_empty() && s.buffer_error.is_none() {
+        o.push_str(
+            r#"<tr><td colspan="4" class="muted" id="buffer-empty">缓冲为空 Nothing waiting</td></tr>
+"#,
+        );
+    }
+    for r in &s.buffer_routes {
+        // `data-route` is the series' label; people read the path and where it goes.
+        let attr = format!(r#" data-route="{}""#, escape(&r.route));
+        let shown = match r.route.strip_prefix(CLOUD_ROUTE_PREFIX) {
+            Some(path) => format!(
+                r#"{} <span class="muted">→ 云平台 cloud</span>"#,
+                escape(path)
+            ),
+            None => escape(&r.route),
+        };
+        let _ = write!(o, r#"<tr><td class="mono">{shown}</td>"#);
+        metric_cell(
+            &mut o,
+            "prefront_buffer_depth",
+            &attr,
+            &r.depth.to_string(),
+            &r.depth.to_string(),
+        );
+        let age = r.oldest_age_s.unwrap_or(0);
+        metric_cell(
+            &mut o,
+            "prefront_buffer_oldest_age_seconds",
+            &attr,
+            &age.to_string(),
+            &r.oldest_age_s.map_or("—".to_string(), human_duration),
+        );
+        let dead_text = if r.dead > 0 {
+            format!(r#"<span class="warn">{}</span>"#, r.dead)
+        } else {
+            "0".to_string()
+        };
+        metric_cell(
+            &mut o,
+            "prefront_buffer_dead_letters",
+            &attr,
+            &r.dead.to_string(),
+            &dead_text,
+        );
+        o.push_str("</tr>\n");
+    }
+    o.push_str("</table>\n</section>\n");
+
+    // Recent errors.
+    let _ = write!(
+        o,
+        r#"<section id="errors" class="wide">
+<h2>最近错误 Recent errors <span class="muted">(最近 {keep} 条，最新在前 last {keep}, newest first; 不含患者信息 no patient data)</span></h2>
+<table>
+<tr><th>时间 Time</th><th>方向 Direction</th><th>接口 Route</th><th>结果 Outcome</th><th class="n">HTTP</th><th>请求编号 Request id</th></tr>
+"#,
+        keep = crate::telemetry::recent::KEEP,
+    );
+    if s.errors.is_empty() {
+        o.push_str(
+            r#"<tr><td colspan="6" class="muted" id="errors-empty">无 None</td></tr>
+"#,
+        );
+    }
+    for r in &s.errors {
+        let e = &r.error;
+        let (t, iso) = local_time(e.at_ms, r.utc_offset_s);
+        let _ = writeln!(
+            o,
+            r#"<tr class="error" data-direction="{dir}" data-route="{route}" data-outcome="{outcome}" data-status="{status}" data-request-id="{rid}"><td class="mono"><time datetime="{iso}">{t}</time></td><td title="{dir}">{dir_label}</td><td class="mono">{route}</td><td class="mono">{outcome}</td><td class="n">{status}</td><td class="mono">{rid}</td></tr>"#,
+            dir = escape(&e.direction),
+            dir_label = direction_label(&e.direction),
+            route = escape(&e.route),
+            outcome = escape(&e.outcome),
+            status = e.status,
+            rid = escape(&e.request_id),
+        );
+    }
+    o.push_str("</table>\n</section>\n</main>\n");
+    let _ = write!(
+        o,
+        r#"<footer>每 5 秒自动刷新 Refreshes every 5 s · 时区 Time zone UTC{} · 数字与 /metrics 同源 The numbers are the ones /metrics exposes</footer>
+</body>
+</html>
+"#,
+        offset_text(s.utc_offset_s)
+    );
+    o
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn err(route: &str, outcome: &str) -> ErrorRow {
+        ErrorRow {
+            error: RecentError {
+                at_ms: 1_740_809_592_000, // 2025-03-01 06:13:12 UTC
+                direction: "his_to_cloud".into(),
+                route: route.into(),
+                outcome: outcome.into(),
+                status: 200,
+                request_id: "pf-1".into(),
+            },
+            utc_offset_s: 8 * 3600,
+        }
+    }
+
+    #[test]
+    fn an_empty_state_renders_a_whole_page() {
+        let html = render(&StatusSnapshot::default());
+        assert!(html.starts_with("<!DOCTYPE html>"));
+        assert!(html.trim_end().ends_with("</html>"));
+        assert!(html.contains(r#"<meta http-equiv="refresh" content="5">"#));
+        assert!(html.contains(r#"id="buffer-empty""#), "{html}");
+        assert!(html.contains(r#"id="errors-empty""#));
+        assert!(html.contains("No HIS route configured"));
+        assert!(
+            html.contains(r#"data-value="unknown""#),
+            "no link state given"
+        );
+        assert!(html.contains("证书到期 Certificate expiry"));
+        // Self-contained: no scripts, no external resources.
+        for banned in ["<script", "src=", "href=", "@import", "url("] {
+            assert!(!html.contains(banned), "{banned}");
+        }
+    }
+
+    #[test]
+    fn values_from_config_and_calls_are_escaped() {
+        let evil = r#"<script>alert("x")</script>&'"#;
+        let s = StatusSnapshot {
+            cloud_target: evil.into(),
+            his_routes: vec![HisRouteRow {
+                name: Some(evil.into()),
+                kind: "http",
+                target: evil.into(),
+            }],
+            buffer_routes: vec![BufferRouteRow {
+                route: evil.into(),
+                depth: 1,
+                oldest_age_s: Some(1),
+                dead: 0,
+            }],
+            buffer_error: Some(evil.into()),
+            errors: vec![ErrorRow {
+                error: RecentError {
+                    direction: evil.into(),
+                    request_id: evil.into(),
+                    ..err(evil, evil).error
+                },
+                utc_offset_s: 0,
+            }],
+            version: evil.into(),
+            ..StatusSnapshot::default()
+        };
+        let html = render(&s);
+        assert!(!html.contains("<script"), "{html}");
+        assert!(!html.contains(r#""x""#));
+        assert!(html.contains("&lt;script&gt;alert(&quot;x&quot;)&lt;/script&gt;&amp;&#39;"));
+        assert_eq!(escape("a<b>&\"'"), "a&lt;b&gt;&amp;&quot;&#39;");
+    }
+
+    #[test]
+    fn numbers_carry_their_metric_names() {
+        let s = StatusSnapshot {
+            cloud_link: Some(LinkState::Down),
+            buffer_routes: vec![BufferRouteRow {
+                route: "cloud:prefront/sendTipMessage/payment".into(),
+                depth: 2,
+                oldest_age_s: Some(192),
+                dead: 3,
+            }],
+            buffer_used_bytes: 1536,
+            buffer_max_bytes: 1 << 30,
+            calls: CallTotals {
+                ok: 7,
+                queued: 2,
+                failed: 1,
+            },
+            errors: vec![err("unknown", "unknown-path")],
+            ..StatusSnapshot::default()
+        };
+        let html = render(&s);
+        for cell in [
+            r#"<td class="mono">prefront/sendTipMessage/payment <span class="muted">→ 云平台 cloud</span></td>"#,
+            r#"data-metric="prefront_buffer_depth" data-route="cloud:prefront/sendTipMessage/payment" data-value="2">2<"#,
+            r#"data-metric="prefront_buffer_oldest_age_seconds" data-route="cloud:prefront/sendTipMessage/payment" data-value="192">3 min 12 s<"#,
+            r#"data-metric="prefront_buffer_dead_letters" data-route="cloud:prefront/sendTipMessage/payment" data-value="3">"#,
+            r#"data-metric="prefront_buffer_used_bytes" id="buffer-used" data-value="1536">1.5 KiB<"#,
+            r#"data-metric="prefront_buffer_max_bytes" id="buffer-max" data-value="1073741824">1.0 GiB<"#,
+            r#"id="calls-ok" data-class="ok" data-value="7">7<"#,
+            r#"id="calls-failed" data-class="failed" data-value="1">1<"#,
+            r#"data-metric="prefront_cloud_link_state" data-value="down"><span class="state down">断开 Down<"#,
+            r#"data-outcome="unknown-path""#,
+            r#"<time datetime="2025-03-01T14:13:12+08:00">2025-03-01 14:13:12</time>"#,
+        ] {
+            assert!(html.contains(cell), "{cell}\n{html}");
+        }
+    }
+
+    #[test]
+    fn durations_bytes_and_times_read_like_people_write_them() {
+        assert_eq!(human_duration(0), "0 s");
+        assert_eq!(human_duration(45), "45 s");
+        assert_eq!(human_duration(192), "3 min 12 s");
+        assert_eq!(human_duration(3600 * 5 + 180 + 9), "5 h 3 min");
+        assert_eq!(human_duration(86_400 * 2 + 3600 * 4 + 5), "2 d 4 h");
+        assert_eq!(human_bytes(512), "512 B");
+        assert_eq!(human_bytes(1536), "1.5 KiB");
+        assert_eq!(human_bytes(1 << 30), "1.0 GiB");
+        assert_eq!(
+            local_time(0, 0),
+            (
+                "1970-01-01 00:00:00".to_string(),
+                "1970-01-01T00:00:00+00:00".to_string()
+            )
+        );
+        assert_eq!(
+            local_time(1_709_164_800_000, 8 * 3600).0,
+            "2024-02-29 08:00:00",
+            "a leap day"
+        );
+        assert_eq!(
+            local_time(1_740_809_592_000, -(3 * 3600 + 1800)).1,
+            "2025-03-01T02:43:12-03:30"
+        );
+    }
+
+    #[test]
+    fn posix_rules_without_dst_give_their_offset() {
+        assert_eq!(posix_fixed_offset("CST-8"), Some(8 * 3600));
+        assert_eq!(posix_fixed_offset("UTC0"), Some(0));
+        assert_eq!(posix_fixed_offset("<+0330>-3:30"), Some(3 * 3600 + 1800));
+        assert_eq!(posix_fixed_offset("EST5"), Some(-5 * 3600));
+        assert_eq!(posix_fixed_offset("EST5EDT,M3.2.0,M11.1.0"), None);
+        assert_eq!(posix_fixed_offset("X-8"), None);
+    }
+
+    /// A version 2 TZif file with the given transitions and types and footer.
+    fn tzif(transitions: &[(i64, u8)], offsets: &[i32], footer: &str) -> Vec<u8> {
+        let header = |timecnt: usize, typecnt: usize| {
+            let mut h = b"TZif2".to_vec();
+            h.extend([0u8; 15]);
+            for n in [0, 0, 0, timecnt, typecnt, 4] {
+                h.extend(u32::try_from(n).unwrap().to_be_bytes());
+            }
+            h
+        };
+        let types = |out: &mut Vec<u8>| {
+            for o in offsets {
+                out.extend(o.to_be_bytes());
+                out.extend([0u8, 0]);
+            }
+            out.extend(b"LMT\0");
+        };
+        // Version 1 block: the same data with 32-bit times.
+        let mut b = header(transitions.len(), offsets.len());
+        for (t, _) in transitions {
+            b.extend(i32::try_from(*t).unwrap().to_be_bytes());
+        }
+        b.extend(transitions.iter().map(|(_, i)| *i));
+        types(&mut b);
+        b.extend(header(transitions.len(), offsets.len()));
+        for (t, _) in transitions {
+            b.extend(t.to_be_bytes());
+        }
+        b.extend(transitions.iter().map(|(_, i)| *i));
+        types(&mut b);
+        b.extend(format!("\n{footer}\n").as_bytes());
+        b
+    }
+
+    #[test]
+    fn tzif_files_give_the_offset_in_force() {
+        let z = parse_tzif(&tzif(
+            &[(-1_000, 1), (1_000, 2)],
+            &[29_143, 9 * 3600, 8 * 3600],
+            "CST-8",
+        ))
+        .expect("parses");
+        assert_eq!(z.offset_at(-5_000), 29_143, "before the first: type 0");
+        assert_eq!(z.offset_at(0), 9 * 3600);
+        assert_eq!(z.offset_at(1_000), 8 * 3600);
+        assert_eq!(z.offset_at(2_000_000_000), 8 * 3600, "the footer rule");
+        let dst =
+            parse_tzif(&tzif(&[(0, 1)], &[0, 3600], "CET-1CEST,M3.5.0,M10.5.0/3")).expect("parses");
+        assert_eq!(dst.offset_at(10), 3600, "the last transition");
+        assert_eq!(parse_tzif(b"not a tz file"), None);
+        assert_eq!(Zone::fixed(-3600).offset_at(0), -3600);
+        assert_eq!(Zone::default().offset_at(0), 0);
+        // The real file where the system has one.
+        if let Ok(b) = std::fs::read("/usr/share/zoneinfo/Asia/Shanghai") {
+            let z = parse_tzif(&b).expect("the system's Asia/Shanghai parses");
+            assert_eq!(z.offset_at(1_740_809_592), 8 * 3600);
+        }
+    }
+}
