@@ -11,6 +11,7 @@ pub mod listener;
 pub mod outcome;
 pub mod pacs;
 pub mod sd_notify;
+pub mod sim;
 pub mod soap;
 pub mod telemetry;
 pub mod upstream;
