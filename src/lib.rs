@@ -7,6 +7,7 @@ pub mod buffer;
 pub mod catalog;
 pub mod charset;
 pub mod config;
+pub mod demo;
 pub mod listener;
 pub mod outcome;
 pub mod pacs;

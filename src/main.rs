@@ -30,6 +30,13 @@ enum Command {
     Run,
     /// Validate a configuration file and print every problem with its key and line
     Check,
+    /// Try it out: the gateway with a simulated HIS, cloud and PACS on loopback, and curl
+    /// commands to paste (no configuration, nothing leaves the machine)
+    Demo {
+        /// Use any free ports instead of 8080/8443/9090
+        #[arg(long)]
+        any_ports: bool,
+    },
     /// Look into the buffer and fix what is stuck (stop the gateway first: it holds the store)
     Queue {
         #[command(subcommand)]
@@ -80,6 +87,7 @@ fn main() -> ExitCode {
     match cli.command.unwrap_or(Command::Run) {
         Command::Check => check(cli.config.as_deref()),
         Command::Run => run(cli.config.as_deref()),
+        Command::Demo { any_ports } => demo(!any_ports),
         Command::Wsdl { generate } => wsdl(cli.config.as_deref(), generate),
         Command::Queue { action } => queue(cli.config.as_deref(), action),
     }
@@ -259,6 +267,37 @@ fn run(explicit: Option<&Path>) -> ExitCode {
             .await;
         ExitCode::SUCCESS
     })
+}
+
+fn demo(fixed_ports: bool) -> ExitCode {
+    prefront::telemetry::init("info");
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = runtime.block_on(prefront::demo::run(
+        fixed_ports,
+        |addrs| {
+            use std::io::Write;
+            let mut out = std::io::stdout().lock();
+            let _ = writeln!(out, "{}", prefront::demo::banner(addrs));
+            let _ = out.flush();
+        },
+        shutdown_signal(),
+    ));
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("demo: {e}");
+            ExitCode::FAILURE
+        }
+    }
 }
 
 /// SIGHUP re-reads the configuration. A file with problems is refused with every problem logged,

@@ -23,6 +23,30 @@ fn text(status: StatusCode, content_type: &'static str, body: impl Into<Bytes>) 
 }
 
 pub async fn handle(state: &Arc<State>, req: Request<Incoming>, _call: Call) -> Response<Body> {
+    // `prefront demo` only: take the simulated cloud down and up.
+    if let (Some(switch), Some(which)) = (
+        crate::demo::cloud_switch(),
+        req.uri().path().strip_prefix("/demo/cloud/"),
+    ) {
+        if req.method() != Method::POST {
+            return method_not_allowed("POST");
+        }
+        return match which {
+            "down" | "up" => {
+                switch.set_down(which == "down");
+                tracing::warn!(
+                    simulated_cloud = which,
+                    "demo: the simulated cloud is now {which}"
+                );
+                text(
+                    StatusCode::OK,
+                    "text/plain; charset=utf-8",
+                    format!("simulated cloud is {which}\n"),
+                )
+            }
+            _ => not_found("POST /demo/cloud/down or /demo/cloud/up\n"),
+        };
+    }
     if req.method() != Method::GET && req.method() != Method::HEAD {
         return method_not_allowed("GET, HEAD");
     }

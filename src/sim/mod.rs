@@ -6,7 +6,7 @@ pub mod pki;
 pub mod upstream;
 
 pub use pki::{Pki, PkiFiles};
-pub use upstream::{Answer, Recorded, Upstream};
+pub use upstream::{Answer, OutageSwitch, Recorded, Upstream};
 
 /// Why a simulator could not start.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

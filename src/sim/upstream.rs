@@ -94,6 +94,26 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
+/// Takes a simulated upstream down (every request answered 503) and back up.
+#[derive(Clone)]
+pub struct OutageSwitch(Arc<Mutex<State>>);
+
+impl OutageSwitch {
+    pub fn set_down(&self, down: bool) {
+        lock(&self.0).down = down;
+    }
+
+    pub fn is_down(&self) -> bool {
+        lock(&self.0).down
+    }
+}
+
+impl std::fmt::Debug for OutageSwitch {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "OutageSwitch(down: {})", self.is_down())
+    }
+}
+
 /// A running simulated upstream; stops (closing its connections) on `shutdown` or drop.
 pub struct Upstream {
     addr: SocketAddr,
@@ -210,6 +230,11 @@ impl Upstream {
 
     pub fn is_down(&self) -> bool {
         lock(&self.state).down
+    }
+
+    /// A handle that takes this upstream down and up from elsewhere (the demo's admin routes).
+    pub fn outage_switch(&self) -> OutageSwitch {
+        OutageSwitch(Arc::clone(&self.state))
     }
 
     /// Everything received so far, in arrival order.
