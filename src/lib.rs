@@ -5,9 +5,11 @@
 pub mod app;
 pub mod buffer;
 pub mod catalog;
+pub mod certinfo;
 pub mod charset;
 pub mod config;
 pub mod demo;
+pub mod doctor;
 pub mod listener;
 pub mod outcome;
 pub mod pacs;

@@ -37,6 +37,9 @@ enum Command {
         #[arg(long)]
         any_ports: bool,
     },
+    /// Check this installation: config, certificates, ports, DNS, the cloud, the HIS routes,
+    /// the buffer directory, the PACS; one line per check, exit 1 on any FAIL
+    Doctor,
     /// Look into the buffer and fix what is stuck (stop the gateway first: it holds the store)
     Queue {
         #[command(subcommand)]
@@ -86,6 +89,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command.unwrap_or(Command::Run) {
         Command::Check => check(cli.config.as_deref()),
+        Command::Doctor => doctor(cli.config.as_deref()),
         Command::Run => run(cli.config.as_deref()),
         Command::Demo { any_ports } => demo(!any_ports),
         Command::Wsdl { generate } => wsdl(cli.config.as_deref(), generate),
@@ -136,6 +140,18 @@ fn check(explicit: Option<&Path>) -> ExitCode {
             print_problems("warning", &e.warnings);
             ExitCode::from(EXIT_CONFIG)
         }
+    }
+}
+
+/// `prefront doctor`: one line per check and a summary; exit 1 if any check failed.
+fn doctor(explicit: Option<&Path>) -> ExitCode {
+    let (source, loaded) = load(explicit);
+    let report = prefront::doctor::run_blocking(&source, loaded);
+    print!("{report}");
+    if report.failed() {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
     }
 }
 
