@@ -38,6 +38,8 @@ pub struct State {
     /// TLS for the listeners that have a certificate (reloaded with the config).
     pub his_tls: Option<ListenerTls>,
     pub cloud_tls: Option<ListenerTls>,
+    /// Checks the cloud's signed calls when `[auth]` is set.
+    pub verifier: Option<Arc<crate::auth::Signer>>,
 }
 
 /// A listener's TLS acceptor (its certificate and settings).
@@ -136,6 +138,11 @@ impl Reloader {
             kept.push("[buffer]".to_string());
             config.buffer = o.buffer.clone();
         }
+        if config.auth != o.auth {
+            // The box's own calls are signed by the cloud client, which lives on.
+            kept.push("[auth]".to_string());
+            config.auth = o.auth.clone();
+        }
         if config.log.level != o.log.level {
             kept.push("[log] level".to_string());
             config.log.level = o.log.level.clone();
@@ -156,6 +163,8 @@ impl Reloader {
             admin_policy: admin_policy(&config),
             his_tls: his_tls.map(ListenerTls),
             cloud_tls: cloud_tls.map(ListenerTls),
+            // The same replay memory across the reload.
+            verifier: old.verifier.clone(),
             config,
         });
         self.live.replace(state);
@@ -233,6 +242,7 @@ impl Gateway {
             admin_policy: admin_policy(&config),
             his_tls: prepared.his_tls.map(ListenerTls),
             cloud_tls: prepared.cloud_tls.map(ListenerTls),
+            verifier: verifier(&config),
             cloud: prepared.cloud,
             his: prepared.his,
             pacs: prepared.pacs,
@@ -362,7 +372,8 @@ fn prepare(config: &Config, for_real: bool) -> Result<Prepared, StartError> {
     Ok(Prepared {
         his_tls: listener_tls("his_listener", &config.his_listener)?,
         cloud_tls: listener_tls("cloud_listener", &config.cloud_listener)?,
-        cloud: Cloud::new(&config.cloud).map_err(|e| StartError::Client("cloud", e))?,
+        cloud: Cloud::new(&config.cloud, config.auth.as_ref())
+            .map_err(|e| StartError::Client("cloud", e))?,
         his: His::new(&config.his).map_err(|e| StartError::Client("HIS", e))?,
         pacs: crate::pacs::Pacs::new(config, for_real)?,
     })
@@ -396,6 +407,13 @@ fn listener_tls(
                 .map_err(|source| StartError::Tls { listener, source })
         })
         .transpose()
+}
+
+fn verifier(config: &Config) -> Option<Arc<crate::auth::Signer>> {
+    config
+        .auth
+        .as_ref()
+        .map(|a| Arc::new(crate::auth::Signer::new(a.secret.0.as_bytes(), a.max_skew)))
 }
 
 fn admin_policy(config: &Config) -> Arc<AccessPolicy> {

@@ -3,6 +3,7 @@
 #![forbid(unsafe_code)]
 
 pub mod app;
+pub mod auth;
 pub mod buffer;
 pub mod catalog;
 pub mod certinfo;

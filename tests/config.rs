@@ -297,6 +297,26 @@ invalid_fixture!(
 );
 
 invalid_fixture!(
+    auth_secret,
+    "invalid_auth.toml",
+    &[
+        e(&["auth.shared_secret"], &["shared_secret ="]),
+        e(&["auth.max_skew"], &["max_skew ="]),
+    ]
+);
+
+#[test]
+fn check_never_prints_the_shared_secret() {
+    let run = check(&fixture("invalid_auth.toml"));
+    assert!(
+        !run.stderr.contains("s3cr3t-value") && !run.stdout.contains("s3cr3t-value"),
+        "{}{}",
+        run.stdout,
+        run.stderr
+    );
+}
+
+invalid_fixture!(
     pacs_links,
     "invalid_pacs.toml",
     &[

@@ -33,6 +33,8 @@ pub struct Config {
     pub his: HisConfig,
     pub pacs: PacsConfig,
     pub buffer: BufferConfig,
+    /// Signed calls between the box and the cloud; `None`: TLS alone.
+    pub auth: Option<AuthConfig>,
     pub log: LogConfig,
 }
 
@@ -192,6 +194,13 @@ pub struct PacsConfig {
     /// A stream that receives nothing for this long is abandoned (not a total time limit).
     pub read_timeout: Duration,
     pub connect_timeout: Duration,
+}
+
+/// `[auth]`: the secret shared with the cloud team, and how far clocks may drift.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AuthConfig {
+    pub secret: Secret,
+    pub max_skew: Duration,
 }
 
 /// One `internal_hosts` entry: a host and, if given, a port (without one, the scheme's default

@@ -14,6 +14,7 @@ pub struct RawConfig {
     pub his: Option<RawHis>,
     pub pacs: Option<RawPacs>,
     pub buffer: Option<RawBuffer>,
+    pub auth: Option<RawAuth>,
     pub log: Option<RawLog>,
 }
 
@@ -90,6 +91,14 @@ pub struct RawRoute {
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
+pub struct RawAuth {
+    pub shared_secret: Option<String>,
+    pub shared_secret_file: Option<String>,
+    pub max_skew: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct RawPacs {
     pub dcm_url: Option<String>,
     pub internal_hosts: Option<Vec<String>>,
@@ -132,9 +141,11 @@ pub const SCHEMA: &[(&str, &[&str])] = &[
             "his",
             "pacs",
             "buffer",
+            "auth",
             "log",
         ],
     ),
+    ("auth", &["shared_secret", "shared_secret_file", "max_skew"]),
     ("his_listener", LISTENER_KEYS),
     ("cloud_listener", LISTENER_KEYS),
     ("admin", &["listen", "allow"]),

@@ -32,8 +32,22 @@ pub async fn handle(state: &Arc<State>, req: Request<Incoming>, call: Call) -> R
         return method_not_allowed("POST");
     }
     let name = name.to_string();
+    // Read and (with [auth]) authenticate the call before saying anything about the name.
+    let (parts, body) = match read_body(req, state.config.cloud_listener.max_body).await {
+        Ok(x) => x,
+        Err(e) => {
+            let r = body_error_response(&e);
+            call.log(DIRECTION, "none", "body-refused", r.status().as_u16());
+            return r;
+        }
+    };
     let known = is_valid_name(&name)
         && (Catalog::get().by_name(&name).is_some() || state.config.his.routes.contains_key(&name));
+    // Metric labels only ever carry names the box knows (a caller cannot grow them).
+    let log_name = if known { name.as_str() } else { "unknown" };
+    if let Some(refused) = check_signature(state, &parts, &body, &call, log_name) {
+        return refused;
+    }
     if !known {
         let raised = Raised::new(
             Code::NotConfigured,
@@ -51,14 +65,6 @@ pub async fn handle(state: &Arc<State>, req: Request<Incoming>, call: Call) -> R
         );
         call.log(DIRECTION, &name, raised.kind, 200);
         return raised_response(&raised, Envelope::Standard, None, &call.request_id);
-    };
-    let (parts, body) = match read_body(req, state.config.cloud_listener.max_body).await {
-        Ok(x) => x,
-        Err(e) => {
-            let r = body_error_response(&e);
-            call.log(DIRECTION, &name, "body-refused", r.status().as_u16());
-            return r;
-        }
     };
     let (body, charset) = match json_body(&parts, &body) {
         Ok(x) => x,
@@ -101,7 +107,55 @@ async fn files(state: &Arc<State>, req: Request<Incoming>, call: Call) -> Respon
     // A GET carries no body worth reading; whatever is sent is left unread.
     let (parts, _body) = req.into_parts();
     match parts.uri.path().strip_prefix("/files/") {
+        // A link is its own credential (sealed and expiring): patients' phones open it.
         Some(token) => state.pacs.file(token, &parts, &call).await,
-        None => state.pacs.dcm(&parts, &call).await,
+        None => {
+            if let Some(refused) = check_signature(state, &parts, b"", &call, "pacs-dcm") {
+                return refused;
+            }
+            state.pacs.dcm(&parts, &call).await
+        }
     }
+}
+
+/// With `[auth]` set, a call from the cloud must carry a valid, fresh, unused signature; the
+/// answer to one that does not is 401 and nothing is forwarded.
+fn check_signature(
+    state: &State,
+    parts: &hyper::http::request::Parts,
+    body: &[u8],
+    call: &Call,
+    route: &str,
+) -> Option<Response<Body>> {
+    let verifier = state.verifier.as_ref()?;
+    let header = |name: &str| parts.headers.get(name).and_then(|v| v.to_str().ok());
+    let target = parts
+        .uri
+        .path_and_query()
+        .map_or_else(|| parts.uri.path().to_string(), |p| p.as_str().to_string());
+    let err = verifier
+        .verify(
+            parts.method.as_str(),
+            &target,
+            header(crate::auth::TIMESTAMP_HEADER),
+            header(crate::auth::SIGNATURE_HEADER),
+            body,
+            crate::auth::unix_now(),
+        )
+        .err()?;
+    call.log(DIRECTION, route, err.kind(), 401);
+    let mut r = Response::new(Body::new(bytes::Bytes::from(format!(
+        "signed call refused: {err}\n"
+    ))));
+    *r.status_mut() = hyper::StatusCode::UNAUTHORIZED;
+    let h = r.headers_mut();
+    h.insert(
+        hyper::header::CONTENT_TYPE,
+        hyper::header::HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    h.insert(
+        crate::outcome::ERROR_HEADER,
+        hyper::header::HeaderValue::from_static(err.kind()),
+    );
+    Some(r)
 }

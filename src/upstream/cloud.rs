@@ -19,10 +19,15 @@ pub struct Cloud {
     max_response: u64,
     /// Up/down as the last calls saw it; shared with the prober and the forwarders.
     pub link: Arc<Link>,
+    /// Signs every call when `[auth]` is set.
+    signer: Option<Arc<crate::auth::Signer>>,
 }
 
 impl Cloud {
-    pub fn new(config: &CloudConfig) -> Result<Cloud, String> {
+    pub fn new(
+        config: &CloudConfig,
+        auth: Option<&crate::config::AuthConfig>,
+    ) -> Result<Cloud, String> {
         let roots = root_store(config.ca.as_deref())?;
         Ok(Cloud {
             client: http_client(roots, config.connect_timeout)?,
@@ -30,6 +35,8 @@ impl Cloud {
             timeout: config.timeout,
             max_response: config.max_response,
             link: Link::new("cloud"),
+            signer: auth
+                .map(|a| Arc::new(crate::auth::Signer::new(a.secret.0.as_bytes(), a.max_skew))),
         })
     }
 
@@ -58,6 +65,14 @@ impl Cloud {
         if let Some(id) = message_id {
             headers.push(("x-prefront-message-id", id.to_string()));
         }
+        if let Some(signer) = &self.signer {
+            headers.extend(signer.sign(
+                "POST",
+                &path_and_query(&url),
+                &body,
+                crate::auth::unix_now(),
+            ));
+        }
         let answer = post(
             &self.client,
             url,
@@ -76,12 +91,29 @@ impl Cloud {
     /// A harmless request to learn whether the cloud answers at all: `HEAD <base_url>`. Any HTTP
     /// answer but 502/503/504 means the link works.
     pub async fn probe(&self) -> bool {
-        let r = self
+        let mut req = self
             .client
             .head(self.base_url.clone())
-            .timeout(self.timeout.min(Duration::from_secs(5)))
-            .send()
-            .await;
+            .timeout(self.timeout.min(Duration::from_secs(5)));
+        if let Some(signer) = &self.signer {
+            for (name, value) in signer.sign(
+                "HEAD",
+                &path_and_query(&self.base_url),
+                b"",
+                crate::auth::unix_now(),
+            ) {
+                req = req.header(name, value);
+            }
+        }
+        let r = req.send().await;
         matches!(r, Ok(resp) if !matches!(resp.status().as_u16(), 502..=504))
+    }
+}
+
+/// The request target as it goes on the wire: path, and `?query` if any.
+fn path_and_query(url: &reqwest::Url) -> String {
+    match url.query() {
+        Some(q) => format!("{}?{q}", url.path()),
+        None => url.path().to_string(),
     }
 }

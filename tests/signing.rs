@@ -1,0 +1,149 @@
+//! `[auth]`: calls between the box and the cloud are signed on top of TLS. The cloud's calls
+//! without a valid, fresh, unused signature get 401 and reach nothing; the box's own calls carry
+//! a signature the cloud team can check from the README's canonical string alone.
+
+mod support;
+
+use std::time::Duration;
+
+use ring::hmac;
+use support::{basic_config, plain_client, spawn_gateway, MockUpstream, TestPki};
+
+const SECRET: &str = "the secret agreed with the cloud team, 32+ chars";
+
+fn now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+/// Signs exactly as the README tells the cloud team to, without the box's own code.
+fn sign(method: &str, target: &str, ts: u64, body: &[u8]) -> String {
+    let body_hash = ring::digest::digest(&ring::digest::SHA256, body);
+    let canonical = format!(
+        "{method}\n{target}\n{ts}\n{}",
+        data_encoding::HEXLOWER.encode(body_hash.as_ref())
+    );
+    let key = hmac::Key::new(hmac::HMAC_SHA256, SECRET.as_bytes());
+    data_encoding::HEXLOWER.encode(hmac::sign(&key, canonical.as_bytes()).as_ref())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_clouds_calls_need_a_valid_fresh_unused_signature() {
+    let pki = TestPki::new();
+    let cloud = MockUpstream::https(&pki).await;
+    let his = MockUpstream::http().await;
+    his.echo();
+    let toml = basic_config(
+        &cloud.url(),
+        Some(&pki.ca_pem_path()),
+        Some(&format!("{}/his/{{name}}", his.url())),
+        &format!("[auth]\nshared_secret = {SECRET:?}\n"),
+    );
+    let gw = spawn_gateway(&toml).await;
+    let target = "/his/hospital.interface.queryBalance";
+    let url = format!("{}{target}", gw.cloud_url(false));
+    let body = r#"{"medicalCardNumber":"001"}"#;
+    let send = |ts: Option<String>, sig: Option<String>, body: &'static str| {
+        let mut r = plain_client().post(url.clone()).body(body);
+        if let Some(ts) = ts {
+            r = r.header("X-Prefront-Timestamp", ts);
+        }
+        if let Some(sig) = sig {
+            r = r.header("X-Prefront-Signature", sig);
+        }
+        async move {
+            let resp = r.send().await.expect("the gateway answers");
+            let kind = resp
+                .headers()
+                .get("x-prefront-error")
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or("")
+                .to_string();
+            (resp.status().as_u16(), kind)
+        }
+    };
+
+    // Unsigned, wrong, stale, tampered: 401, nothing forwarded.
+    let t = now();
+    let good = sign("POST", target, t, body.as_bytes());
+    let cases = [
+        (None, None, body, "signature-missing"),
+        (
+            Some(t.to_string()),
+            Some("00".repeat(32)),
+            body,
+            "signature-wrong",
+        ),
+        (
+            Some((t - 600).to_string()),
+            Some(sign("POST", target, t - 600, body.as_bytes())),
+            body,
+            "signature-timestamp",
+        ),
+        (
+            Some(t.to_string()),
+            Some(good.clone()),
+            r#"{"medicalCardNumber":"002"}"#,
+            "signature-wrong",
+        ),
+    ];
+    for (ts, sig, b, kind) in cases {
+        let (status, got) = send(ts, sig, b).await;
+        assert_eq!((status, got.as_str()), (401, kind));
+    }
+    assert_eq!(his.request_count(), 0, "nothing reached the HIS");
+
+    // Signed right: forwarded once; the same signature again is a replay.
+    let (status, kind) = send(Some(t.to_string()), Some(good.clone()), body).await;
+    assert_eq!((status, kind.as_str()), (200, ""));
+    assert_eq!(his.request_count(), 1);
+    let (status, kind) = send(Some(t.to_string()), Some(good), body).await;
+    assert_eq!((status, kind.as_str()), (401, "signature-replayed"));
+    assert_eq!(his.request_count(), 1, "a replay reaches nothing");
+
+    // The PACS route needs a signature too.
+    let r = plain_client()
+        .get(format!("{}/pacs/dcm?dcmId=1", gw.cloud_url(false)))
+        .send()
+        .await
+        .expect("answers");
+    assert_eq!(r.status(), 401);
+    gw.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_boxs_calls_to_the_cloud_are_signed_per_the_readme() {
+    let pki = TestPki::new();
+    let cloud = MockUpstream::https(&pki).await;
+    cloud.echo();
+    let toml = basic_config(
+        &cloud.url(),
+        Some(&pki.ca_pem_path()),
+        None,
+        &format!("[auth]\nshared_secret = {SECRET:?}\n"),
+    );
+    let gw = spawn_gateway(&toml).await;
+    let body = r#"{"medicalCardNumber":"001"}"#;
+    let r = plain_client()
+        .post(format!("{}/prefront/patient/getPatientInfo", gw.his_url()))
+        .body(body)
+        .send()
+        .await
+        .expect("answers");
+    assert_eq!(r.status(), 200);
+    let seen = cloud.wait_for_requests(1, Duration::from_secs(5)).await;
+    let req = seen.last().expect("the cloud got the call");
+    let ts: u64 = req
+        .header("x-prefront-timestamp")
+        .and_then(|v| v.parse().ok())
+        .expect("a Unix timestamp");
+    assert!(ts.abs_diff(now()) <= 5, "the box's clock, now");
+    let sig = req.header("x-prefront-signature").expect("a signature");
+    assert_eq!(
+        sig,
+        sign("POST", &req.path, ts, &req.body),
+        "HMAC-SHA256 over METHOD, path, timestamp and body hash, as documented"
+    );
+    gw.shutdown().await;
+}
