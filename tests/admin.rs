@@ -172,3 +172,41 @@ async fn the_admin_allowlist_refuses_and_counts_other_callers() {
     }
     gw.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn certificate_expiry_is_a_metric_per_tls_listener() {
+    let pki = TestPki::new();
+    let cloud = MockUpstream::https(&pki).await;
+    let toml = format!(
+        r#"
+[his_listener]
+listen = "127.0.0.1:0"
+
+[cloud_listener]
+listen = "127.0.0.1:0"
+tls_cert = {:?}
+tls_key = {:?}
+
+[admin]
+listen = "127.0.0.1:0"
+
+[cloud]
+base_url = "{}"
+ca = {:?}
+"#,
+        pki.server_cert_path().display().to_string(),
+        pki.server_key_path().display().to_string(),
+        cloud.url(),
+        pki.ca_pem_path().display().to_string(),
+    );
+    let gw = spawn_gateway(&toml).await;
+    let m = scrape(&gw).await;
+    let left = value(&m, r#"prefront_tls_cert_expiry_seconds{listener="cloud"}"#);
+    // The test PKI's certificates run for decades.
+    assert!(left > 10.0 * 365.0 * 86400.0, "cloud: {left}\n{m}");
+    assert!(
+        !m.contains(r#"prefront_tls_cert_expiry_seconds{listener="his"}"#),
+        "the plain-HTTP HIS listener has no certificate"
+    );
+    gw.shutdown().await;
+}

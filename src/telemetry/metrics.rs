@@ -320,6 +320,24 @@ pub fn render(state: &State) -> String {
         })
         .set(1);
     r.register("build_info", "The running version", build);
+    let expiry: Family<ListenerLabels, Gauge> = Family::default();
+    for (listener, l) in [
+        ("his", &state.config.his_listener),
+        ("cloud", &state.config.cloud_listener),
+    ] {
+        if let Some(seconds) = l.tls.as_ref().and_then(|t| cert_seconds_left(&t.cert)) {
+            expiry
+                .get_or_create(&ListenerLabels {
+                    listener: listener.to_string(),
+                })
+                .set(seconds);
+        }
+    }
+    r.register(
+        "tls_cert_expiry_seconds",
+        "Seconds until the listener's certificate expires (negative: expired)",
+        expiry,
+    );
     r.register(
         "uptime_seconds",
         "Seconds since the process started",
@@ -330,4 +348,14 @@ pub fn render(state: &State) -> String {
         out.clear();
     }
     out
+}
+
+/// Seconds from now until the first certificate in `path` expires; `None` if it cannot be read.
+pub fn cert_seconds_left(path: &std::path::Path) -> Option<i64> {
+    let not_after = crate::certinfo::cert_not_after(path).ok()?;
+    let now = std::time::SystemTime::now();
+    Some(match not_after.duration_since(now) {
+        Ok(left) => i64::try_from(left.as_secs()).unwrap_or(i64::MAX),
+        Err(past) => -i64::try_from(past.duration().as_secs()).unwrap_or(i64::MAX),
+    })
 }
