@@ -196,3 +196,90 @@ async fn systemd_hears_ready_reloading_and_stopping() {
     let stopping = recv();
     assert!(stopping.starts_with("STOPPING=1"), "{stopping}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sighup_puts_a_renewed_certificate_in_force() {
+    let old_pki = TestPki::new();
+    let new_pki = TestPki::new();
+    let cloud = MockUpstream::https(&old_pki).await;
+    let his = MockUpstream::http().await;
+    his.echo();
+    let dir = TempDir::new("prefront-reload-tls");
+    let (cert, key) = (dir.path().join("server.pem"), dir.path().join("server.key"));
+    let install = |pki: &TestPki| {
+        std::fs::write(&cert, pki.server_cert_pem()).expect("write cert");
+        std::fs::write(&key, pki.server_key_pem()).expect("write key");
+    };
+    install(&old_pki);
+    let path = dir.path().join("prefront.toml");
+    std::fs::write(
+        &path,
+        format!(
+            r#"
+[his_listener]
+listen = "127.0.0.1:0"
+
+[cloud_listener]
+listen = "127.0.0.1:0"
+allow = ["127.0.0.0/8"]
+tls_cert = {:?}
+tls_key = {:?}
+
+[cloud]
+base_url = "{}"
+ca = {:?}
+
+[his]
+kind = "http"
+url = "{}/his/{{name}}"
+
+[buffer]
+path = {:?}
+"#,
+            cert.display().to_string(),
+            key.display().to_string(),
+            cloud.url(),
+            old_pki.ca_pem_path().display().to_string(),
+            his.url(),
+            dir.path().join("buffer").display().to_string(),
+        ),
+    )
+    .expect("write config");
+    let bin = RunningBinary::start(&path);
+    let port = bin
+        .cloud_addr()
+        .rsplit(':')
+        .next()
+        .unwrap_or_default()
+        .to_string();
+    let url = format!("https://localhost:{port}/his/hospital.interface.queryBalance");
+    let call = |client: reqwest::Client| {
+        let url = url.clone();
+        async move {
+            client
+                .post(url)
+                .body(r#"{"medicalCardNumber":"001"}"#)
+                .send()
+                .await
+                .map(|r| r.status().as_u16())
+        }
+    };
+    assert_eq!(
+        call(old_pki.client()).await.ok(),
+        Some(200),
+        "old certificate served"
+    );
+    assert!(call(new_pki.client()).await.is_err(), "not yet the new one");
+
+    install(&new_pki);
+    hup(bin.pid());
+    wait_log(&bin, "configuration reloaded", 1);
+    assert_eq!(
+        call(new_pki.client()).await.ok(),
+        Some(200),
+        "the renewed certificate is served after SIGHUP"
+    );
+    assert!(call(old_pki.client()).await.is_err(), "the old one is gone");
+    let (status, _) = bin.terminate();
+    assert!(status.success());
+}
