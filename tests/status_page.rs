@@ -164,6 +164,25 @@ fn elements(dom: &str, having: &str) -> Vec<Element> {
     found
 }
 
+/// A self-signed certificate for localhost that expires `days` days from today (UTC), and its
+/// key, written to `dir`.
+fn certificate_expiring_in(dir: &Path, days: u64) -> (PathBuf, PathBuf) {
+    let now_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64;
+    let (date, _) = prefront::listener::status::local_time(now_ms + days * 86_400_000, 0);
+    let ymd: Vec<u32> = date[..10].split('-').map(|p| p.parse().unwrap()).collect();
+    let mut params = rcgen::CertificateParams::new(vec!["localhost".to_string()]).unwrap();
+    params.not_after = rcgen::date_time_ymd(ymd[0] as i32, ymd[1] as u8, ymd[2] as u8);
+    let key = rcgen::KeyPair::generate().unwrap();
+    let cert = params.self_signed(&key).unwrap();
+    let (cert_path, key_path) = (dir.join("cert.pem"), dir.join("key.pem"));
+    std::fs::write(&cert_path, cert.pem()).unwrap();
+    std::fs::write(&key_path, key.serialize_pem()).unwrap();
+    (cert_path, key_path)
+}
+
 /// The value of the sample whose name-and-labels part is exactly `series`, if present.
 fn sample(metrics: &str, series: &str) -> Option<f64> {
     metrics.lines().find_map(|l| {
@@ -250,6 +269,18 @@ listen = "127.0.0.1:0"
 "#,
             port = closed.port()
         ),
+    );
+    // The cloud listener has a certificate that expires in 90 days, so the page shows its expiry.
+    let certs_dir = TempDir::new("prefront-status-cert");
+    let (cert_path, key_path) = certificate_expiring_in(certs_dir.path(), 90);
+    let toml = toml.replacen(
+        "[cloud_listener]\n",
+        &format!(
+            "[cloud_listener]\ntls_cert = {:?}\ntls_key = {:?}\n",
+            cert_path.display().to_string(),
+            key_path.display().to_string()
+        ),
+        1,
     );
     let gw = spawn_gateway(&toml).await;
     let client = plain_client();
@@ -455,7 +486,36 @@ listen = "127.0.0.1:0"
     assert!(his[1].text.contains("hospital.interface.createCard"));
     assert!(his.iter().all(|h| h.text.ends_with('—')), "{his:?}");
     assert!(dom.contains("not tracked"));
-    assert!(dom.contains("证书到期 Certificate expiry"));
+    // Certificates: the cloud listener's, read from its tls_cert as /metrics reads it; the HIS
+    // listener has none.
+    let certs = elements(&dom, "data-listener");
+    assert_eq!(certs.len(), 1, "{certs:?}");
+    let c = cell(
+        &cells,
+        "prefront_tls_cert_expiry_seconds",
+        &[("data-listener", "cloud")],
+    );
+    let left = num(c);
+    let later = sample(
+        &metrics,
+        r#"prefront_tls_cert_expiry_seconds{listener="cloud"}"#,
+    )
+    .expect("the cloud certificate's expiry in /metrics");
+    assert!(
+        later <= left && left - later <= 120.0,
+        "page {left} s then metrics {later} s"
+    );
+    let days = (left / 86_400.0).floor();
+    assert!((88.0..=90.0).contains(&days), "about 90 days: {c:?}");
+    assert_eq!(c.attr("data-days-left"), days.to_string(), "{c:?}");
+    assert!(c.text.contains(&format!("{days} days left")), "{c:?}");
+    assert_eq!(
+        sample(
+            &metrics,
+            r#"prefront_tls_cert_expiry_seconds{listener="his"}"#
+        ),
+        None
+    );
 
     if let Some(path) = std::env::var_os("PREFRONT_SCREENSHOT") {
         let path = std::path::absolute(Path::new(&path)).expect("a path");

@@ -77,12 +77,50 @@ pub struct ErrorRow {
     pub utc_offset_s: i32,
 }
 
-/// The certificate expiry row.
+/// The certificate expiry rows.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub enum CertificateView {
-    /// Certificate parsing is not built into this version: the row shows "—".
+    /// Not read (a snapshot made by hand): one row with "—".
     #[default]
     NotAvailable,
+    /// One row per listener with a certificate (`tls_cert`); none: both speak plain HTTP.
+    Listeners(Vec<CertRow>),
+}
+
+/// A listener's certificate expiry.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CertRow {
+    /// `cloud` or `his`: the `listener` label of `prefront_tls_cert_expiry_seconds`.
+    pub listener: &'static str,
+    /// `notAfter` of the certificate file's first certificate, in Unix seconds, or why it could
+    /// not be read.
+    pub not_after_s: Result<i64, String>,
+    /// The local time zone's offset at `not_after_s`.
+    pub utc_offset_s: i32,
+}
+
+/// Reads `tls_cert` of each listener that has one, as `/metrics` does for
+/// `prefront_tls_cert_expiry_seconds`. Blocks (file reads).
+fn certificates(state: &State, zone: &Zone) -> CertificateView {
+    let c = &state.config;
+    let rows = [("cloud", &c.cloud_listener), ("his", &c.his_listener)]
+        .into_iter()
+        .filter_map(|(listener, l)| {
+            let tls = l.tls.as_ref()?;
+            let not_after_s = crate::certinfo::cert_not_after(&tls.cert).map(|t| {
+                match t.duration_since(std::time::UNIX_EPOCH) {
+                    Ok(d) => i64::try_from(d.as_secs()).unwrap_or(i64::MAX),
+                    Err(e) => -i64::try_from(e.duration().as_secs()).unwrap_or(i64::MAX),
+                }
+            });
+            Some(CertRow {
+                listener,
+                utc_offset_s: not_after_s.as_ref().map_or(0, |t| zone.offset_at(*t)),
+                not_after_s,
+            })
+        })
+        .collect();
+    CertificateView::Listeners(rows)
 }
 
 /// Reads the snapshot. Blocks on the buffer store (disk): call it off the async runtime.
@@ -138,7 +176,7 @@ pub fn gather(state: &State) -> StatusSnapshot {
                 error: e,
             })
             .collect(),
-        certificates: CertificateView::NotAvailable,
+        certificates: certificates(state, zone),
     }
 }
 
@@ -449,6 +487,7 @@ td.mono, .mono { font-family: ui-monospace, Consolas, "DejaVu Sans Mono", monosp
 .state.unknown { background: #9aa5b1; }
 .muted { color: #7b8794; }
 .warn { color: #c5221f; font-weight: 600; }
+.soon { color: #b06000; font-weight: 600; }
 .bar { height: 10px; background: #edf0f3; border-radius: 5px; overflow: hidden; margin-top: 4px; }
 .bar span { display: block; height: 100%; background: #1e8e3e; }
 .bar span.high { background: #e37400; }
@@ -484,6 +523,45 @@ fn metric_cell(out: &mut String, metric: &str, extra: &str, value: &str, text: &
         escape(metric),
         escape(value),
     );
+}
+
+/// One certificate's row: the expiry date and the days left (amber under 30, red when expired
+/// or unreadable).
+fn cert_row(o: &mut String, r: &CertRow, now_ms: u64) {
+    let listener = r.listener;
+    let _ = write!(
+        o,
+        r#"<tr id="cert-{listener}"><th>证书到期 Certificate expiry <span class="muted">{listener}_listener</span></th>"#
+    );
+    match &r.not_after_s {
+        Ok(t) => {
+            let secs_left = t.saturating_sub(unix_s(now_ms));
+            let days = secs_left.div_euclid(86_400);
+            let (date, iso) = local_time(
+                u64::try_from(t.saturating_mul(1000)).unwrap_or(0),
+                r.utc_offset_s,
+            );
+            let (class, text) = if secs_left <= 0 {
+                (" warn", format!("已过期 expired {} 天 days ago", -days))
+            } else if days < 30 {
+                (" soon", format!("剩 {days} 天 {days} days left"))
+            } else {
+                ("", format!("剩 {days} 天 {days} days left"))
+            };
+            let _ = writeln!(
+                o,
+                r#"<td class="n{class}" data-metric="prefront_tls_cert_expiry_seconds" data-listener="{listener}" data-value="{secs_left}" data-days-left="{days}" data-not-after="{iso}"><time datetime="{iso}">{date}</time> · {text}</td></tr>"#,
+                date = &date[..10],
+            );
+        }
+        Err(e) => {
+            let _ = writeln!(
+                o,
+                r#"<td class="n warn" data-listener="{listener}" title="{}">无法读取 cannot read</td></tr>"#,
+                escape(e)
+            );
+        }
+    }
 }
 
 /// The page. Pure: everything comes from `s`.
@@ -621,9 +699,18 @@ pub fn render(s: &StatusSnapshot) -> String {
     }
     match &s.certificates {
         CertificateView::NotAvailable => o.push_str(
-            r#"<tr id="cert-expiry"><th>证书到期 Certificate expiry</th><td class="n placeholder" title="本版本尚未读取证书 This version does not read certificates yet">—</td></tr>
+            r#"<tr id="cert-expiry"><th>证书到期 Certificate expiry</th><td class="n placeholder">—</td></tr>
 "#,
         ),
+        CertificateView::Listeners(rows) if rows.is_empty() => o.push_str(
+            r#"<tr id="cert-expiry"><th>证书到期 Certificate expiry</th><td class="n muted" title="两个监听都未配置 tls_cert Neither listener has a tls_cert (plain HTTP)">— 无证书 none</td></tr>
+"#,
+        ),
+        CertificateView::Listeners(rows) => {
+            for r in rows {
+                cert_row(&mut o, r, s.now_ms);
+            }
+        }
     }
     o.push_str("</table>\n</section>\n");
 
@@ -880,6 +967,49 @@ mod tests {
         ] {
             assert!(html.contains(cell), "{cell}\n{html}");
         }
+    }
+
+    #[test]
+    fn certificates_show_their_expiry_and_days_left() {
+        let now_ms = 1_740_809_592_000; // 2025-03-01 06:13:12 UTC
+        let now_s = 1_740_809_592;
+        let row = |listener, not_after_s| CertRow {
+            listener,
+            not_after_s,
+            utc_offset_s: 8 * 3600,
+        };
+        let html = render(&StatusSnapshot {
+            now_ms,
+            certificates: CertificateView::Listeners(vec![
+                row("cloud", Ok(now_s + 89 * 86_400 + 60)),
+                row("his", Ok(now_s + 10 * 86_400 + 60)),
+            ]),
+            ..StatusSnapshot::default()
+        });
+        assert!(
+            html.contains(r#"<td class="n" data-metric="prefront_tls_cert_expiry_seconds" data-listener="cloud" data-value="7689660" data-days-left="89" data-not-after="2025-05-29T14:14:12+08:00"><time datetime="2025-05-29T14:14:12+08:00">2025-05-29</time> · 剩 89 天 89 days left</td>"#),
+            "{html}"
+        );
+        assert!(
+            html.contains(r#"<td class="n soon" data-metric="prefront_tls_cert_expiry_seconds" data-listener="his" data-value="864060" data-days-left="10""#)
+        );
+        let html = render(&StatusSnapshot {
+            now_ms,
+            certificates: CertificateView::Listeners(vec![
+                row("cloud", Ok(now_s - 3 * 86_400)),
+                row("his", Err("<cert.pem>: no PEM certificate".into())),
+            ]),
+            ..StatusSnapshot::default()
+        });
+        assert!(html.contains("已过期 expired 3 天 days ago"), "{html}");
+        assert!(
+            html.contains(r#"title="&lt;cert.pem&gt;: no PEM certificate">无法读取 cannot read"#)
+        );
+        let html = render(&StatusSnapshot {
+            certificates: CertificateView::Listeners(Vec::new()),
+            ..StatusSnapshot::default()
+        });
+        assert!(html.contains("— 无证书 none"));
     }
 
     #[test]
