@@ -62,6 +62,31 @@ impl State {
         }
     }
 
+    /// The connection limits of a listener.
+    pub fn limits(&self, side: Side) -> crate::listener::Limits {
+        let l = match side {
+            Side::His => &self.config.his_listener,
+            Side::Cloud => &self.config.cloud_listener,
+            Side::Admin => {
+                return crate::listener::Limits {
+                    max_connections: 64,
+                    idle_timeout: Duration::from_secs(10),
+                    client_names: Arc::from(Vec::new()),
+                }
+            }
+        };
+        crate::listener::Limits {
+            max_connections: l.max_connections,
+            idle_timeout: l.idle_timeout,
+            client_names: Arc::from(
+                l.tls
+                    .as_ref()
+                    .map(|t| t.allowed_client_names.clone())
+                    .unwrap_or_default(),
+            ),
+        }
+    }
+
     /// The TLS acceptor of a listener, if it speaks TLS.
     pub fn tls(&self, side: Side) -> Option<&TlsAcceptor> {
         match side {

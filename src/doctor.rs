@@ -436,6 +436,7 @@ fn server_cert_check(listener: &str, files: &TlsFiles, now: SystemTime) -> Check
         cert: files.cert.clone(),
         key: files.key.clone(),
         client_ca: None,
+        allowed_client_names: Vec::new(),
     };
     if let Err(e) = crate::listener::tls::server_config(&pair) {
         return Check::fail(what, e.to_string());

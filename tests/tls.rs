@@ -244,6 +244,33 @@ impl ClientCa {
         self.dir.path().join("client-ca.pem")
     }
 
+    /// A client certificate and its key as PEM files in this CA's directory.
+    fn issue_files(&self, cn: &str) -> (PathBuf, PathBuf) {
+        let (cert, key) = self.issue(cn);
+        let cert_path = self.dir.path().join(format!("{cn}.pem"));
+        let key_path = self.dir.path().join(format!("{cn}.key"));
+        let pem = |label: &str, der: &[u8]| {
+            let b64 = data_encoding::BASE64.encode(der);
+            let body: Vec<&str> = b64
+                .as_bytes()
+                .chunks(64)
+                .map(|c| std::str::from_utf8(c).unwrap_or_default())
+                .collect();
+            format!(
+                "-----BEGIN {label}-----\n{}\n-----END {label}-----\n",
+                body.join("\n")
+            )
+        };
+        std::fs::write(&cert_path, pem("CERTIFICATE", cert.as_ref())).expect("write cert");
+        std::fs::write(&key_path, pem("PRIVATE KEY", key.secret_der())).expect("write key");
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let _ = std::fs::set_permissions(&key_path, std::fs::Permissions::from_mode(0o600));
+        }
+        (cert_path, key_path)
+    }
+
     /// A client certificate (clientAuth) and its key.
     fn issue(&self, cn: &str) -> (CertificateDer<'static>, PrivateKeyDer<'static>) {
         use rcgen::KeyUsagePurpose;
@@ -339,9 +366,104 @@ async fn mtls_client_with_certificate_from_another_ca_is_refused() {
     gw.shutdown().await;
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mtls_client_names_outside_allowed_client_names_are_refused() {
+    let pki = TestPki::new();
+    let client_ca = ClientCa::new("B");
+    let his = his_mock().await;
+    let cloud = MockUpstream::http().await;
+    let extra = format!(
+        "{}client_ca = {}\nallowed_client_names = [\"cloud-platform-client\"]\n",
+        server_tls(&pki),
+        toml_path(&client_ca.ca_path())
+    );
+    let gw = spawn_gateway(&config(&extra, &cloud.url(), None, &his.url())).await;
+
+    let (cert, key) = client_ca.issue("another-tenant");
+    let resp = post(&mtls_client(&pki, cert, key), &query_balance_url(&gw)).await;
+    assert_transport_error(resp, "a certificate from the right CA for another name");
+    assert_nothing_reached(&his, "a certificate naming someone else").await;
+
+    let (cert, key) = client_ca.issue("cloud-platform-client");
+    let resp = post(&mtls_client(&pki, cert, key), &query_balance_url(&gw)).await;
+    assert_his_answer(resp, &his).await;
+    gw.shutdown().await;
+}
+
 // ---------------------------------------------------------------------------
 // Upstream TLS: the box calling the cloud
 // ---------------------------------------------------------------------------
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cloud_requiring_a_client_certificate_gets_the_boxs_and_a_pinned_ca() {
+    let pki = TestPki::new();
+    let client_ca = ClientCa::new("box");
+    // The cloud side of mutual TLS: the test PKI's server certificate, client certificates from
+    // `client_ca` required.
+    let mut roots = rustls::RootCertStore::empty();
+    for c in rustls::pki_types::pem::PemObject::pem_file_iter(client_ca.ca_path())
+        .expect("read client CA")
+        .flatten()
+    {
+        roots.add(c).expect("client CA");
+    }
+    let verifier =
+        rustls::server::WebPkiClientVerifier::builder_with_provider(Arc::new(roots), ring())
+            .build()
+            .expect("client verifier");
+    let key = rustls::pki_types::pem::PemObject::from_pem_file(pki.server_key_path())
+        .expect("server key");
+    let chain: Vec<CertificateDer<'static>> =
+        rustls::pki_types::pem::PemObject::pem_file_iter(pki.server_cert_path())
+            .expect("server cert")
+            .flatten()
+            .collect();
+    let mut server = rustls::ServerConfig::builder_with_provider(ring())
+        .with_safe_default_protocol_versions()
+        .expect("versions")
+        .with_client_cert_verifier(verifier)
+        .with_single_cert(chain, key)
+        .expect("server cert");
+    server.alpn_protocols = vec![b"http/1.1".to_vec()];
+    let cloud = prefront::sim::Upstream::start(
+        "127.0.0.1:0".parse().expect("addr"),
+        Some(Arc::new(server)),
+    )
+    .await
+    .expect("mutual-TLS cloud");
+    cloud.respond(GET_PATIENT_INFO, 200, CLOUD_ANSWER);
+    let his = his_mock().await;
+
+    // Without the box's certificate: the handshake fails, 10003.
+    let gw = spawn_gateway(&config(
+        "",
+        &cloud.url(),
+        Some(&pki.ca_pem_path()),
+        &his.url(),
+    ))
+    .await;
+    let resp = call_cloud_via_his_listener(&gw).await;
+    let v = read_json(resp).await;
+    assert_eq!(v["code"], "10003", "{v}");
+    gw.shutdown().await;
+
+    // With it (and only the pinned CA trusted): the call goes through.
+    let (cert, key) = client_ca.issue_files("prefront-box");
+    let toml = config("", &cloud.url(), Some(&pki.ca_pem_path()), &his.url()).replace(
+        "timeout_ms = 5000\n\n[his]",
+        &format!(
+            "timeout_ms = 5000\npin_ca = true\nclient_cert = {}\nclient_key = {}\n\n[his]",
+            toml_path(&cert),
+            toml_path(&key)
+        ),
+    );
+    assert!(toml.contains("client_cert"), "{toml}");
+    let gw = spawn_gateway(&toml).await;
+    let resp = call_cloud_via_his_listener(&gw).await;
+    assert_eq!(resp.status(), 200);
+    assert_eq!(resp.text().await.expect("body"), CLOUD_ANSWER);
+    gw.shutdown().await;
+}
 
 async fn call_cloud_via_his_listener(gw: &TestGateway) -> reqwest::Response {
     plain_client()

@@ -51,6 +51,12 @@ pub struct ListenerConfig {
     pub tls: Option<TlsFiles>,
     /// The URL callers use to reach this listener (links, WSDL address).
     pub public_url: Option<String>,
+    /// Connections served at once; past it new ones are closed at once (and logged once a
+    /// minute per caller).
+    pub max_connections: usize,
+    /// How long a caller has to send a request's headers, and how long an idle keep-alive
+    /// connection stays open (slow-loris guard).
+    pub idle_timeout: Duration,
 }
 
 #[derive(Debug, Clone)]
@@ -59,6 +65,9 @@ pub struct TlsFiles {
     pub key: PathBuf,
     /// When set, callers must present a client certificate issued by this CA.
     pub client_ca: Option<PathBuf>,
+    /// With `client_ca`: only client certificates naming one of these (subject CN or a DNS
+    /// name) are let in. Empty: any certificate from the CA.
+    pub allowed_client_names: Vec<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -79,6 +88,11 @@ pub struct CloudConfig {
     pub max_response: u64,
     /// `[[cloud.route]]` overrides of the catalogue's buffering choice, by canonical path.
     pub delivery: HashMap<String, Delivery>,
+    /// Trust only `ca` for the cloud's certificate, not the system's roots.
+    pub pin_ca: bool,
+    /// The box's own certificate for a cloud that requires mutual TLS.
+    pub client_cert: Option<PathBuf>,
+    pub client_key: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone)]

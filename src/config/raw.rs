@@ -28,7 +28,10 @@ pub struct RawListener {
     pub tls_cert: Option<String>,
     pub tls_key: Option<String>,
     pub client_ca: Option<String>,
+    pub allowed_client_names: Option<Vec<String>>,
     pub public_url: Option<String>,
+    pub max_connections: Option<usize>,
+    pub idle_timeout: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -46,6 +49,9 @@ pub struct RawCloud {
     pub timeout_ms: Option<u64>,
     pub connect_timeout_ms: Option<u64>,
     pub max_response: Option<String>,
+    pub pin_ca: Option<bool>,
+    pub client_cert: Option<String>,
+    pub client_key: Option<String>,
     #[serde(default)]
     pub route: Vec<RawCloudRoute>,
 }
@@ -157,6 +163,9 @@ pub const SCHEMA: &[(&str, &[&str])] = &[
             "timeout_ms",
             "connect_timeout_ms",
             "max_response",
+            "pin_ca",
+            "client_cert",
+            "client_key",
             "route",
         ],
     ),
@@ -196,7 +205,10 @@ const LISTENER_KEYS: &[&str] = &[
     "tls_cert",
     "tls_key",
     "client_ca",
+    "allowed_client_names",
     "public_url",
+    "max_connections",
+    "idle_timeout",
 ];
 
 /// Keys of a `[[cloud.route]]`.

@@ -490,6 +490,12 @@ fn listener(
             if raw.client_ca.is_some() {
                 c.problem(&k("client_ca"), "client_ca needs tls_cert and tls_key");
             }
+            if raw.allowed_client_names.is_some() {
+                c.problem(
+                    &k("allowed_client_names"),
+                    "allowed_client_names needs tls_cert, tls_key and client_ca",
+                );
+            }
             None
         }
         (Some(cert), Some(key)) => {
@@ -498,10 +504,21 @@ fn listener(
             let client_ca = raw
                 .client_ca
                 .and_then(|ca| existing_file(c, &k("client_ca"), &ca));
+            if let Some(key) = &key {
+                private_key_permissions(c, &k("tls_key"), key);
+            }
+            let allowed_client_names = raw.allowed_client_names.clone().unwrap_or_default();
+            if !allowed_client_names.is_empty() && client_ca.is_none() {
+                c.problem(
+                    &k("allowed_client_names"),
+                    "allowed_client_names needs client_ca (client certificates are only asked for with it)",
+                );
+            }
             Some(TlsFiles {
                 cert: cert?,
                 key: key?,
                 client_ca,
+                allowed_client_names,
             })
         }
         (Some(_), None) => {
@@ -518,6 +535,20 @@ fn listener(
             c.problem(&k("public_url"), e);
         }
     }
+    let max_connections = match raw.max_connections {
+        Some(0) => {
+            c.problem(&k("max_connections"), "must be at least 1");
+            1
+        }
+        Some(n) => n,
+        None => 1024,
+    };
+    let idle_timeout = duration(
+        c,
+        &k("idle_timeout"),
+        raw.idle_timeout.as_deref(),
+        Duration::from_secs(10),
+    );
     Some(ListenerConfig {
         listen: listen?,
         allow,
@@ -525,6 +556,8 @@ fn listener(
         max_body,
         tls,
         public_url: raw.public_url.map(|u| u.trim_end_matches('/').to_string()),
+        max_connections,
+        idle_timeout,
     })
 }
 
@@ -567,6 +600,35 @@ fn cloud(c: &mut Checker<'_>, raw: Option<raw::RawCloud>) -> Option<CloudConfig>
     let connect_timeout = millis(c, &k("connect_timeout_ms"), raw.connect_timeout_ms, 3_000);
     let max_response = size(c, &k("max_response"), raw.max_response.as_deref(), 8 << 20);
     let delivery = cloud_routes(c, &raw.route);
+    let pin_ca = raw.pin_ca.unwrap_or(false);
+    if pin_ca && ca.is_none() {
+        c.problem(&k("pin_ca"), "pin_ca needs ca (the one CA to trust)");
+    }
+    let (client_cert, client_key) = match (raw.client_cert, raw.client_key) {
+        (None, None) => (None, None),
+        (Some(cert), Some(key)) => {
+            let cert = existing_file(c, &k("client_cert"), &cert);
+            let key = existing_file(c, &k("client_key"), &key);
+            if let Some(key) = &key {
+                private_key_permissions(c, &k("client_key"), key);
+            }
+            (cert, key)
+        }
+        (Some(_), None) => {
+            c.problem(
+                &k("client_key"),
+                "client_cert is set but client_key is missing",
+            );
+            (None, None)
+        }
+        (None, Some(_)) => {
+            c.problem(
+                &k("client_cert"),
+                "client_key is set but client_cert is missing",
+            );
+            (None, None)
+        }
+    };
     Some(CloudConfig {
         base_url: base_url?,
         ca,
@@ -574,6 +636,9 @@ fn cloud(c: &mut Checker<'_>, raw: Option<raw::RawCloud>) -> Option<CloudConfig>
         connect_timeout,
         max_response,
         delivery,
+        pin_ca,
+        client_cert,
+        client_key,
     })
 }
 
@@ -1025,6 +1090,7 @@ fn auth(c: &mut Checker<'_>, raw: raw::RawAuth) -> Option<AuthConfig> {
         (Some(s), None) => s,
         (None, Some(f)) => {
             let path = existing_file(c, &k("shared_secret_file"), &f)?;
+            private_key_permissions(c, &k("shared_secret_file"), &path);
             match std::fs::read_to_string(&path) {
                 Ok(s) => s.trim().to_string(),
                 Err(e) => {
@@ -1159,6 +1225,29 @@ fn parse_net(s: &str) -> Option<IpNet> {
         },
         IpNet::V4(_) => net.trunc(),
     })
+}
+
+/// A private key (or secret) file that group or others can read is a warning: anyone on the
+/// machine could impersonate the box.
+fn private_key_permissions(c: &mut Checker<'_>, at: &[Step<'_>], path: &Path) {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        if let Ok(m) = std::fs::metadata(path) {
+            let mode = m.permissions().mode() & 0o777;
+            if mode & 0o077 != 0 {
+                c.warn(
+                    at,
+                    format!(
+                        "{} is readable by group or others (mode {mode:03o}): chmod 600 it, owned by the user the service runs as",
+                        path.display()
+                    ),
+                );
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = (c, at, path);
 }
 
 fn existing_file(c: &mut Checker<'_>, at: &[Step<'_>], p: &str) -> Option<PathBuf> {

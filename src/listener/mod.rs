@@ -12,7 +12,7 @@ pub mod tls;
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
@@ -119,12 +119,35 @@ impl HttpBody for Body {
     }
 }
 
-/// How long a caller has to send its request headers (slow-loris guard).
-const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long a caller has to send its whole body once headers are in.
 const BODY_READ_TIMEOUT: Duration = Duration::from_secs(30);
 /// How long a TLS handshake may take.
 const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Counts a connection while it is open.
+struct ActiveSlot(Arc<AtomicUsize>);
+
+impl ActiveSlot {
+    fn take(active: &Arc<AtomicUsize>) -> ActiveSlot {
+        active.fetch_add(1, Ordering::AcqRel);
+        ActiveSlot(active.clone())
+    }
+}
+
+impl Drop for ActiveSlot {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+/// The limits a listener applies to one connection.
+#[derive(Debug, Clone)]
+pub struct Limits {
+    pub max_connections: usize,
+    pub idle_timeout: Duration,
+    /// With mutual TLS: the client certificate must name one of these (empty: any).
+    pub client_names: Arc<[String]>,
+}
 
 /// One bound listener and how to serve it.
 pub struct Listener {
@@ -137,6 +160,7 @@ impl Listener {
     /// most `grace`.
     pub async fn run(self, live: Arc<Live>, mut shutdown: watch::Receiver<bool>, grace: Duration) {
         let graceful = GracefulShutdown::new();
+        let active = Arc::new(AtomicUsize::new(0));
         loop {
             let accepted = tokio::select! {
                 r = self.tcp.accept() => r,
@@ -152,9 +176,23 @@ impl Listener {
                 }
             };
             let _ = tcp.set_nodelay(true);
-            // The configuration in force when the connection arrives decides its TLS; each
-            // request is then judged by the configuration in force when it arrives.
+            // The configuration in force when the connection arrives decides its TLS and limits;
+            // each request is then judged by the configuration in force when it arrives.
             let state = live.current();
+            let limits = state.limits(self.side);
+            if active.load(Ordering::Acquire) >= limits.max_connections {
+                if crate::telemetry::limits::hit(self.side.as_str(), "max-connections", peer.ip()) {
+                    tracing::warn!(
+                        listener = self.side.as_str(),
+                        peer = %peer,
+                        max_connections = limits.max_connections,
+                        "connection limit reached: new connections are closed at once (logged once a minute per caller)"
+                    );
+                }
+                drop(tcp);
+                continue;
+            }
+            let slot = ActiveSlot::take(&active);
             let conn = Conn {
                 side: self.side,
                 peer,
@@ -165,8 +203,18 @@ impl Listener {
             let tls = state.tls(self.side).cloned();
             drop(state);
             tokio::spawn(async move {
+                let _slot = slot;
                 match tls {
-                    None => serve_connection(TokioIo::new(tcp), conn, live, watcher).await,
+                    None => {
+                        serve_connection(
+                            TokioIo::new(tcp),
+                            conn,
+                            live,
+                            watcher,
+                            limits.idle_timeout,
+                        )
+                        .await
+                    }
                     Some(acceptor) => {
                         // A denied peer still completes the handshake so that it gets the 403 the
                         // contract promises; its request body is never read.
@@ -174,7 +222,33 @@ impl Listener {
                             .await
                         {
                             Ok(Ok(stream)) => {
-                                serve_connection(TokioIo::new(stream), conn, live, watcher).await
+                                if !limits.client_names.is_empty()
+                                    && !tls::client_name_allowed(
+                                        stream.get_ref().1,
+                                        &limits.client_names,
+                                    )
+                                {
+                                    if crate::telemetry::limits::hit(
+                                        conn.side.as_str(),
+                                        "client-name",
+                                        conn.peer.ip(),
+                                    ) {
+                                        tracing::warn!(
+                                            listener = conn.side.as_str(),
+                                            peer = %conn.peer,
+                                            "client certificate names none of allowed_client_names: connection closed (logged once a minute per caller)"
+                                        );
+                                    }
+                                    return;
+                                }
+                                serve_connection(
+                                    TokioIo::new(stream),
+                                    conn,
+                                    live,
+                                    watcher,
+                                    limits.idle_timeout,
+                                )
+                                .await
                             }
                             Ok(Err(e)) => {
                                 tracing::debug!(listener = conn.side.as_str(), peer = %conn.peer, error = %e, "TLS handshake failed")
@@ -205,6 +279,7 @@ async fn serve_connection<I>(
     conn: Conn,
     live: Arc<Live>,
     watcher: hyper_util::server::graceful::Watcher,
+    idle_timeout: Duration,
 ) where
     I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
@@ -214,7 +289,8 @@ async fn serve_connection<I>(
     });
     let http = hyper::server::conn::http1::Builder::new()
         .timer(TokioTimer::new())
-        .header_read_timeout(HEADER_READ_TIMEOUT)
+        // Also closes a keep-alive connection left idle this long.
+        .header_read_timeout(idle_timeout)
         .max_buf_size(64 * 1024)
         .serve_connection(io, svc);
     if let Err(e) = watcher.watch(http).await {
@@ -332,6 +408,19 @@ impl Call {
                 outcome,
                 status,
                 latency_ms,
+                request_id = %self.request_id,
+                "call"
+            );
+        } else if outcome == "body-refused"
+            && !crate::telemetry::limits::hit(self.conn.side.as_str(), "body", self.client)
+        {
+            // A size or time limit: logged once a minute per caller, counted every time.
+            tracing::debug!(
+                direction,
+                peer = %self.client,
+                route,
+                outcome,
+                status,
                 request_id = %self.request_id,
                 "call"
             );

@@ -83,3 +83,29 @@ pub fn server_config(files: &TlsFiles) -> Result<Arc<rustls::ServerConfig>, TlsE
     config.alpn_protocols = vec![b"http/1.1".to_vec()];
     Ok(Arc::new(config))
 }
+
+/// Whether the client certificate of `conn` names one of `allowed` (subject common name or a
+/// DNS subject alternative name, compared without case).
+pub fn client_name_allowed(conn: &rustls::ServerConnection, allowed: &[String]) -> bool {
+    let Some(cert) = conn.peer_certificates().and_then(|c| c.first()) else {
+        return false;
+    };
+    let Ok((_, cert)) = x509_parser::parse_x509_certificate(cert.as_ref()) else {
+        return false;
+    };
+    let mut names: Vec<String> = cert
+        .subject()
+        .iter_common_name()
+        .filter_map(|cn| cn.as_str().ok().map(str::to_string))
+        .collect();
+    if let Ok(Some(san)) = cert.subject_alternative_name() {
+        for n in &san.value.general_names {
+            if let x509_parser::extensions::GeneralName::DNSName(d) = n {
+                names.push((*d).to_string());
+            }
+        }
+    }
+    names
+        .iter()
+        .any(|n| allowed.iter().any(|a| a.eq_ignore_ascii_case(n)))
+}

@@ -55,6 +55,12 @@ fn latency_histogram() -> Histogram {
     ))
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct LimitLabels {
+    listener: String,
+    limit: String,
+}
+
 struct Metrics {
     started: Instant,
     calls: Family<CallLabels, Counter>,
@@ -63,6 +69,7 @@ struct Metrics {
     call_keys: Mutex<HashSet<CallLabels>>,
     latency: Family<DirectionLabels, Histogram, fn() -> Histogram>,
     denials: Family<ListenerLabels, Counter>,
+    limits: Family<LimitLabels, Counter>,
 }
 
 fn metrics() -> &'static Metrics {
@@ -73,6 +80,7 @@ fn metrics() -> &'static Metrics {
         call_keys: Mutex::new(HashSet::new()),
         latency: Family::new_with_constructor(latency_histogram as fn() -> Histogram),
         denials: Family::default(),
+        limits: Family::default(),
     })
 }
 
@@ -159,6 +167,17 @@ pub fn uptime() -> Duration {
     metrics().started.elapsed()
 }
 
+/// Counts one limit hit (see `telemetry::limits`).
+pub fn limit_hit(listener: &str, limit: &str) {
+    metrics()
+        .limits
+        .get_or_create(&LimitLabels {
+            listener: listener.to_string(),
+            limit: limit.to_string(),
+        })
+        .inc();
+}
+
 /// Counts one caller refused by a listener's allowlist.
 pub fn denial(listener: &str) {
     metrics()
@@ -194,6 +213,11 @@ pub fn render(state: &State) -> String {
         "call_duration_seconds",
         "Time from a call's arrival to its answer",
         m.latency.clone(),
+    );
+    r.register(
+        "limit_hits",
+        "Requests or connections refused by a listener limit (connections, sizes, timeouts, client names)",
+        m.limits.clone(),
     );
     r.register(
         "allowlist_denials",

@@ -1,5 +1,6 @@
 //! Logging: `tracing` set up once by the binary, and the masking every log line goes through.
 
+pub mod limits;
 pub mod metrics;
 pub mod recent;
 pub mod redact;

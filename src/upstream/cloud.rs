@@ -6,7 +6,7 @@ use std::time::Duration;
 use bytes::Bytes;
 
 use super::link::Link;
-use super::{accept_json_answer, http_client, post, root_store, UpstreamError};
+use super::{accept_json_answer, post, UpstreamError};
 use crate::config::CloudConfig;
 
 /// The box's one connection pool to the cloud.
@@ -28,9 +28,15 @@ impl Cloud {
         config: &CloudConfig,
         auth: Option<&crate::config::AuthConfig>,
     ) -> Result<Cloud, String> {
-        let roots = root_store(config.ca.as_deref())?;
+        let roots = super::root_store_pinned(config.ca.as_deref(), config.pin_ca)?;
+        let identity = match (&config.client_cert, &config.client_key) {
+            (Some(cert), Some(key)) => Some(super::load_identity(cert, key)?),
+            _ => None,
+        };
         Ok(Cloud {
-            client: http_client(roots, config.connect_timeout)?,
+            client: super::client_builder_with_identity(roots, config.connect_timeout, identity)?
+                .build()
+                .map_err(|e| super::error_root(&e))?,
             base_url: config.base_url.clone(),
             timeout: config.timeout,
             max_response: config.max_response,

@@ -117,11 +117,21 @@ fn root_cause(e: &(dyn std::error::Error + 'static)) -> String {
 
 /// A trust store: the system's roots plus an optional extra CA file.
 pub fn root_store(extra_ca: Option<&Path>) -> Result<rustls::RootCertStore, String> {
+    root_store_pinned(extra_ca, false)
+}
+
+/// `root_store`; with `pinned`, only the CA file is trusted (not the system's roots).
+pub fn root_store_pinned(
+    extra_ca: Option<&Path>,
+    pinned: bool,
+) -> Result<rustls::RootCertStore, String> {
     let mut roots = rustls::RootCertStore::empty();
-    let native = rustls_native_certs::load_native_certs();
-    for cert in native.certs {
-        // A malformed system certificate is skipped, as browsers do.
-        let _ = roots.add(cert);
+    if !pinned {
+        let native = rustls_native_certs::load_native_certs();
+        for cert in native.certs {
+            // A malformed system certificate is skipped, as browsers do.
+            let _ = roots.add(cert);
+        }
     }
     if let Some(path) = extra_ca {
         let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(path)
@@ -157,12 +167,47 @@ pub fn client_builder(
     roots: rustls::RootCertStore,
     connect_timeout: Duration,
 ) -> Result<reqwest::ClientBuilder, String> {
+    client_builder_with_identity(roots, connect_timeout, None)
+}
+
+/// The box's own certificate and key, for an upstream that requires mutual TLS.
+pub struct ClientIdentity {
+    chain: Vec<CertificateDer<'static>>,
+    key: rustls::pki_types::PrivateKeyDer<'static>,
+}
+
+/// Reads a client certificate chain and its key (PEM).
+pub fn load_identity(cert: &Path, key: &Path) -> Result<ClientIdentity, String> {
+    let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(cert)
+        .map_err(|e| format!("{}: {e}", cert.display()))?
+        .collect::<Result<_, _>>()
+        .map_err(|e| format!("{}: {e}", cert.display()))?;
+    if chain.is_empty() {
+        return Err(format!("{}: no PEM certificate in it", cert.display()));
+    }
+    // The key's own parse error could quote key material; say only what failed.
+    let key = rustls::pki_types::PrivateKeyDer::from_pem_file(key)
+        .map_err(|_| format!("{}: no readable PEM private key in it", key.display()))?;
+    Ok(ClientIdentity { chain, key })
+}
+
+/// `client_builder`, presenting `identity` when the upstream asks for a client certificate.
+pub fn client_builder_with_identity(
+    roots: rustls::RootCertStore,
+    connect_timeout: Duration,
+    identity: Option<ClientIdentity>,
+) -> Result<reqwest::ClientBuilder, String> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let mut tls = rustls::ClientConfig::builder_with_provider(provider)
+    let builder = rustls::ClientConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
         .map_err(|e| e.to_string())?
-        .with_root_certificates(roots)
-        .with_no_client_auth();
+        .with_root_certificates(roots);
+    let mut tls = match identity {
+        None => builder.with_no_client_auth(),
+        Some(id) => builder
+            .with_client_auth_cert(id.chain, id.key)
+            .map_err(|e| format!("client certificate and key: {e}"))?,
+    };
     tls.alpn_protocols = vec![b"http/1.1".to_vec()];
     Ok(reqwest::Client::builder()
         .tls_backend_preconfigured(tls)

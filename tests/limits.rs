@@ -1,0 +1,196 @@
+//! Listener limits a security reviewer asks about: concurrent connections, idle keep-alive and
+//! slow-loris timeouts, and limit hits logged once a minute per caller rather than per request;
+//! a private key others can read is warned about.
+
+#[allow(unused_imports)] // the binary and the PKI, not the in-process gateway
+mod support;
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::time::{Duration, Instant};
+
+use support::*;
+
+fn config(cloud: &MockUpstream, ca: &std::path::Path, buffer: &std::path::Path) -> String {
+    format!(
+        r#"
+[his_listener]
+listen = "127.0.0.1:0"
+max_connections = 2
+idle_timeout = "1s"
+max_body = "1KiB"
+
+[cloud_listener]
+listen = "127.0.0.1:0"
+
+[cloud]
+base_url = "{}"
+ca = {:?}
+
+[buffer]
+path = {:?}
+"#,
+        cloud.url(),
+        ca.display().to_string(),
+        buffer.display().to_string()
+    )
+}
+
+/// True when the server closed `s` (EOF or reset) within `within`.
+fn closed_within(s: &mut TcpStream, within: Duration) -> bool {
+    s.set_read_timeout(Some(within)).expect("timeout");
+    let mut buf = [0u8; 4096];
+    loop {
+        match s.read(&mut buf) {
+            Ok(0) => return true,
+            Ok(_) => continue,
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ) =>
+            {
+                return false
+            }
+            Err(_) => return true,
+        }
+    }
+}
+
+fn request(body: &str) -> Vec<u8> {
+    format!(
+        "POST /prefront/patient/getPatientInfo HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    )
+    .into_bytes()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connections_past_the_limit_are_closed_and_idle_ones_time_out() {
+    let pki = TestPki::new();
+    let cloud = MockUpstream::https(&pki).await;
+    cloud.echo();
+    let dir = TempDir::new("prefront-limits");
+    let path = dir.path().join("prefront.toml");
+    std::fs::write(
+        &path,
+        config(&cloud, &pki.ca_pem_path(), &dir.path().join("buffer")),
+    )
+    .expect("write config");
+    let bin = RunningBinary::start(&path);
+    let addr = bin.his_addr.clone();
+
+    // Two connections are served at once; a third is closed at once.
+    let mut a = TcpStream::connect(&addr).expect("first");
+    let mut b = TcpStream::connect(&addr).expect("second");
+    std::thread::sleep(Duration::from_millis(200));
+    let mut c = TcpStream::connect(&addr).expect("third connects at TCP level");
+    assert!(
+        closed_within(&mut c, Duration::from_millis(800)),
+        "the third connection is closed by the box"
+    );
+
+    // Slow-loris: headers never finished are cut off after idle_timeout (1 s).
+    a.write_all(b"POST /prefront/patient/getPatientInfo HTTP/1.1\r\nHost: x\r\n")
+        .expect("partial headers");
+    let started = Instant::now();
+    assert!(
+        closed_within(&mut a, Duration::from_secs(5)),
+        "slow headers are cut off"
+    );
+    assert!(started.elapsed() < Duration::from_secs(4));
+
+    // Keep-alive: a served connection left idle is closed after idle_timeout too.
+    b.write_all(&request(r#"{"medicalCardNumber":"001"}"#))
+        .expect("request");
+    b.set_read_timeout(Some(Duration::from_secs(5)))
+        .expect("timeout");
+    let mut buf = [0u8; 2048];
+    let n = b.read(&mut buf).expect("answer");
+    assert!(String::from_utf8_lossy(&buf[..n]).starts_with("HTTP/1.1 200"));
+    assert!(
+        closed_within(&mut b, Duration::from_secs(5)),
+        "idle keep-alive closed"
+    );
+
+    // Slots are free again: a new connection is served.
+    let mut d = TcpStream::connect(&addr).expect("fourth");
+    d.write_all(&request(r#"{"medicalCardNumber":"001"}"#))
+        .expect("request");
+    d.set_read_timeout(Some(Duration::from_secs(5)))
+        .expect("timeout");
+    let n = d.read(&mut buf).expect("answer");
+    assert!(String::from_utf8_lossy(&buf[..n]).starts_with("HTTP/1.1 200"));
+
+    // Oversized bodies: refused every time, logged once a minute for this caller.
+    let big = format!(r#"{{"x":"{}"}}"#, "a".repeat(4096));
+    for _ in 0..3 {
+        let r = plain_client()
+            .post(format!("{}/prefront/patient/getPatientInfo", bin.his_url()))
+            .body(big.clone())
+            .send()
+            .await
+            .expect("answers");
+        assert_eq!(r.status(), 413);
+    }
+    let (_, log) = bin.terminate();
+    let body_lines = log
+        .iter()
+        .filter(|l| l.contains("outcome=\"body-refused\""))
+        .count();
+    assert_eq!(
+        body_lines,
+        1,
+        "one log line for three refusals:\n{}",
+        log.join("\n")
+    );
+    assert!(
+        log.iter().any(|l| l.contains("connection limit reached")),
+        "the connection limit is logged:\n{}",
+        log.join("\n")
+    );
+}
+
+#[test]
+fn a_private_key_others_can_read_is_warned_about() {
+    use std::os::unix::fs::PermissionsExt;
+    let pki = TestPki::new();
+    let dir = TempDir::new("prefront-keymode");
+    let key = dir.path().join("server.key");
+    std::fs::write(&key, pki.server_key_pem()).expect("write key");
+    std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o644)).expect("chmod");
+    let path = dir.path().join("prefront.toml");
+    std::fs::write(
+        &path,
+        format!(
+            r#"
+[his_listener]
+listen = "127.0.0.1:0"
+[cloud_listener]
+listen = "127.0.0.1:0"
+tls_cert = {:?}
+tls_key = {:?}
+[cloud]
+base_url = "https://cloud.example.com/"
+"#,
+            pki.server_cert_path().display().to_string(),
+            key.display().to_string()
+        ),
+    )
+    .expect("write config");
+    let out = prefront(&["check", "--config", &path.display().to_string()]);
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.status.success(), "a warning, not an error:\n{text}");
+    assert!(
+        text.contains("readable by group or others") && text.contains("644"),
+        "{text}"
+    );
+    assert!(
+        !text.contains("PRIVATE KEY"),
+        "the key's content is never printed"
+    );
+}
