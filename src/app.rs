@@ -233,6 +233,8 @@ impl Gateway {
     /// Checks everything that can fail at start (certificates, trust roots) and binds both
     /// listeners.
     pub async fn bind(config: Config) -> Result<Gateway, StartError> {
+        // Uptime counts from here.
+        let _ = crate::telemetry::metrics::uptime();
         // Only the ring provider is compiled in; make it the process default for any rustls user.
         let _ = rustls::crypto::ring::default_provider().install_default();
         let prepared = prepare(&config, true)?;
@@ -347,7 +349,7 @@ impl Gateway {
                     tracing::info!(listener = "cloud", addr = %addr, scheme, "listening for the cloud: POST /his/<name>")
                 }
                 Side::Admin => {
-                    tracing::info!(listener = "admin", addr = %addr, scheme, "admin: GET /healthz, /readyz, /metrics")
+                    tracing::info!(listener = "admin", addr = %addr, scheme, "admin: GET /status, /healthz, /readyz, /metrics")
                 }
             }
             if l.side == Side::Cloud && !tls {
