@@ -90,7 +90,8 @@ async fn connections_past_the_limit_are_closed_and_idle_ones_time_out() {
         "the third connection is closed by the box"
     );
 
-    // Slow-loris: headers never finished are cut off after idle_timeout (1 s).
+    // Slow-loris: headers never finished are cut off after idle_timeout (1 s). (`b` has sent
+    // nothing for as long, so it goes the same way.)
     a.write_all(b"POST /prefront/patient/getPatientInfo HTTP/1.1\r\nHost: x\r\n")
         .expect("partial headers");
     let started = Instant::now();
@@ -99,18 +100,28 @@ async fn connections_past_the_limit_are_closed_and_idle_ones_time_out() {
         "slow headers are cut off"
     );
     assert!(started.elapsed() < Duration::from_secs(4));
-
-    // Keep-alive: a served connection left idle is closed after idle_timeout too.
-    b.write_all(&request(r#"{"medicalCardNumber":"001"}"#))
-        .expect("request");
-    b.set_read_timeout(Some(Duration::from_secs(5)))
-        .expect("timeout");
-    let mut buf = [0u8; 2048];
-    let n = b.read(&mut buf).expect("answer");
-    assert!(String::from_utf8_lossy(&buf[..n]).starts_with("HTTP/1.1 200"));
     assert!(
         closed_within(&mut b, Duration::from_secs(5)),
+        "a silent connection is cut off"
+    );
+
+    // Keep-alive: a served connection left idle is closed after idle_timeout too.
+    let mut e = TcpStream::connect(&addr).expect("a new connection once slots are free");
+    e.write_all(&request(r#"{"medicalCardNumber":"001"}"#))
+        .expect("request");
+    e.set_read_timeout(Some(Duration::from_secs(5)))
+        .expect("timeout");
+    let mut buf = [0u8; 2048];
+    let n = e.read(&mut buf).expect("answer");
+    assert!(String::from_utf8_lossy(&buf[..n]).starts_with("HTTP/1.1 200"));
+    let idle_from = Instant::now();
+    assert!(
+        closed_within(&mut e, Duration::from_secs(5)),
         "idle keep-alive closed"
+    );
+    assert!(
+        idle_from.elapsed() >= Duration::from_millis(500),
+        "not before the timeout"
     );
 
     // Slots are free again: a new connection is served.
