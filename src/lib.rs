@@ -11,6 +11,7 @@ pub mod charset;
 pub mod config;
 pub mod demo;
 pub mod doctor;
+pub mod json;
 pub mod listener;
 pub mod outcome;
 pub mod pacs;

@@ -201,10 +201,10 @@ impl Pacs {
         })
     }
 
+    /// Whether `url` is on an internal host (credentials in it or not: either way it is sealed
+    /// into a link, so neither the address nor the password reaches the cloud).
     fn is_internal(&self, url: &reqwest::Url) -> bool {
-        url.username().is_empty()
-            && url.password().is_none()
-            && self.config.internal_hosts.iter().any(|h| h.matches(url))
+        self.config.internal_hosts.iter().any(|h| h.matches(url))
     }
 
     /// `GET|HEAD /pacs/dcm?dcmId=…&hospitalId=…`
@@ -439,7 +439,9 @@ fn ids(query: &str) -> Result<(String, String), Refusal> {
         }
     }
     let ok = |v: &str| {
-        v.len() <= MAX_ID_LEN && !v.chars().any(char::is_control) && !v.chars().all(|c| c == '.')
+        v.len() <= MAX_ID_LEN
+            && !v.chars().any(|c| c.is_control() || c == '\u{FFFD}')
+            && !v.chars().all(|c| c == '.')
     };
     let dcm_id = dcm_id.filter(|v| !v.is_empty() && ok(v)).ok_or(BAD)?;
     let hospital_id = hospital_id.unwrap_or_default();
@@ -453,9 +455,10 @@ fn ids(query: &str) -> Result<(String, String), Refusal> {
 fn percent_encoding_pairs(query: &str) -> Vec<(String, String)> {
     let decode = |s: &str| {
         let s = s.replace('+', " ");
+        // Not UTF-8: U+FFFD (which `ids` refuses), never a lossy id that names another image.
         percent_encoding::percent_decode_str(&s)
-            .decode_utf8_lossy()
-            .into_owned()
+            .decode_utf8()
+            .map_or_else(|_| "\u{FFFD}".to_string(), |c| c.into_owned())
     };
     query
         .split('&')

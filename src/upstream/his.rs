@@ -143,7 +143,7 @@ impl His {
                     SoapParam::String => {
                         let text = first_text.ok_or(UpstreamError::InvalidAnswer)?;
                         let text = text.trim();
-                        if serde_json::from_str::<serde::de::IgnoredAny>(text).is_err() {
+                        if crate::json::validate(text.as_bytes()).is_err() {
                             return Err(UpstreamError::InvalidAnswer);
                         }
                         Ok(Bytes::from(text.to_string()))

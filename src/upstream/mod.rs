@@ -316,7 +316,7 @@ pub fn accept_json_answer(answer: Answer) -> Result<Bytes, UpstreamError> {
     }
     let body = crate::charset::to_utf8(&answer.body, answer.content_type.as_deref())
         .map_err(|_| UpstreamError::InvalidAnswer)?;
-    if serde_json::from_slice::<serde::de::IgnoredAny>(&body).is_err() {
+    if crate::json::validate(&body).is_err() {
         return Err(UpstreamError::InvalidAnswer);
     }
     Ok(body)
