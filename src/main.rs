@@ -7,6 +7,9 @@ use clap::{Parser, Subcommand};
 use prefront::config::{self, Config, ConfigError, Loaded};
 use prefront::sd_notify;
 
+#[cfg(any(windows, test))]
+mod winservice;
+
 /// Exit code for a configuration that cannot be used (BSD's EX_USAGE, as linkerd uses).
 const EXIT_CONFIG: u8 = 64;
 
@@ -17,7 +20,7 @@ const EXIT_CONFIG: u8 = 64;
     about = "Hospital DMZ gateway (前置机) between the HIS and the WeChat cloud platform"
 )]
 struct Cli {
-    /// Configuration file [default: /etc/prefront/prefront.toml if it exists, else the built-in example]
+    /// Configuration file [default: /etc/prefront/prefront.toml (Windows: %ProgramData%\Prefront\prefront.toml) if it exists, else the built-in example]
     #[arg(long, short, global = true, value_name = "FILE")]
     config: Option<PathBuf>,
     #[command(subcommand)]
@@ -51,6 +54,12 @@ enum Command {
         /// Print the WSDL generated from the catalogue instead (to update wsdl/ deliberately)
         #[arg(long)]
         generate: bool,
+    },
+    /// The Windows service: install, uninstall, or run under the service manager
+    #[cfg(windows)]
+    Service {
+        #[command(subcommand)]
+        action: winservice::Action,
     },
 }
 
@@ -94,6 +103,8 @@ fn main() -> ExitCode {
         Command::Demo { any_ports } => demo(!any_ports),
         Command::Wsdl { generate } => wsdl(cli.config.as_deref(), generate),
         Command::Queue { action } => queue(cli.config.as_deref(), action),
+        #[cfg(windows)]
+        Command::Service { action } => winservice::command(action, cli.config.as_deref()),
     }
 }
 
@@ -102,11 +113,14 @@ fn load(explicit: Option<&Path>) -> (String, Result<Loaded, ConfigError>) {
     if let Some(p) = explicit {
         return (p.display().to_string(), Config::from_file(p));
     }
-    let installed = Path::new(config::INSTALLED_PATH);
+    #[cfg(not(windows))]
+    let installed = PathBuf::from(config::INSTALLED_PATH);
+    #[cfg(windows)]
+    let installed = winservice::config_path();
     if installed.exists() {
         return (
             installed.display().to_string(),
-            Config::from_file(installed),
+            Config::from_file(&installed),
         );
     }
     // The example's relative paths are written relative to config/.
