@@ -1,0 +1,835 @@
+#!/usr/bin/env bash
+# Benchmark harness (issue 9): prefront against a baseline measured in the same run, on loopback.
+#
+#   bench/run.sh [--secs 10] [--conns 32] [--runs 1] [--only 1,2,3,4,5,6] [--json FILE]
+#                [--pacs-mib 1024] [--pacs-runs 3] [--outbox-secs 3] [--static] [--quiet-logs]
+#                [--jobs 2] [--keep]
+#
+# Builds release once (prefront, examples/bench_upstream.rs, examples/outbox_bench.rs), starts
+# a fast loopback cloud (HTTPS) and SOAP HIS (HTTP) from examples/bench_upstream.rs, drives load
+# with wrk (Debian `wrk`), and prints ONE table (rate, p50, p99, peak RSS of prefront, ratio
+# against the baseline of the same run, target verdict, and the CPU that other processes used
+# during each measurement), plus JSON with --json. Scenarios:
+#   1  HIS → cloud JSON relay (HTTP in, HTTPS out, 1 KiB body) vs nginx as a plain reverse proxy
+#      to the same HTTPS upstream (Debian nginx-light, private prefix, loopback)
+#   2  the same call through the SOAP endpoint (envelope in, JSON out, JSON back in <return>)
+#   3  cloud → HIS, HTTPS in, SOAP out: param = "string", and param = "xml" (30 fields, 2 arrays)
+#   4  durable buffering: examples/outbox_bench.rs (bench/outbox.sh), and the same end to end:
+#      notify calls over HTTP with the cloud down, then the drain when it comes back
+#   5  PACS streaming: bench/pacs.sh
+#   6  footprint: idle RSS, RSS with 1,000 idle keep-alive connections, start-up to /readyz
+#      (best of 5), binary size (and the static binary of packaging/build-static.sh if built;
+#      --static builds it first)
+# Both proxies log one line per call to a file, as they do by default (prefront `info`, nginx's
+# access log); --quiet-logs turns both off. The load average and the CPU other processes use are
+# printed before each scenario, with a warning when the machine is not quiet: take figures to
+# keep only when `uptime` shows a load average below ~0.5.
+#
+# Needs: cargo, wrk, nginx (nginx-light), curl, python3. Not part of CI.
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+for tool in wrk python3 curl; do
+  command -v "$tool" >/dev/null || { echo "bench/run.sh: $tool is needed (apt-get install $tool)" >&2; exit 69; }
+done
+[ -x "$(command -v nginx || echo /usr/sbin/nginx)" ] || { echo "bench/run.sh: nginx is needed: apt-get install nginx-light" >&2; exit 69; }
+exec python3 - "$@" <<'PY'
+import argparse, datetime, http.client, json, os, re, resource, shutil, signal, socket
+import statistics, subprocess, sys, time
+
+ROOT = os.getcwd()
+NCPU = os.cpu_count() or 1
+CLK = os.sysconf("SC_CLK_TCK")
+NGINX = shutil.which("nginx") or "/usr/sbin/nginx"
+BIN = os.path.join(ROOT, "target/release/prefront")
+UPSTREAM_BIN = os.path.join(ROOT, "target/release/examples/bench_upstream")
+STATIC_BIN = os.path.join(ROOT, "target/x86_64-unknown-linux-gnu/release/prefront")
+QUIET_LOAD = 0.5  # 1-minute load average below which figures are worth keeping
+MIB = 1024 * 1024
+
+ap = argparse.ArgumentParser(prog="bench/run.sh", description="prefront benchmark harness (issue 9)")
+ap.add_argument("--secs", type=int, default=10, help="seconds per measured load run (default 10)")
+ap.add_argument("--warmup", type=int, default=2, help="seconds of unmeasured load before each (default 2)")
+ap.add_argument("--conns", type=int, default=32, help="concurrent connections (default 32)")
+ap.add_argument("--threads", type=int, default=1, help="wrk threads (default 1: leave the cores to the proxies)")
+ap.add_argument("--runs", type=int, default=1, help="alternating prefront/nginx runs in scenario 1, median kept (default 1)")
+ap.add_argument("--only", default="1,2,3,4,5,6", help="scenarios to run, e.g. 1,6")
+ap.add_argument("--json", help="write every figure as JSON to this file")
+ap.add_argument("--pacs-mib", type=int, default=1024)
+ap.add_argument("--pacs-runs", type=int, default=3)
+ap.add_argument("--outbox-secs", type=float, default=3)
+ap.add_argument("--static", action="store_true", help="build the static binary (packaging/build-static.sh) for its size")
+ap.add_argument("--quiet-logs", action="store_true", help="no per-call log line in prefront (warn) nor nginx (access_log off)")
+ap.add_argument("--jobs", type=int, default=2, help="cargo build jobs (default 2)")
+ap.add_argument("--keep", action="store_true", help="keep the work directory (configs, logs)")
+args = ap.parse_args(sys.argv[1:])
+ONLY = {s.strip() for s in args.only.split(",") if s.strip()}
+
+T0 = time.monotonic()
+WORK = os.path.join(ROOT, "target", f"bench-run-{os.getpid()}")  # on the disk, not tmpfs
+os.makedirs(WORK)
+PROCS = []  # every process started, stopped in reverse order at exit
+
+
+def log(msg):
+    print(msg, file=sys.stderr, flush=True)
+
+
+def on_signal(signum, _frame):
+    raise SystemExit(128 + signum)
+
+
+for s in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+    signal.signal(s, on_signal)
+# 1,000 keep-alive connections need descriptors on both ends; children inherit the limit.
+soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+resource.setrlimit(resource.RLIMIT_NOFILE, (min(max(soft, 8192), hard), hard))
+
+
+def spawn(name, cmd, **kw):
+    kw.setdefault("stdin", subprocess.DEVNULL)
+    p = subprocess.Popen(cmd, **kw)
+    p.bench_name = name
+    PROCS.append(p)
+    return p
+
+
+def stop(p, timeout=10):
+    if p.poll() is None:
+        p.terminate()
+        try:
+            p.wait(timeout)
+        except subprocess.TimeoutExpired:
+            p.kill()
+            p.wait()
+    if p in PROCS:
+        PROCS.remove(p)
+
+
+def cleanup():
+    for p in reversed(list(PROCS)):
+        try:
+            stop(p, 5)
+        except Exception as e:  # keep stopping the others
+            log(f"cleanup: {p.bench_name}: {e}")
+    if not args.keep:
+        shutil.rmtree(WORK, ignore_errors=True)
+    else:
+        log(f"work directory kept: {WORK}")
+
+
+def free_port():
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port
+
+
+# ---------------------------------------------------------------------------------------------
+# Machine state
+
+def loadavg():
+    return float(open("/proc/loadavg").read().split()[0])
+
+
+def cpu_jiffies():
+    """(busy, total) jiffies of all cpus."""
+    f = [int(x) for x in open("/proc/stat").readline().split()[1:]]
+    idle = f[3] + (f[4] if len(f) > 4 else 0)
+    return sum(f[:8]) - idle, sum(f[:8])
+
+
+def pid_jiffies(pid):
+    try:
+        st = open(f"/proc/{pid}/stat").read()
+        f = st[st.rindex(")") + 2:].split()
+        return int(f[11]) + int(f[12])  # utime + stime
+    except (OSError, ValueError):
+        return 0
+
+
+def children(pid):
+    out = []
+    for d in os.listdir("/proc"):
+        if d.isdigit():
+            try:
+                st = open(f"/proc/{d}/stat").read()
+                if int(st[st.rindex(")") + 2:].split()[1]) == pid:
+                    out.append(int(d))
+            except (OSError, ValueError):
+                pass
+    return out
+
+
+def busy_now(secs=1.0):
+    """Cores busy over `secs` while this harness's own processes idle: what others use."""
+    b0, _ = cpu_jiffies()
+    time.sleep(secs)
+    b1, _ = cpu_jiffies()
+    return (b1 - b0) / CLK / secs
+
+
+def machine_check(label):
+    la = loadavg()
+    busy = busy_now()
+    note = f"== {label}: load average {la:.2f} (1 min), others busy now {busy:.2f} of {NCPU} cpus"
+    log(note)
+    if la > QUIET_LOAD or busy > 0.15 * NCPU:
+        log(f"   WARNING: the machine is not quiet (load {la:.2f} > {QUIET_LOAD} or others using "
+            f"{busy:.2f} cpus): figures are skewed; keep only figures taken at load < {QUIET_LOAD}"
+            " (the 1-minute average also still holds this run's previous scenario)")
+    return {"load_1m": la, "others_busy_cpus": round(busy, 3)}
+
+
+def status_kib(pid, key):
+    for line in open(f"/proc/{pid}/status"):
+        if line.startswith(key + ":"):
+            return int(line.split()[1])
+    return 0
+
+
+def hwm_sum(pids):
+    return sum(status_kib(p, "VmHWM") for p in pids)
+
+
+# ---------------------------------------------------------------------------------------------
+# Build
+
+def build():
+    log(f"== building release (-j {args.jobs}): prefront, examples bench_upstream and outbox_bench")
+    t = time.monotonic()
+    subprocess.run(["cargo", "build", "--release", "-j", str(args.jobs), "--bin", "prefront",
+                    "--example", "bench_upstream", "--example", "outbox_bench"], check=True)
+    log(f"   built in {time.monotonic() - t:.0f} s")
+    if args.static and os.path.exists("packaging/build-static.sh"):
+        log("== building the static binary (packaging/build-static.sh)")
+        subprocess.run(["bash", "packaging/build-static.sh", "-j", str(args.jobs)], check=True,
+                       stdout=sys.stderr)
+
+
+# ---------------------------------------------------------------------------------------------
+# Upstreams, prefront, nginx
+
+class Upstream:
+    def __init__(self, cloud_port=0, name="upstream"):
+        self.dir = os.path.join(WORK, "upstream")
+        cmd = [UPSTREAM_BIN, "--dir", self.dir, "--max-secs", "3600"]
+        if cloud_port:  # a cloud that comes back where a running gateway expects it
+            cmd += ["--cloud-port", str(cloud_port), "--reuse-pki"]
+        self.p = spawn(name, cmd, stdout=subprocess.PIPE, text=True)
+        line = self.p.stdout.readline()
+        m = re.match(r"cloud=(\d+) his=(\d+)", line or "")
+        if not m:
+            raise SystemExit(f"bench_upstream did not start: {line!r}")
+        self.cloud, self.his = int(m[1]), int(m[2])
+
+    def file(self, name):
+        return os.path.join(self.dir, name)
+
+
+def prefront_config(path, up, ports, cloud_base=None, buffer_name="buffer"):
+    d = up.dir
+    level = "warn" if args.quiet_logs else "info"
+    cloud_base = cloud_base or f"https://127.0.0.1:{up.cloud}/"
+    text = f"""# written by bench/run.sh
+[his_listener]
+listen = "127.0.0.1:{ports['his']}"
+allow = ["127.0.0.0/8"]
+idle_timeout = "60s"          # the 1,000 idle keep-alive connections of scenario 6 stay open
+
+[cloud_listener]
+listen = "127.0.0.1:{ports['cloud']}"
+allow = ["127.0.0.0/8"]
+tls_cert = "{d}/server.pem"
+tls_key = "{d}/server.key"
+
+[admin]
+listen = "127.0.0.1:{ports['admin']}"
+
+[cloud]
+base_url = "{cloud_base}"
+ca = "{d}/ca.pem"
+
+[his]
+kind = "http"
+url = "http://127.0.0.1:{up.his}/his/{{name}}"
+
+[[his.route]]
+name = "hospital.interface.queryMedicalInsuranceOrder"
+kind = "soap"
+url = "http://127.0.0.1:{up.his}/HisService/string"
+namespace = "http://his.example/"
+param = "string"
+
+[[his.route]]
+name = "hospital.interface.queryWaitPay"
+kind = "soap"
+url = "http://127.0.0.1:{up.his}/HisService/xml"
+namespace = "http://his.example/"
+param = "xml"
+arrays = ["data", "data.detail"]
+
+[buffer]
+path = "{WORK}/{buffer_name}"
+
+[log]
+level = "{level}"
+"""
+    open(path, "w").write(text)
+    return path
+
+
+class Prefront:
+    def __init__(self, config, ports, name="prefront"):
+        self.ports = ports
+        self.logf = open(os.path.join(WORK, f"{name}.log"), "ab")
+        self.t_spawn = time.monotonic()
+        self.p = spawn(name, [BIN, "run", "--config", config], stdout=self.logf, stderr=self.logf)
+        self.ready_s = wait_ready(self.ports["admin"], self.p, self.t_spawn)
+        self.pid = self.p.pid
+
+    def metrics(self):
+        return http_get(self.ports["admin"], "/metrics")[1]
+
+    def stop(self):
+        stop(self.p)
+        self.logf.close()
+
+
+def http_get(port, path, timeout=5):
+    c = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
+    try:
+        c.request("GET", path)
+        r = c.getresponse()
+        return r.status, r.read().decode("utf-8", "replace")
+    finally:
+        c.close()
+
+
+def wait_ready(admin_port, proc, t0, limit=15.0):
+    """Seconds from `t0` (just before spawn) to the first 200 from /readyz."""
+    while time.monotonic() - t0 < limit:
+        if proc.poll() is not None:
+            raise SystemExit(f"prefront exited with {proc.returncode} before it was ready (see {WORK}/*.log)")
+        try:
+            s = socket.create_connection(("127.0.0.1", admin_port), timeout=1)
+        except OSError:
+            time.sleep(0.0005)
+            continue
+        try:
+            s.sendall(b"GET /readyz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+            head = s.recv(64)
+        finally:
+            s.close()
+        if head.startswith(b"HTTP/1.1 200"):
+            return time.monotonic() - t0
+        time.sleep(0.0005)
+    raise SystemExit(f"prefront not ready within {limit} s")
+
+
+def calls_by_outcome(metrics_text, route):
+    out = {}
+    for m in re.finditer(r'^prefront_calls_total\{([^}]*)\} (\d+)', metrics_text, re.M):
+        labels = dict(re.findall(r'(\w+)="([^"]*)"', m[1]))
+        if labels.get("route") == route:
+            out[labels["outcome"]] = out.get(labels["outcome"], 0) + int(m[2])
+    return out
+
+
+def buffer_depth(metrics_text):
+    return sum(int(float(m[1])) for m in re.finditer(r'^prefront_buffer_depth\{[^}]*\} (\S+)', metrics_text, re.M))
+
+
+class Nginx:
+    def __init__(self, up):
+        self.dir = os.path.join(WORK, "nginx")
+        os.makedirs(os.path.join(self.dir, "tmp"), exist_ok=True)
+        self.port = free_port()
+        access = "access_log off;" if args.quiet_logs else f"access_log {self.dir}/access.log;"
+        conf = f"""# written by bench/run.sh: a plain reverse proxy, HTTP in, HTTPS out (TLS verified, kept alive)
+worker_processes auto;
+daemon off;
+pid {self.dir}/nginx.pid;
+error_log {self.dir}/error.log warn;
+events {{ worker_connections 4096; }}
+http {{
+  {access}
+  client_body_temp_path {self.dir}/tmp; proxy_temp_path {self.dir}/tmp;
+  fastcgi_temp_path {self.dir}/tmp; uwsgi_temp_path {self.dir}/tmp; scgi_temp_path {self.dir}/tmp;
+  upstream cloud {{ server 127.0.0.1:{up.cloud}; keepalive 64; }}
+  server {{
+    listen 127.0.0.1:{self.port};
+    location / {{
+      proxy_pass https://cloud;
+      proxy_http_version 1.1;
+      proxy_set_header Connection "";
+      proxy_ssl_verify on;
+      proxy_ssl_trusted_certificate {up.dir}/ca.pem;
+      proxy_ssl_name localhost;
+      proxy_ssl_server_name on;
+    }}
+  }}
+}}
+"""
+        path = os.path.join(self.dir, "nginx.conf")
+        open(path, "w").write(conf)
+        self.p = spawn("nginx", [NGINX, "-p", self.dir, "-c", path], stderr=open(os.path.join(self.dir, "stderr.log"), "wb"))
+        for _ in range(200):
+            try:
+                socket.create_connection(("127.0.0.1", self.port), timeout=1).close()
+                break
+            except OSError:
+                time.sleep(0.02)
+        else:
+            raise SystemExit(f"nginx did not start: see {self.dir}/error.log")
+        time.sleep(0.2)  # the workers
+
+    def pids(self):
+        return [self.p.pid] + children(self.p.pid)
+
+
+# ---------------------------------------------------------------------------------------------
+# Load
+
+WRK_LUA = os.path.join(WORK, "post.lua")
+open(WRK_LUA, "w").write(r'''
+local function slurp(p) local f = assert(io.open(p, "rb")); local s = f:read("*a"); f:close(); return s end
+wrk.method = "POST"
+wrk.body = slurp(os.getenv("BENCH_BODY"))
+wrk.headers["Content-Type"] = os.getenv("BENCH_CT")
+local action = os.getenv("BENCH_SOAPACTION")
+if action then wrk.headers["SOAPAction"] = action end
+function done(summary, latency, requests)
+  local f = assert(io.open(os.getenv("BENCH_OUT"), "w"))
+  f:write(string.format('{"requests":%d,"duration_us":%d,"bytes":%d,"connect_errors":%d,"read_errors":%d,' ..
+    '"write_errors":%d,"status_errors":%d,"timeouts":%d,"p50_us":%d,"p90_us":%d,"p99_us":%d,"max_us":%d,"mean_us":%.1f}',
+    summary.requests, summary.duration, summary.bytes, summary.errors.connect, summary.errors.read,
+    summary.errors.write, summary.errors.status, summary.errors.timeout,
+    latency:percentile(50), latency:percentile(90), latency:percentile(99), latency.max, latency.mean))
+  f:close()
+end
+''')
+
+
+def wrk(url, body, content_type, secs, soapaction=None, server_pids=(), conns=None):
+    """One wrk run; returns its figures plus the cores other processes used meanwhile."""
+    out = os.path.join(WORK, "wrk.json")
+    env = dict(os.environ, BENCH_BODY=body, BENCH_CT=content_type, BENCH_OUT=out)
+    if soapaction is not None:
+        env["BENCH_SOAPACTION"] = soapaction
+    conns = conns or args.conns
+    cmd = ["wrk", "-t", str(min(args.threads, conns)), "-c", str(conns), "-d", f"{max(1, int(secs))}s",
+           "--timeout", "5s", "-s", WRK_LUA, url]
+    pids = list(server_pids)
+    ours0 = sum(pid_jiffies(p) for p in pids)
+    b0, _ = cpu_jiffies()
+    t0 = time.monotonic()
+    p = subprocess.Popen(cmd, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    PROCS.append(p)
+    p.bench_name = "wrk"
+    _, status, ru = os.wait4(p.pid, 0)
+    p.returncode = os.waitstatus_to_exitcode(status)
+    PROCS.remove(p)
+    elapsed = time.monotonic() - t0
+    b1, _ = cpu_jiffies()
+    ours1 = sum(pid_jiffies(q) for q in pids)
+    if p.returncode != 0:
+        raise SystemExit(f"wrk failed ({p.returncode}): {p.stderr.read().decode()}")
+    r = json.load(open(out))
+    wrk_cpu = ru.ru_utime + ru.ru_stime
+    r["rps"] = r["requests"] / (r["duration_us"] / 1e6)
+    r["others_cpus"] = round(max(0.0, ((b1 - b0) - (ours1 - ours0)) / CLK - wrk_cpu) / elapsed, 3)
+    r["servers_cpus"] = round((ours1 - ours0) / CLK / elapsed, 3)
+    r["wrk_cpus"] = round(wrk_cpu / elapsed, 3)
+    r["errors"] = r["connect_errors"] + r["read_errors"] + r["write_errors"] + r["status_errors"] + r["timeouts"]
+    return r
+
+
+def load(url, body, ct, server_pids, soapaction=None, conns=None):
+    if args.warmup > 0:
+        wrk(url, body, ct, args.warmup, soapaction, server_pids, conns)
+    return wrk(url, body, ct, args.secs, soapaction, server_pids, conns)
+
+
+def curl_post(url, body_file, ct, extra=()):
+    cmd = ["curl", "-sk", "--max-time", "10", "-X", "POST", "-H", f"Content-Type: {ct}", *extra,
+           "--data-binary", f"@{body_file}", url]
+    return subprocess.run(cmd, capture_output=True, check=True).stdout.decode("utf-8", "replace")
+
+
+def check_ok(outcomes, total_expected, what):
+    ok = outcomes.get("ok", 0)
+    bad = {k: v for k, v in outcomes.items() if k != "ok"}
+    if bad or ok < total_expected:
+        log(f"   WARNING: {what}: prefront counted {ok} ok calls and {bad} otherwise (wrk sent ≥ {total_expected})")
+    return ok, bad
+
+
+# ---------------------------------------------------------------------------------------------
+# Scenarios
+
+RESULTS = {"rows": [], "scenarios": {}}
+
+
+def row(scenario, what, value, unit, p50=None, p99=None, rss_kib=None, ratio=None, ratio_of=None,
+        target=None, verdict=None, others=None):
+    RESULTS["rows"].append(dict(scenario=scenario, what=what, value=value, unit=unit, p50_ms=p50,
+                                p99_ms=p99, peak_rss_kib=rss_kib, ratio=ratio, ratio_of=ratio_of,
+                                target=target, verdict=verdict, others_cpus=others))
+
+
+def verdict(ok):
+    return "met" if ok else "MISSED"
+
+
+def ms(us):
+    return round(us / 1000.0, 3)
+
+
+def scenario_1_2_3(up):
+    ports = {"his": free_port(), "cloud": free_port(), "admin": free_port()}
+    cfg = prefront_config(os.path.join(WORK, "prefront.toml"), up, ports)
+    patient, soap, query = up.file("patient.json"), up.file("soap.xml"), up.file("his_query.json")
+    want_cloud = json.load(open(up.file("cloud_answer.json")))
+    want_his = json.load(open(up.file("his_answer.json")))
+    JSON_CT = "application/json;charset=UTF-8"
+    his_url = f"http://127.0.0.1:{ports['his']}"
+    cloud_url = f"https://127.0.0.1:{ports['cloud']}"
+    route1 = "prefront/patient/getPatientInfo"
+    url1 = f"{his_url}/{route1}"
+    out = {}
+
+    if "1" in ONLY:
+        out["machine_1"] = machine_check("scenario 1: HIS → cloud JSON relay vs nginx")
+        nginx = Nginx(up)
+        pf = Prefront(cfg, ports, "prefront-s1")
+        # Correctness first: both answer the cloud's JSON, unchanged.
+        for name, url in (("prefront", url1), ("nginx", f"http://127.0.0.1:{nginx.port}/{route1}")):
+            got = json.loads(curl_post(url, patient, JSON_CT))
+            if got != want_cloud:
+                raise SystemExit(f"scenario 1: {name} answered {got!r}, not the cloud's answer")
+        runs = {"prefront": [], "nginx": []}
+        idle1 = status_kib(pf.pid, "VmRSS")
+        for r in range(args.runs):
+            order = ["prefront", "nginx"] if r % 2 == 0 else ["nginx", "prefront"]
+            for who in order:
+                log(f"   run {r + 1}/{args.runs}: {who}, {args.conns} connections, {args.secs:g} s")
+                if who == "prefront":
+                    res = load(url1, patient, JSON_CT, [pf.pid, up.p.pid])
+                else:
+                    res = load(f"http://127.0.0.1:{nginx.port}/{route1}", patient, JSON_CT,
+                               nginx.pids() + [up.p.pid])
+                log(f"     {res['rps']:.0f} req/s, p50 {ms(res['p50_us'])} ms, p99 {ms(res['p99_us'])} ms, "
+                    f"errors {res['errors']}, others {res['others_cpus']:.2f} cpus")
+                runs[who].append(res)
+        med = {k: sorted(v, key=lambda x: x["rps"])[len(v) // 2] for k, v in runs.items()}
+        total = sum(x["requests"] for x in runs["prefront"])
+        outcomes = calls_by_outcome(pf.metrics(), route1)
+        check_ok(outcomes, total, "scenario 1")
+        pf_hwm = status_kib(pf.pid, "VmHWM")
+        ng_hwm = hwm_sum(nginx.pids())
+        pf.stop()
+        stop(nginx.p)
+        n, p = med["nginx"], med["prefront"]
+        ratio = p["rps"] / n["rps"]
+        p99_ok = p["p99_us"] <= n["p99_us"] + 1000
+        row("1", "nginx reverse proxy (baseline)", round(n["rps"]), "req/s", ms(n["p50_us"]), ms(n["p99_us"]),
+            ng_hwm, 1.0, "nginx", others=n["others_cpus"])
+        row("1", "prefront JSON relay", round(p["rps"]), "req/s", ms(p["p50_us"]), ms(p["p99_us"]), pf_hwm,
+            round(ratio, 3), "nginx", "≥ 1.0× nginx; p99 ≤ nginx p99 + 1 ms",
+            f"{verdict(ratio >= 1.0)}; p99 {verdict(p99_ok)}", p["others_cpus"])
+        out["s1"] = {"prefront": med["prefront"], "nginx": med["nginx"], "runs": runs,
+                     "prefront_idle_rss_kib": idle1, "prefront_peak_rss_kib": pf_hwm,
+                     "nginx_peak_rss_kib_sum": ng_hwm, "ratio": ratio, "p99_met": p99_ok,
+                     "outcomes": outcomes}
+
+    base = out.get("s1", {}).get("prefront", {}).get("rps")
+
+    def vs_s1(rps):
+        return round(rps / base, 3) if base else None
+
+    if "2" in ONLY:
+        out["machine_2"] = machine_check("scenario 2: the same call through the SOAP endpoint")
+        pf = Prefront(cfg, ports, "prefront-s2")
+        url2 = f"{his_url}/prefront/services/prefrontWebService"
+        ct2 = "text/xml; charset=UTF-8"
+        got = curl_post(url2, soap, ct2, ["-H", 'SOAPAction: ""'])
+        m = re.search(r"<return>(.*)</return>", got, re.S)
+        ret = m and m[1].replace("&lt;", "<").replace("&gt;", ">").replace("&quot;", '"').replace("&amp;", "&")
+        if not ret or json.loads(ret) != want_cloud:
+            raise SystemExit(f"scenario 2: the SOAP answer does not carry the cloud's answer: {got[:300]!r}")
+        res = load(url2, soap, ct2, [pf.pid, up.p.pid], soapaction='""')
+        outcomes = calls_by_outcome(pf.metrics(), route1)
+        check_ok(outcomes, res["requests"], "scenario 2")
+        hwm = status_kib(pf.pid, "VmHWM")
+        pf.stop()
+        r = vs_s1(res["rps"])
+        row("2", "prefront SOAP endpoint", round(res["rps"]), "req/s", ms(res["p50_us"]), ms(res["p99_us"]),
+            hwm, r, "scenario 1", "≥ 0.8× scenario 1", r and verdict(r >= 0.8), res["others_cpus"])
+        out["s2"] = {"prefront": res, "peak_rss_kib": hwm, "ratio_vs_s1": r, "outcomes": outcomes}
+
+    if "3" in ONLY:
+        for kind, name in (("string", "hospital.interface.queryMedicalInsuranceOrder"),
+                           ("xml", "hospital.interface.queryWaitPay")):
+            out[f"machine_3{kind}"] = machine_check(f"scenario 3 ({kind}): cloud → HIS, HTTPS in, SOAP out")
+            pf = Prefront(cfg, ports, f"prefront-s3{kind}")
+            url3 = f"{cloud_url}/his/{name}"
+            got = json.loads(curl_post(url3, query, JSON_CT))
+            if got != want_his:
+                raise SystemExit(f"scenario 3 ({kind}): answered {json.dumps(got)[:300]}, not the HIS's answer")
+            res = load(url3, query, JSON_CT, [pf.pid, up.p.pid])
+            outcomes = calls_by_outcome(pf.metrics(), name)
+            check_ok(outcomes, res["requests"], f"scenario 3 ({kind})")
+            hwm = status_kib(pf.pid, "VmHWM")
+            pf.stop()
+            r = vs_s1(res["rps"])
+            label = "SOAP out, param = string" if kind == "string" else "SOAP out, param = xml (30 fields, 2 arrays)"
+            tgt = ("≥ 0.8× scenario 1", r and verdict(r >= 0.8)) if kind == "string" else (None, None)
+            row("3", label, round(res["rps"]), "req/s", ms(res["p50_us"]), ms(res["p99_us"]), hwm, r,
+                "scenario 1", tgt[0], tgt[1], res["others_cpus"])
+            out[f"s3_{kind}"] = {"prefront": res, "peak_rss_kib": hwm, "ratio_vs_s1": r, "outcomes": outcomes}
+    return out
+
+
+def scenario_4(up):
+    out = {"machine": machine_check("scenario 4: durable buffering (examples/outbox_bench.rs)")}
+    jf = os.path.join(WORK, "outbox.json")
+    subprocess.run(["bash", "bench/outbox.sh", "--secs", str(args.outbox_secs), "--json", jf,
+                    "--dir", os.path.join(WORK, "outbox")], check=True, stdout=sys.stderr)
+    o = json.load(open(jf))
+    out["outbox"] = o
+    raw = o["raw_fsync_per_s"]
+    row("4", "raw fsync, one per call (baseline)", round(raw), "/s", ratio=1.0, ratio_of="raw fsync")
+    ok = o["enqueue_per_s"] >= 20000 and o["ratio_vs_raw_fsync"] >= 10
+    row("4", f"durable enqueue, {o['threads']} callers (outbox_bench)", round(o["enqueue_per_s"]), "/s",
+        o["enqueue_p50_ms"], o["enqueue_p99_ms"], ratio=round(o["ratio_vs_raw_fsync"], 3), ratio_of="raw fsync",
+        target="≥ 20,000/s and ≥ 10× raw fsync", verdict=verdict(ok))
+    row("4", "drain, head + delivered (outbox_bench)", round(o["drain_per_s"]), "/s")
+
+    # The same end to end: notify calls over HTTP while the cloud is unreachable, each answered
+    # only once on disk; then the cloud comes back on that port and the buffer drains.
+    out["machine_e2e"] = machine_check("scenario 4 end to end: notify calls with the cloud down, then the drain")
+    cloud_port = free_port()
+    ports = {"his": free_port(), "cloud": free_port(), "admin": free_port()}
+    cfg = prefront_config(os.path.join(WORK, "prefront-down.toml"), up, ports,
+                          cloud_base=f"https://127.0.0.1:{cloud_port}/", buffer_name="buffer-e2e")
+    pf = Prefront(cfg, ports, "prefront-s4")
+    route = "prefront/sendTipMessage/payment"
+    url = f"http://127.0.0.1:{ports['his']}/{route}"
+    conns = max(args.conns, 64)
+    res = wrk(url, up.file("patient.json"), "application/json;charset=UTF-8", args.secs,
+              server_pids=[pf.pid], conns=conns)
+    met = pf.metrics()
+    outcomes = calls_by_outcome(met, route)
+    queued, depth = outcomes.get("queued", 0), buffer_depth(met)
+    if queued < res["requests"] or depth < queued:
+        log(f"   WARNING: scenario 4 end to end: {res['requests']} sent, {outcomes} counted, depth {depth}")
+    hwm = status_kib(pf.pid, "VmHWM")
+    r = res["rps"] / raw if raw else None
+    row("4", f"notify over HTTP, cloud down, {conns} conns (end to end)", round(res["rps"]), "/s",
+        ms(res["p50_us"]), ms(res["p99_us"]), hwm, r and round(r, 3), "raw fsync",
+        "≥ 20,000/s and ≥ 10× raw fsync", verdict(res["rps"] >= 20000 and (r or 0) >= 10), res["others_cpus"])
+    out["e2e"] = {"wrk": res, "outcomes": outcomes, "depth": depth, "peak_rss_kib": hwm, "ratio_vs_raw_fsync": r}
+    # Bring the cloud back where prefront expects it and time the drain (bounded).
+    log(f"   {depth} calls wait in the buffer; the cloud comes back")
+    up2 = Upstream(cloud_port=cloud_port, name="upstream-e2e")
+    t0 = time.monotonic()
+    first = last_depth = None
+    limit = max(60.0, 3 * args.secs)
+    while time.monotonic() - t0 < limit:
+        d = buffer_depth(pf.metrics())
+        now = time.monotonic()
+        if first is None and d < depth:
+            first = (now, d)
+        last_depth = d
+        if d == 0:
+            break
+        time.sleep(0.1)
+    end = time.monotonic()
+    drained = depth - (last_depth or 0)
+    rate = drained / (end - first[0]) if first and end > first[0] else 0.0
+    log(f"   drained {drained} of {depth} in {end - (first[0] if first else t0):.1f} s after the first "
+        f"delivery ({(first[0] - t0) if first else float('nan'):.1f} s for the link to come back up)")
+    pf.stop()
+    stop(up2.p)
+    row("4", "drain over HTTPS when the cloud returns (end to end)", round(rate), "/s",
+        verdict=None if last_depth == 0 else f"stopped at {limit:.0f} s, {last_depth} left")
+    out["e2e_drain"] = {"queued": depth, "drained": drained, "per_s": rate,
+                        "link_back_after_s": (first[0] - t0) if first else None, "left": last_depth}
+    return out
+
+
+def scenario_5():
+    out = {"machine": machine_check("scenario 5: PACS streaming (bench/pacs.sh)")}
+    jf = os.path.join(WORK, "pacs.json")
+    subprocess.run(["bash", "bench/pacs.sh", "--mib", str(args.pacs_mib), "--runs", str(args.pacs_runs),
+                    "--json", jf], check=True, stdout=sys.stderr)
+    o = json.load(open(jf))
+    out["pacs"] = o
+    growth = (o["prefront_peak_rss_kib"] - o["prefront_idle_rss_kib"]) / 1024
+    row("5", f"PACS direct from the loopback PACS, {o['mib']} MiB", round(o["direct_mb_s"]), "MB/s")
+    row("5", "PACS through nginx (baseline)", round(o["nginx_mb_s"]), "MB/s",
+        rss_kib=o["nginx_worker_peak_rss_kib"], ratio=1.0, ratio_of="nginx")
+    row("5", "PACS through prefront /pacs/dcm", round(o["prefront_mb_s"]), "MB/s",
+        rss_kib=o["prefront_peak_rss_kib"], ratio=round(o["prefront_vs_nginx"], 3), ratio_of="nginx",
+        target="≥ 0.9× nginx; RSS growth ≤ 16 MiB",
+        verdict=f"{verdict(o['prefront_vs_nginx'] >= 0.9)}; growth {growth:.1f} MiB {verdict(growth <= 16)}")
+    out["rss_growth_mib"] = growth
+    return out
+
+
+def hold_connections(port, n, body_file):
+    """Opens `n` keep-alive connections, makes one relayed call on each, and keeps them open."""
+    body = open(body_file, "rb").read()
+    req = (f"POST /prefront/patient/getPatientInfo HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+           f"Content-Type: application/json;charset=UTF-8\r\nContent-Length: {len(body)}\r\n\r\n").encode() + body
+    socks = []
+    for _ in range(n):
+        s = socket.create_connection(("127.0.0.1", port), timeout=10)
+        s.sendall(req)
+        buf = b""
+        while b"\r\n\r\n" not in buf:
+            chunk = s.recv(65536)
+            if not chunk:
+                raise SystemExit("scenario 6: a connection closed before its answer")
+            buf += chunk
+        head, rest = buf.split(b"\r\n\r\n", 1)
+        if not head.startswith(b"HTTP/1.1 200"):
+            raise SystemExit(f"scenario 6: answered {head[:40]!r}")
+        m = re.search(rb"(?i)content-length: *(\d+)", head)
+        want = int(m[1]) if m else 0
+        while len(rest) < want:
+            rest += s.recv(65536)
+        socks.append(s)
+    return socks
+
+
+def scenario_6(up):
+    out = {"machine": machine_check("scenario 6: footprint")}
+    ports = {"his": free_port(), "cloud": free_port(), "admin": free_port()}
+    cfg = prefront_config(os.path.join(WORK, "prefront-s6.toml"), up, ports, buffer_name="buffer-s6")
+    # Start-up: spawn to the first 200 from /readyz, best of 5 (the first also creates the buffer).
+    times = []
+    for i in range(5):
+        pf = Prefront(cfg, ports, f"prefront-s6-start{i}")
+        times.append(pf.ready_s)
+        if i < 4:
+            pf.stop()
+    best = min(times)
+    log(f"   start-up to /readyz 200: {', '.join(f'{t * 1000:.1f}' for t in times)} ms")
+    time.sleep(1.0)
+    idle = status_kib(pf.pid, "VmRSS")
+    socks = hold_connections(ports["his"], 1000, up.file("patient.json"))
+    time.sleep(0.5)
+    held = status_kib(pf.pid, "VmRSS")
+    hwm = status_kib(pf.pid, "VmHWM")
+    for s in socks:
+        s.close()
+    pf.stop()
+    size = os.stat(BIN).st_size
+    static = os.stat(STATIC_BIN).st_size if os.path.exists(STATIC_BIN) else None
+    static_note = None
+    if static is None:
+        static_note = ("packaging/build-static.sh absent" if not os.path.exists("packaging/build-static.sh")
+                       else "not built (bench/run.sh --static builds it)")
+    elif os.stat(STATIC_BIN).st_mtime < os.stat(BIN).st_mtime - 3600:
+        static_note = "older than the release build by over an hour"
+    row("6", "idle RSS after start", round(idle / 1024, 1), "MiB", target="≤ 16 MiB", verdict=verdict(idle <= 16 * 1024))
+    row("6", "RSS with 1,000 idle keep-alive connections", round(held / 1024, 1), "MiB",
+        rss_kib=hwm, ratio=None, verdict=f"{(held - idle) / 1000:.1f} KiB per connection")
+    row("6", "start-up to /readyz 200 (best of 5)", round(best * 1000, 1), "ms", target="≤ 100 ms",
+        verdict=verdict(best <= 0.1))
+    row("6", "release binary (target/release/prefront)", round(size / MIB, 1), "MiB")
+    if static is not None:
+        row("6", "static binary (packaging/build-static.sh)", round(static / MIB, 1), "MiB",
+            target="≤ 25 MiB", verdict=verdict(static <= 25 * MIB) + (f" ({static_note})" if static_note else ""))
+    else:
+        row("6", "static binary", None, "MiB", target="≤ 25 MiB", verdict=static_note)
+    out.update(idle_rss_kib=idle, rss_1000_conns_kib=held, peak_rss_kib=hwm, startup_ms=[t * 1000 for t in times],
+               startup_best_ms=best * 1000, binary_bytes=size, static_binary_bytes=static, static_note=static_note)
+    return out
+
+
+# ---------------------------------------------------------------------------------------------
+# Report
+
+def machine():
+    cpu = next((l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name")), "?")
+    fs = subprocess.run(["df", "-T", "--output=source,fstype", "target"], capture_output=True, text=True).stdout.split("\n")[1:2]
+    git = lambda *a: subprocess.run(["git", *a], capture_output=True, text=True).stdout.rstrip("\n")
+    return {
+        "date": datetime.datetime.now().isoformat(timespec="seconds"),
+        "nproc": NCPU, "cpu": cpu, "kernel": os.uname().release,
+        "disk_under_target": " ".join(fs[0].split()) if fs else "?",
+        "commit": git("rev-parse", "--short", "HEAD"),
+        "tree": "dirty: " + ", ".join(l[3:] for l in git("status", "--porcelain", "--untracked-files=no").splitlines())
+                if git("status", "--porcelain", "--untracked-files=no") else "clean",
+        "wrk": subprocess.run(["wrk", "--version"], capture_output=True, text=True).stdout.split("\n")[0].split(" Copyright")[0],
+        "nginx": subprocess.run([NGINX, "-v"], capture_output=True, text=True).stderr.strip(),
+    }
+
+
+def fmt(v, nd=1):
+    if v is None:
+        return ""
+    if isinstance(v, (int,)) or (isinstance(v, float) and v >= 100):
+        return f"{v:,.0f}"
+    return f"{v:.{nd}f}"
+
+
+def table():
+    head = ["#", "scenario", "rate / value", "p50 ms", "p99 ms", "peak RSS", "ratio", "target", "verdict", "others' CPU"]
+    lines = []
+    for r in RESULTS["rows"]:
+        val = "" if r["value"] is None else f"{fmt(r['value'])} {r['unit']}"
+        rss = "" if not r["peak_rss_kib"] else f"{r['peak_rss_kib'] / 1024:.1f} MiB"
+        ratio = "" if r["ratio"] is None else f"{r['ratio']:.2f}× {r['ratio_of']}"
+        p50 = "" if r["p50_ms"] is None else f"{r['p50_ms']:.2f}"
+        p99 = "" if r["p99_ms"] is None else f"{r['p99_ms']:.2f}"
+        oth = "" if r["others_cpus"] is None else f"{r['others_cpus']:.2f}"
+        lines.append([r["scenario"], r["what"], val, p50, p99, rss, ratio, r["target"] or "", r["verdict"] or "", oth])
+    w = [max(len(str(x[i])) for x in [head] + lines) for i in range(len(head))]
+    right = {2, 3, 4, 5, 9}
+    def line(cells):
+        return "  ".join(str(c).rjust(w[i]) if i in right else str(c).ljust(w[i]) for i, c in enumerate(cells)).rstrip()
+    return "\n".join([line(head), line(["-" * x for x in w])] + [line(l) for l in lines])
+
+
+def main():
+    RESULTS["machine"] = machine()
+    RESULTS["settings"] = {k: getattr(args, k) for k in ("secs", "warmup", "conns", "threads", "runs", "pacs_mib",
+                                                        "pacs_runs", "outbox_secs", "quiet_logs")}
+    RESULTS["load_at_start"] = loadavg()
+    build()
+    up = Upstream() if ONLY & {"1", "2", "3", "4", "6"} else None
+    if ONLY & {"1", "2", "3"}:
+        RESULTS["scenarios"].update(scenario_1_2_3(up))
+    if "4" in ONLY:
+        RESULTS["scenarios"]["s4"] = scenario_4(up)
+    if "5" in ONLY:
+        RESULTS["scenarios"]["s5"] = scenario_5()
+    if "6" in ONLY:
+        RESULTS["scenarios"]["s6"] = scenario_6(up)
+    RESULTS["load_at_end"] = loadavg()
+    RESULTS["wall_s"] = round(time.monotonic() - T0, 1)
+    m = RESULTS["machine"]
+    print(f"prefront benchmarks — {m['date']}, {m['nproc']} cpus ({m['cpu']}), kernel {m['kernel']}, "
+          f"commit {m['commit']} ({m['tree']})")
+    print(f"load: wrk -t{args.threads} -c{args.conns} {args.secs:g} s after {args.warmup:g} s warm-up; "
+          f"{'no per-call logs' if args.quiet_logs else 'both proxies log one line per call to a file'}; "
+          f"load average {RESULTS['load_at_start']:.2f} at start, {RESULTS['load_at_end']:.2f} at end; "
+          f"{RESULTS['wall_s']:.0f} s in all")
+    print(table())
+    print("others' CPU: cores used by processes outside this run during the measurement (0 = quiet machine)")
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(RESULTS, f, indent=2, ensure_ascii=False)
+            f.write("\n")
+        log(f"JSON written to {args.json}")
+
+
+try:
+    main()
+finally:
+    cleanup()
+PY
