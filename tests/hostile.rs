@@ -52,23 +52,6 @@ const SOAP_PATH: &str = "/prefront/services/prefrontWebService";
 const KB: usize = 1024;
 const MB: usize = 1024 * 1024;
 
-// Gateway bugs this suite found; the rows that show them carry `known_bug` until they are fixed.
-const DEEP_JSON_BUG: &str = "check_json validates with serde's IgnoredAny, which skips nested \
-    values without serde_json's 128-level recursion limit: any depth passes and is forwarded \
-    (upstream parsers with recursive descent overflow their stack)";
-const DUPLICATE_KEYS_BUG: &str = "duplicate keys pass check_json (IgnoredAny) and are forwarded \
-    as they are: the box's own idempotency key (serde_json::Value, last wins) and a first-wins \
-    upstream parser read different values";
-const HUGE_NUMBER_BUG: &str = "1e999 passes check_json (IgnoredAny does not evaluate numbers) \
-    and is forwarded, while serde_json::Value (the box's own idempotency-key parser) refuses it: \
-    the box disagrees with itself, and double-based upstreams read Infinity";
-const BIG_INTEGER_BUG: &str = "an integer beyond u64/i64 is forwarded; the box itself reads \
-    2^64 as the f64 18446744073709552000, so business keys of two different numbers collide";
-const LOSSY_DCM_ID_BUG: &str = "a dcmId that is not UTF-8 is decoded lossily (U+FFFD) and \
-    forwarded as a different id: different ids reach the PACS as one";
-const SOFT_HEAD_LIMIT_BUG: &str = "hyper's max_buf_size(64 KiB) is a soft limit: the read \
-    buffer grows 8+16+32+64 KiB before the check, so heads up to ~120 KiB are parsed and served";
-
 // ---------------------------------------------------------------------------
 // The table
 // ---------------------------------------------------------------------------
@@ -179,6 +162,8 @@ fn row(name: impl Into<String>, target: Target, send: Vec<u8>, expect: Expect) -
 }
 
 impl Row {
+    /// Marks a row the gateway does not pass yet (none today): it warns instead of failing.
+    #[allow(dead_code)]
     fn known_bug(mut self, why: &'static str) -> Row {
         self.known_bug = Some(why);
         self
@@ -326,24 +311,18 @@ fn rows() -> Vec<Row> {
         ),
         env("20003", "invalid-charset"),
     ));
-    rows.push(
-        row(
-            "JSON nested 10,000 levels",
-            His,
-            post_json(GOOD_PATH, &nested_json(10_000)),
-            env("20003", "invalid-json"),
-        )
-        .known_bug(DEEP_JSON_BUG),
-    );
-    rows.push(
-        row(
-            "JSON nested 500,000 levels (just under the 1 MiB body limit)",
-            His,
-            post_json(GOOD_PATH, &nested_json(500_000)),
-            env("20003", "invalid-json"),
-        )
-        .known_bug(DEEP_JSON_BUG),
-    );
+    rows.push(row(
+        "JSON nested 10,000 levels",
+        His,
+        post_json(GOOD_PATH, &nested_json(10_000)),
+        env("20003", "invalid-json"),
+    ));
+    rows.push(row(
+        "JSON nested 500,000 levels (just under the 1 MiB body limit)",
+        His,
+        post_json(GOOD_PATH, &nested_json(500_000)),
+        env("20003", "invalid-json"),
+    ));
     rows.push(row(
         "100 MB body, declared Content-Length (nothing sent)",
         His,
@@ -376,36 +355,27 @@ fn rows() -> Vec<Row> {
         expect: status(413),
         known_bug: None,
     });
-    rows.push(
-        row(
-            "duplicate JSON keys (refundNo twice: which one is refunded?)",
-            His,
-            post_json(
-                "/prefront/hospitalizationCosts/hisRefund",
-                br#"{"hospitalId":"253","refundNo":"R-1","refundNo":"R-2","refundAmount":"1.00"}"#,
-            ),
-            env("20003", "invalid-json"),
-        )
-        .known_bug(DUPLICATE_KEYS_BUG),
-    );
-    rows.push(
-        row(
-            "number out of range 1e999",
-            His,
-            post_json(GOOD_PATH, br#"{"medicalCardNumber":"001","amount":1e999}"#),
-            env("20003", "invalid-json"),
-        )
-        .known_bug(HUGE_NUMBER_BUG),
-    );
-    rows.push(
-        row(
-            "number out of range 2^64",
-            His,
-            post_json(GOOD_PATH, br#"{"medicalCardNumber":18446744073709551616}"#),
-            env("20003", "invalid-json"),
-        )
-        .known_bug(BIG_INTEGER_BUG),
-    );
+    rows.push(row(
+        "duplicate JSON keys (refundNo twice: which one is refunded?)",
+        His,
+        post_json(
+            "/prefront/hospitalizationCosts/hisRefund",
+            br#"{"hospitalId":"253","refundNo":"R-1","refundNo":"R-2","refundAmount":"1.00"}"#,
+        ),
+        env("20003", "invalid-json"),
+    ));
+    rows.push(row(
+        "number out of range 1e999",
+        His,
+        post_json(GOOD_PATH, br#"{"medicalCardNumber":"001","amount":1e999}"#),
+        env("20003", "invalid-json"),
+    ));
+    rows.push(row(
+        "number out of range 2^64",
+        His,
+        post_json(GOOD_PATH, br#"{"medicalCardNumber":18446744073709551616}"#),
+        env("20003", "invalid-json"),
+    ));
     rows.push(row(
         "NUL byte inside a JSON string",
         His,
@@ -440,15 +410,12 @@ fn rows() -> Vec<Row> {
         post_json(&his_path(), &utf8_bad),
         env("20003", "invalid-charset"),
     ));
-    rows.push(
-        row(
-            "JSON nested 10,000 levels to /his/<name>",
-            Cloud,
-            post_json(&his_path(), &nested_json(10_000)),
-            env("20003", "invalid-json"),
-        )
-        .known_bug(DEEP_JSON_BUG),
-    );
+    rows.push(row(
+        "JSON nested 10,000 levels to /his/<name>",
+        Cloud,
+        post_json(&his_path(), &nested_json(10_000)),
+        env("20003", "invalid-json"),
+    ));
     rows.push(row(
         "100 MB body to /his/<name>, declared Content-Length",
         Cloud,
@@ -475,18 +442,15 @@ fn rows() -> Vec<Row> {
         expect: status(413),
         known_bug: None,
     });
-    rows.push(
-        row(
-            "duplicate JSON keys to /his/<name>",
-            Cloud,
-            post_json(
-                &his_path(),
-                br#"{"medicalCardNumber":"001","medicalCardNumber":"002"}"#,
-            ),
-            env("20003", "invalid-json"),
-        )
-        .known_bug(DUPLICATE_KEYS_BUG),
-    );
+    rows.push(row(
+        "duplicate JSON keys to /his/<name>",
+        Cloud,
+        post_json(
+            &his_path(),
+            br#"{"medicalCardNumber":"001","medicalCardNumber":"002"}"#,
+        ),
+        env("20003", "invalid-json"),
+    ));
 
     // --- Paths: CRLF, traversal, encodings --------------------------------------------------
     rows.push(row(
@@ -802,20 +766,17 @@ fn rows() -> Vec<Row> {
     ));
 
     // --- Oversize heads ----------------------------------------------------------------------
-    rows.push(
-        row(
-            "one 70 KiB header value",
-            His,
-            req(
-                "POST",
-                GOOD_PATH,
-                &[("X-Padding", &"a".repeat(70 * KB))],
-                GOOD_BODY.as_bytes(),
-            ),
-            Expect::HttpRefused(&[431]),
-        )
-        .known_bug(SOFT_HEAD_LIMIT_BUG),
-    );
+    rows.push(row(
+        "one 70 KiB header value",
+        His,
+        req(
+            "POST",
+            GOOD_PATH,
+            &[("X-Padding", &"a".repeat(70 * KB))],
+            GOOD_BODY.as_bytes(),
+        ),
+        Expect::HttpRefused(&[431]),
+    ));
     rows.push(row(
         "one 1 MiB header value",
         His,
@@ -933,15 +894,12 @@ fn rows() -> Vec<Row> {
         post_soap(soap11("genCard", "{\"name\": 'x',,}").as_bytes()),
         env("20003", "invalid-json"),
     ));
-    rows.push(
-        row(
-            "SOAP: param JSON nested 10,000 levels",
-            His,
-            post_soap(soap11("genCard", &String::from_utf8_lossy(&nested_json(10_000))).as_bytes()),
-            env("20003", "invalid-json"),
-        )
-        .known_bug(DEEP_JSON_BUG),
-    );
+    rows.push(row(
+        "SOAP: param JSON nested 10,000 levels",
+        His,
+        post_soap(soap11("genCard", &String::from_utf8_lossy(&nested_json(10_000))).as_bytes()),
+        env("20003", "invalid-json"),
+    ));
     rows.push(row(
         "SOAP: &#0; character reference in param",
         His,
@@ -1088,15 +1046,12 @@ fn rows() -> Vec<Row> {
         get("/pacs/dcm?dcmId=size-16&hospitalId=253%0d%0aX-Evil:1"),
         refusal(400, "bad-dcm-id"),
     ));
-    rows.push(
-        row(
-            "/pacs/dcm with invalid UTF-8 (%ff%fe) in dcmId",
-            Cloud,
-            get("/pacs/dcm?dcmId=size-16%ff%fe"),
-            refusal(400, "bad-dcm-id"),
-        )
-        .known_bug(LOSSY_DCM_ID_BUG),
-    );
+    rows.push(row(
+        "/pacs/dcm with invalid UTF-8 (%ff%fe) in dcmId",
+        Cloud,
+        get("/pacs/dcm?dcmId=size-16%ff%fe"),
+        refusal(400, "bad-dcm-id"),
+    ));
     rows.push(row(
         "/pacs/dcm without dcmId",
         Cloud,
@@ -1958,13 +1913,6 @@ async fn hostile_inputs_are_refused_cleanly_and_nothing_is_forwarded() {
 // HIS answers: a LAN link never leaves the box in clear
 // ---------------------------------------------------------------------------
 
-const DEEP_ANSWER_BUG: &str = "the HIS answer check (accept_json_answer, IgnoredAny) has no \
-    depth limit but the link rewriter gives up past 128 levels and passes the answer through \
-    unchanged: its LAN links reach the cloud in clear";
-const USERINFO_LINK_BUG: &str = "a link to an internal host with user:password@ is not \
-    rewritten (is_internal requires no userinfo) and reaches the cloud in clear, credentials \
-    included";
-
 /// Odd answers from the HIS: whatever their shape, the cloud never sees the PACS's LAN
 /// address (the answer is rewritten to `/files` links, or refused).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -2029,14 +1977,19 @@ async fn his_answers_never_carry_a_lan_link_out_in_clear() {
                 "[".repeat(deep),
                 "]".repeat(deep)
             ),
-            Some(DEEP_ANSWER_BUG),
+            None,
+        ),
+        (
+            "a key with a lone surrogate escape",
+            format!(r#"{{"code":"10001","\ud800":"","data":{{"pdfUrl":"{link}"}}}}"#),
+            None,
         ),
         (
             "link with user:password@ on the internal host",
             format!(
                 r#"{{"code":"10001","data":{{"pdfUrl":"http://pacs:secret@{lan}/file/size-16"}}}}"#
             ),
-            Some(USERINFO_LINK_BUG),
+            None,
         ),
     ];
     let client = plain_client();

@@ -1,0 +1,9 @@
+//! Any HIS answer through the LAN-link rewriter (candidate_spans + splice).
+//! The properties are in `fuzz/checks.rs`, shared with `tests/fuzz_regressions.rs`.
+#![no_main]
+
+#[allow(dead_code)] // each target uses one of the checks
+#[path = "../checks.rs"]
+mod checks;
+
+libfuzzer_sys::fuzz_target!(|data: &[u8]| checks::link_rewrite(data));
