@@ -574,39 +574,37 @@ async fn cloud_checks(cloud: &CloudConfig) -> Vec<Check> {
         Some(h) if h.parse::<std::net::IpAddr>().is_ok() => {
             Check::pass(CLOUD_DNS, "IP address, no DNS needed")
         }
-        Some(host) => {
-            match tokio::time::timeout(CHECK_TIMEOUT, tokio::net::lookup_host((host, port))).await {
-                Ok(Ok(addrs)) => {
-                    let mut ips: Vec<String> = Vec::new();
-                    for a in addrs {
-                        let ip = a.ip().to_string();
-                        if !ips.contains(&ip) {
-                            ips.push(ip);
-                        }
-                    }
-                    if ips.is_empty() {
-                        Check::fail(CLOUD_DNS, format!("{host}: no address"))
-                    } else {
-                        Check::pass(CLOUD_DNS, format!("{host} → {}", ips.join(", ")))
+        Some(host) => match tokio::time::timeout(CHECK_TIMEOUT, resolve(host, port)).await {
+            Ok(Ok(addrs)) => {
+                let mut ips: Vec<String> = Vec::new();
+                for a in addrs {
+                    let ip = a.ip().to_string();
+                    if !ips.contains(&ip) {
+                        ips.push(ip);
                     }
                 }
-                Ok(Err(e)) => Check::fail(
-                    CLOUD_DNS,
-                    format!(
-                        "{host} does not resolve ({e}): check /etc/resolv.conf and that the DMZ \
-                         may reach a DNS server, or ask the cloud team for the right name"
-                    ),
-                ),
-                Err(_) => Check::fail(
-                    CLOUD_DNS,
-                    format!(
-                        "{host}: no DNS answer within {}s: check /etc/resolv.conf and that the \
-                         DMZ may reach a DNS server",
-                        CHECK_TIMEOUT.as_secs()
-                    ),
-                ),
+                if ips.is_empty() {
+                    Check::fail(CLOUD_DNS, format!("{host}: no address"))
+                } else {
+                    Check::pass(CLOUD_DNS, format!("{host} → {}", ips.join(", ")))
+                }
             }
-        }
+            Ok(Err(e)) => Check::fail(
+                CLOUD_DNS,
+                format!(
+                    "{host} does not resolve ({e}): check /etc/resolv.conf and that the DMZ \
+                         may reach a DNS server, or ask the cloud team for the right name"
+                ),
+            ),
+            Err(_) => Check::fail(
+                CLOUD_DNS,
+                format!(
+                    "{host}: no DNS answer within {}s: check /etc/resolv.conf and that the \
+                         DMZ may reach a DNS server",
+                    CHECK_TIMEOUT.as_secs()
+                ),
+            ),
+        },
         None => Check::fail(CLOUD_DNS, format!("{} has no host", shown(url))),
     };
     if dns.status == Status::Fail {
@@ -1124,13 +1122,65 @@ async fn connect(url: &reqwest::Url, deadline: tokio::time::Instant) -> Result<(
     };
     // `host_str` keeps an IPv6 literal's brackets, which the resolver does not take.
     let host = host.trim_start_matches('[').trim_end_matches(']');
-    match tokio::time::timeout_at(deadline, tokio::net::TcpStream::connect((host, port))).await {
+    let addrs = match tokio::time::timeout_at(deadline, resolve(host, port)).await {
+        Ok(Ok(addrs)) => addrs,
+        Ok(Err(e)) => {
+            return Err(format!(
+                "cannot connect to {hp}: {host} does not resolve ({e})"
+            ))
+        }
+        Err(_) => return Err(no_answer(&hp)),
+    };
+    match tokio::time::timeout_at(deadline, tokio::net::TcpStream::connect(&addrs[..])).await {
         Ok(Ok(_)) => Ok(()),
         Ok(Err(e)) if e.kind() == std::io::ErrorKind::Other => {
             Err(format!("cannot connect to {hp}: {e}"))
         }
         Ok(Err(e)) => Err(explain_io(e.kind(), &hp)),
         Err(_) => Err(no_answer(&hp)),
+    }
+}
+
+/// A host's addresses, found the way the gateway's HTTP clients find them (reqwest's hickory
+/// resolver: /etc/hosts, then the name servers in /etc/resolv.conf, or Google's public DNS when
+/// that file names none), never through glibc's getaddrinfo/NSS, which the statically linked
+/// binary must not load.
+async fn resolve(host: &str, port: u16) -> Result<Vec<SocketAddr>, String> {
+    use hickory_resolver::config::{LookupIpStrategy, ResolverConfig, GOOGLE};
+    use hickory_resolver::net::runtime::TokioRuntimeProvider;
+    use hickory_resolver::TokioResolver;
+    if let Ok(ip) = host.parse::<std::net::IpAddr>() {
+        return Ok(vec![SocketAddr::new(ip, port)]);
+    }
+    let (mut builder, no_conf) = match TokioResolver::builder_tokio() {
+        Ok(b) => (b, None),
+        Err(e) => (
+            TokioResolver::builder_with_config(
+                ResolverConfig::udp_and_tcp(&GOOGLE),
+                TokioRuntimeProvider::default(),
+            ),
+            Some(e),
+        ),
+    };
+    builder.options_mut().ip_strategy = LookupIpStrategy::Ipv6AndIpv4;
+    let found = match builder.build() {
+        Ok(resolver) => resolver.lookup_ip(host).await.map_err(|e| {
+            if e.is_nx_domain() {
+                "no such name (NXDOMAIN)".to_string()
+            } else if e.is_no_records_found() {
+                "the name has no address record".to_string()
+            } else {
+                e.to_string()
+            }
+        }),
+        Err(e) => Err(e.to_string()),
+    };
+    match (found, no_conf) {
+        (Ok(ips), _) => Ok(ips.iter().map(|ip| SocketAddr::new(ip, port)).collect()),
+        (Err(e), None) => Err(e),
+        (Err(e), Some(conf)) => Err(format!(
+            "{e}; /etc/resolv.conf is unusable ({conf}), so Google's public DNS was asked"
+        )),
     }
 }
 

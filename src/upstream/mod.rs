@@ -213,6 +213,9 @@ pub fn client_builder_with_identity(
         .tls_backend_preconfigured(tls)
         .http1_only()
         .no_proxy()
+        // Names are resolved by hickory (reads /etc/resolv.conf and /etc/hosts), never through
+        // glibc's getaddrinfo/NSS, which a statically linked binary must not load at run time.
+        .hickory_dns(true)
         .redirect(reqwest::redirect::Policy::none())
         .connect_timeout(connect_timeout)
         .pool_idle_timeout(Duration::from_secs(50))
