@@ -179,6 +179,12 @@ pub fn json_to_xml(
     Ok(())
 }
 
+/// Longest JSON key written as an XML element name.
+pub const MAX_NAME_LEN: usize = 48;
+
+/// Largest XML `json_to_xml` writes (a SOAP request to the HIS).
+pub const MAX_XML_OUT: usize = 16 << 20;
+
 struct XmlWriter<'a> {
     prefix: Option<&'a str>,
     /// Written here first so a failure half-way leaves the caller's buffer untouched.
@@ -196,7 +202,9 @@ impl<'a> XmlWriter<'a> {
         let mut seen = HashSet::with_capacity(members.len());
         for (key, value) in members {
             let name = key.trim();
-            if !is_ncname(name) {
+            // The spec's longest name has 24 characters. A cap keeps the XML within a constant
+            // factor of the JSON: an element name is written again for every array item.
+            if !is_ncname(name) || name.len() > MAX_NAME_LEN {
                 return Err(XmlJsonError::BadName(shorten(key)));
             }
             if !seen.insert(name) {
@@ -213,6 +221,14 @@ impl<'a> XmlWriter<'a> {
     fn member(&mut self, name: &str, value: &'a Value, depth: usize) -> Result<(), XmlJsonError> {
         if depth > MAX_DEPTH {
             return Err(XmlJsonError::TooDeep(MAX_DEPTH));
+        }
+        // Element names repeat once per array item: a long key in a long array would otherwise
+        // grow the XML quadratically in the JSON's size.
+        if self.buf.len() > MAX_XML_OUT {
+            return Err(XmlJsonError::TooLarge {
+                size: self.buf.len(),
+                limit: MAX_XML_OUT,
+            });
         }
         match value {
             Value::Array(items) => {
@@ -1369,5 +1385,40 @@ mod tests {
         let msg = read_err(xml.as_bytes()).to_string();
         assert!(msg.len() < 300, "{msg}");
         assert!(!msg.contains('\n'));
+    }
+}
+
+#[cfg(test)]
+mod budget_tests {
+    use super::*;
+
+    #[test]
+    fn a_long_key_in_a_long_array_stops_at_the_budget() {
+        // JSON that would expand to hundreds of MiB of XML: keys at the name cap, many items.
+        let key = "k".repeat(MAX_NAME_LEN);
+        let items = vec![Value::Null; 1 << 22];
+        let mut map = Map::new();
+        map.insert(key, Value::Array(items));
+        let mut out = String::new();
+        let r = json_to_xml(&Value::Object(map), None, &mut out);
+        assert!(matches!(r, Err(XmlJsonError::TooLarge { .. })), "{r:?}");
+        assert!(out.is_empty(), "the caller's buffer is untouched");
+    }
+}
+
+#[cfg(test)]
+mod name_cap_tests {
+    use super::*;
+
+    #[test]
+    fn an_overlong_key_is_refused_not_repeated() {
+        let mut map = Map::new();
+        map.insert(
+            "k".repeat(MAX_NAME_LEN + 1),
+            Value::Array(vec![Value::Null; 1000]),
+        );
+        let mut out = String::new();
+        let r = json_to_xml(&Value::Object(map), None, &mut out);
+        assert!(matches!(r, Err(XmlJsonError::BadName(_))), "{r:?}");
     }
 }
