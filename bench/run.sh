@@ -3,7 +3,7 @@
 #
 #   bench/run.sh [--secs 10] [--conns 32] [--runs 1] [--only 1,2,3,4,5,6] [--json FILE]
 #                [--pacs-mib 1024] [--pacs-runs 3] [--outbox-secs 3] [--static] [--quiet-logs]
-#                [--jobs 2] [--keep]
+#                [--jobs 2] [--keep] [--perf DIR]
 #
 # Builds release once (prefront, examples/bench_upstream.rs, examples/outbox_bench.rs), starts
 # a fast loopback cloud (HTTPS) and SOAP HIS (HTTP) from examples/bench_upstream.rs, drives load
@@ -61,6 +61,8 @@ ap.add_argument("--static", action="store_true", help="build the static binary (
 ap.add_argument("--quiet-logs", action="store_true", help="no per-call log line in prefront (warn) nor nginx (access_log off)")
 ap.add_argument("--jobs", type=int, default=2, help="cargo build jobs (default 2)")
 ap.add_argument("--keep", action="store_true", help="keep the work directory (configs, logs)")
+ap.add_argument("--perf", metavar="DIR", help="after each prefront measurement, one more run of the same load "
+                "under `perf record` (cpu-clock samples of prefront); flat profiles go to DIR/<scenario>.txt")
 args = ap.parse_args(sys.argv[1:])
 ONLY = {s.strip() for s in args.only.split(",") if s.strip()}
 
@@ -411,8 +413,9 @@ end
 ''')
 
 
-def wrk(url, body, content_type, secs, soapaction=None, server_pids=(), conns=None):
-    """One wrk run; returns its figures plus the cores other processes used meanwhile."""
+def wrk(url, body, content_type, secs, soapaction=None, proxy_pids=(), upstream_pids=(), conns=None):
+    """One wrk run; returns its figures, the CPU the proxy used per request (a figure that holds
+    up on a busy machine far better than req/s) and the cores other processes used meanwhile."""
     out = os.path.join(WORK, "wrk.json")
     env = dict(os.environ, BENCH_BODY=body, BENCH_CT=content_type, BENCH_OUT=out)
     if soapaction is not None:
@@ -420,7 +423,8 @@ def wrk(url, body, content_type, secs, soapaction=None, server_pids=(), conns=No
     conns = conns or args.conns
     cmd = ["wrk", "-t", str(min(args.threads, conns)), "-c", str(conns), "-d", f"{max(1, int(secs))}s",
            "--timeout", "5s", "-s", WRK_LUA, url]
-    pids = list(server_pids)
+    pids = list(proxy_pids) + list(upstream_pids)
+    proxy0 = sum(pid_jiffies(p) for p in proxy_pids)
     ours0 = sum(pid_jiffies(p) for p in pids)
     b0, _ = cpu_jiffies()
     t0 = time.monotonic()
@@ -433,6 +437,7 @@ def wrk(url, body, content_type, secs, soapaction=None, server_pids=(), conns=No
     elapsed = time.monotonic() - t0
     b1, _ = cpu_jiffies()
     ours1 = sum(pid_jiffies(q) for q in pids)
+    proxy1 = sum(pid_jiffies(q) for q in proxy_pids)
     if p.returncode != 0:
         raise SystemExit(f"wrk failed ({p.returncode}): {p.stderr.read().decode()}")
     r = json.load(open(out))
@@ -440,15 +445,46 @@ def wrk(url, body, content_type, secs, soapaction=None, server_pids=(), conns=No
     r["rps"] = r["requests"] / (r["duration_us"] / 1e6)
     r["others_cpus"] = round(max(0.0, ((b1 - b0) - (ours1 - ours0)) / CLK - wrk_cpu) / elapsed, 3)
     r["servers_cpus"] = round((ours1 - ours0) / CLK / elapsed, 3)
+    r["proxy_cpus"] = round((proxy1 - proxy0) / CLK / elapsed, 3)
+    r["proxy_cpu_us_per_req"] = round((proxy1 - proxy0) / CLK / max(1, r["requests"]) * 1e6, 1)
     r["wrk_cpus"] = round(wrk_cpu / elapsed, 3)
     r["errors"] = r["connect_errors"] + r["read_errors"] + r["write_errors"] + r["status_errors"] + r["timeouts"]
     return r
 
 
-def load(url, body, ct, server_pids, soapaction=None, conns=None):
+def load(url, body, ct, proxy_pids, upstream_pids, soapaction=None, conns=None, profile=None):
     if args.warmup > 0:
-        wrk(url, body, ct, args.warmup, soapaction, server_pids, conns)
-    return wrk(url, body, ct, args.secs, soapaction, server_pids, conns)
+        wrk(url, body, ct, args.warmup, soapaction, proxy_pids, upstream_pids, conns)
+    res = wrk(url, body, ct, args.secs, soapaction, proxy_pids, upstream_pids, conns)
+    if args.perf and profile:
+        perf_profile(profile, proxy_pids, lambda: wrk(url, body, ct, args.secs, soapaction, proxy_pids,
+                                                      upstream_pids, conns))
+    return res
+
+
+def perf_profile(name, pids, run):
+    """Runs `run` while `perf record` samples `pids`; writes a flat profile to --perf DIR."""
+    os.makedirs(args.perf, exist_ok=True)
+    data = os.path.join(WORK, f"{name}.perf.data")
+    rec = spawn("perf", ["perf", "record", "-q", "-e", "cpu-clock", "-F", "1999", "-o", data,
+                         "-p", ",".join(map(str, pids))], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    time.sleep(0.3)
+    res = run()
+    rec.send_signal(signal.SIGINT)
+    rec.wait(30)
+    PROCS.remove(rec)
+    out = os.path.join(args.perf, f"{name}.txt")
+    with open(out, "w") as f:
+        f.write(f"# perf record -e cpu-clock -F 1999 on prefront during: {res['rps']:.0f} req/s, "
+                f"{res['proxy_cpu_us_per_req']:.0f} µs CPU/req\n")
+        f.flush()
+        subprocess.run(["perf", "report", "-i", data, "--stdio", "--no-children", "--sort", "dso,symbol",
+                        "--percent-limit", "0.3"], stdout=f, stderr=subprocess.DEVNULL)
+        f.write("\n# by shared object\n")
+        f.flush()
+        subprocess.run(["perf", "report", "-i", data, "--stdio", "--no-children", "--sort", "dso"],
+                       stdout=f, stderr=subprocess.DEVNULL)
+    log(f"   profile: {out}")
 
 
 def curl_post(url, body_file, ct, extra=()):
@@ -472,10 +508,13 @@ RESULTS = {"rows": [], "scenarios": {}}
 
 
 def row(scenario, what, value, unit, p50=None, p99=None, rss_kib=None, ratio=None, ratio_of=None,
-        target=None, verdict=None, others=None):
+        target=None, verdict=None, res=None):
+    """One line of the table; `res` is the wrk run it comes from, if any."""
     RESULTS["rows"].append(dict(scenario=scenario, what=what, value=value, unit=unit, p50_ms=p50,
                                 p99_ms=p99, peak_rss_kib=rss_kib, ratio=ratio, ratio_of=ratio_of,
-                                target=target, verdict=verdict, others_cpus=others))
+                                target=target, verdict=verdict,
+                                cpu_us_per_req=res and res["proxy_cpu_us_per_req"],
+                                others_cpus=res and res["others_cpus"]))
 
 
 def verdict(ok):
@@ -515,12 +554,13 @@ def scenario_1_2_3(up):
             for who in order:
                 log(f"   run {r + 1}/{args.runs}: {who}, {args.conns} connections, {args.secs:g} s")
                 if who == "prefront":
-                    res = load(url1, patient, JSON_CT, [pf.pid, up.p.pid])
+                    res = load(url1, patient, JSON_CT, [pf.pid], [up.p.pid], profile=r == 0 and "s1-prefront")
                 else:
                     res = load(f"http://127.0.0.1:{nginx.port}/{route1}", patient, JSON_CT,
-                               nginx.pids() + [up.p.pid])
+                               nginx.pids(), [up.p.pid], profile=r == 0 and "s1-nginx")
                 log(f"     {res['rps']:.0f} req/s, p50 {ms(res['p50_us'])} ms, p99 {ms(res['p99_us'])} ms, "
-                    f"errors {res['errors']}, others {res['others_cpus']:.2f} cpus")
+                    f"{res['proxy_cpu_us_per_req']:.0f} µs CPU/req, errors {res['errors']}, "
+                    f"others {res['others_cpus']:.2f} cpus")
                 runs[who].append(res)
         med = {k: sorted(v, key=lambda x: x["rps"])[len(v) // 2] for k, v in runs.items()}
         total = sum(x["requests"] for x in runs["prefront"])
@@ -534,14 +574,15 @@ def scenario_1_2_3(up):
         ratio = p["rps"] / n["rps"]
         p99_ok = p["p99_us"] <= n["p99_us"] + 1000
         row("1", "nginx reverse proxy (baseline)", round(n["rps"]), "req/s", ms(n["p50_us"]), ms(n["p99_us"]),
-            ng_hwm, 1.0, "nginx", others=n["others_cpus"])
+            ng_hwm, 1.0, "nginx", res=n)
         row("1", "prefront JSON relay", round(p["rps"]), "req/s", ms(p["p50_us"]), ms(p["p99_us"]), pf_hwm,
             round(ratio, 3), "nginx", "≥ 1.0× nginx; p99 ≤ nginx p99 + 1 ms",
-            f"{verdict(ratio >= 1.0)}; p99 {verdict(p99_ok)}", p["others_cpus"])
+            f"{verdict(ratio >= 1.0)}; p99 {verdict(p99_ok)}", p)
         out["s1"] = {"prefront": med["prefront"], "nginx": med["nginx"], "runs": runs,
                      "prefront_idle_rss_kib": idle1, "prefront_peak_rss_kib": pf_hwm,
                      "nginx_peak_rss_kib_sum": ng_hwm, "ratio": ratio, "p99_met": p99_ok,
-                     "outcomes": outcomes}
+                     "outcomes": outcomes,
+                     "cpu_per_req_ratio": n["proxy_cpu_us_per_req"] / max(0.1, p["proxy_cpu_us_per_req"])}
 
     base = out.get("s1", {}).get("prefront", {}).get("rps")
 
@@ -558,14 +599,14 @@ def scenario_1_2_3(up):
         ret = m and m[1].replace("&lt;", "<").replace("&gt;", ">").replace("&quot;", '"').replace("&amp;", "&")
         if not ret or json.loads(ret) != want_cloud:
             raise SystemExit(f"scenario 2: the SOAP answer does not carry the cloud's answer: {got[:300]!r}")
-        res = load(url2, soap, ct2, [pf.pid, up.p.pid], soapaction='""')
+        res = load(url2, soap, ct2, [pf.pid], [up.p.pid], soapaction='""', profile="s2-soap")
         outcomes = calls_by_outcome(pf.metrics(), route1)
         check_ok(outcomes, res["requests"], "scenario 2")
         hwm = status_kib(pf.pid, "VmHWM")
         pf.stop()
         r = vs_s1(res["rps"])
         row("2", "prefront SOAP endpoint", round(res["rps"]), "req/s", ms(res["p50_us"]), ms(res["p99_us"]),
-            hwm, r, "scenario 1", "≥ 0.8× scenario 1", r and verdict(r >= 0.8), res["others_cpus"])
+            hwm, r, "scenario 1", "≥ 0.8× scenario 1", r and verdict(r >= 0.8), res)
         out["s2"] = {"prefront": res, "peak_rss_kib": hwm, "ratio_vs_s1": r, "outcomes": outcomes}
 
     if "3" in ONLY:
@@ -577,7 +618,7 @@ def scenario_1_2_3(up):
             got = json.loads(curl_post(url3, query, JSON_CT))
             if got != want_his:
                 raise SystemExit(f"scenario 3 ({kind}): answered {json.dumps(got)[:300]}, not the HIS's answer")
-            res = load(url3, query, JSON_CT, [pf.pid, up.p.pid])
+            res = load(url3, query, JSON_CT, [pf.pid], [up.p.pid], profile=f"s3-{kind}")
             outcomes = calls_by_outcome(pf.metrics(), name)
             check_ok(outcomes, res["requests"], f"scenario 3 ({kind})")
             hwm = status_kib(pf.pid, "VmHWM")
@@ -586,7 +627,7 @@ def scenario_1_2_3(up):
             label = "SOAP out, param = string" if kind == "string" else "SOAP out, param = xml (30 fields, 2 arrays)"
             tgt = ("≥ 0.8× scenario 1", r and verdict(r >= 0.8)) if kind == "string" else (None, None)
             row("3", label, round(res["rps"]), "req/s", ms(res["p50_us"]), ms(res["p99_us"]), hwm, r,
-                "scenario 1", tgt[0], tgt[1], res["others_cpus"])
+                "scenario 1", tgt[0], tgt[1], res)
             out[f"s3_{kind}"] = {"prefront": res, "peak_rss_kib": hwm, "ratio_vs_s1": r, "outcomes": outcomes}
     return out
 
@@ -618,7 +659,7 @@ def scenario_4(up):
     url = f"http://127.0.0.1:{ports['his']}/{route}"
     conns = max(args.conns, 64)
     res = wrk(url, up.file("patient.json"), "application/json;charset=UTF-8", args.secs,
-              server_pids=[pf.pid], conns=conns)
+              proxy_pids=[pf.pid], conns=conns)
     met = pf.metrics()
     outcomes = calls_by_outcome(met, route)
     queued, depth = outcomes.get("queued", 0), buffer_depth(met)
@@ -628,7 +669,7 @@ def scenario_4(up):
     r = res["rps"] / raw if raw else None
     row("4", f"notify over HTTP, cloud down, {conns} conns (end to end)", round(res["rps"]), "/s",
         ms(res["p50_us"]), ms(res["p99_us"]), hwm, r and round(r, 3), "raw fsync",
-        "≥ 20,000/s and ≥ 10× raw fsync", verdict(res["rps"] >= 20000 and (r or 0) >= 10), res["others_cpus"])
+        "≥ 20,000/s and ≥ 10× raw fsync", verdict(res["rps"] >= 20000 and (r or 0) >= 10), res)
     out["e2e"] = {"wrk": res, "outcomes": outcomes, "depth": depth, "peak_rss_kib": hwm, "ratio_vs_raw_fsync": r}
     # Bring the cloud back where prefront expects it and time the drain (bounded).
     log(f"   {depth} calls wait in the buffer; the cloud comes back")
@@ -778,7 +819,8 @@ def fmt(v, nd=1):
 
 
 def table():
-    head = ["#", "scenario", "rate / value", "p50 ms", "p99 ms", "peak RSS", "ratio", "target", "verdict", "others' CPU"]
+    head = ["#", "scenario", "rate / value", "p50 ms", "p99 ms", "peak RSS", "ratio", "target", "verdict",
+            "CPU µs/req", "others' CPU"]
     lines = []
     for r in RESULTS["rows"]:
         val = "" if r["value"] is None else f"{fmt(r['value'])} {r['unit']}"
@@ -787,9 +829,11 @@ def table():
         p50 = "" if r["p50_ms"] is None else f"{r['p50_ms']:.2f}"
         p99 = "" if r["p99_ms"] is None else f"{r['p99_ms']:.2f}"
         oth = "" if r["others_cpus"] is None else f"{r['others_cpus']:.2f}"
-        lines.append([r["scenario"], r["what"], val, p50, p99, rss, ratio, r["target"] or "", r["verdict"] or "", oth])
+        cpu = "" if r["cpu_us_per_req"] is None else f"{r['cpu_us_per_req']:.0f}"
+        lines.append([r["scenario"], r["what"], val, p50, p99, rss, ratio, r["target"] or "", r["verdict"] or "",
+                      cpu, oth])
     w = [max(len(str(x[i])) for x in [head] + lines) for i in range(len(head))]
-    right = {2, 3, 4, 5, 9}
+    right = {2, 3, 4, 5, 9, 10}
     def line(cells):
         return "  ".join(str(c).rjust(w[i]) if i in right else str(c).ljust(w[i]) for i, c in enumerate(cells)).rstrip()
     return "\n".join([line(head), line(["-" * x for x in w])] + [line(l) for l in lines])
@@ -820,7 +864,8 @@ def main():
           f"load average {RESULTS['load_at_start']:.2f} at start, {RESULTS['load_at_end']:.2f} at end; "
           f"{RESULTS['wall_s']:.0f} s in all")
     print(table())
-    print("others' CPU: cores used by processes outside this run during the measurement (0 = quiet machine)")
+    print("CPU µs/req: CPU time of the proxy process(es) alone per request (holds up on a busy machine far better "
+          "than req/s); others' CPU: cores used by processes outside this run during the measurement (0 = quiet)")
     if args.json:
         with open(args.json, "w") as f:
             json.dump(RESULTS, f, indent=2, ensure_ascii=False)

@@ -1,4 +1,5 @@
-//! Micro-benchmarks of the pure functions on the hot paths, so a regression shows per function:
+//! Micro-benchmarks of the pure functions on the hot paths, so a regression shows per function
+//! (`bench/RESULTS.md` has the profile of the whole calls these come from):
 //!
 //! ```text
 //! cargo bench --bench micro                  # full run (about a minute)
@@ -111,6 +112,30 @@ fn xml_json(c: &mut Criterion) {
     g.finish();
 }
 
+/// The JSON check every payload crossing the box passes (callers' bodies, SOAP params, the
+/// cloud's and the HIS's answers), beside serde_json's plain syntax check for scale.
+fn json_check(c: &mut Criterion) {
+    let inputs = [
+        ("1 KiB patient call", common::patient_request()),
+        ("cloud answer", common::cloud_answer()),
+        ("HIS answer, 30 fields", common::his_answer().to_string()),
+    ];
+    let mut g = c.benchmark_group("json");
+    for (what, text) in &inputs {
+        g.throughput(Throughput::Bytes(text.len() as u64));
+        g.bench_function(format!("validate ({what})"), |b| {
+            b.iter(|| prefront::json::validate(black_box(text.as_bytes())))
+        });
+        g.bench_function(format!("serde IgnoredAny ({what})"), |b| {
+            b.iter(|| {
+                serde_json::from_slice::<serde::de::IgnoredAny>(black_box(text.as_bytes()))
+                    .map(|_| ())
+            })
+        });
+    }
+    g.finish();
+}
+
 fn redact(c: &mut Criterion) {
     let patient = common::patient_request();
     let answer = common::his_answer().to_string();
@@ -194,5 +219,5 @@ fn auth(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, soap, xml_json, redact, rewrite, auth);
+criterion_group!(benches, soap, xml_json, json_check, redact, rewrite, auth);
 criterion_main!(benches);
