@@ -272,6 +272,9 @@ fn run(explicit: Option<&Path>) -> ExitCode {
     };
     let explicit = explicit.map(Path::to_path_buf);
     runtime.block_on(async {
+        // Handlers first: a SIGTERM or SIGHUP while binding must not kill the process.
+        let shutdown = shutdown_signal();
+        let hup = hangup_signal();
         let gateway = match prefront::Gateway::bind(loaded.config).await {
             Ok(g) => g,
             Err(e) => {
@@ -279,7 +282,7 @@ fn run(explicit: Option<&Path>) -> ExitCode {
                 return ExitCode::FAILURE;
             }
         };
-        tokio::spawn(reload_on_sighup(gateway.reloader(), explicit));
+        tokio::spawn(reload_on_sighup(hup, gateway.reloader(), explicit));
         if let Some(every) = sd_notify::watchdog_interval() {
             tokio::spawn(async move {
                 loop {
@@ -291,7 +294,7 @@ fn run(explicit: Option<&Path>) -> ExitCode {
         sd_notify::notify("READY=1\nSTATUS=serving");
         gateway
             .run(async {
-                shutdown_signal().await;
+                shutdown.await;
                 sd_notify::notify("STOPPING=1\nSTATUS=draining in-flight calls");
             })
             .await;
@@ -311,16 +314,19 @@ fn demo(fixed_ports: bool) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let result = runtime.block_on(prefront::demo::run(
-        fixed_ports,
-        |addrs| {
-            use std::io::Write;
-            let mut out = std::io::stdout().lock();
-            let _ = writeln!(out, "{}", prefront::demo::banner(addrs));
-            let _ = out.flush();
-        },
-        shutdown_signal(),
-    ));
+    let result = runtime.block_on(async {
+        prefront::demo::run(
+            fixed_ports,
+            |addrs| {
+                use std::io::Write;
+                let mut out = std::io::stdout().lock();
+                let _ = writeln!(out, "{}", prefront::demo::banner(addrs));
+                let _ = out.flush();
+            },
+            shutdown_signal(),
+        )
+        .await
+    });
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
@@ -333,8 +339,26 @@ fn demo(fixed_ports: bool) -> ExitCode {
 /// SIGHUP re-reads the configuration. A file with problems is refused with every problem logged,
 /// and the configuration in force stays; calls in flight finish with the one they started with.
 #[cfg(unix)]
-async fn reload_on_sighup(reloader: prefront::app::Reloader, explicit: Option<std::path::PathBuf>) {
-    let Ok(mut hup) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) else {
+type Hangup = Option<tokio::signal::unix::Signal>;
+#[cfg(not(unix))]
+type Hangup = ();
+
+/// The SIGHUP handler, registered now (call it inside the runtime).
+#[cfg(unix)]
+fn hangup_signal() -> Hangup {
+    tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).ok()
+}
+
+#[cfg(not(unix))]
+fn hangup_signal() -> Hangup {}
+
+#[cfg(unix)]
+async fn reload_on_sighup(
+    hup: Hangup,
+    reloader: prefront::app::Reloader,
+    explicit: Option<std::path::PathBuf>,
+) {
+    let Some(mut hup) = hup else {
         tracing::warn!("cannot listen for SIGHUP: configuration reload is off");
         return;
     };
@@ -376,28 +400,36 @@ async fn reload_on_sighup(reloader: prefront::app::Reloader, explicit: Option<st
 }
 
 #[cfg(not(unix))]
-async fn reload_on_sighup(_: prefront::app::Reloader, _: Option<std::path::PathBuf>) {}
+async fn reload_on_sighup(_: Hangup, _: prefront::app::Reloader, _: Option<std::path::PathBuf>) {}
 
-/// Completes on Ctrl-C or SIGTERM (what systemd and `docker stop` send).
-async fn shutdown_signal() {
-    let ctrl_c = async {
+/// Registers the Ctrl-C / SIGTERM handlers now — a signal during start-up must stop the box
+/// cleanly, not kill it — and completes when one arrives (what systemd and `docker stop` send).
+/// Call it inside the runtime.
+fn shutdown_signal() -> impl std::future::Future<Output = ()> {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, Signal, SignalKind};
+        let term = signal(SignalKind::terminate()).ok();
+        let int = signal(SignalKind::interrupt()).ok();
+        async move {
+            async fn wait(s: Option<Signal>) {
+                match s {
+                    Some(mut s) => {
+                        s.recv().await;
+                    }
+                    None => std::future::pending::<()>().await,
+                }
+            }
+            tokio::select! {
+                _ = wait(term) => {},
+                _ = wait(int) => {},
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    async {
         if tokio::signal::ctrl_c().await.is_err() {
             std::future::pending::<()>().await;
         }
-    };
-    #[cfg(unix)]
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
-        }
-    };
-    #[cfg(not(unix))]
-    let term = std::future::pending::<()>();
-    tokio::select! {
-        _ = ctrl_c => {},
-        _ = term => {},
     }
 }
