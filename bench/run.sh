@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Benchmark harness (issue 9): prefront against a baseline measured in the same run, on loopback.
 #
-#   bench/run.sh [--secs 10] [--conns 32] [--runs 1] [--only 1,2,3,4,5,6] [--json FILE]
+#   bench/run.sh [--secs 10] [--conns 32] [--runs 1] [--only 1,2,3,4,5,6,c] [--json FILE]
 #                [--pacs-mib 1024] [--pacs-runs 3] [--outbox-secs 3] [--static] [--quiet-logs]
 #                [--jobs 2] [--keep] [--perf DIR]
 #
@@ -20,6 +20,8 @@
 #   6  footprint: idle RSS, RSS with 1,000 idle keep-alive connections, start-up to /readyz
 #      (best of 5), binary size (and the static binary of packaging/build-static.sh if built;
 #      --static builds it first)
+#   c  (only when asked: --only ...,c) scenarios 1-3 and nginx in instructions per call under
+#      valgrind's callgrind: deterministic, so comparable on a busy machine (user space only)
 # Both proxies log one line per call to a file, as they do by default (prefront `info`, nginx's
 # access log); --quiet-logs turns both off. The load average and the CPU other processes use are
 # printed before each scenario, with a warning when the machine is not quiet: take figures to
@@ -52,7 +54,8 @@ ap.add_argument("--warmup", type=int, default=2, help="seconds of unmeasured loa
 ap.add_argument("--conns", type=int, default=32, help="concurrent connections (default 32)")
 ap.add_argument("--threads", type=int, default=1, help="wrk threads (default 1: leave the cores to the proxies)")
 ap.add_argument("--runs", type=int, default=1, help="alternating prefront/nginx runs in scenario 1, median kept (default 1)")
-ap.add_argument("--only", default="1,2,3,4,5,6", help="scenarios to run, e.g. 1,6")
+ap.add_argument("--only", default="1,2,3,4,5,6", help="scenarios to run, e.g. 1,6; add c for instructions "
+                "per call of scenarios 1-3 under callgrind (the same on a busy machine)")
 ap.add_argument("--json", help="write every figure as JSON to this file")
 ap.add_argument("--pacs-mib", type=int, default=1024)
 ap.add_argument("--pacs-runs", type=int, default=3)
@@ -282,12 +285,12 @@ level = "{level}"
 
 
 class Prefront:
-    def __init__(self, config, ports, name="prefront"):
+    def __init__(self, config, ports, name="prefront", wrap=()):
         self.ports = ports
         self.logf = open(os.path.join(WORK, f"{name}.log"), "ab")
         self.t_spawn = time.monotonic()
-        self.p = spawn(name, [BIN, "run", "--config", config], stdout=self.logf, stderr=self.logf)
-        self.ready_s = wait_ready(self.ports["admin"], self.p, self.t_spawn)
+        self.p = spawn(name, [*wrap, BIN, "run", "--config", config], stdout=self.logf, stderr=self.logf)
+        self.ready_s = wait_ready(self.ports["admin"], self.p, self.t_spawn, 60.0 if wrap else 15.0)
         self.pid = self.p.pid
 
     def metrics(self):
@@ -343,13 +346,15 @@ def buffer_depth(metrics_text):
 
 
 class Nginx:
-    def __init__(self, up):
-        self.dir = os.path.join(WORK, "nginx")
+    def __init__(self, up, wrap=(), name="nginx"):
+        """`wrap`: a command to run nginx under (valgrind), which then runs as one process."""
+        self.dir = os.path.join(WORK, name)
         os.makedirs(os.path.join(self.dir, "tmp"), exist_ok=True)
         self.port = free_port()
         access = "access_log off;" if args.quiet_logs else f"access_log {self.dir}/access.log;"
         conf = f"""# written by bench/run.sh: a plain reverse proxy, HTTP in, HTTPS out (TLS verified, kept alive)
-worker_processes auto;
+worker_processes {1 if wrap else "auto"};
+{"master_process off;" if wrap else ""}
 daemon off;
 pid {self.dir}/nginx.pid;
 error_log {self.dir}/error.log warn;
@@ -375,8 +380,9 @@ http {{
 """
         path = os.path.join(self.dir, "nginx.conf")
         open(path, "w").write(conf)
-        self.p = spawn("nginx", [NGINX, "-p", self.dir, "-c", path], stderr=open(os.path.join(self.dir, "stderr.log"), "wb"))
-        for _ in range(200):
+        self.p = spawn(name, [*wrap, NGINX, "-p", self.dir, "-c", path],
+                       stderr=open(os.path.join(self.dir, "stderr.log"), "wb"))
+        for _ in range(1500 if wrap else 200):
             try:
                 socket.create_connection(("127.0.0.1", self.port), timeout=1).close()
                 break
@@ -791,6 +797,93 @@ def scenario_6(up):
     return out
 
 
+def keepalive_calls(port, path, body_file, ct, n, tls=False):
+    """`n` calls one after the other on one keep-alive connection; each must answer 200."""
+    import ssl
+    body = open(body_file, "rb").read()
+    if tls:
+        c = http.client.HTTPSConnection("127.0.0.1", port, timeout=120, context=ssl._create_unverified_context())
+    else:
+        c = http.client.HTTPConnection("127.0.0.1", port, timeout=120)
+    try:
+        for _ in range(n):
+            c.request("POST", path, body, {"Content-Type": ct, "SOAPAction": '""'})
+            r = c.getresponse()
+            data = r.read()
+            if r.status != 200 or b"10001" not in data:
+                raise SystemExit(f"callgrind: {path} answered {r.status}: {data[:200]!r}")
+    finally:
+        c.close()
+
+
+def callgrind_ir(out_prefix, pid, run):
+    """Instructions executed by `pid` (user space, all threads) while `run()` runs."""
+    subprocess.run(["callgrind_control", "-z", str(pid)], check=True, capture_output=True)
+    run()
+    before = set(f for f in os.listdir(WORK) if f.startswith(out_prefix))
+    subprocess.run(["callgrind_control", "-d", str(pid)], check=True, capture_output=True)
+    for _ in range(100):
+        new = [f for f in os.listdir(WORK) if f.startswith(out_prefix) and f not in before]
+        if new and os.path.getsize(os.path.join(WORK, new[0])) > 0:
+            time.sleep(0.2)
+            text = open(os.path.join(WORK, new[0])).read()
+            m = re.search(r"^(?:summary|totals): (\d+)", text, re.M)
+            if m:
+                return int(m[1]), os.path.join(WORK, new[0])
+        time.sleep(0.1)
+    raise SystemExit("callgrind: no dump")
+
+
+def scenario_callgrind(up):
+    """Scenarios 1-3 counted in instructions per call under callgrind: the same on a busy machine
+    as on a quiet one (user space only: the kernel's share and the cycles per instruction are not
+    in it). One connection, calls one after the other, after 200 unmeasured ones."""
+    if not shutil.which("valgrind"):
+        log("== callgrind: valgrind is not installed (apt-get install valgrind): skipped")
+        return {}
+    out = {"machine": machine_check("callgrind: instructions per call (deterministic)")}
+    n = 1000
+    ports = {"his": free_port(), "cloud": free_port(), "admin": free_port()}
+    cfg = prefront_config(os.path.join(WORK, "prefront-cg.toml"), up, ports, buffer_name="buffer-cg")
+    cg = lambda prefix: ["valgrind", "--tool=callgrind", "--quiet", f"--callgrind-out-file={WORK}/{prefix}.%p"]
+    pf = Prefront(cfg, ports, "prefront-cg", wrap=cg("cg-prefront"))
+    j, x, q = up.file("patient.json"), up.file("soap.xml"), up.file("his_query.json")
+    JSON_CT = "application/json;charset=UTF-8"
+    cases = [
+        ("1", "prefront JSON relay", ports["his"], "/prefront/patient/getPatientInfo", j, JSON_CT, False),
+        ("2", "prefront SOAP endpoint", ports["his"], "/prefront/services/prefrontWebService", x,
+         "text/xml; charset=UTF-8", False),
+        ("3", "SOAP out, param = string", ports["cloud"], "/his/hospital.interface.queryMedicalInsuranceOrder", q,
+         JSON_CT, True),
+        ("3", "SOAP out, param = xml (30 fields, 2 arrays)", ports["cloud"], "/his/hospital.interface.queryWaitPay",
+         q, JSON_CT, True),
+    ]
+    ir = {}
+    for sc, what, port, path, body, ct, tls in cases:
+        keepalive_calls(port, path, body, ct, 200, tls)
+        total, dump = callgrind_ir("cg-prefront", pf.pid, lambda: keepalive_calls(port, path, body, ct, n, tls))
+        ir[what] = total / n
+        log(f"   {what}: {total / n:,.0f} instructions per call")
+        out[what] = {"ir_per_call": total / n, "dump": os.path.basename(dump)}
+    pf.stop()
+    ng = Nginx(up, wrap=cg("cg-nginx"), name="nginx-cg")
+    path1 = "/prefront/patient/getPatientInfo"
+    keepalive_calls(ng.port, path1, j, JSON_CT, 200)
+    total, _ = callgrind_ir("cg-nginx", ng.p.pid, lambda: keepalive_calls(ng.port, path1, j, JSON_CT, n))
+    stop(ng.p)
+    ir_ng = total / n
+    log(f"   nginx reverse proxy: {ir_ng:,.0f} instructions per call")
+    out["nginx"] = {"ir_per_call": ir_ng}
+    s1 = ir["prefront JSON relay"]
+    row("c", "callgrind: nginx reverse proxy (baseline)", round(ir_ng), "instr/call", ratio=1.0, ratio_of="nginx")
+    row("c", "callgrind: prefront JSON relay", round(s1), "instr/call", ratio=round(ir_ng / s1, 3),
+        ratio_of="nginx (work: nginx/prefront)")
+    for what in list(ir)[1:]:
+        row("c", f"callgrind: {what}", round(ir[what]), "instr/call", ratio=round(s1 / ir[what], 3),
+            ratio_of="scenario 1 (work)")
+    return out
+
+
 # ---------------------------------------------------------------------------------------------
 # Report
 
@@ -845,7 +938,7 @@ def main():
                                                         "pacs_runs", "outbox_secs", "quiet_logs")}
     RESULTS["load_at_start"] = loadavg()
     build()
-    up = Upstream() if ONLY & {"1", "2", "3", "4", "6"} else None
+    up = Upstream() if ONLY & {"1", "2", "3", "4", "6", "c"} else None
     if ONLY & {"1", "2", "3"}:
         RESULTS["scenarios"].update(scenario_1_2_3(up))
     if "4" in ONLY:
@@ -854,6 +947,8 @@ def main():
         RESULTS["scenarios"]["s5"] = scenario_5()
     if "6" in ONLY:
         RESULTS["scenarios"]["s6"] = scenario_6(up)
+    if "c" in ONLY:
+        RESULTS["scenarios"]["callgrind"] = scenario_callgrind(up)
     RESULTS["load_at_end"] = loadavg()
     RESULTS["wall_s"] = round(time.monotonic() - T0, 1)
     m = RESULTS["machine"]
