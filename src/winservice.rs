@@ -317,18 +317,36 @@ mod service {
     }
 
     /// What the .msi cannot set (wixl): the recovery actions, and the display name and
-    /// description in Chinese (wixl crashes on non-ASCII text). Done at every start; the display
-    /// name only when it differs, with the command line and settings the service already has.
-    fn configure_self() -> windows_service::Result<()> {
-        let manager = ServiceManager::local_computer(None::<&str>, ServiceManagerAccess::CONNECT)?;
-        let service = manager.open_service(
-            SERVICE_NAME,
-            ServiceAccess::CHANGE_CONFIG | ServiceAccess::QUERY_CONFIG,
-        )?;
-        set_recovery(&service)?;
-        service.set_description(super::DESCRIPTION)?;
-        let config = service.query_config()?;
-        if config.display_name != super::DISPLAY_NAME {
+    /// description in Chinese (wixl crashes on non-ASCII text). Done at every start, each part on
+    /// its own (Wine, for one, has no recovery actions); the display name only when it differs,
+    /// with the command line and settings the service already has. Returns what failed.
+    fn configure_self() -> Vec<String> {
+        let service =
+            match ServiceManager::local_computer(None::<&str>, ServiceManagerAccess::CONNECT)
+                .and_then(|m| {
+                    m.open_service(
+                        SERVICE_NAME,
+                        ServiceAccess::CHANGE_CONFIG | ServiceAccess::QUERY_CONFIG,
+                    )
+                }) {
+                Ok(s) => s,
+                Err(e) => return vec![format!("settings (cannot open it: {})", describe(&e))],
+            };
+        let mut failed = Vec::new();
+        if let Err(e) = set_recovery(&service) {
+            failed.push(format!(
+                "recovery actions (restart on failure): {}",
+                describe(&e)
+            ));
+        }
+        if let Err(e) = service.set_description(super::DESCRIPTION) {
+            failed.push(format!("description: {}", describe(&e)));
+        }
+        let rename = || -> windows_service::Result<()> {
+            let config = service.query_config()?;
+            if config.display_name == super::DISPLAY_NAME {
+                return Ok(());
+            }
             let exe = std::env::current_exe().map_err(windows_service::Error::Winapi)?;
             service.change_config(&ServiceInfo {
                 name: OsString::from(SERVICE_NAME),
@@ -336,15 +354,19 @@ mod service {
                 service_type: config.service_type,
                 start_type: config.start_type,
                 error_control: config.error_control,
+                // Quoted when it has spaces (C:\Program Files\…).
                 executable_path: exe,
                 // What the service manager started us with: `service run [--config …]`.
                 launch_arguments: std::env::args_os().skip(1).collect(),
                 dependencies: config.dependencies,
                 account_name: None, // unchanged
                 account_password: None,
-            })?;
+            })
+        };
+        if let Err(e) = rename() {
+            failed.push(format!("display name: {}", describe(&e)));
         }
-        Ok(())
+        failed
     }
 
     define_windows_service!(ffi_service_main, service_main);
@@ -504,12 +526,8 @@ mod service {
         for w in &loaded.warnings {
             tracing::warn!("config: {w}");
         }
-        if let Err(e) = configure_self() {
-            tracing::warn!(
-                "cannot set the service's recovery actions (restart on failure), display name or \
-                 description: {}",
-                describe(&e)
-            );
+        for what in configure_self() {
+            tracing::warn!("cannot set the service's {what}");
         }
         let runtime = match tokio::runtime::Builder::new_multi_thread()
             .enable_all()
