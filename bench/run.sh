@@ -900,7 +900,7 @@ def scenario_callgrind(up):
 
 def machine():
     cpu = next((l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name")), "?")
-    fs = subprocess.run(["df", "-T", "--output=source,fstype", "target"], capture_output=True, text=True).stdout.split("\n")[1:2]
+    fs = subprocess.run(["df", "--output=source,fstype", "target"], capture_output=True, text=True).stdout.split("\n")[1:2]
     git = lambda *a: subprocess.run(["git", *a], capture_output=True, text=True).stdout.rstrip("\n")
     return {
         "date": datetime.datetime.now().isoformat(timespec="seconds"),
