@@ -216,8 +216,16 @@ mod service {
                 &info,
                 ServiceAccess::CHANGE_CONFIG | ServiceAccess::START | ServiceAccess::QUERY_STATUS,
             )?;
-            service.set_description(super::DESCRIPTION)?;
-            set_recovery(&service)?;
+            // Not fatal (Wine has no recovery actions); the service tries again at every start.
+            if let Err(e) = service.set_description(super::DESCRIPTION) {
+                eprintln!("warning: cannot set the description: {}", describe(&e));
+            }
+            if let Err(e) = set_recovery(&service) {
+                eprintln!(
+                    "warning: cannot set the recovery actions (restart on failure): {}",
+                    describe(&e)
+                );
+            }
             service.start::<&str>(&[])?;
             Ok::<_, windows_service::Error>(service)
         })();
@@ -229,10 +237,8 @@ mod service {
                     ServiceState::StartPending,
                     Duration::from_secs(15),
                 );
-                println!(
-                    "state: {state:?}; configuration {}",
-                    config_path().display()
-                );
+                let config = explicit.map_or_else(config_path, Path::to_path_buf);
+                println!("state: {state:?}; configuration {}", config.display());
                 println!("log: {}", log_path().display());
                 ExitCode::SUCCESS
             }
