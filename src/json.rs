@@ -8,6 +8,7 @@
 //! - no number that is not finite (`1e999`) and no integer beyond the 64-bit range (a double
 //!   loses its digits: two different identifiers would compare equal).
 
+use std::borrow::Cow;
 use std::collections::HashSet;
 use std::fmt;
 
@@ -77,16 +78,58 @@ impl<'de> Visitor<'de> for CheckVisitor {
     }
 
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Checked, A::Error> {
-        let mut keys = HashSet::new();
-        while let Some(key) = map.next_key::<String>()? {
-            if keys.contains(&key) {
-                let shown: String = key.chars().take(64).collect();
+        // Keys are borrowed from the input where they can be (no escapes); a small object is
+        // checked with a linear scan, a large one with a set, so the common case allocates
+        // nothing on this per-call path.
+        let mut keys: Vec<Key<'de>> = Vec::new();
+        let mut set: Option<HashSet<Key<'de>>> = None;
+        while let Some(key) = map.next_key::<Key<'de>>()? {
+            let seen = match &mut set {
+                Some(set) => !set.insert(key.clone()),
+                None => keys.contains(&key),
+            };
+            if seen {
+                let shown: String = key.0.chars().take(64).collect();
                 return Err(de::Error::custom(format_args!("duplicate key `{shown}`")));
             }
+            if set.is_none() {
+                keys.push(key);
+                if keys.len() > SCAN_UP_TO {
+                    set = Some(keys.drain(..).collect());
+                }
+            }
             map.next_value::<Checked>()?;
-            keys.insert(key);
         }
         Ok(Checked)
+    }
+}
+
+/// Objects with at most this many keys are checked for duplicates by a linear scan.
+const SCAN_UP_TO: usize = 16;
+
+/// An object key, borrowed from the input when it has no escapes.
+#[derive(Clone, PartialEq, Eq, Hash)]
+struct Key<'de>(Cow<'de, str>);
+
+impl<'de> Deserialize<'de> for Key<'de> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Key<'de>, D::Error> {
+        struct KeyVisitor;
+        impl<'de> Visitor<'de> for KeyVisitor {
+            type Value = Key<'de>;
+
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("an object key")
+            }
+
+            fn visit_borrowed_str<E>(self, v: &'de str) -> Result<Key<'de>, E> {
+                Ok(Key(Cow::Borrowed(v)))
+            }
+
+            fn visit_str<E>(self, v: &str) -> Result<Key<'de>, E> {
+                Ok(Key(Cow::Owned(v.to_string())))
+            }
+        }
+        d.deserialize_str(KeyVisitor)
     }
 }
 
@@ -131,6 +174,20 @@ mod tests {
             assert!(validate(bad.as_bytes()).is_err(), "{bad}");
         }
         assert!(validate(nested(10_000).as_bytes()).is_err(), "deep nesting");
+        // Past the linear-scan size the set takes over; a duplicate is still found.
+        let many: Vec<String> = (0..40).map(|i| format!("\"k{i}\":{i}")).collect();
+        let big = format!("{{{}}}", many.join(","));
+        assert!(validate(big.as_bytes()).is_ok());
+        let dup = format!("{{{},\"k3\":0}}", many.join(","));
+        assert!(
+            validate(dup.as_bytes()).is_err(),
+            "duplicate past the scan size"
+        );
+        let dup_early = format!("{{\"k39\":0,{}}}", many.join(","));
+        assert!(
+            validate(dup_early.as_bytes()).is_err(),
+            "duplicate moved into the set"
+        );
         let e = validate(br#"{"secretName":1,"secretName":2}"#)
             .err()
             .map(|e| e.to_string())
