@@ -144,18 +144,11 @@ fn check_signature(
         )
         .err()?;
     call.log(DIRECTION, route, err.kind(), 401);
-    let mut r = Response::new(Body::new(bytes::Bytes::from(format!(
-        "signed call refused: {err}\n"
-    ))));
-    *r.status_mut() = hyper::StatusCode::UNAUTHORIZED;
-    let h = r.headers_mut();
-    h.insert(
-        hyper::header::CONTENT_TYPE,
-        hyper::header::HeaderValue::from_static("text/plain; charset=utf-8"),
-    );
-    h.insert(
-        crate::outcome::ERROR_HEADER,
-        hyper::header::HeaderValue::from_static(err.kind()),
+    let r = super::plain_refusal(
+        hyper::StatusCode::UNAUTHORIZED,
+        err.kind(),
+        format!("signed call refused: {err}\n"),
+        &call.request_id,
     );
     Some(r)
 }

@@ -566,6 +566,28 @@ pub fn method_not_allowed(allow: &'static str) -> Response<Body> {
     r
 }
 
+/// A plain-text refusal the box raises itself outside the JSON envelopes (file routes, signed
+/// calls): the status, `X-Prefront-Error: <kind>` and the caller's request id.
+pub fn plain_refusal(
+    status: StatusCode,
+    kind: &'static str,
+    text: impl Into<Bytes>,
+    request_id: &str,
+) -> Response<Body> {
+    let mut r = Response::new(Body::new(text.into()));
+    *r.status_mut() = status;
+    let h = r.headers_mut();
+    h.insert(
+        CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    h.insert(ERROR_HEADER, HeaderValue::from_static(kind));
+    if let Ok(v) = HeaderValue::from_str(request_id) {
+        h.insert("x-request-id", v);
+    }
+    r
+}
+
 /// The answer for a path this listener has nothing at.
 pub fn not_found(hint: &'static str) -> Response<Body> {
     let mut r = Response::new(Body::new(Bytes::from_static(hint.as_bytes())));

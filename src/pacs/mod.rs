@@ -21,7 +21,7 @@ use hyper::{Method, Response, StatusCode};
 pub use link::{LinkError, LinkSigner};
 
 use crate::config::{Config, InternalHost, PacsConfig};
-use crate::listener::{Body, BoxError, Call};
+use crate::listener::{plain_refusal, Body, BoxError, Call};
 
 /// Request headers passed on to the PACS.
 const FORWARD_REQUEST: &[&str] = &["range", "if-range", "if-none-match", "if-modified-since"];
@@ -106,21 +106,7 @@ impl Refusal {
 
     fn respond(&self, call: &Call, route: &str) -> Response<Body> {
         call.log(DIRECTION, route, self.kind, self.status.as_u16());
-        let mut r = Response::new(Body::new(Bytes::from_static(self.text.as_bytes())));
-        *r.status_mut() = self.status;
-        let h = r.headers_mut();
-        h.insert(
-            CONTENT_TYPE,
-            HeaderValue::from_static("text/plain; charset=utf-8"),
-        );
-        h.insert(
-            crate::outcome::ERROR_HEADER,
-            HeaderValue::from_static(self.kind),
-        );
-        if let Ok(v) = HeaderValue::from_str(&call.request_id) {
-            h.insert("x-request-id", v);
-        }
-        r
+        plain_refusal(self.status, self.kind, self.text, &call.request_id)
     }
 }
 
@@ -341,26 +327,17 @@ impl Pacs {
         if status.is_client_error() || status.is_server_error() {
             // The PACS's own error page stays on the LAN: it may name internal paths.
             call.log(DIRECTION, route, "pacs-status", status.as_u16());
-            let mut r = Response::new(Body::new(Bytes::from(format!(
-                "the image server answered {status}\n"
-            ))));
-            *r.status_mut() = status;
+            let mut r = plain_refusal(
+                status,
+                "pacs-status",
+                format!("the image server answered {status}\n"),
+                &call.request_id,
+            );
             if status == StatusCode::RANGE_NOT_SATISFIABLE {
                 // Its Content-Range (`bytes */N`) tells the client the real size.
                 if let Some(v) = answer.headers().get("content-range") {
                     r.headers_mut().insert("content-range", v.clone());
                 }
-            }
-            r.headers_mut().insert(
-                CONTENT_TYPE,
-                HeaderValue::from_static("text/plain; charset=utf-8"),
-            );
-            r.headers_mut().insert(
-                crate::outcome::ERROR_HEADER,
-                HeaderValue::from_static("pacs-status"),
-            );
-            if let Ok(v) = HeaderValue::from_str(&call.request_id) {
-                r.headers_mut().insert("x-request-id", v);
             }
             return r;
         }
