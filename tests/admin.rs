@@ -12,15 +12,13 @@ use support::{closed_port_addr, plain_client, MockUpstream, TestPki};
 const ADMIN: &str = "\n[admin]\nlisten = \"127.0.0.1:0\"\n";
 
 fn admin_url(gw: &TestGateway, path: &str) -> String {
-    format!(
-        "http://{}{path}",
-        gw.admin_addr.expect("the config has an [admin] section")
-    )
+    gw.admin_url(path)
 }
 
+/// `/metrics`, checked to be a complete OpenMetrics exposition.
 async fn scrape(gw: &TestGateway) -> String {
     let r = plain_client()
-        .get(admin_url(gw, "/metrics"))
+        .get(gw.admin_url("/metrics"))
         .send()
         .await
         .expect("metrics answer");
@@ -37,16 +35,9 @@ async fn scrape(gw: &TestGateway) -> String {
     text
 }
 
-/// The value of the sample whose name-and-labels part is exactly `series`, 0 when absent.
+/// The value of the sample `series`, 0 when absent.
 fn value(metrics: &str, series: &str) -> f64 {
-    metrics
-        .lines()
-        .find_map(|l| {
-            l.strip_prefix(series)
-                .and_then(|rest| rest.strip_prefix(' '))
-        })
-        .and_then(|v| v.trim().parse().ok())
-        .unwrap_or(0.0)
+    support::metric_sample(metrics, series).unwrap_or(0.0)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

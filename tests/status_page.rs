@@ -183,30 +183,16 @@ fn certificate_expiring_in(dir: &Path, days: u64) -> (PathBuf, PathBuf) {
     (cert_path, key_path)
 }
 
-/// The value of the sample whose name-and-labels part is exactly `series`, if present.
 fn sample(metrics: &str, series: &str) -> Option<f64> {
-    metrics.lines().find_map(|l| {
-        l.strip_prefix(series)
-            .and_then(|rest| rest.strip_prefix(' '))
-            .and_then(|v| v.trim().parse().ok())
-    })
+    support::metric_sample(metrics, series)
 }
 
 fn admin_url(gw: &TestGateway, path: &str) -> String {
-    format!(
-        "http://{}{path}",
-        gw.admin_addr.expect("[admin] configured")
-    )
+    gw.admin_url(path)
 }
 
 async fn scrape(gw: &TestGateway) -> String {
-    let r = plain_client()
-        .get(admin_url(gw, "/metrics"))
-        .send()
-        .await
-        .expect("metrics answer");
-    assert_eq!(r.status(), 200);
-    r.text().await.expect("metrics body")
+    gw.metrics().await
 }
 
 /// The DOM cell for one series: exactly one must exist.

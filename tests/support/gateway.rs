@@ -34,6 +34,25 @@ impl TestGateway {
         }
     }
 
+    /// `http://<admin listener><path>`; panics when the TOML has no `[admin]`.
+    pub fn admin_url(&self, path: &str) -> String {
+        format!(
+            "http://{}{path}",
+            self.admin_addr.expect("the config has an [admin] section")
+        )
+    }
+
+    /// The admin listener's `/metrics` text (asserting a 200).
+    pub async fn metrics(&self) -> String {
+        let r = super::plain_client()
+            .get(self.admin_url("/metrics"))
+            .send()
+            .await
+            .expect("metrics answer");
+        assert_eq!(r.status(), 200);
+        r.text().await.expect("metrics body")
+    }
+
     /// Signals shutdown and waits for the drain to finish.
     pub async fn shutdown(mut self) {
         if let Some(s) = self.stop.take() {
@@ -136,4 +155,13 @@ level = "info"
 {extra}
 "#
     )
+}
+
+/// The value of the sample whose name-and-labels part is exactly `series`, if present.
+pub fn metric_sample(metrics: &str, series: &str) -> Option<f64> {
+    metrics.lines().find_map(|l| {
+        l.strip_prefix(series)
+            .and_then(|rest| rest.strip_prefix(' '))
+            .and_then(|v| v.trim().parse().ok())
+    })
 }
