@@ -237,4 +237,29 @@ mod tests {
         let t = String::from_utf8(b).unwrap_or_default();
         assert_eq!(s.verify(&t, 10), Err(LinkError::Forged));
     }
+
+    #[test]
+    fn the_generated_key_is_kept_and_a_damaged_one_is_refused() {
+        let dir = std::env::temp_dir().join(format!("prefront-linkkey-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let path = dir.join("state").join("pacs-link.key");
+        assert_eq!(load_key(&path).ok(), Some(None), "nothing yet");
+        let first = load_or_create_key(&path).unwrap_or_default();
+        assert_eq!(first.len(), 32);
+        assert_eq!(load_or_create_key(&path).unwrap_or_default(), first, "kept");
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = std::fs::metadata(&path).map(|m| m.permissions().mode() & 0o777);
+            assert_eq!(mode.ok(), Some(0o600), "owner only");
+        }
+        std::fs::write(&path, b"short").unwrap_or_default();
+        let err = load_or_create_key(&path).err().map(|e| e.to_string());
+        assert!(
+            err.as_deref()
+                .is_some_and(|e| e.contains("shorter than 32 bytes")),
+            "{err:?}"
+        );
+        let _ = std::fs::remove_dir_all(&dir);
+    }
 }
