@@ -255,7 +255,7 @@ fn run(explicit: Option<&Path>) -> ExitCode {
             return ExitCode::from(EXIT_CONFIG);
         }
     };
-    prefront::telemetry::init(&loaded.config.log.level);
+    let _log = prefront::telemetry::init(&loaded.config.log.level);
     tracing::info!(version = env!("CARGO_PKG_VERSION"), config = %source, "prefront starting");
     for w in &loaded.warnings {
         tracing::warn!("config: {w}");
@@ -303,7 +303,7 @@ fn run(explicit: Option<&Path>) -> ExitCode {
 }
 
 fn demo(fixed_ports: bool) -> ExitCode {
-    prefront::telemetry::init("info");
+    let _log = prefront::telemetry::init("info");
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

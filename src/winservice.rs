@@ -494,11 +494,12 @@ mod service {
             Some(Ok(l)) => l.config.log.level.clone(),
             _ => "info".to_string(),
         };
-        match log {
+        // Held to the end of the service run: dropping it writes out the last lines.
+        let _log = match log {
             Ok(file) => prefront::telemetry::init_file(&level, file),
             // Nowhere to write: the SCM still sees the exit code.
             Err(_) => prefront::telemetry::init(&level),
-        }
+        };
         let ((path, created), loaded) = match (ensured, loaded) {
             (Ok(p), Some(l)) => (p, l),
             (Err(e), _) => {
