@@ -12,7 +12,8 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use prefront::buffer::sled_store::SledOutbox;
 use prefront::buffer::{
-    now_ms, DeadOrLive, DeadRecord, Enqueued, Outbox, OutboxError, Record, RecordId, RouteStats,
+    enqueue_async, now_ms, DeadOrLive, DeadRecord, Enqueued, Outbox, OutboxError, Record, RecordId,
+    RouteStats,
 };
 use serde_json::{json, Map, Value};
 
@@ -1227,4 +1228,85 @@ fn retried_key_stays_deduplicated() {
         Enqueued::AlreadyQueued(retried.id),
         "a record with this key is queued, so the call must not be queued again"
     );
+}
+
+/// `enqueue_async` (the listener's path): many callers wait on the group commit as tasks, not
+/// threads. Every acknowledged call is a distinct record that a reopened store still holds, in
+/// the order the ids say; callers with the same key share one record.
+#[test]
+fn async_callers_share_commits_and_lose_nothing() {
+    let dir = TempDir::new("prefront-outbox-async");
+    let path = dir.path().join("buffer");
+    let store: std::sync::Arc<dyn Outbox> =
+        std::sync::Arc::new(SledOutbox::open(&path, MAX_BYTES, RESULT_TTL).unwrap());
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let (route, keyed) = (ROUTES[0], ROUTES[1]);
+    let (plain, same_key): (Vec<Enqueued>, Vec<Enqueued>) = runtime.block_on(async {
+        let mut plain = Vec::new();
+        let mut keyed_calls = Vec::new();
+        for i in 0..200 {
+            let s = store.clone();
+            plain.push(tokio::spawn(async move {
+                let body = format!("{{\"n\":{i}}}");
+                enqueue_async(s.as_ref(), route, None, body.as_bytes(), &format!("r{i}")).await
+            }));
+        }
+        for i in 0..20 {
+            let s = store.clone();
+            keyed_calls.push(tokio::spawn(async move {
+                enqueue_async(
+                    s.as_ref(),
+                    keyed,
+                    Some("refundNo=R9"),
+                    b"{}",
+                    &format!("k{i}"),
+                )
+                .await
+            }));
+        }
+        let mut a = Vec::new();
+        for t in plain {
+            a.push(t.await.unwrap().expect("acknowledged"));
+        }
+        let mut b = Vec::new();
+        for t in keyed_calls {
+            b.push(t.await.unwrap().expect("acknowledged"));
+        }
+        (a, b)
+    });
+    let ids: BTreeSet<u64> = plain
+        .iter()
+        .map(|e| match e {
+            Enqueued::New(id) => *id,
+            other => panic!("a call without a key is always new: {other:?}"),
+        })
+        .collect();
+    assert_eq!(ids.len(), 200, "200 distinct records");
+    let new_keyed = same_key
+        .iter()
+        .filter(|e| matches!(e, Enqueued::New(_)))
+        .count();
+    assert_eq!(new_keyed, 1, "one record for one key: {same_key:?}");
+    assert!(
+        same_key
+            .iter()
+            .all(|e| matches!(e, Enqueued::New(_) | Enqueued::AlreadyQueued(_))),
+        "{same_key:?}"
+    );
+
+    drop(runtime);
+    drop(store);
+    let store = SledOutbox::open(&path, MAX_BYTES, RESULT_TTL).unwrap();
+    assert_eq!(store.depth(route).unwrap(), 200);
+    assert_eq!(store.depth(keyed).unwrap(), 1);
+    let mut held = Vec::new();
+    while let Some(rec) = store.head(route).unwrap() {
+        held.push(rec.id);
+        store.delivered(&rec, b"{}").unwrap();
+    }
+    assert_eq!(held, ids.into_iter().collect::<Vec<_>>(), "FIFO by id");
 }

@@ -53,6 +53,69 @@ pub enum Enqueued {
     Delivered(Vec<u8>),
 }
 
+/// What `Outbox::admit` decided: the answer now, or an answer that holds once the group commit
+/// numbered `ticket` is durable on disk.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Admission {
+    /// Nothing to wait for (a cached result).
+    Now(Enqueued),
+    /// The record (or an earlier one with the same key) is written; `then` is the answer once
+    /// commit `ticket` has been fsync'd.
+    AfterCommit { ticket: u64, then: Enqueued },
+}
+
+/// The group commit's progress, for callers that wait without a thread of their own.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Commits {
+    /// Every ticket up to this one is durable.
+    pub durable: u64,
+    /// A commit failed: nothing after it can be promised (until a restart).
+    pub failed: Option<String>,
+    /// The store is closing: no further commit will be made.
+    pub closing: bool,
+}
+
+/// Accepts a call like `Outbox::enqueue`, but waits for the group commit as an async task
+/// instead of a blocked thread: many callers wait on one fsync without one thread each.
+/// `admit` does no fsync; it takes the store's locks and may read sled's page cache.
+pub async fn enqueue_async(
+    outbox: &dyn Outbox,
+    route: &str,
+    key: Option<&str>,
+    body: &[u8],
+    request_id: &str,
+) -> Result<Enqueued, OutboxError> {
+    let (ticket, then) = match outbox.admit(route, key, body, request_id)? {
+        Admission::Now(e) => return Ok(e),
+        Admission::AfterCommit { ticket, then } => (ticket, then),
+    };
+    let mut commits = outbox.commits();
+    let seen = commits
+        .wait_for(|c| c.durable >= ticket || c.failed.is_some() || c.closing)
+        .await
+        .map(|c| c.clone())
+        .unwrap_or(Commits {
+            closing: true,
+            ..Commits::default()
+        });
+    commit_outcome(&seen, ticket).map(|()| then)
+}
+
+/// Whether `ticket` is durable according to `c`, or why it never will be.
+pub(crate) fn commit_outcome(c: &Commits, ticket: u64) -> Result<(), OutboxError> {
+    if c.durable >= ticket {
+        Ok(())
+    } else if let Some(e) = &c.failed {
+        Err(OutboxError::Storage(format!(
+            "the buffer could not be made durable: {e}"
+        )))
+    } else {
+        Err(OutboxError::Storage(
+            "the buffer is closing: shutdown".to_string(),
+        ))
+    }
+}
+
 /// Per-route figures for the operator and the metrics.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct RouteStats {
@@ -74,8 +137,9 @@ pub enum OutboxError {
     Storage(String),
 }
 
-/// The durable queue store. Every method blocks (disk I/O): call it from
-/// `tokio::task::spawn_blocking`. Implementations are shared between threads.
+/// The durable queue store. Every method but `admit` and `commits` blocks (disk I/O): call it
+/// from `tokio::task::spawn_blocking`, or use `enqueue_async`. Implementations are shared
+/// between threads.
 pub trait Outbox: Send + Sync + std::fmt::Debug {
     /// Appends a call at the back of `route`'s queue and returns only once it is durable on disk
     /// (a real fsync, shared by every write made before it: group commit). With a `key`: an
@@ -88,7 +152,31 @@ pub trait Outbox: Send + Sync + std::fmt::Debug {
         key: Option<&str>,
         body: &[u8],
         request_id: &str,
-    ) -> Result<Enqueued, OutboxError>;
+    ) -> Result<Enqueued, OutboxError> {
+        match self.admit(route, key, body, request_id)? {
+            Admission::Now(e) => Ok(e),
+            Admission::AfterCommit { ticket, then } => {
+                self.wait_durable(ticket)?;
+                Ok(then)
+            }
+        }
+    }
+
+    /// The first half of `enqueue`: decides, and hands a new record to the group commit, without
+    /// waiting for the fsync. The answer may be given once `commits()` shows its ticket durable.
+    fn admit(
+        &self,
+        route: &str,
+        key: Option<&str>,
+        body: &[u8],
+        request_id: &str,
+    ) -> Result<Admission, OutboxError>;
+
+    /// Blocks until group commit `ticket` is durable (or failed).
+    fn wait_durable(&self, ticket: u64) -> Result<(), OutboxError>;
+
+    /// The group commit's progress, updated after every commit.
+    fn commits(&self) -> tokio::sync::watch::Receiver<Commits>;
 
     /// The oldest queued record of `route`, if any.
     fn head(&self, route: &str) -> Result<Option<Record>, OutboxError>;

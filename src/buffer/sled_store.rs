@@ -29,7 +29,8 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use super::{
-    now_ms, DeadOrLive, DeadRecord, Enqueued, Outbox, OutboxError, Record, RecordId, RouteStats,
+    now_ms, Admission, Commits, DeadOrLive, DeadRecord, Enqueued, Outbox, OutboxError, Record,
+    RecordId, RouteStats,
 };
 
 const QUEUED: u8 = b'q';
@@ -465,13 +466,13 @@ impl Drop for SledOutbox {
 }
 
 impl Outbox for SledOutbox {
-    fn enqueue(
+    fn admit(
         &self,
         route: &str,
         key: Option<&str>,
         body: &[u8],
         request_id: &str,
-    ) -> Result<Enqueued, OutboxError> {
+    ) -> Result<Admission, OutboxError> {
         let mut inner = self.lock();
         if let Some(key) = key {
             let pending = inner
@@ -480,8 +481,11 @@ impl Outbox for SledOutbox {
                 .copied();
             if let Some(id) = pending {
                 drop(inner);
-                self.durable()?;
-                return Ok(Enqueued::AlreadyQueued(id));
+                // The first call may still be waiting for its fsync.
+                return Ok(Admission::AfterCommit {
+                    ticket: self.durability.submit(None),
+                    then: Enqueued::AlreadyQueued(id),
+                });
             }
             if let Some(v) = self.get_raw(&keyed_key(KEYED, route, key))? {
                 // The oldest queued holder of the key.
@@ -492,14 +496,18 @@ impl Outbox for SledOutbox {
                 }) {
                     drop(inner);
                     // The first call may still be waiting for its fsync.
-                    self.durable()?;
-                    return Ok(Enqueued::AlreadyQueued(id));
+                    return Ok(Admission::AfterCommit {
+                        ticket: self.durability.submit(None),
+                        then: Enqueued::AlreadyQueued(id),
+                    });
                 }
             }
             let rk = keyed_key(RESULT, route, key);
             if let Some(v) = self.get_raw(&rk)? {
                 if expiry(&v) > now_ms() {
-                    return Ok(Enqueued::Delivered(v.get(8..).unwrap_or_default().to_vec()));
+                    return Ok(Admission::Now(Enqueued::Delivered(
+                        v.get(8..).unwrap_or_default().to_vec(),
+                    )));
                 }
                 let _ = self.tree.remove(rk);
             }
@@ -540,8 +548,18 @@ impl Outbox for SledOutbox {
             value,
         }));
         drop(inner);
-        self.durability.wait_for(ticket)?;
-        Ok(Enqueued::New(id))
+        Ok(Admission::AfterCommit {
+            ticket,
+            then: Enqueued::New(id),
+        })
+    }
+
+    fn wait_durable(&self, ticket: u64) -> Result<(), OutboxError> {
+        self.durability.wait_for(ticket)
+    }
+
+    fn commits(&self) -> tokio::sync::watch::Receiver<Commits> {
+        self.durability.progress.subscribe()
     }
 
     fn head(&self, route: &str) -> Result<Option<Record>, OutboxError> {
@@ -867,12 +885,24 @@ fn sync_dir(dir: &Path) {
 }
 
 /// Group commit: writers take a ticket after their write; the committer thread makes everything
-/// written before it started durable and hands out the tickets up to that point.
-#[derive(Default)]
+/// written before it started durable and hands out the tickets up to that point. Threads wait on
+/// `done`; async callers watch `progress`.
 struct Durability {
     state: Mutex<DurState>,
     work: Condvar,
     done: Condvar,
+    progress: tokio::sync::watch::Sender<Commits>,
+}
+
+impl Default for Durability {
+    fn default() -> Self {
+        Durability {
+            state: Mutex::default(),
+            work: Condvar::new(),
+            done: Condvar::new(),
+            progress: tokio::sync::watch::Sender::new(Commits::default()),
+        }
+    }
 }
 
 #[derive(Default)]
@@ -935,6 +965,7 @@ impl Durability {
         self.lock().closing = true;
         self.work.notify_all();
         self.done.notify_all();
+        self.progress.send_modify(|c| c.closing = true);
     }
 
     /// The committer thread: writes the waiting records in one crash-atomic batch, then makes
@@ -974,7 +1005,13 @@ impl Durability {
                     s.failed = Some(e);
                 }
             }
+            let (durable, failed) = (s.durable, s.failed.clone());
+            drop(s);
             self.done.notify_all();
+            self.progress.send_modify(|c| {
+                c.durable = durable;
+                c.failed = failed;
+            });
         }
     }
 }

@@ -180,15 +180,16 @@ async fn enqueue(
     call: &Call,
 ) -> Relayed {
     let route = route_of(entry);
-    let outbox = state.outbox.clone();
-    let (r, k, id) = (
-        buffer_route.to_string(),
-        key.map(str::to_string),
-        call.request_id.clone(),
-    );
-    let result = tokio::task::spawn_blocking(move || outbox.enqueue(&r, k.as_deref(), &body, &id))
-        .await
-        .unwrap_or_else(|e| Err(OutboxError::Storage(format!("enqueue task failed: {e}"))));
+    // The fsync is shared with every call accepted meanwhile (group commit); this task waits for
+    // it without holding a thread.
+    let result = crate::buffer::enqueue_async(
+        state.outbox.as_ref(),
+        buffer_route,
+        key,
+        &body,
+        &call.request_id,
+    )
+    .await;
     let business_code = if REFUND_PATHS.contains(&route) {
         Code::StateUnknown
     } else {
@@ -203,19 +204,10 @@ async fn enqueue(
                 });
             }
             state.forwarders.wake();
-            let raised = match entry.kind {
-                Kind::Notify => Raised::accepted(
-                    Code::Success,
-                    "queued",
-                    "已缓存，云平台恢复后送达 (queued: the cloud is unreachable; it is delivered when the link returns)",
-                ),
-                _ => Raised::new(
-                    business_code,
-                    "queued",
-                    "已受理，处理结果未知，请稍后以相同单号重试 (accepted into the buffer: retry with the same number later for the result)",
-                ),
-            };
-            (raised, Some(id))
+            (
+                queued_answer(entry.kind, business_code, entry.envelope),
+                Some(id),
+            )
         }
         Ok(Enqueued::Delivered(answer)) => {
             call.log(DIRECTION, route, "cached-result", 200);
@@ -254,7 +246,7 @@ async fn enqueue(
     };
     call.log(DIRECTION, route, "queued", 200);
     Relayed {
-        body: raised.body(entry.envelope),
+        body: raised,
         error: None,
         queued,
     }
@@ -456,4 +448,37 @@ fn fault(version: SoapVersion, reason: &str) -> Response<Body> {
         HeaderValue::from_static("soap-fault"),
     );
     r
+}
+
+/// The answer to a call accepted into the buffer. There are few of them (a reminder, a business
+/// call, a refund; in each envelope), so each is serialised once, not once per call.
+fn queued_answer(kind: Kind, business_code: Code, envelope: Envelope) -> Bytes {
+    static ANSWERS: [std::sync::OnceLock<Bytes>; 9] = [const { std::sync::OnceLock::new() }; 9];
+    let (row, raised): (usize, fn() -> Raised) = match (kind, business_code) {
+        (Kind::Notify, _) => (0, || {
+            Raised::accepted(
+                Code::Success,
+                "queued",
+                "已缓存，云平台恢复后送达 (queued: the cloud is unreachable; it is delivered when the link returns)",
+            )
+        }),
+        (_, Code::StateUnknown) => (1, || business_queued(Code::StateUnknown)),
+        _ => (2, || business_queued(Code::Accepted)),
+    };
+    let column = match envelope {
+        Envelope::Standard => 0,
+        Envelope::Status => 1,
+        Envelope::Message => 2,
+    };
+    ANSWERS[row * 3 + column]
+        .get_or_init(|| raised().body(envelope))
+        .clone()
+}
+
+fn business_queued(code: Code) -> Raised {
+    Raised::new(
+        code,
+        "queued",
+        "已受理，处理结果未知，请稍后以相同单号重试 (accepted into the buffer: retry with the same number later for the result)",
+    )
 }
