@@ -12,47 +12,66 @@ use std::borrow::Cow;
 use std::collections::HashSet;
 use std::fmt;
 
-use serde::de::{self, Deserialize, Deserializer, MapAccess, SeqAccess, Visitor};
+use serde::de::{self, Deserialize, DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visitor};
 
 /// Checks `text`; the error names the problem and its position, never the offending value.
 pub fn validate(text: &[u8]) -> Result<(), serde_json::Error> {
-    serde_json::from_slice::<Checked>(text).map(|_| ())
+    let mut keys = Vec::new();
+    match std::str::from_utf8(text) {
+        // Checked once here, so serde_json does not check each string again.
+        Ok(text) => {
+            let mut de = serde_json::Deserializer::from_str(text);
+            CheckSeed { keys: &mut keys }.deserialize(&mut de)?;
+            de.end()
+        }
+        // serde_json's own error names where the bad byte is.
+        Err(_) => {
+            let mut de = serde_json::Deserializer::from_slice(text);
+            CheckSeed { keys: &mut keys }.deserialize(&mut de)?;
+            de.end()
+        }
+    }
 }
 
 /// 2^64: the first integer a 64-bit field cannot hold.
 const TWO_POW_64: f64 = 18_446_744_073_709_551_616.0;
 
-struct Checked;
+/// Checks one value. `keys` is one stack shared by the whole document: each object scans and
+/// then pops its own keys above its parents', so checking allocates one vector, not one per
+/// object.
+struct CheckSeed<'a, 'de> {
+    keys: &'a mut Vec<Key<'de>>,
+}
 
-impl<'de> Deserialize<'de> for Checked {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Checked, D::Error> {
+impl<'de> DeserializeSeed<'de> for CheckSeed<'_, 'de> {
+    type Value = ();
+
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
         // `deserialize_any` (not `deserialize_ignored_any`) so serde_json counts the depth.
-        d.deserialize_any(CheckVisitor)
+        d.deserialize_any(self)
     }
 }
 
-struct CheckVisitor;
-
-impl<'de> Visitor<'de> for CheckVisitor {
-    type Value = Checked;
+impl<'de> Visitor<'de> for CheckSeed<'_, 'de> {
+    type Value = ();
 
     fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("a JSON value")
     }
 
-    fn visit_bool<E>(self, _: bool) -> Result<Checked, E> {
-        Ok(Checked)
+    fn visit_bool<E>(self, _: bool) -> Result<(), E> {
+        Ok(())
     }
 
-    fn visit_i64<E>(self, _: i64) -> Result<Checked, E> {
-        Ok(Checked)
+    fn visit_i64<E>(self, _: i64) -> Result<(), E> {
+        Ok(())
     }
 
-    fn visit_u64<E>(self, _: u64) -> Result<Checked, E> {
-        Ok(Checked)
+    fn visit_u64<E>(self, _: u64) -> Result<(), E> {
+        Ok(())
     }
 
-    fn visit_f64<E: de::Error>(self, v: f64) -> Result<Checked, E> {
+    fn visit_f64<E: de::Error>(self, v: f64) -> Result<(), E> {
         if !v.is_finite() {
             return Err(E::custom("number out of range"));
         }
@@ -61,51 +80,66 @@ impl<'de> Visitor<'de> for CheckVisitor {
                 "integer beyond the 64-bit range (send large identifiers as strings)",
             ));
         }
-        Ok(Checked)
+        Ok(())
     }
 
-    fn visit_str<E>(self, _: &str) -> Result<Checked, E> {
-        Ok(Checked)
+    fn visit_str<E>(self, _: &str) -> Result<(), E> {
+        Ok(())
     }
 
-    fn visit_unit<E>(self) -> Result<Checked, E> {
-        Ok(Checked)
+    fn visit_unit<E>(self) -> Result<(), E> {
+        Ok(())
     }
 
-    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Checked, A::Error> {
-        while seq.next_element::<Checked>()?.is_some() {}
-        Ok(Checked)
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
+        while seq
+            .next_element_seed(CheckSeed {
+                keys: &mut *self.keys,
+            })?
+            .is_some()
+        {}
+        Ok(())
     }
 
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Checked, A::Error> {
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
         // Keys are borrowed from the input where they can be (no escapes); a small object is
         // checked with a linear scan, a large one with a set, so the common case allocates
         // nothing on this per-call path.
-        let mut keys: Vec<Key<'de>> = Vec::new();
+        let base = self.keys.len();
         let mut set: Option<HashSet<Key<'de>>> = None;
-        while let Some(key) = map.next_key::<Key<'de>>()? {
+        let result = loop {
+            let key = match map.next_key::<Key<'de>>() {
+                Ok(Some(key)) => key,
+                Ok(None) => break Ok(()),
+                Err(e) => break Err(e),
+            };
             let seen = match &mut set {
                 Some(set) => !set.insert(key.clone()),
-                None => keys.contains(&key),
+                None => self.keys.get(base..).is_some_and(|own| own.contains(&key)),
             };
             if seen {
                 let shown: String = key.0.chars().take(64).collect();
-                return Err(de::Error::custom(format_args!("duplicate key `{shown}`")));
+                break Err(de::Error::custom(format_args!("duplicate key `{shown}`")));
             }
             if set.is_none() {
-                keys.push(key);
-                if keys.len() > SCAN_UP_TO {
-                    set = Some(keys.drain(..).collect());
+                self.keys.push(key);
+                if self.keys.len() - base > SCAN_UP_TO {
+                    set = Some(self.keys.drain(base..).collect());
                 }
             }
-            map.next_value::<Checked>()?;
-        }
-        Ok(Checked)
+            if let Err(e) = map.next_value_seed(CheckSeed {
+                keys: &mut *self.keys,
+            }) {
+                break Err(e);
+            }
+        };
+        self.keys.truncate(base);
+        result
     }
 }
 
 /// Objects with at most this many keys are checked for duplicates by a linear scan.
-const SCAN_UP_TO: usize = 16;
+const SCAN_UP_TO: usize = 32;
 
 /// An object key, borrowed from the input when it has no escapes.
 #[derive(Clone, PartialEq, Eq, Hash)]
@@ -150,6 +184,8 @@ mod tests {
             "1.5e10",
             "0.1",
             r#""\u0000""#,
+            // A key may repeat in another object, nested or beside.
+            r#"{"a":{"a":1,"b":{"a":2}},"b":{"a":2,"b":3},"c":[{"a":1},{"a":1}]}"#,
         ] {
             assert!(validate(ok.as_bytes()).is_ok(), "{ok}");
         }
@@ -162,6 +198,9 @@ mod tests {
             r#"{"a":1,"a":2}"#,
             r#"{"a":1,"\u0061":2}"#,
             r#"{"x":{"k":1,"k":1}}"#,
+            // The object's own keys are still known after a nested object.
+            r#"{"a":{"b":1,"c":{"d":1}},"b":2,"a":3}"#,
+            r#"[{"a":1},{"b":{"a":1},"b":2}]"#,
             "1e999",
             "-1e999",
             "18446744073709551616",
@@ -174,8 +213,10 @@ mod tests {
             assert!(validate(bad.as_bytes()).is_err(), "{bad}");
         }
         assert!(validate(nested(10_000).as_bytes()).is_err(), "deep nesting");
+        assert!(validate(b"{\"a\":\"\xff\"}").is_err(), "invalid UTF-8");
+        assert!(validate(b"{\"\xc3\":1}").is_err(), "invalid UTF-8 in a key");
         // Past the linear-scan size the set takes over; a duplicate is still found.
-        let many: Vec<String> = (0..40).map(|i| format!("\"k{i}\":{i}")).collect();
+        let many: Vec<String> = (0..80).map(|i| format!("\"k{i}\":{i}")).collect();
         let big = format!("{{{}}}", many.join(","));
         assert!(validate(big.as_bytes()).is_ok());
         let dup = format!("{{{},\"k3\":0}}", many.join(","));
@@ -183,7 +224,7 @@ mod tests {
             validate(dup.as_bytes()).is_err(),
             "duplicate past the scan size"
         );
-        let dup_early = format!("{{\"k39\":0,{}}}", many.join(","));
+        let dup_early = format!("{{\"k79\":0,{}}}", many.join(","));
         assert!(
             validate(dup_early.as_bytes()).is_err(),
             "duplicate moved into the set"
