@@ -15,6 +15,8 @@ pub struct Cloud {
     client: reqwest::Client,
     /// Always ends with `/`.
     base_url: reqwest::Url,
+    /// `base_url` joined with every catalogue path, once (not parsed again for every call).
+    urls: Arc<std::collections::HashMap<&'static str, reqwest::Url>>,
     timeout: Duration,
     max_response: u64,
     /// Up/down as the last calls saw it; shared with the prober and the forwarders.
@@ -38,6 +40,12 @@ impl Cloud {
                 .build()
                 .map_err(|e| super::error_root(&e))?,
             base_url: config.base_url.clone(),
+            urls: Arc::new(
+                crate::catalog::Catalog::get()
+                    .paths()
+                    .filter_map(|p| Some((p, config.base_url.join(p).ok()?)))
+                    .collect(),
+            ),
             timeout: config.timeout,
             max_response: config.max_response,
             link: Link::new("cloud"),
@@ -48,6 +56,9 @@ impl Cloud {
 
     /// The URL a catalogue path (`prefront/...`) is sent to.
     pub fn url_for(&self, path: &str) -> Result<reqwest::Url, UpstreamError> {
+        if let Some(url) = self.urls.get(path) {
+            return Ok(url.clone());
+        }
         self.base_url
             .join(path)
             .map_err(|_| UpstreamError::Unsupported("path cannot be joined to cloud.base_url"))
