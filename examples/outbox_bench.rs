@@ -9,9 +9,10 @@
 //!
 //! 1. **raw fsync**: one thread appends `--body` bytes to a file and calls `sync_data()` after
 //!    every write: what one-fsync-per-call durability would give;
-//! 2. **durable enqueue**: `--threads` callers each loop on `SledOutbox::enqueue` (which returns
-//!    only after a real fsync, shared by group commit), over `--routes` routes: acknowledged
-//!    calls/s and the p50/p99 latency of one call;
+//! 2. **durable enqueue**: `--threads` callers (tokio tasks on two worker threads, as in the
+//!    gateway) each loop on `enqueue_async` (which answers only after a real fsync, shared by
+//!    group commit), over `--routes` routes: acknowledged calls/s and the p50/p99 latency of one
+//!    call;
 //! 3. **drain**: one thread per route does what the forwarder does per message, `head` then
 //!    `delivered`, until every route is empty.
 //!
@@ -27,7 +28,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use clap::Parser;
 use prefront::buffer::sled_store::SledOutbox;
-use prefront::buffer::{Enqueued, Outbox};
+use prefront::buffer::{enqueue_async, Enqueued, Outbox};
 
 /// The route of the example; the others make the load realistic (one FIFO per route).
 const ROUTES: [&str; 8] = [
@@ -61,7 +62,7 @@ struct Args {
     /// Seconds for each timed phase (raw fsync, enqueue).
     #[arg(long, default_value_t = 3.0)]
     secs: f64,
-    /// Concurrent enqueue callers.
+    /// Concurrent enqueue callers (tasks).
     #[arg(long, default_value_t = 64)]
     threads: usize,
     /// Body size in bytes (also the size of each raw fsync'd append).
@@ -236,30 +237,37 @@ struct EnqueueFigures {
     elapsed: Duration,
 }
 
-/// Phase 2: `threads` callers, each looping on `enqueue` until `secs` have passed.
+/// Phase 2: `callers` tasks on a two-worker tokio runtime, as the gateway's listener runs them,
+/// each looping on `enqueue_async` (the gateway's path: the task waits for the group commit
+/// without holding a thread) until `secs` have passed.
 fn durable_enqueue(
     outbox: &Arc<SledOutbox>,
     routes: &[&'static str],
-    threads: usize,
+    callers: usize,
     body: &[u8],
     secs: Duration,
 ) -> Result<EnqueueFigures, String> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .map_err(|e| format!("cannot start the runtime: {e}"))?;
     let body: Arc<[u8]> = Arc::from(body);
     let routes: Arc<[&'static str]> = Arc::from(routes);
-    let start_line = Arc::new(Barrier::new(threads + 1));
-    let mut handles = Vec::with_capacity(threads);
-    for t in 0..threads {
-        let outbox = outbox.clone();
-        let body = body.clone();
-        let routes = routes.clone();
-        let start_line = start_line.clone();
-        let h = std::thread::Builder::new()
-            .name(format!("caller-{t}"))
-            .spawn(move || {
+    let outbox: Arc<dyn Outbox> = outbox.clone();
+    let results = runtime.block_on(async {
+        let start_line = Arc::new(tokio::sync::Barrier::new(callers + 1));
+        let mut handles = Vec::with_capacity(callers);
+        for t in 0..callers {
+            let outbox = outbox.clone();
+            let body = body.clone();
+            let routes = routes.clone();
+            let start_line = start_line.clone();
+            handles.push(tokio::spawn(async move {
                 let mut lat: Vec<Duration> = Vec::with_capacity(1 << 14);
                 let mut errors = 0u64;
                 let mut first_error = None;
-                start_line.wait();
+                start_line.wait().await;
                 let deadline = Instant::now() + secs;
                 let mut n: usize = 0;
                 loop {
@@ -269,7 +277,7 @@ fn durable_enqueue(
                     }
                     let route = routes[(t + n) % routes.len()];
                     let request_id = format!("req-{t}-{n}");
-                    match outbox.enqueue(route, None, &body, &request_id) {
+                    match enqueue_async(outbox.as_ref(), route, None, &body, &request_id).await {
                         Ok(Enqueued::New(_)) => lat.push(t0.elapsed()),
                         Ok(other) => {
                             errors += 1;
@@ -285,20 +293,22 @@ fn durable_enqueue(
                     n += 1;
                 }
                 (lat, errors, first_error, Instant::now())
-            })
-            .map_err(|e| format!("cannot start a caller thread: {e}"))?;
-        handles.push(h);
-    }
-    start_line.wait();
-    let start = Instant::now();
+            }));
+        }
+        start_line.wait().await;
+        let start = Instant::now();
+        let mut joined = Vec::with_capacity(callers);
+        for h in handles {
+            joined.push(h.await.map_err(|_| "a caller task panicked".to_string())?);
+        }
+        Ok::<_, String>((start, joined))
+    });
+    let (start, joined) = results?;
     let mut all: Vec<Duration> = Vec::new();
     let mut errors = 0;
     let mut first_error = None;
     let mut last_end = start;
-    for h in handles {
-        let (lat, e, fe, end) = h
-            .join()
-            .map_err(|_| "a caller thread panicked".to_string())?;
+    for (lat, e, fe, end) in joined {
         all.extend(lat);
         errors += e;
         if first_error.is_none() {
