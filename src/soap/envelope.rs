@@ -11,6 +11,7 @@ use quick_xml::events::{BytesStart, Event};
 use quick_xml::Reader;
 
 use crate::config::SoapVersion;
+use crate::soap::xmljson;
 
 pub const NS_SOAP11: &str = "http://schemas.xmlsoap.org/soap/envelope/";
 pub const NS_SOAP12: &str = "http://www.w3.org/2003/05/soap-envelope";
@@ -529,7 +530,139 @@ pub fn parse_his_answer(
     content_type: Option<&str>,
 ) -> Result<HisAnswer, EnvelopeError> {
     let (text, _) = decode(body, content_type)?;
-    let mut w = Walker::new(&text);
+    let (mut w, wrapper) = open_wrapper(&text)?;
+    if let Some(fault) = read_fault(&mut w, &wrapper)? {
+        return Ok(fault);
+    }
+    let mut first_text = None;
+    if !wrapper.empty {
+        let mut seen_child = false;
+        loop {
+            match w.next()? {
+                Step::Open(_, child_empty) => {
+                    if !seen_child {
+                        seen_child = true;
+                        first_text = if child_empty {
+                            Some(String::new())
+                        } else {
+                            w.text_until_close()?.ok()
+                        };
+                    } else if !child_empty {
+                        w.skip()?;
+                    }
+                }
+                Step::Text(_) => {}
+                Step::Close => break,
+                Step::End => return Err(w.malformed("document ends inside the answer")),
+            }
+        }
+    }
+    let to = w.reader.buffer_position() as usize;
+    let xml = text
+        .get(wrapper.from..to)
+        .map(|s| s.trim().to_string())
+        .unwrap_or_default();
+    w.skip()?; // Body
+    w.skip()?; // Envelope
+    w.finish()?;
+    Ok(HisAnswer::Wrapper { xml, first_text })
+}
+
+/// What a SOAP HIS answered, with the wrapper's children read as JSON (`param = "xml"`).
+#[derive(Debug, Clone, PartialEq)]
+pub enum HisJsonAnswer {
+    /// The wrapper's children as a JSON object, or why they cannot be one (the envelope around
+    /// them is well formed up to the wrapper either way).
+    Wrapper(Result<serde_json::Value, xmljson::XmlJsonError>),
+    /// A SOAP Fault: its code and reason.
+    Fault { code: String, reason: String },
+}
+
+/// `parse_his_answer` followed by `xmljson::xml_to_json` of the wrapper, in one pass: the
+/// wrapper is read into JSON where it stands, and only the envelope's end is checked after it
+/// (instead of walking the wrapper once to cut it out and parsing the cut-out copy again).
+pub fn parse_his_answer_json(
+    body: &[u8],
+    content_type: Option<&str>,
+    arrays: &xmljson::ArrayHints,
+) -> Result<HisJsonAnswer, EnvelopeError> {
+    let (text, _) = decode(body, content_type)?;
+    let (mut w, wrapper) = open_wrapper(&text)?;
+    if let Some(HisAnswer::Fault { code, reason }) = read_fault(&mut w, &wrapper)? {
+        return Ok(HisJsonAnswer::Fault { code, reason });
+    }
+    let rest = text.get(wrapper.from..).unwrap_or_default();
+    let (value, len) = match xmljson::element_to_json(rest, arrays) {
+        Ok(x) => x,
+        Err(e) => return Ok(HisJsonAnswer::Wrapper(Err(e))),
+    };
+    // After the wrapper, as `parse_his_answer` reads it: anything well formed up to the Body's
+    // and the Envelope's end tags, then nothing but whitespace, comments and processing
+    // instructions.
+    let tail = rest.get(len..).unwrap_or_default();
+    let mut r = Reader::from_str(tail);
+    // The Body and Envelope were opened before `tail`: their end tags are unmatched here.
+    r.config_mut().allow_unmatched_ends = true;
+    let mut closes = ["Body", "Envelope"].into_iter();
+    let mut open = 0usize;
+    let mut closed_all = false;
+    loop {
+        let ev = r
+            .read_event()
+            .map_err(|e| EnvelopeError::Malformed(format!("{e} after the answer")))?;
+        match ev {
+            Event::DocType(_) => return Err(EnvelopeError::Doctype),
+            Event::Eof if closed_all => break,
+            Event::Eof => {
+                return Err(EnvelopeError::Malformed(
+                    "document ends inside the envelope".into(),
+                ))
+            }
+            Event::Comment(_) | Event::PI(_) => {}
+            Event::Text(t) if closed_all && t.iter().all(u8::is_ascii_whitespace) => {}
+            _ if closed_all => {
+                return Err(EnvelopeError::Malformed(
+                    "content after the envelope".into(),
+                ))
+            }
+            Event::Start(_) => {
+                open += 1;
+                if open + 2 > MAX_DEPTH {
+                    return Err(EnvelopeError::TooDeep);
+                }
+            }
+            Event::End(_) if open > 0 => open -= 1,
+            Event::End(e) => {
+                let name = e.name();
+                if closes.next() != Some(local(name.as_ref())) {
+                    return Err(EnvelopeError::Malformed(
+                        "unexpected end tag after the answer".into(),
+                    ));
+                }
+                closed_all = closes.len() == 0;
+            }
+            Event::GeneralRef(_) | Event::Decl(_) if open == 0 => {
+                return Err(EnvelopeError::Malformed(
+                    "unexpected content after the answer".into(),
+                ))
+            }
+            _ => {}
+        }
+    }
+    Ok(HisJsonAnswer::Wrapper(Ok(value)))
+}
+
+/// The Body's first child, just read.
+struct Wrapper<'a> {
+    start: BytesStart<'a>,
+    empty: bool,
+    /// Where its start tag begins in the text.
+    from: usize,
+}
+
+/// Reads up to the Body's first child: the Envelope root, any Header, the Body.
+fn open_wrapper(text: &str) -> Result<(Walker<'_>, Wrapper<'_>), EnvelopeError> {
+    let mut w = Walker::new(text);
     let root = loop {
         match w.next()? {
             Step::Open(s, _) => break s,
@@ -555,59 +688,40 @@ pub fn parse_his_answer(
             _ => return Err(EnvelopeError::NoBody),
         }
     }
-    let start = loop {
+    let wrapper = loop {
         let before = w.reader.buffer_position();
         match w.next()? {
-            Step::Open(s, empty) => break (s, empty, before as usize),
+            Step::Open(start, empty) => {
+                break Wrapper {
+                    start,
+                    empty,
+                    from: before as usize,
+                }
+            }
             Step::Text(_) => {}
             _ => return Err(EnvelopeError::NoOperation),
         }
     };
-    let (wrapper, empty, from) = start;
-    let name = local(wrapper.name().as_ref()).to_string();
-    if name == "Fault" {
-        let mut code = String::new();
-        let mut reason = String::new();
-        if !empty {
-            collect_fault(&mut w, &mut code, &mut reason)?;
-        }
-        return Ok(HisAnswer::Fault {
-            code: code.trim().to_string(),
-            reason: reason.trim().to_string(),
-        });
+    Ok((w, wrapper))
+}
+
+/// The Fault, when the wrapper is one.
+fn read_fault(
+    w: &mut Walker<'_>,
+    wrapper: &Wrapper<'_>,
+) -> Result<Option<HisAnswer>, EnvelopeError> {
+    if local(wrapper.start.name().as_ref()) != "Fault" {
+        return Ok(None);
     }
-    let mut first_text = None;
-    if !empty {
-        let mut seen_child = false;
-        loop {
-            match w.next()? {
-                Step::Open(_, child_empty) => {
-                    if !seen_child {
-                        seen_child = true;
-                        first_text = if child_empty {
-                            Some(String::new())
-                        } else {
-                            w.text_until_close()?.ok()
-                        };
-                    } else if !child_empty {
-                        w.skip()?;
-                    }
-                }
-                Step::Text(_) => {}
-                Step::Close => break,
-                Step::End => return Err(w.malformed("document ends inside the answer")),
-            }
-        }
+    let mut code = String::new();
+    let mut reason = String::new();
+    if !wrapper.empty {
+        collect_fault(w, &mut code, &mut reason)?;
     }
-    let to = w.reader.buffer_position() as usize;
-    let xml = text
-        .get(from..to)
-        .map(|s| s.trim().to_string())
-        .unwrap_or_default();
-    w.skip()?; // Body
-    w.skip()?; // Envelope
-    w.finish()?;
-    Ok(HisAnswer::Wrapper { xml, first_text })
+    Ok(Some(HisAnswer::Fault {
+        code: code.trim().to_string(),
+        reason: reason.trim().to_string(),
+    }))
 }
 
 /// Reads a Fault's code (1.1 `faultcode`, 1.2 `Code/Value`) and reason (`faultstring`,
@@ -760,6 +874,86 @@ mod tests {
                 }
                 other => panic!("{other:?}"),
             }
+        }
+    }
+
+    /// The one-pass reader of `param = "xml"` answers gives what cutting the wrapper out and
+    /// converting it gave, and refuses what the two-pass reader refused.
+    #[test]
+    fn xml_answers_read_in_one_pass_match_the_two_pass_reading() {
+        let hints = xmljson::ArrayHints::new(["list"]);
+        let env = |head: &str, wrapper: &str, tail: &str| {
+            format!(
+                r#"<?xml version="1.0"?>{head}<s:Envelope xmlns:s="http://schemas.xmlsoap.org/soap/envelope/"><s:Header><h:x xmlns:h="urn:h">1</h:x></s:Header><s:Body>{wrapper}</s:Body></s:Envelope>{tail}"#
+            )
+        };
+        let good = [
+            env(
+                "",
+                r#"<ns:qResponse xmlns:ns="urn:q"><code>0</code><list><id>1</id></list><note><![CDATA[</ns:qResponse></s:Body>]]></note></ns:qResponse>"#,
+                "",
+            ),
+            env(
+                "<!-- before -->",
+                r#"<ns:qResponse xmlns:ns="urn:q"/>"#,
+                "\n<!-- after --><?pi x?>\n",
+            ),
+            env(
+                "",
+                "\n  <qResponse><a>x &amp; y</a><a>2</a></qResponse>\n  ",
+                "",
+            ),
+            // Further Body children are skipped, as they always were.
+            env(
+                "",
+                r#"<qResponse><a>1</a></qResponse><second><x>t</x></second><third/>"#,
+                "",
+            ),
+        ];
+        for text in &good {
+            let two_pass = match parse_his_answer(text.as_bytes(), None).expect("parses") {
+                HisAnswer::Wrapper { xml, .. } => {
+                    xmljson::xml_to_json(xml.as_bytes(), &hints).expect("converts")
+                }
+                other => panic!("{other:?}"),
+            };
+            match parse_his_answer_json(text.as_bytes(), None, &hints).expect("parses") {
+                HisJsonAnswer::Wrapper(Ok(v)) => assert_eq!(v, two_pass, "{text}"),
+                other => panic!("{text}: {other:?}"),
+            }
+        }
+        let w = r#"<ns:qResponse xmlns:ns="urn:q"><code>0</code></ns:qResponse>"#;
+        let bad = [
+            env("", w, "<more/>"),
+            env("", w, "text"),
+            env("", w, "").replace("</s:Envelope>", ""),
+            env("", &format!("{w}<second><a></b></second>"), ""),
+            env("", w, "").replace("</s:Body>", "</s:Other>"),
+            env("", w, "").replace("</s:Body></s:Envelope>", "</s:Envelope></s:Body>"),
+        ];
+        for text in &bad {
+            assert!(
+                parse_his_answer(text.as_bytes(), None).is_err(),
+                "the two-pass reader refuses {text}"
+            );
+            assert!(
+                parse_his_answer_json(text.as_bytes(), None, &hints).is_err(),
+                "the one-pass reader refuses {text}"
+            );
+        }
+        let broken = env(
+            "",
+            r#"<ns:qResponse xmlns:ns="urn:q"><a></b></ns:qResponse>"#,
+            "",
+        );
+        assert!(matches!(
+            parse_his_answer_json(broken.as_bytes(), None, &hints),
+            Ok(HisJsonAnswer::Wrapper(Err(_))) | Err(_)
+        ));
+        let fault = client_fault(SoapVersion::V12, "no such patient");
+        match parse_his_answer_json(fault.as_bytes(), None, &hints).expect("parses") {
+            HisJsonAnswer::Fault { reason, .. } => assert_eq!(reason, "no such patient"),
+            other => panic!("{other:?}"),
         }
     }
 

@@ -381,6 +381,30 @@ pub fn xml_to_json(xml: &[u8], arrays: &ArrayHints) -> Result<Value, XmlJsonErro
     }
     let text = std::str::from_utf8(xml).map_err(|e| XmlJsonError::InvalidUtf8(e.valid_up_to()))?;
     let text = text.strip_prefix('\u{FEFF}').unwrap_or(text);
+    convert(text, arrays, false).map(|(value, _)| value)
+}
+
+/// Like `xml_to_json` for the element `text` starts with, but stops at that element's end tag
+/// and returns, with the value, the byte length of the element: what follows it (the rest of an
+/// envelope) is the caller's to check. This reads a SOAP answer's wrapper in the same pass that
+/// finds its end.
+pub fn element_to_json(text: &str, arrays: &ArrayHints) -> Result<(Value, usize), XmlJsonError> {
+    if text.len() > MAX_INPUT_BYTES {
+        return Err(XmlJsonError::TooLarge {
+            size: text.len(),
+            limit: MAX_INPUT_BYTES,
+        });
+    }
+    convert(text, arrays, true)
+}
+
+/// The reader behind `xml_to_json` and `element_to_json`; with `stop_at_root_end`, returns at
+/// the root's end tag with its end position instead of reading on to the end of `text`.
+fn convert(
+    text: &str,
+    arrays: &ArrayHints,
+    stop_at_root_end: bool,
+) -> Result<(Value, usize), XmlJsonError> {
     let mut reader = Reader::from_str(text);
     {
         // The defaults today; spelled out because these checks are part of the contract.
@@ -444,13 +468,20 @@ pub fn xml_to_json(xml: &[u8], arrays: &ArrayHints) -> Result<Value, XmlJsonErro
             Event::Comment(_) | Event::PI(_) | Event::Decl(_) => {}
             Event::Eof => break,
         }
+        if stop_at_root_end && stack.is_empty() {
+            if let Some(members) = root.take() {
+                let end = usize::try_from(reader.buffer_position()).unwrap_or(usize::MAX);
+                return Ok((Value::Object(members), end));
+            }
+        }
     }
     if !stack.is_empty() {
         let reason = format!("input ends with {} element(s) not closed", stack.len());
         return Err(malformed(reader.buffer_position(), reason));
     }
+    let end = usize::try_from(reader.buffer_position()).unwrap_or(usize::MAX);
     match root {
-        Some(members) => Ok(Value::Object(members)),
+        Some(members) => Ok((Value::Object(members), end)),
         None => Err(malformed(reader.buffer_position(), "no root element")),
     }
 }
@@ -546,10 +577,10 @@ fn finish(
 ) {
     let Frame {
         name,
+        hint,
         nil,
         text,
         mut members,
-        ..
     } = frame;
     let own_text = |members: &mut Map<String, Value>, text: &str| {
         let text = text.trim_matches(is_xml_space);
@@ -577,7 +608,8 @@ fn finish(
             *single = Value::Array(vec![first, value]);
         }
         None => {
-            let value = if arrays.is_array_node(arrays.step(parent.hint, &name)) {
+            // `hint` is this element's step from `parent.hint`, taken when it was opened.
+            let value = if arrays.is_array_node(hint) {
                 Value::Array(vec![value])
             } else {
                 value

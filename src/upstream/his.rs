@@ -6,7 +6,7 @@ use bytes::Bytes;
 use super::{accept_json_answer, http_client, post, post_json, root_store, UpstreamError};
 use crate::catalog::short_name;
 use crate::config::{HisConfig, HisRoute, HisTarget, SoapParam, SoapTarget, SoapVersion};
-use crate::soap::envelope::{self, HisAnswer, Payload};
+use crate::soap::envelope::{self, HisAnswer, HisJsonAnswer, Payload};
 use crate::soap::xmljson;
 
 /// The box's connection pool to the HIS and the routing table.
@@ -129,27 +129,25 @@ impl His {
         )
         .await?;
         // Faults arrive with 500 (SOAP 1.1) or 400/500 (1.2): read the body before judging.
+        if t.param == SoapParam::Xml {
+            return xml_answer(&answer, &t.arrays);
+        }
         let parsed = envelope::parse_his_answer(&answer.body, answer.content_type.as_deref());
         match parsed {
             Ok(HisAnswer::Fault { code, reason }) => Err(UpstreamError::SoapFault {
                 code: code.chars().take(64).collect(),
                 reason: reason.chars().take(200).collect(),
             }),
-            Ok(HisAnswer::Wrapper { xml, first_text }) => {
+            Ok(HisAnswer::Wrapper { first_text, .. }) => {
                 if !(200..300).contains(&answer.status) {
                     return Err(UpstreamError::Status(answer.status));
                 }
-                match t.param {
-                    SoapParam::String => {
-                        let text = first_text.ok_or(UpstreamError::InvalidAnswer)?;
-                        let text = text.trim();
-                        if crate::json::validate(text.as_bytes()).is_err() {
-                            return Err(UpstreamError::InvalidAnswer);
-                        }
-                        Ok(Bytes::from(text.to_string()))
-                    }
-                    SoapParam::Xml => xml_as_json(&xml, &t.arrays),
+                let text = first_text.ok_or(UpstreamError::InvalidAnswer)?;
+                let text = text.trim();
+                if crate::json::validate(text.as_bytes()).is_err() {
+                    return Err(UpstreamError::InvalidAnswer);
                 }
+                Ok(Bytes::from(text.to_string()))
             }
             Err(_) if !(200..300).contains(&answer.status) => {
                 Err(UpstreamError::Status(answer.status))
@@ -177,12 +175,25 @@ fn json_as_elements(json: &str, qualified: bool) -> Result<String, UpstreamError
 }
 
 /// `param = "xml"`: the answer wrapper's child elements as JSON; scalars stay strings, the
-/// route's `arrays` say which paths are lists.
-fn xml_as_json(xml: &str, arrays: &[String]) -> Result<Bytes, UpstreamError> {
+/// route's `arrays` say which paths are lists. Judged like a string answer: a Fault is a fault
+/// whatever the status, then a non-2xx status, then the content.
+fn xml_answer(answer: &super::Answer, arrays: &[String]) -> Result<Bytes, UpstreamError> {
     let hints = xmljson::ArrayHints::new(arrays);
-    let value =
-        xmljson::xml_to_json(xml.as_bytes(), &hints).map_err(|_| UpstreamError::InvalidAnswer)?;
-    Ok(Bytes::from(value.to_string()))
+    let parsed =
+        envelope::parse_his_answer_json(&answer.body, answer.content_type.as_deref(), &hints);
+    match parsed {
+        Ok(HisJsonAnswer::Fault { code, reason }) => Err(UpstreamError::SoapFault {
+            code: code.chars().take(64).collect(),
+            reason: reason.chars().take(200).collect(),
+        }),
+        Ok(HisJsonAnswer::Wrapper(_)) if !(200..300).contains(&answer.status) => {
+            Err(UpstreamError::Status(answer.status))
+        }
+        Ok(HisJsonAnswer::Wrapper(Ok(value))) => Ok(Bytes::from(value.to_string())),
+        Ok(HisJsonAnswer::Wrapper(Err(_))) => Err(UpstreamError::InvalidAnswer),
+        Err(_) if !(200..300).contains(&answer.status) => Err(UpstreamError::Status(answer.status)),
+        Err(_) => Err(UpstreamError::InvalidAnswer),
+    }
 }
 
 /// Fills `{name}` and `{method}` into a route URL. Names are checked to be URL-safe before they
