@@ -220,6 +220,8 @@ pub enum StartError {
         path: String,
         source: crate::buffer::OutboxError,
     },
+    #[error("cannot start the connection workers: {0}")]
+    Runtime(String),
 }
 
 /// A gateway whose sockets are bound, ready to run. Binding first lets a caller (and a test on
@@ -227,6 +229,7 @@ pub enum StartError {
 pub struct Gateway {
     live: Arc<Live>,
     listeners: Vec<Listener>,
+    workers: Arc<crate::listener::workers::Workers>,
 }
 
 impl Gateway {
@@ -294,7 +297,13 @@ impl Gateway {
         let live = Arc::new(Live {
             current: std::sync::RwLock::new(state),
         });
-        Ok(Gateway { live, listeners })
+        let workers = crate::listener::workers::Workers::start(crate::listener::workers::count())
+            .map_err(|e| StartError::Runtime(e.to_string()))?;
+        Ok(Gateway {
+            live,
+            listeners,
+            workers: Arc::new(workers),
+        })
     }
 
     pub fn his_addr(&self) -> SocketAddr {
@@ -359,7 +368,12 @@ impl Gateway {
                     "THE CLOUD LISTENER SPEAKS PLAIN HTTP (no tls_cert/tls_key): calls from the internet are not encrypted; use this only on a test bench"
                 );
             }
-            tasks.spawn(l.run(self.live.clone(), rx.clone(), DRAIN_DEADLINE));
+            tasks.spawn(l.run(
+                self.live.clone(),
+                self.workers.clone(),
+                rx.clone(),
+                DRAIN_DEADLINE,
+            ));
         }
         let cloud = state.cloud.clone();
         tasks.spawn(cloud.link.clone().run_prober(

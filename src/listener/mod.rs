@@ -8,6 +8,7 @@ pub mod cloud;
 pub mod his;
 pub mod status;
 pub mod tls;
+pub mod workers;
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -158,7 +159,13 @@ pub struct Listener {
 impl Listener {
     /// Accepts connections until `shutdown` flips, then lets in-flight requests finish for at
     /// most `grace`.
-    pub async fn run(self, live: Arc<Live>, mut shutdown: watch::Receiver<bool>, grace: Duration) {
+    pub async fn run(
+        self,
+        live: Arc<Live>,
+        workers: Arc<workers::Workers>,
+        mut shutdown: watch::Receiver<bool>,
+        grace: Duration,
+    ) {
         let graceful = GracefulShutdown::new();
         let active = Arc::new(AtomicUsize::new(0));
         loop {
@@ -202,7 +209,7 @@ impl Listener {
             let live = live.clone();
             let tls = state.tls(self.side).cloned();
             drop(state);
-            tokio::spawn(async move {
+            workers.serve(tcp, move |tcp| async move {
                 let _slot = slot;
                 match tls {
                     None => {

@@ -12,7 +12,7 @@ use crate::config::CloudConfig;
 /// The box's one connection pool to the cloud.
 #[derive(Debug, Clone)]
 pub struct Cloud {
-    client: reqwest::Client,
+    clients: super::Clients,
     /// Always ends with `/`.
     base_url: reqwest::Url,
     /// `base_url` joined with every catalogue path, once (not parsed again for every call).
@@ -36,9 +36,15 @@ impl Cloud {
             _ => None,
         };
         Ok(Cloud {
-            client: super::client_builder_with_identity(roots, config.connect_timeout, identity)?
+            clients: super::Clients::new(|| {
+                super::client_builder_with_identity(
+                    roots.clone(),
+                    config.connect_timeout,
+                    identity.clone(),
+                )?
                 .build()
-                .map_err(|e| super::error_root(&e))?,
+                .map_err(|e| super::error_root(&e))
+            })?,
             base_url: config.base_url.clone(),
             urls: Arc::new(
                 crate::catalog::Catalog::get()
@@ -91,7 +97,7 @@ impl Cloud {
             ));
         }
         let answer = post(
-            &self.client,
+            self.clients.here(),
             url,
             request_id,
             body,
@@ -109,7 +115,8 @@ impl Cloud {
     /// answer but 502/503/504 means the link works.
     pub async fn probe(&self) -> bool {
         let mut req = self
-            .client
+            .clients
+            .here()
             .head(self.base_url.clone())
             .timeout(self.timeout.min(Duration::from_secs(5)));
         if let Some(signer) = &self.signer {

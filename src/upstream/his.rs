@@ -12,7 +12,7 @@ use crate::soap::xmljson;
 /// The box's connection pool to the HIS and the routing table.
 #[derive(Debug, Clone)]
 pub struct His {
-    client: reqwest::Client,
+    clients: super::Clients,
     config: HisConfig,
 }
 
@@ -20,7 +20,9 @@ impl His {
     pub fn new(config: &HisConfig) -> Result<His, String> {
         let roots = root_store(None)?;
         Ok(His {
-            client: http_client(roots, std::time::Duration::from_secs(3))?,
+            clients: super::Clients::new(|| {
+                http_client(roots.clone(), std::time::Duration::from_secs(3))
+            })?,
             config: config.clone(),
         })
     }
@@ -42,7 +44,7 @@ impl His {
             HisTarget::Http { url } => {
                 let url = http_url(url, name)?;
                 let answer = post_json(
-                    &self.client,
+                    self.clients.here(),
                     url,
                     request_id,
                     body,
@@ -119,7 +121,7 @@ impl His {
         let url = reqwest::Url::parse(&t.url)
             .map_err(|_| UpstreamError::Unsupported("route url is not a valid URL"))?;
         let answer = post(
-            &self.client,
+            self.clients.here(),
             url,
             request_id,
             Bytes::from(bytes),

@@ -176,6 +176,37 @@ pub struct ClientIdentity {
     key: rustls::pki_types::PrivateKeyDer<'static>,
 }
 
+impl Clone for ClientIdentity {
+    fn clone(&self) -> Self {
+        ClientIdentity {
+            chain: self.chain.clone(),
+            key: self.key.clone_key(),
+        }
+    }
+}
+
+/// One client per connection worker (and one for the main runtime), all alike: a worker's calls
+/// use connections its own thread drives (see `listener::workers`).
+#[derive(Debug, Clone)]
+pub struct Clients(Arc<[reqwest::Client]>);
+
+impl Clients {
+    /// Builds `listener::workers::count() + 1` clients with `build`.
+    pub fn new(
+        mut build: impl FnMut() -> Result<reqwest::Client, String>,
+    ) -> Result<Clients, String> {
+        let n = crate::listener::workers::count() + 1;
+        let clients = (0..n).map(|_| build()).collect::<Result<Vec<_>, _>>()?;
+        Ok(Clients(clients.into()))
+    }
+
+    /// The client for the thread this runs on.
+    pub fn here(&self) -> &reqwest::Client {
+        let i = crate::listener::workers::current();
+        &self.0[i % self.0.len()]
+    }
+}
+
 /// Reads a client certificate chain and its key (PEM).
 pub fn load_identity(cert: &Path, key: &Path) -> Result<ClientIdentity, String> {
     let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(cert)
