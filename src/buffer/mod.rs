@@ -64,15 +64,38 @@ pub enum Admission {
     AfterCommit { ticket: u64, then: Enqueued },
 }
 
-/// The group commit's progress, for callers that wait without a thread of their own.
+/// The group commit's progress: the store keeps it under its lock for threads that wait, and
+/// publishes a copy after every commit for tasks that wait (`Outbox::commits`).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Commits {
     /// Every ticket up to this one is durable.
     pub durable: u64,
-    /// A commit failed: nothing after it can be promised (until a restart).
+    /// Set after a failed fsync: after one, the kernel may have dropped the dirty pages, so
+    /// nothing written since can be promised. Every enqueue fails until a restart.
     pub failed: Option<String>,
     /// The store is closing: no further commit will be made.
     pub closing: bool,
+}
+
+impl Commits {
+    /// What became of `ticket`: durable, never to be (and why), or `None` while it waits.
+    pub fn outcome(&self, ticket: u64) -> Option<Result<(), OutboxError>> {
+        if self.durable >= ticket {
+            Some(Ok(()))
+        } else if let Some(e) = &self.failed {
+            Some(Err(OutboxError::Storage(format!(
+                "the buffer could not be made durable: {e}"
+            ))))
+        } else if self.closing {
+            Some(Err(closing()))
+        } else {
+            None
+        }
+    }
+}
+
+fn closing() -> OutboxError {
+    OutboxError::Storage("the buffer is closing: shutdown".to_string())
 }
 
 /// Accepts a call like `Outbox::enqueue`, but waits for the group commit as an async task
@@ -90,30 +113,12 @@ pub async fn enqueue_async(
         Admission::AfterCommit { ticket, then } => (ticket, then),
     };
     let mut commits = outbox.commits();
-    let seen = commits
-        .wait_for(|c| c.durable >= ticket || c.failed.is_some() || c.closing)
-        .await
-        .map(|c| c.clone())
-        .unwrap_or(Commits {
-            closing: true,
-            ..Commits::default()
-        });
-    commit_outcome(&seen, ticket).map(|()| then)
-}
-
-/// Whether `ticket` is durable according to `c`, or why it never will be.
-pub(crate) fn commit_outcome(c: &Commits, ticket: u64) -> Result<(), OutboxError> {
-    if c.durable >= ticket {
-        Ok(())
-    } else if let Some(e) = &c.failed {
-        Err(OutboxError::Storage(format!(
-            "the buffer could not be made durable: {e}"
-        )))
-    } else {
-        Err(OutboxError::Storage(
-            "the buffer is closing: shutdown".to_string(),
-        ))
-    }
+    let outcome = match commits.wait_for(|c| c.outcome(ticket).is_some()).await {
+        Ok(c) => c.outcome(ticket),
+        // The store is gone: no commit will come.
+        Err(_) => None,
+    };
+    outcome.unwrap_or_else(|| Err(closing())).map(|()| then)
 }
 
 /// Per-route figures for the operator and the metrics.
@@ -233,4 +238,35 @@ pub fn now_ms() -> u64 {
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_millis() as u64)
         .unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every way a wait for a commit ends, and the message the refused caller's error carries.
+    #[test]
+    fn a_ticket_is_durable_refused_or_still_waiting() {
+        let c = |durable, failed: Option<&str>, closing| Commits {
+            durable,
+            failed: failed.map(str::to_string),
+            closing,
+        };
+        assert!(c(4, None, false).outcome(5).is_none(), "still waiting");
+        assert!(matches!(c(5, None, false).outcome(5), Some(Ok(()))));
+        // Durable before the failure or the close: still promised.
+        assert!(matches!(c(5, Some("EIO"), true).outcome(5), Some(Ok(()))));
+        let err = |c: Commits| match c.outcome(5) {
+            Some(Err(OutboxError::Storage(m))) => m,
+            other => panic!("{other:?}"),
+        };
+        let failed = err(c(4, Some("EIO"), false));
+        assert!(
+            failed.contains("could not be made durable") && failed.contains("EIO"),
+            "{failed}"
+        );
+        assert!(err(c(4, None, true)).contains("closing"));
+        // A failure wins over closing: it is the reason to tell.
+        assert!(err(c(4, Some("EIO"), true)).contains("EIO"));
+    }
 }

@@ -911,12 +911,8 @@ struct DurState {
     requested: u64,
     /// New records for the next commit, in id order.
     pending: Vec<Pending>,
-    /// Tickets made durable.
-    durable: u64,
-    /// Set after a failed fsync: after one, the kernel may have dropped the dirty pages, so
-    /// nothing written since can be promised. Every enqueue fails until a restart.
-    failed: Option<String>,
-    closing: bool,
+    /// Tickets made durable, a failed fsync, closing: what `progress` publishes.
+    commits: Commits,
 }
 
 impl Durability {
@@ -925,7 +921,7 @@ impl Durability {
     }
 
     fn check(&self) -> Result<(), OutboxError> {
-        match &self.lock().failed {
+        match &self.lock().commits.failed {
             Some(e) => Err(storage(
                 "the buffer disk failed earlier (restart the gateway after checking the disk)",
                 e,
@@ -948,24 +944,26 @@ impl Durability {
     fn wait_for(&self, ticket: u64) -> Result<(), OutboxError> {
         let mut s = self.lock();
         loop {
-            if s.durable >= ticket {
-                return Ok(());
-            }
-            if let Some(e) = &s.failed {
-                return Err(storage("the buffer could not be made durable", e));
-            }
-            if s.closing {
-                return Err(storage("the buffer is closing", "shutdown"));
+            if let Some(outcome) = s.commits.outcome(ticket) {
+                return outcome;
             }
             s = self.done.wait(s).unwrap_or_else(|p| p.into_inner());
         }
     }
 
     fn close(&self) {
-        self.lock().closing = true;
+        let mut s = self.lock();
+        s.commits.closing = true;
         self.work.notify_all();
+        self.publish(s);
+    }
+
+    /// Wakes the threads waiting for a commit and publishes the progress to the tasks.
+    fn publish(&self, s: MutexGuard<'_, DurState>) {
+        let commits = s.commits.clone();
+        drop(s);
         self.done.notify_all();
-        self.progress.send_modify(|c| c.closing = true);
+        self.progress.send_replace(commits);
     }
 
     /// The committer thread: writes the waiting records in one crash-atomic batch, then makes
@@ -975,10 +973,10 @@ impl Durability {
         loop {
             {
                 let mut s = self.lock();
-                while s.requested == s.durable && !s.closing {
+                while s.requested == s.commits.durable && !s.commits.closing {
                     s = self.work.wait(s).unwrap_or_else(|p| p.into_inner());
                 }
-                if s.requested == s.durable {
+                if s.requested == s.commits.durable {
                     return;
                 }
             }
@@ -999,19 +997,13 @@ impl Durability {
                 });
             let mut s = self.lock();
             match result {
-                Ok(()) => s.durable = target,
+                Ok(()) => s.commits.durable = target,
                 Err(e) => {
                     tracing::error!(error = %e, "buffer: fsync failed; buffered calls are refused until a restart");
-                    s.failed = Some(e);
+                    s.commits.failed = Some(e);
                 }
             }
-            let (durable, failed) = (s.durable, s.failed.clone());
-            drop(s);
-            self.done.notify_all();
-            self.progress.send_modify(|c| {
-                c.durable = durable;
-                c.failed = failed;
-            });
+            self.publish(s);
         }
     }
 }
