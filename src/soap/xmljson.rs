@@ -373,12 +373,7 @@ fn shorten(s: &str) -> String {
 /// the rules in the module documentation. Input is UTF-8 (the caller decodes charsets first); a
 /// UTF-8 BOM is skipped. Never panics; hostile input is an error.
 pub fn xml_to_json(xml: &[u8], arrays: &ArrayHints) -> Result<Value, XmlJsonError> {
-    if xml.len() > MAX_INPUT_BYTES {
-        return Err(XmlJsonError::TooLarge {
-            size: xml.len(),
-            limit: MAX_INPUT_BYTES,
-        });
-    }
+    check_size(xml.len())?;
     let text = std::str::from_utf8(xml).map_err(|e| XmlJsonError::InvalidUtf8(e.valid_up_to()))?;
     let text = text.strip_prefix('\u{FEFF}').unwrap_or(text);
     convert(text, arrays, false).map(|(value, _)| value)
@@ -389,13 +384,19 @@ pub fn xml_to_json(xml: &[u8], arrays: &ArrayHints) -> Result<Value, XmlJsonErro
 /// envelope) is the caller's to check. This reads a SOAP answer's wrapper in the same pass that
 /// finds its end.
 pub fn element_to_json(text: &str, arrays: &ArrayHints) -> Result<(Value, usize), XmlJsonError> {
-    if text.len() > MAX_INPUT_BYTES {
+    check_size(text.len())?;
+    convert(text, arrays, true)
+}
+
+/// Input over `MAX_INPUT_BYTES` is refused before any parsing.
+fn check_size(size: usize) -> Result<(), XmlJsonError> {
+    if size > MAX_INPUT_BYTES {
         return Err(XmlJsonError::TooLarge {
-            size: text.len(),
+            size,
             limit: MAX_INPUT_BYTES,
         });
     }
-    convert(text, arrays, true)
+    Ok(())
 }
 
 /// The reader behind `xml_to_json` and `element_to_json`; with `stop_at_root_end`, returns at
