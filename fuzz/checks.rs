@@ -80,10 +80,14 @@ fn text(b: &[u8]) -> String {
 // ---------------------------------------------------------------------------------------------
 // SOAP envelopes and XML → JSON (the two original targets)
 
-/// Any bytes, under any of the Content-Types callers send, through both envelope parsers: Ok
-/// or Err, never a panic, a hang or a blown stack.
+/// Any bytes, under any of the Content-Types callers send, through the envelope parsers: Ok
+/// or Err, never a panic, a hang or a blown stack. A HIS answer read for `param = "xml"` in one
+/// pass gives what cutting the wrapper out and converting it gives, whenever both succeed.
 pub fn soap_envelope(data: &[u8]) {
-    use prefront::soap::envelope::{parse_call, parse_his_answer};
+    use prefront::soap::envelope::{
+        parse_call, parse_his_answer, parse_his_answer_json, HisAnswer, HisJsonAnswer,
+    };
+    use prefront::soap::xmljson::{xml_to_json, ArrayHints};
     const CONTENT_TYPES: &[Option<&str>] = &[
         None,
         Some("text/xml; charset=utf-8"),
@@ -95,7 +99,19 @@ pub fn soap_envelope(data: &[u8]) {
         None => (None, data),
     };
     let _ = parse_call(body, ct);
-    let _ = parse_his_answer(body, ct);
+    let hints = ArrayHints::new(["data", "data.detail", "patientList"]);
+    let two_pass = match parse_his_answer(body, ct) {
+        Ok(HisAnswer::Wrapper { xml, .. }) => xml_to_json(xml.as_bytes(), &hints).ok(),
+        _ => None,
+    };
+    if let (Some(two), Ok(HisJsonAnswer::Wrapper(Ok(one)))) =
+        (two_pass, parse_his_answer_json(body, ct, &hints))
+    {
+        assert_eq!(
+            one, two,
+            "one-pass and two-pass readings of a HIS answer differ"
+        );
+    }
 }
 
 /// Any bytes through the XML → JSON mapper with a few array hints: Ok or Err, never a panic.
