@@ -41,17 +41,10 @@ pub struct Workers {
     _stop: Vec<oneshot::Sender<()>>,
 }
 
-impl std::fmt::Debug for Workers {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Workers")
-            .field("count", &self.handles.len())
-            .finish()
-    }
-}
-
 impl Workers {
-    /// Starts `n` worker threads, each with its own runtime.
+    /// Starts `n` worker threads (at least one), each with its own runtime.
     pub fn start(n: usize) -> std::io::Result<Workers> {
+        let n = n.max(1);
         let mut handles = Vec::with_capacity(n);
         let mut stops = Vec::with_capacity(n);
         for i in 0..n {
@@ -83,12 +76,7 @@ impl Workers {
         S: FnOnce(TcpStream) -> F + Send + 'static,
         F: Future<Output = ()> + Send + 'static,
     {
-        let n = self.handles.len();
-        if n == 0 {
-            tokio::spawn(serve(tcp));
-            return;
-        }
-        let handle = &self.handles[self.next.fetch_add(1, Ordering::Relaxed) % n];
+        let handle = &self.handles[self.next.fetch_add(1, Ordering::Relaxed) % self.handles.len()];
         let std = match tcp.into_std() {
             Ok(s) => s,
             Err(e) => {
