@@ -134,16 +134,10 @@ impl His {
         if t.param == SoapParam::Xml {
             return xml_answer(&answer, &t.arrays);
         }
-        let parsed = envelope::parse_his_answer(&answer.body, answer.content_type.as_deref());
-        match parsed {
-            Ok(HisAnswer::Fault { code, reason }) => Err(UpstreamError::SoapFault {
-                code: code.chars().take(64).collect(),
-                reason: reason.chars().take(200).collect(),
-            }),
-            Ok(HisAnswer::Wrapper { first_text, .. }) => {
-                if !(200..300).contains(&answer.status) {
-                    return Err(UpstreamError::Status(answer.status));
-                }
+        let ok = (200..300).contains(&answer.status);
+        match envelope::parse_his_answer(&answer.body, answer.content_type.as_deref()) {
+            Ok(HisAnswer::Fault { code, reason }) => Err(soap_fault(&code, &reason)),
+            Ok(HisAnswer::Wrapper { first_text, .. }) if ok => {
                 let text = first_text.ok_or(UpstreamError::InvalidAnswer)?;
                 let text = text.trim();
                 if crate::json::validate(text.as_bytes()).is_err() {
@@ -151,11 +145,26 @@ impl His {
                 }
                 Ok(Bytes::from(text.to_string()))
             }
-            Err(_) if !(200..300).contains(&answer.status) => {
-                Err(UpstreamError::Status(answer.status))
-            }
-            Err(_) => Err(UpstreamError::InvalidAnswer),
+            Ok(HisAnswer::Wrapper { .. }) | Err(_) => Err(unusable(answer.status)),
         }
+    }
+}
+
+/// A SOAP Fault, whatever the HTTP status it came with: its code and reason, shortened.
+fn soap_fault(code: &str, reason: &str) -> UpstreamError {
+    UpstreamError::SoapFault {
+        code: code.chars().take(64).collect(),
+        reason: reason.chars().take(200).collect(),
+    }
+}
+
+/// An answer that is neither a Fault nor a usable wrapper: the HTTP status says why when it is
+/// not 2xx; otherwise the content is at fault.
+fn unusable(status: u16) -> UpstreamError {
+    if (200..300).contains(&status) {
+        UpstreamError::InvalidAnswer
+    } else {
+        UpstreamError::Status(status)
     }
 }
 
@@ -181,20 +190,12 @@ fn json_as_elements(json: &str, qualified: bool) -> Result<String, UpstreamError
 /// whatever the status, then a non-2xx status, then the content.
 fn xml_answer(answer: &super::Answer, arrays: &[String]) -> Result<Bytes, UpstreamError> {
     let hints = xmljson::ArrayHints::new(arrays);
-    let parsed =
-        envelope::parse_his_answer_json(&answer.body, answer.content_type.as_deref(), &hints);
-    match parsed {
-        Ok(HisJsonAnswer::Fault { code, reason }) => Err(UpstreamError::SoapFault {
-            code: code.chars().take(64).collect(),
-            reason: reason.chars().take(200).collect(),
-        }),
-        Ok(HisJsonAnswer::Wrapper(_)) if !(200..300).contains(&answer.status) => {
-            Err(UpstreamError::Status(answer.status))
+    match envelope::parse_his_answer_json(&answer.body, answer.content_type.as_deref(), &hints) {
+        Ok(HisJsonAnswer::Fault { code, reason }) => Err(soap_fault(&code, &reason)),
+        Ok(HisJsonAnswer::Wrapper(Ok(value))) if (200..300).contains(&answer.status) => {
+            Ok(Bytes::from(value.to_string()))
         }
-        Ok(HisJsonAnswer::Wrapper(Ok(value))) => Ok(Bytes::from(value.to_string())),
-        Ok(HisJsonAnswer::Wrapper(Err(_))) => Err(UpstreamError::InvalidAnswer),
-        Err(_) if !(200..300).contains(&answer.status) => Err(UpstreamError::Status(answer.status)),
-        Err(_) => Err(UpstreamError::InvalidAnswer),
+        Ok(HisJsonAnswer::Wrapper(_)) | Err(_) => Err(unusable(answer.status)),
     }
 }
 
