@@ -318,3 +318,92 @@ async fn xml_param_route_maps_json_to_elements_and_back_without_guessing() {
         "{sent}"
     );
 }
+
+/// `param = "xml"` answers are judged like string answers: a Fault is a fault whatever the
+/// status, a non-2xx status without one is `upstream-status`, and a wrapper that is not
+/// well-formed XML (or a DOCTYPE, or no envelope at all) is an invalid answer. Each becomes
+/// 10003, with nothing of the HIS's text echoed.
+#[tokio::test]
+async fn broken_xml_param_answers_become_10003_not_crashes() {
+    const ENV: &str = "<s:Envelope xmlns:s=\"http://schemas.xmlsoap.org/soap/envelope/\"><s:Body>";
+    const END: &str = "</s:Body></s:Envelope>";
+    let his = MockUpstream::http().await;
+    his.respond(
+        "/fault",
+        500,
+        &format!("{ENV}<s:Fault><faultcode>s:Server</faultcode><faultstring>no such patient</faultstring></s:Fault>{END}"),
+    );
+    his.respond(
+        "/html",
+        500,
+        "<html><body>Internal Server Error</body></html>",
+    );
+    his.respond(
+        "/wrapper500",
+        503,
+        &format!("{ENV}<rResponse><code>0</code></rResponse>{END}"),
+    );
+    his.respond(
+        "/broken",
+        200,
+        &format!("{ENV}<rResponse><code>0</cod></rResponse>{END}"),
+    );
+    his.respond(
+        "/tail",
+        200,
+        &format!("{ENV}<rResponse><code>0</code></rResponse>{END}<extra/>"),
+    );
+    his.respond(
+        "/doctype",
+        200,
+        &format!("<?xml version=\"1.0\"?><!DOCTYPE x [<!ENTITY a SYSTEM \"file:///etc/passwd\">]>{ENV}<rResponse><code>&a;</code></rResponse>{END}"),
+    );
+    let base = his.url();
+    let cases = [
+        (
+            "hospital.interface.createCard",
+            "fault",
+            "upstream-soap-fault",
+        ),
+        ("hospital.interface.queryBalance", "html", "upstream-status"),
+        (
+            "hospital.interface.queryWaitPay",
+            "wrapper500",
+            "upstream-status",
+        ),
+        (
+            "hospital.interface.bindCard",
+            "broken",
+            "upstream-invalid-answer",
+        ),
+        (
+            "hospital.interface.cardRefund",
+            "tail",
+            "upstream-invalid-answer",
+        ),
+        (
+            "hospital.interface.getPatientInfo",
+            "doctype",
+            "upstream-invalid-answer",
+        ),
+    ];
+    let extra: String = cases
+        .iter()
+        .map(|(name, path, _)| route(name, &format!("{base}/{path}"), "param = \"xml\""))
+        .collect();
+    let gw = spawn_gateway(&basic_config("http://127.0.0.1:9", None, None, &extra)).await;
+    for (name, _, expected) in cases {
+        let (kind, v) = call(&gw, name, &json!({"a": "1"})).await;
+        assert_eq!(kind.as_deref(), Some(expected), "{name}: {v}");
+        assert_eq!(v["code"], "10003", "{name}");
+        assert!(
+            !v["msg"].as_str().unwrap_or_default().contains("passwd"),
+            "{v}"
+        );
+    }
+    assert_eq!(
+        his.requests().len(),
+        cases.len(),
+        "one call each, no retries"
+    );
+}
