@@ -242,20 +242,12 @@ impl Gateway {
         let _ = rustls::crypto::ring::default_provider().install_default();
         let prepared = prepare(&config, true)?;
         let buffer = &config.buffer;
-        let (outbox, moved) =
-            SledOutbox::open_or_move_aside(&buffer.path, buffer.max_bytes, buffer.result_ttl)
-                .map_err(|source| StartError::Buffer {
-                    path: buffer.path.display().to_string(),
-                    source,
-                })?;
-        if let Some(aside) = moved {
-            tracing::error!(
-                path = %buffer.path.display(),
-                moved_to = %aside.display(),
-                "the buffer store could not be opened: it was moved aside and a new one started; \
-                 the old records are kept there for inspection"
-            );
-        }
+        // A damaged store is moved aside and salvaged (and says so in the log) inside.
+        let outbox = SledOutbox::open_checked(&buffer.path, buffer.max_bytes, buffer.result_ttl)
+            .map_err(|source| StartError::Buffer {
+                path: buffer.path.display().to_string(),
+                source,
+            })?;
         let outbox: Arc<dyn Outbox> = Arc::new(outbox);
         let forwarders = Forwarders::new(outbox.clone(), prepared.cloud.clone(), buffer.clone());
         let his_tcp = bind("his_listener", config.his_listener.listen).await?;

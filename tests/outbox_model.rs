@@ -141,9 +141,10 @@ impl Drop for TempDir {
 // The model.
 // ---------------------------------------------------------------------------------------------
 
-/// Bytes a record takes against the quota. This mirrors the store's value format (version 1:
-/// `[version][meta length u32 LE][meta JSON][body]`, meta fields in declaration order, `None`s
-/// skipped); if that format changes, change this with it.
+/// Bytes a record takes against the quota. This mirrors the store's value format (a frame:
+/// `[magic 4][kind 1][length u32][crc32 u32]`, then `[meta length u32 LE][meta JSON][body]`, meta
+/// fields in declaration order, `None`s skipped, the message id only when it is not the store's
+/// default `<store>-<id>`); if that format changes, change this with it.
 fn encoded_len(record: &Record, dead: Option<(&str, u64)>) -> u64 {
     let mut meta = Map::new();
     meta.insert("id".into(), json!(record.id));
@@ -161,8 +162,21 @@ fn encoded_len(record: &Record, dead: Option<(&str, u64)>) -> u64 {
         meta.insert("dead_reason".into(), json!(reason));
         meta.insert("dead_at_ms".into(), json!(at));
     }
+    let store = record
+        .message_id
+        .rsplit_once('-')
+        .map_or("", |(store, _)| store);
+    if record.message_id != format!("{store}-{}", record.id) {
+        meta.insert("message_id".into(), json!(record.message_id));
+    }
     let meta = serde_json::to_vec(&Value::Object(meta)).expect("meta serialises");
-    (1 + 4 + meta.len() + record.body.len()) as u64
+    (13 + 4 + meta.len() + record.body.len()) as u64
+}
+
+/// Bytes a cached answer takes against the quota (its expiry has 13 digits for centuries).
+fn result_len(route: &str, key: &str, answer: &[u8]) -> u64 {
+    let meta = json!({"route": route, "key": key, "expires_ms": 1_000_000_000_000u64});
+    (13 + 4 + serde_json::to_vec(&meta).expect("serialises").len() + answer.len()) as u64
 }
 
 fn dead_len(d: &DeadRecord) -> u64 {
@@ -192,7 +206,7 @@ struct Model {
     max_id: RecordId,
     /// Ids that existed and are gone (delivered, retried away, dropped).
     gone: Vec<RecordId>,
-    /// Bytes of queued and dead records against the quota, kept up to date by every change
+    /// Bytes of queued and dead records and cached answers against the quota, kept up to date by every change
     /// below (and compared with a full recount at each restart).
     used: u64,
 }
@@ -228,6 +242,11 @@ impl Model {
             .map(|r| encoded_len(r, None))
             .sum::<u64>()
             + self.dead.values().map(dead_len).sum::<u64>()
+            + self
+                .results
+                .iter()
+                .map(|((route, key), answer)| result_len(route, key, answer))
+                .sum::<u64>()
     }
 
     /// What a keyed `enqueue` answers without writing, if anything.
@@ -631,6 +650,7 @@ impl Run {
                 );
                 let want = Record {
                     id,
+                    message_id: format!("{}-{id}", self.store().store_id()),
                     route: route.to_string(),
                     key: key.map(str::to_string),
                     body,
@@ -661,6 +681,7 @@ impl Run {
                 // as it can be, so refusing is wrong if even that would have fit.
                 let upper = Record {
                     id: u64::MAX,
+                    message_id: format!("{}-{}", self.store().store_id(), u64::MAX),
                     route: route.to_string(),
                     key: key.map(str::to_string),
                     body,
@@ -710,6 +731,10 @@ impl Run {
         self.tally.deliveries += 1;
         let rec = self.model.take_queued(head.id);
         if let Some(k) = rec.key {
+            if let Some(old) = self.model.results.get(&(rec.route.clone(), k.clone())) {
+                self.model.used -= result_len(&rec.route, &k, old);
+            }
+            self.model.used += result_len(&rec.route, &k, &answer);
             self.model.results.insert((rec.route, k), answer);
         }
         self.model.gone.push(head.id);
@@ -876,6 +901,7 @@ impl Run {
         // A record value to hand to delivered/dead_letter: any template, with the stale id.
         let template = Record {
             id: gone,
+            message_id: format!("{}-{gone}", self.store().store_id()),
             route: ROUTES[0].to_string(),
             key: Some(KEYS[0].to_string()),
             body: b"{}".to_vec(),

@@ -37,6 +37,12 @@ pub enum Event<'a> {
         kind: &'a str,
         error: &'a str,
     },
+    /// A damaged store was moved aside at start and its intact records salvaged.
+    Salvaged {
+        salvaged: u64,
+        lost: u64,
+        moved_to: &'a str,
+    },
 }
 
 /// Running totals since start.
@@ -48,6 +54,8 @@ pub struct Counters {
     pub retried: AtomicU64,
     pub dead_lettered: AtomicU64,
     pub not_accepted: AtomicU64,
+    pub salvaged: AtomicU64,
+    pub lost: AtomicU64,
 }
 
 /// A copy of the totals.
@@ -59,6 +67,8 @@ pub struct Totals {
     pub retried: u64,
     pub dead_lettered: u64,
     pub not_accepted: u64,
+    pub salvaged: u64,
+    pub lost: u64,
 }
 
 static COUNTERS: Counters = Counters {
@@ -68,7 +78,14 @@ static COUNTERS: Counters = Counters {
     retried: AtomicU64::new(0),
     dead_lettered: AtomicU64::new(0),
     not_accepted: AtomicU64::new(0),
+    salvaged: AtomicU64::new(0),
+    lost: AtomicU64::new(0),
 };
+
+/// Refusals are logged once, then at most once a minute with a count: a full or failing disk
+/// refuses every buffered call, and each call has its own log line already.
+static REFUSALS: std::sync::Mutex<Option<(std::time::Instant, u64)>> = std::sync::Mutex::new(None);
+const REFUSALS_EVERY: std::time::Duration = std::time::Duration::from_secs(60);
 
 /// The process-wide totals.
 pub fn totals() -> Totals {
@@ -80,6 +97,8 @@ pub fn totals() -> Totals {
         retried: c.retried.load(Ordering::Relaxed),
         dead_lettered: c.dead_lettered.load(Ordering::Relaxed),
         not_accepted: c.not_accepted.load(Ordering::Relaxed),
+        salvaged: c.salvaged.load(Ordering::Relaxed),
+        lost: c.lost.load(Ordering::Relaxed),
     }
 }
 
@@ -128,7 +147,44 @@ pub fn emit(event: Event<'_>) {
         }
         Event::NotAccepted { route, kind, error } => {
             bump(&c.not_accepted);
-            tracing::error!(route, kind, error, "buffer: call refused");
+            let mut last = REFUSALS.lock().unwrap_or_else(|p| p.into_inner());
+            match &mut *last {
+                Some((at, n)) if at.elapsed() < REFUSALS_EVERY => *n += 1,
+                _ => {
+                    let repeats = last.map_or(0, |(_, n)| n);
+                    *last = Some((std::time::Instant::now(), 0));
+                    drop(last);
+                    if repeats > 0 {
+                        tracing::error!(
+                            route,
+                            kind,
+                            error,
+                            repeats,
+                            "buffer: call refused (and {repeats} more since the last report)"
+                        );
+                    } else {
+                        tracing::error!(route, kind, error, "buffer: call refused");
+                    }
+                }
+            }
+        }
+        Event::Salvaged {
+            salvaged,
+            lost,
+            moved_to,
+        } => {
+            c.salvaged.fetch_add(salvaged, Ordering::Relaxed);
+            c.lost.fetch_add(lost, Ordering::Relaxed);
+            if lost > 0 {
+                tracing::error!(salvaged, lost, moved_to, "buffer: damaged store salvaged; {lost} acknowledged record(s) could not be found intact");
+            } else {
+                tracing::warn!(
+                    salvaged,
+                    lost,
+                    moved_to,
+                    "buffer: damaged store salvaged; every acknowledged record found"
+                );
+            }
         }
     }
 }

@@ -184,7 +184,7 @@ impl Forwarders {
             .call(
                 path,
                 &rec.request_id,
-                Some(rec.id),
+                Some(&rec.message_id),
                 Bytes::from(rec.body.clone()),
             )
             .await;

@@ -2,9 +2,11 @@
 //! disk and delivered later, in order per route, at least once. `Outbox` is the store's contract
 //! (one engine today: sled, in `sled_store.rs`); the forwarders and the listeners only use it.
 
+pub mod codec;
 pub mod events;
 pub mod forwarder;
 pub mod operator;
+pub mod salvage;
 pub mod sled_store;
 
 use serde::{Deserialize, Serialize};
@@ -16,6 +18,9 @@ pub type RecordId = u64;
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Record {
     pub id: RecordId,
+    /// What the upstream sees as `X-Prefront-Message-Id`: the store's random id and the
+    /// sequence, unique for ever (a salvaged record keeps the one it had).
+    pub message_id: String,
     /// The queue it belongs to, e.g. `cloud:prefront/sendTipMessage/payment`. One FIFO per route.
     pub route: String,
     /// Business idempotency key (`refundNo=R1`), when the interface has one: a second call with
@@ -64,34 +69,94 @@ pub enum Admission {
     AfterCommit { ticket: u64, then: Enqueued },
 }
 
-/// The group commit's progress: the store keeps it under its lock for threads that wait, and
-/// publishes a copy after every commit for tasks that wait (`Outbox::commits`).
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+/// The group commit's progress and the store's health: the store keeps it under its lock for
+/// threads that wait, and publishes a copy after every change for tasks that wait
+/// (`Outbox::commits`).
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Commits {
-    /// Every ticket up to this one is durable.
-    pub durable: u64,
-    /// Set after a failed fsync: after one, the kernel may have dropped the dirty pages, so
-    /// nothing written since can be promised. Every enqueue fails until a restart.
-    pub failed: Option<String>,
+    /// Every ticket up to this one has an outcome: durable, unless it lies in `failed`.
+    pub settled: u64,
+    /// Ticket ranges (inclusive) whose commit failed, oldest first, with the error; the newest
+    /// `MAX_FAILED_RANGES` are kept.
+    pub failed: Vec<(u64, u64, String)>,
+    /// Tickets up to this one whose range was forgotten: refused, never promised.
+    pub forgotten: u64,
+    /// `false` while the store cannot write (disk full, I/O error): calls are refused at once.
+    pub writable: bool,
+    /// Why it cannot write.
+    pub reason: Option<String>,
     /// The store is closing: no further commit will be made.
     pub closing: bool,
 }
 
+/// Failed ranges kept for late waiters (one per failure episode; the store retries at most
+/// about once a second).
+const MAX_FAILED_RANGES: usize = 256;
+
+impl Default for Commits {
+    fn default() -> Self {
+        Commits {
+            settled: 0,
+            failed: Vec::new(),
+            forgotten: 0,
+            writable: true,
+            reason: None,
+            closing: false,
+        }
+    }
+}
+
 impl Commits {
-    /// What became of `ticket`: durable, never to be (and why), or `None` while it waits.
+    /// What became of `ticket`: durable, never to be (and why), or `None` while it waits. A
+    /// ticket of a failed commit stays refused even after later commits succeed.
     pub fn outcome(&self, ticket: u64) -> Option<Result<(), OutboxError>> {
-        if self.durable >= ticket {
+        if ticket <= self.settled {
+            if let Some((_, _, e)) = self
+                .failed
+                .iter()
+                .find(|(from, to, _)| (*from..=*to).contains(&ticket))
+            {
+                return Some(Err(OutboxError::Storage(format!(
+                    "the buffer could not be made durable: {e}"
+                ))));
+            }
+            if ticket <= self.forgotten {
+                return Some(Err(OutboxError::Storage(
+                    "the buffer could not be made durable".to_string(),
+                )));
+            }
             Some(Ok(()))
-        } else if let Some(e) = &self.failed {
-            Some(Err(OutboxError::Storage(format!(
-                "the buffer could not be made durable: {e}"
-            ))))
         } else if self.closing {
             Some(Err(closing()))
         } else {
             None
         }
     }
+
+    /// Refuses tickets `from..=to` (their commit failed) and settles them.
+    pub fn refuse(&mut self, from: u64, to: u64, error: &str) {
+        self.failed.push((from, to, error.to_string()));
+        if self.failed.len() > MAX_FAILED_RANGES {
+            let (_, to, _) = self.failed.remove(0);
+            // Every ticket of a forgotten range up to its end stays refused (some durable ones
+            // before it may be refused too: never the other way round).
+            self.forgotten = self.forgotten.max(to);
+        }
+        self.settled = self.settled.max(to);
+    }
+}
+
+/// The store's health for `/readyz`, `/metrics`, `/status` and `doctor`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Health {
+    /// `false` while the buffer cannot write.
+    pub writable: bool,
+    pub reason: Option<String>,
+    /// What the start-up salvage put back and could not find (0 when none was needed).
+    pub salvaged: u64,
+    pub lost: u64,
+    /// Where a damaged store was moved at start.
+    pub moved_to: Option<String>,
 }
 
 fn closing() -> OutboxError {
@@ -180,8 +245,15 @@ pub trait Outbox: Send + Sync + std::fmt::Debug {
     /// Blocks until group commit `ticket` is durable (or failed).
     fn wait_durable(&self, ticket: u64) -> Result<(), OutboxError>;
 
-    /// The group commit's progress, updated after every commit.
+    /// The group commit's progress and the store's health, updated after every change.
     fn commits(&self) -> tokio::sync::watch::Receiver<Commits>;
+
+    /// Whether the store can write, and what the start-up salvage did. Never blocks.
+    fn health(&self) -> Health;
+
+    /// The recorded answer to a delivered business call with this key, while it is in the result
+    /// cache (`result_ttl`).
+    fn cached_result(&self, route: &str, key: &str) -> Result<Option<Vec<u8>>, OutboxError>;
 
     /// The oldest queued record of `route`, if any.
     fn head(&self, route: &str) -> Result<Option<Record>, OutboxError>;
@@ -247,26 +319,43 @@ mod tests {
     /// Every way a wait for a commit ends, and the message the refused caller's error carries.
     #[test]
     fn a_ticket_is_durable_refused_or_still_waiting() {
-        let c = |durable, failed: Option<&str>, closing| Commits {
-            durable,
-            failed: failed.map(str::to_string),
-            closing,
-        };
-        assert!(c(4, None, false).outcome(5).is_none(), "still waiting");
-        assert!(matches!(c(5, None, false).outcome(5), Some(Ok(()))));
-        // Durable before the failure or the close: still promised.
-        assert!(matches!(c(5, Some("EIO"), true).outcome(5), Some(Ok(()))));
-        let err = |c: Commits| match c.outcome(5) {
+        let err = |o: Option<Result<(), OutboxError>>| match o {
             Some(Err(OutboxError::Storage(m))) => m,
             other => panic!("{other:?}"),
         };
-        let failed = err(c(4, Some("EIO"), false));
-        assert!(
-            failed.contains("could not be made durable") && failed.contains("EIO"),
-            "{failed}"
-        );
-        assert!(err(c(4, None, true)).contains("closing"));
-        // A failure wins over closing: it is the reason to tell.
-        assert!(err(c(4, Some("EIO"), true)).contains("EIO"));
+        let mut c = Commits::default();
+        assert!(c.outcome(1).is_none(), "still waiting");
+        c.settled = 4;
+        assert!(matches!(c.outcome(4), Some(Ok(()))));
+        // Tickets 5..=7 fail; a later commit (8..=9) succeeds: the failed ones stay refused,
+        // however late their callers look.
+        c.refuse(5, 7, "EIO");
+        c.settled = 9;
+        for t in 5..=7 {
+            let m = err(c.outcome(t));
+            assert!(
+                m.contains("could not be made durable") && m.contains("EIO"),
+                "{m}"
+            );
+        }
+        assert!(matches!(c.outcome(8), Some(Ok(()))));
+        assert!(matches!(c.outcome(4), Some(Ok(()))));
+        assert!(c.outcome(10).is_none());
+        c.closing = true;
+        assert!(err(c.outcome(10)).contains("closing"));
+        // Durable before the failure or the close: still promised.
+        assert!(matches!(c.outcome(9), Some(Ok(()))));
+    }
+
+    /// Past the kept ranges, a forgotten failed ticket is refused, never called durable.
+    #[test]
+    fn forgotten_failures_stay_refused() {
+        let mut c = Commits::default();
+        for i in 0..(MAX_FAILED_RANGES as u64 + 10) {
+            c.refuse(i * 2 + 1, i * 2 + 1, "ENOSPC");
+            c.settled = i * 2 + 2;
+        }
+        assert!(c.outcome(1).is_some_and(|r| r.is_err()));
+        assert!(c.outcome(c.settled).is_some_and(|r| r.is_ok()));
     }
 }

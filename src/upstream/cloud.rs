@@ -71,13 +71,14 @@ impl Cloud {
     }
 
     /// Relays one JSON call; the cloud's JSON answer comes back unchanged. A delivery from the
-    /// buffer carries its record id as `X-Prefront-Message-Id`, so the cloud can deduplicate.
+    /// buffer carries its message id (store id and sequence, unique for ever) as
+    /// `X-Prefront-Message-Id`, so the cloud can deduplicate.
     /// The outcome updates the link state.
     pub async fn call(
         &self,
         path: &str,
         request_id: &str,
-        message_id: Option<u64>,
+        message_id: Option<&str>,
         body: Bytes,
     ) -> Result<Bytes, UpstreamError> {
         let url = self.url_for(path)?;
