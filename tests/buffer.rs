@@ -113,7 +113,14 @@ async fn cloud_down_200_reminders_queued_then_all_delivered_once_in_order() {
         let id = r
             .header("x-prefront-message-id")
             .expect("message id for dedup");
-        assert!(ids.contains(id), "the id the HIS was given");
+        // `<store id>-<sequence>`: the sequence is the one the HIS was given, the random store
+        // id makes it unique for ever.
+        let (store, seq_part) = id.rsplit_once('-').expect("store-sequence");
+        assert!(
+            store.len() == 16 && store.bytes().all(|b| b.is_ascii_hexdigit()),
+            "{id}"
+        );
+        assert!(ids.contains(seq_part), "the id the HIS was given: {id}");
     }
     // Once the backlog is gone, calls go straight through again.
     tokio::time::sleep(Duration::from_millis(300)).await;

@@ -91,13 +91,20 @@ impl Forwarders {
             if *shutdown.borrow() {
                 break;
             }
+            // A store that cannot write cannot record a delivery either: nothing is sent until
+            // it can (the store logs the fault; the routes just wait).
+            if wait_writable(self.outbox.as_ref(), &mut shutdown).await {
+                break;
+            }
             let outbox = self.outbox.clone();
             let r = route.clone();
             let head = match tokio::task::spawn_blocking(move || outbox.head(&r)).await {
                 Ok(Ok(Some(rec))) => rec,
                 Ok(Ok(None)) => break,
                 Ok(Err(e)) => {
-                    tracing::error!(route = %route, error = %e, "buffer: cannot read the queue; retrying");
+                    if self.outbox.health().writable {
+                        tracing::error!(route = %route, error = %e, "buffer: cannot read the queue; retrying");
+                    }
                     if sleep_or_shutdown(Duration::from_secs(5), &mut shutdown).await {
                         break;
                     }
@@ -212,7 +219,9 @@ impl Forwarders {
                         Attempt::Delivered
                     }
                     Ok(Err(e)) => {
-                        // Delivered but not recorded: it will be delivered again (at least once).
+                        // Delivered but not recorded: the store settles it once it writes again
+                        // and does not hand it out meanwhile, so it is not sent twice while the
+                        // box runs.
                         tracing::error!(route = %rec.route, id = rec.id, error = %e, "buffer: cannot record a delivery");
                         Attempt::Retry { link_down: false }
                     }
@@ -245,6 +254,18 @@ fn business_refusal(answer: &[u8]) -> bool {
         .ok()
         .and_then(|v| v.get("success").cloned())
         .is_some_and(|s| s == serde_json::Value::Bool(false) || s == "false")
+}
+
+/// Waits until the store can write; returns `true` if shutdown was signalled meanwhile.
+async fn wait_writable(outbox: &dyn Outbox, shutdown: &mut watch::Receiver<bool>) -> bool {
+    let mut commits = outbox.commits();
+    if commits.borrow().writable {
+        return *shutdown.borrow();
+    }
+    tokio::select! {
+        r = commits.wait_for(|c| c.writable || c.closing) => r.is_err() || *shutdown.borrow(),
+        _ = shutdown.changed() => true,
+    }
 }
 
 /// Sleeps `d`; returns `true` if shutdown was signalled meanwhile.

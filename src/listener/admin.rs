@@ -55,14 +55,13 @@ pub async fn handle(state: &Arc<State>, req: Request<Incoming>, _call: Call) -> 
         "/healthz" => text(StatusCode::OK, "text/plain; charset=utf-8", "ok\n"),
         "/readyz" => {
             // Listeners are bound and the config loaded by the time this answers; the buffer is
-            // the one part that can go away under a running box (disk gone, store damaged).
-            let (ready, reason) = match state.outbox.stats() {
-                Ok(_) => (true, None),
-                Err(e) => (false, Some(format!("buffer store unreadable: {e}"))),
-            };
+            // the one part that can go away under a running box (disk full, I/O errors). Its
+            // health is kept by the store: this reads no disk.
+            let health = state.outbox.health();
+            let ready = health.writable;
             let body = serde_json::json!({
                 "ready": ready,
-                "reason": reason,
+                "reason": health.reason,
                 "version": env!("CARGO_PKG_VERSION"),
                 "cloud_link": format!("{:?}", state.cloud.link.state()).to_lowercase(),
             });

@@ -118,8 +118,23 @@ async fn relay(state: &State, entry: &Entry, body: Bytes, call: &Call) -> Relaye
         (Some(Delivery::Buffer), Kind::Business) => Some(idempotency_key(entry, &body)),
     };
     let buffer_route = format!("{CLOUD_ROUTE_PREFIX}{route}");
+    if let Some(Some(k)) = &key {
+        // A business call whose key was delivered already gets the cloud's recorded answer,
+        // link up or down, and is not sent again (DESIGN.md §3).
+        if let Ok(Some(answer)) = state.outbox.cached_result(&buffer_route, k) {
+            call.log(DIRECTION, route, "cached-result", 200);
+            return Relayed {
+                body: Bytes::from(answer),
+                error: None,
+                queued: None,
+            };
+        }
+    }
     if let Some(key) = &key {
-        let backlog = state.outbox.depth(&buffer_route).unwrap_or(0) > 0;
+        // While the buffer cannot write, its backlog cannot be joined: with the link up the call
+        // goes straight through rather than be refused (DESIGN.md §3.1).
+        let backlog =
+            state.outbox.depth(&buffer_route).unwrap_or(0) > 0 && state.outbox.health().writable;
         if backlog || !state.cloud.link.is_up() {
             return enqueue(state, entry, &buffer_route, key.as_deref(), body, call).await;
         }

@@ -39,6 +39,10 @@ pub struct StatusSnapshot {
     pub buffer_routes: Vec<BufferRouteRow>,
     /// Why the buffer store did not answer, if it did not.
     pub buffer_error: Option<String>,
+    /// Why the buffer cannot write (disk full, I/O error), while it cannot.
+    pub buffer_unwritable: Option<String>,
+    /// A start-up salvage of a damaged store: salvaged, lost, where the old store went.
+    pub buffer_salvage: Option<(u64, u64, String)>,
     pub buffer_used_bytes: u64,
     pub buffer_max_bytes: u64,
     pub buffer_totals: BufferTotals,
@@ -146,6 +150,17 @@ pub fn gather(state: &State) -> StatusSnapshot {
         ),
         Err(e) => (Vec::new(), 0, Some(e.to_string())),
     };
+    let health = state.outbox.health();
+    let buffer_unwritable = (!health.writable).then(|| {
+        health
+            .reason
+            .clone()
+            .unwrap_or_else(|| "the buffer cannot write".into())
+    });
+    let buffer_salvage = health
+        .moved_to
+        .clone()
+        .map(|to| (health.salvaged, health.lost, to));
     let mut his_routes = Vec::new();
     if let Some(d) = &state.config.his.default {
         his_routes.push(his_row(None, d));
@@ -163,6 +178,8 @@ pub fn gather(state: &State) -> StatusSnapshot {
         his_routes,
         buffer_routes,
         buffer_error,
+        buffer_unwritable,
+        buffer_salvage,
         buffer_used_bytes,
         buffer_max_bytes: state.config.buffer.max_bytes,
         buffer_totals: crate::buffer::events::totals(),
@@ -756,6 +773,20 @@ pub fn render(s: &StatusSnapshot) -> String {
 "#,
         w = pct.min(100.0),
     );
+    if let Some(e) = &s.buffer_unwritable {
+        let _ = writeln!(
+            o,
+            r#"<p class="warn" id="buffer-unwritable">缓冲无法写入，缓冲调用被拒收 The buffer cannot write; buffered calls are refused (10003) until it recovers by itself. Check the disk (space, errors): {}</p>"#,
+            escape(e)
+        );
+    }
+    if let Some((salvaged, lost, to)) = &s.buffer_salvage {
+        let _ = writeln!(
+            o,
+            r#"<p class="warn" id="buffer-salvage">缓冲存储损坏，已抢救 The buffer store was damaged at start: {salvaged} record(s) salvaged, {lost} lost; the old store is kept at {}</p>"#,
+            escape(to)
+        );
+    }
     if let Some(e) = &s.buffer_error {
         let _ = writeln!(
             o,
@@ -913,6 +944,8 @@ mod tests {
                 dead: 0,
             }],
             buffer_error: Some(evil.into()),
+            buffer_unwritable: Some(evil.into()),
+            buffer_salvage: Some((1, 2, evil.into())),
             errors: vec![ErrorRow {
                 error: RecentError {
                     direction: evil.into(),

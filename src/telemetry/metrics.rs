@@ -294,6 +294,12 @@ pub fn render(state: &State) -> String {
         "1 when the buffer store answered the scrape",
         gauge(i64::from(buffer_ok)),
     );
+    let health = state.outbox.health();
+    r.register(
+        "buffer_writable",
+        "1 when the buffer can accept calls; 0 while the disk is full or failing",
+        gauge(i64::from(health.writable)),
+    );
     let t = crate::buffer::events::totals();
     for (name, help, v) in [
         ("buffer_queued", "Calls accepted into the buffer", t.queued),
@@ -317,6 +323,16 @@ pub fn render(state: &State) -> String {
             "buffer_not_accepted",
             "Calls the buffer refused (quota full, store error)",
             t.not_accepted,
+        ),
+        (
+            "buffer_salvaged",
+            "Records salvaged from a damaged store into a new one at start",
+            health.salvaged,
+        ),
+        (
+            "buffer_lost",
+            "Acknowledged records a damaged store no longer held intact",
+            health.lost,
         ),
     ] {
         r.register(name, help, counter(v));
