@@ -1420,7 +1420,45 @@ fn buffer_checks(b: &BufferConfig) -> Vec<Check> {
         // Only empty directories go; anything else is left alone.
         let _ = std::fs::remove_dir(d);
     }
+    out.extend(salvage_checks(dir));
     out
+}
+
+/// Damaged stores the gateway moved aside at start, and what their salvage saved and lost.
+fn salvage_checks(dir: &Path) -> Vec<Check> {
+    const WHAT: &str = "buffer store damage";
+    crate::buffer::salvage::moved_aside(dir)
+        .into_iter()
+        .map(|(aside, report)| match report {
+            Some(r) if r.lost > 0 => Check::fail(
+                WHAT,
+                format!(
+                    "{}: damaged ({}); {} record(s) salvaged, {} acknowledged record(s) lost;                      check the disk, then remove the directory once it is no longer needed",
+                    aside.display(),
+                    r.reason,
+                    r.salvaged,
+                    r.lost
+                ),
+            ),
+            Some(r) => Check::warn(
+                WHAT,
+                format!(
+                    "{}: damaged ({}); all {} record(s) salvaged, none lost; check the disk,                      then remove the directory",
+                    aside.display(),
+                    r.reason,
+                    r.salvaged
+                ),
+            ),
+            None => Check::warn(
+                WHAT,
+                format!(
+                    "{}: a damaged store moved aside without a salvage report;                      `prefront queue salvage {}` puts its intact records back",
+                    aside.display(),
+                    aside.display()
+                ),
+            ),
+        })
+        .collect()
 }
 
 /// Writes, syncs and removes a small file in `dir`.

@@ -92,6 +92,9 @@ enum QueueAction {
     },
     /// Delete a record, queued or dead, for good
     Drop { id: u64 },
+    /// Put every intact record of an old or moved-aside store (read as bytes, even if it cannot
+    /// be opened) into the buffer, in order; says how many were salvaged and lost
+    Salvage { path: PathBuf },
 }
 
 fn main() -> ExitCode {
@@ -181,7 +184,7 @@ fn queue(explicit: Option<&Path>, action: QueueAction) -> ExitCode {
         }
     };
     let b = &config.buffer;
-    if !b.path.exists() {
+    if !b.path.exists() && !matches!(action, QueueAction::Salvage { .. }) {
         println!(
             "no buffer at {} (nothing was ever queued)",
             b.path.display()
@@ -206,6 +209,24 @@ fn queue(explicit: Option<&Path>, action: QueueAction) -> ExitCode {
             operator::retry(&outbox, if all_dead { None } else { id })
         }
         QueueAction::Drop { id } => operator::drop_record(&outbox, id),
+        QueueAction::Salvage { path } => {
+            if path == b.path {
+                eprintln!(
+                    "{} is the buffer itself: name an old or moved-aside store (buffer.corrupt-*)",
+                    path.display()
+                );
+                return ExitCode::FAILURE;
+            }
+            outbox.salvage_from(&path, None, true).map(|r| {
+                format!(
+                    "{}: {} record(s) salvaged into {}, {} acknowledged record(s) lost\n",
+                    path.display(),
+                    r.salvaged,
+                    b.path.display(),
+                    r.lost
+                )
+            })
+        }
     };
     match result {
         Ok(text) => {

@@ -307,6 +307,11 @@ impl Scan {
             .filter(move |id| *id <= max)
     }
 
+    /// Bytes of the held records' frames.
+    pub fn held_bytes(&self) -> u64 {
+        self.records.iter().map(|f| f.loc.len as u64).sum()
+    }
+
     /// Reads the held records back from the files, oldest first, and the unexpired results.
     /// `fallback_store` names the records whose own store id was lost with its frame.
     #[allow(clippy::type_complexity)]

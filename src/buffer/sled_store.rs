@@ -302,6 +302,14 @@ impl SledOutbox {
         } else {
             None
         };
+        // sled's recovery overwrites the log past a damaged message: what the scan found is kept
+        // before sled opens the files, in memory when it is small, else as a copy.
+        let snapshot = match &pre {
+            Some(scan) if !scan.records.is_empty() && scan.lost == 0 => {
+                Some(Snapshot::take(path, scan)?)
+            }
+            _ => None,
+        };
         let damage = match &pre {
             Some(scan) if scan.lost > 0 => Some(format!(
                 "{} acknowledged record(s) are missing from the store's files",
@@ -314,6 +322,20 @@ impl SledOutbox {
             None => match open_db(path) {
                 Err(OpenError::Panicked(m)) => m,
                 Err(OpenError::Sled(e)) => {
+                    if is_disk_fault(&e) {
+                        // A full or failing disk is not damage: the box starts, refuses buffered
+                        // calls and opens the store once the disk lets it.
+                        let id = pre.as_ref().and_then(|p| p.store_id.clone());
+                        let max_id = pre.as_ref().map_or(0, |p| p.max_id);
+                        return Self::start_failing(
+                            path,
+                            max_bytes,
+                            result_ttl,
+                            id,
+                            max_id,
+                            &format!("cannot open the buffer: {e}"),
+                        );
+                    }
                     if !is_damage(&e) {
                         return Err(storage("cannot open the buffer", e));
                     }
@@ -327,6 +349,9 @@ impl SledOutbox {
                             .count()
                     });
                     if missing == 0 && figures.damaged.is_empty() {
+                        if let Some(snap) = snapshot {
+                            snap.discard();
+                        }
                         return Ok(store);
                     }
                     drop(store);
@@ -352,7 +377,28 @@ impl SledOutbox {
             OpenError::Panicked(m) => storage("cannot create a new buffer", m),
         })?;
         let (mut store, _) = Self::with_db(path, db, max_bytes, result_ttl)?;
-        let mut report = store.salvage_from(&aside, pre.as_ref())?;
+        let mut report = match snapshot {
+            Some(Snapshot::Memory {
+                records,
+                results,
+                unreadable,
+            }) => {
+                let max_id = pre.as_ref().map_or(0, |p| p.max_id);
+                let salvaged = store.restore(records, results, max_id, false)?;
+                Report {
+                    salvaged,
+                    lost: pre.as_ref().map_or(0, |p| p.lost) + unreadable,
+                    at_ms: now_ms(),
+                    ..Report::default()
+                }
+            }
+            Some(Snapshot::Copy(copy)) => {
+                let r = store.salvage_from(&copy, pre.as_ref(), false);
+                let _ = std::fs::remove_dir_all(&copy);
+                r?
+            }
+            None => store.salvage_from(&aside, pre.as_ref(), false)?,
+        };
         report.reason = damage;
         report.moved_to = aside.display().to_string();
         if let Ok(json) = serde_json::to_vec_pretty(&report) {
@@ -368,13 +414,15 @@ impl SledOutbox {
     }
 
     /// Puts every intact record of the store directory `from` (a moved-aside or old store, read
-    /// as bytes) into this one, in order, keeping ids and message ids; records this store holds
-    /// already are skipped. `earlier` is a scan made before the files were touched (its durable
-    /// state counts what was acknowledged).
+    /// as bytes) into this one, in order, keeping message ids. At start (`renumber` false) the
+    /// store is new and the records keep their ids; by hand (`renumber` true) they join the back
+    /// of their queues under new ids. `earlier` is a scan made before the files were touched
+    /// (its durable state counts what was acknowledged).
     pub fn salvage_from(
         &self,
         from: &Path,
         earlier: Option<&salvage::Scan>,
+        renumber: bool,
     ) -> Result<Report, OutboxError> {
         let scan = salvage::scan_dir(from)
             .map_err(|e| storage(&format!("cannot read {}", from.display()), e))?;
@@ -394,7 +442,7 @@ impl SledOutbox {
             }
             _ => scan.lost,
         } + unreadable;
-        let salvaged = self.restore(records, results, scan.max_id)?;
+        let salvaged = self.restore(records, results, scan.max_id, renumber)?;
         Ok(Report {
             reason: String::new(),
             moved_to: String::new(),
@@ -411,6 +459,7 @@ impl SledOutbox {
         records: Vec<salvage::Salvaged>,
         results: Vec<(ResultMeta, Vec<u8>)>,
         max_id: RecordId,
+        renumber: bool,
     ) -> Result<u64, OutboxError> {
         let sh = &self.shared;
         let mut n = 0u64;
@@ -418,7 +467,16 @@ impl SledOutbox {
             let mut inner = self.lock();
             let open = self.open_store()?;
             let db = &open.db;
-            inner.next_id = inner.next_id.max(max_id.saturating_add(1));
+            if !renumber {
+                inner.next_id = inner.next_id.max(max_id.saturating_add(1));
+            }
+            let mut records = records;
+            if renumber {
+                for (rec, _) in &mut records {
+                    rec.id = inner.next_id.max(1);
+                    inner.next_id = rec.id + 1;
+                }
+            }
             for chunk in records.chunks(256) {
                 let mut batch = sled::Batch::default();
                 let mut holders: HashMap<Vec<u8>, Vec<RecordId>> = HashMap::new();
@@ -552,6 +610,52 @@ impl SledOutbox {
             salvage: None,
         };
         Ok((store, figures))
+    }
+
+    /// A store that could not be opened for a disk fault: it starts failing (every buffered call
+    /// refused, `/readyz` 503) and the committer opens it once the disk lets it.
+    fn start_failing(
+        path: &Path,
+        max_bytes: u64,
+        result_ttl: Duration,
+        store_id: Option<String>,
+        max_id: RecordId,
+        reason: &str,
+    ) -> Result<SledOutbox, OutboxError> {
+        let store_id = match store_id {
+            Some(id) => id,
+            None => new_store_id()?,
+        };
+        let inner = Inner {
+            next_id: max_id.saturating_add(1),
+            ..Inner::default()
+        };
+        let shared = Arc::new(Shared {
+            path: path.to_path_buf(),
+            store_id,
+            max_bytes,
+            result_ttl,
+            slot: RwLock::new(None),
+            inner: Mutex::new(inner),
+            dur: Durability::default(),
+            blobs_synced: Mutex::new(HashSet::new()),
+        });
+        {
+            let mut inner = shared.lock();
+            shared.enter_failing(&mut inner, reason, Vec::new());
+        }
+        let committer = {
+            let sh = shared.clone();
+            std::thread::Builder::new()
+                .name("prefront-fsync".into())
+                .spawn(move || sh.run())
+                .map_err(|e| storage("cannot start the fsync thread", e))?
+        };
+        Ok(SledOutbox {
+            shared,
+            committer: Some(committer),
+            salvage: None,
+        })
     }
 
     /// What the start-up salvage did, if the store had to be salvaged.
@@ -1251,6 +1355,67 @@ fn delivery_batch(
     Ok(added)
 }
 
+/// What the start-up scan found, kept before sled opens the files.
+enum Snapshot {
+    Memory {
+        records: Vec<salvage::Salvaged>,
+        results: Vec<(ResultMeta, Vec<u8>)>,
+        unreadable: u64,
+    },
+    /// A copy of the store's files, for a backlog too large to hold in memory.
+    Copy(PathBuf),
+}
+
+/// Above this, the snapshot is a copy on disk rather than in memory.
+const SNAPSHOT_IN_MEMORY: u64 = 256 << 20;
+
+impl Snapshot {
+    fn take(path: &Path, scan: &salvage::Scan) -> Result<Snapshot, OutboxError> {
+        if scan.held_bytes() <= SNAPSHOT_IN_MEMORY {
+            let fallback = new_store_id()?;
+            let (records, results, unreadable) = scan
+                .read(&fallback, now_ms())
+                .map_err(|e| storage("cannot read the buffer", e))?;
+            return Ok(Snapshot::Memory {
+                records,
+                results,
+                unreadable,
+            });
+        }
+        let copy = path.with_file_name(format!(
+            "{}.startcheck",
+            path.file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_else(|| "buffer".into())
+        ));
+        let _ = std::fs::remove_dir_all(&copy);
+        let copied = (|| -> std::io::Result<()> {
+            std::fs::create_dir_all(copy.join("blobs"))?;
+            std::fs::copy(path.join("db"), copy.join("db"))?;
+            if let Ok(entries) = std::fs::read_dir(path.join("blobs")) {
+                for e in entries.flatten() {
+                    std::fs::copy(e.path(), copy.join("blobs").join(e.file_name()))?;
+                }
+            }
+            Ok(())
+        })();
+        copied.map_err(|e| {
+            let _ = std::fs::remove_dir_all(&copy);
+            storage(
+                "cannot keep a copy of the buffer before opening it (free some disk space)",
+                e,
+            )
+        })?;
+        Ok(Snapshot::Copy(copy))
+    }
+
+    fn discard(self) {
+        if let Snapshot::Copy(copy) = self {
+            let _ = std::fs::remove_dir_all(copy);
+        }
+    }
+}
+
 enum OpenError {
     Sled(sled::Error),
     Panicked(String),
@@ -1301,6 +1466,18 @@ fn make_durable(open: &Open, path: &Path) -> std::io::Result<()> {
     sync_dir(path);
     sync_parent(path);
     Ok(())
+}
+
+/// A full or failing disk: not the store's fault, and it may pass.
+fn is_disk_fault(e: &sled::Error) -> bool {
+    match e {
+        sled::Error::Io(io) => {
+            io.kind() == std::io::ErrorKind::StorageFull
+                || io.kind() == std::io::ErrorKind::QuotaExceeded
+                || matches!(io.raw_os_error(), Some(5 | 28 | 122))
+        }
+        _ => false,
+    }
 }
 
 /// Damage (worth moving aside) as opposed to a lock held by another process, a permission
