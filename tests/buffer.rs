@@ -194,6 +194,18 @@ async fn refunds_are_deduplicated_by_key_and_the_real_answer_comes_later() {
         .filter(|r| r.path == format!("/{path}"))
         .collect();
     assert_eq!(refunds.len(), 1, "one refund delivered, not two");
+    // With the link up, a retry with the same number gets the recorded answer, and the cloud is
+    // not asked a second time (DESIGN.md §3).
+    let delivered = posts(&cloud).len();
+    let (q, error, v) = post(&gw, path, &refund).await;
+    assert_eq!((q, error), (None, None));
+    assert_eq!(v, serde_json::from_str::<Value>(real).expect("json"));
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(
+        posts(&cloud).len(),
+        delivered,
+        "the delivered refund is not sent again"
+    );
     // The link drops again; the HIS retries with the same number and gets the real answer.
     cloud.respond_default(503, DOWN);
     tokio::time::sleep(Duration::from_millis(300)).await;

@@ -67,6 +67,9 @@ pub fn scan_dir(dir: &Path) -> std::io::Result<Scan> {
         files.extend(blobs);
     }
     let mut acc = Acc::default();
+    if let Some(state) = read_sidecar(dir) {
+        acc.sidecar = Some(state);
+    }
     for (i, path) in files.iter().enumerate() {
         match File::open(path) {
             Ok(f) => scan_file(i, &f, &mut acc)?,
@@ -87,6 +90,47 @@ struct Acc {
     idents: Vec<String>,
     frames: u64,
     damaged: u64,
+    /// The state file beside the log (`SIDECAR`), written after fsyncs.
+    sidecar: Option<Sidecar>,
+}
+
+/// What the sidecar file holds: the state as of a recent fsync and the routes' delivery marks.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Sidecar {
+    pub state: State,
+    #[serde(default)]
+    pub marks: BTreeMap<String, RecordId>,
+}
+
+/// A small file beside sled's files that holds the store's state as of a recent fsync. The log
+/// holds the same frames, but a log cut short or deleted takes them with it: this file is what
+/// tells that records are missing then.
+pub const SIDECAR: &str = "prefront-state";
+
+/// The sidecar file of store `dir`, if it is there and intact.
+pub fn read_sidecar(dir: &Path) -> Option<Sidecar> {
+    let bytes = std::fs::read(dir.join(SIDECAR)).ok()?;
+    codec::json_payload::<Sidecar>(Kind::State, &bytes).ok()
+}
+
+/// Writes the sidecar file atomically (a new file, synced, renamed over the old one).
+pub fn write_sidecar(dir: &Path, state: &Sidecar) -> std::io::Result<()> {
+    use std::io::Write;
+    let tmp = dir.join(format!("{SIDECAR}.tmp"));
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .open(&tmp)?;
+    f.write_all(&codec::json_frame(Kind::State, state))?;
+    f.sync_all()?;
+    drop(f);
+    std::fs::rename(&tmp, dir.join(SIDECAR))?;
+    #[cfg(unix)]
+    if let Ok(d) = File::open(dir) {
+        d.sync_all()?;
+    }
+    Ok(())
 }
 
 fn read_at(f: &File, offset: u64, buf: &mut [u8]) -> std::io::Result<()> {
@@ -219,16 +263,28 @@ impl Acc {
     }
 
     fn finish(self, files: Vec<PathBuf>) -> Scan {
-        // What was acknowledged: the state at the highest point a later write knew durable.
-        let durable = self.states.iter().map(|s| s.durable).max().unwrap_or(0);
-        let state = self
+        // What was acknowledged: the state at the highest point a later write knew durable, or
+        // the sidecar's (written after an fsync), whichever is later.
+        let mut durable = self.states.iter().map(|s| s.durable).max().unwrap_or(0);
+        let mut state = self
             .states
             .iter()
             .filter(|s| s.seq <= durable)
             .max_by_key(|s| s.seq)
             .copied();
+        let mut marks = self.marks;
+        if let Some(side) = self.sidecar {
+            if state.is_none_or(|s| side.state.seq > s.seq) {
+                state = Some(side.state);
+                durable = durable.max(side.state.seq);
+            }
+            // Its marks were durable at its seq: finished by then.
+            for (route, upto) in side.marks {
+                marks.entry(route).or_default().push((0, upto));
+            }
+        }
         let delivered_upto = |route: &str| {
-            self.marks
+            marks
                 .get(route)
                 .and_then(|m| m.iter().map(|(_, upto)| *upto).max())
                 .unwrap_or(0)
@@ -239,7 +295,7 @@ impl Acc {
             let mark = if f.dead {
                 None
             } else {
-                self.marks.get(&f.route).and_then(|m| {
+                marks.get(&f.route).and_then(|m| {
                     m.iter()
                         .filter(|(_, upto)| *upto >= f.id)
                         .map(|(seq, _)| *seq)

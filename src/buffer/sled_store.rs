@@ -66,6 +66,8 @@ const LOG_EVERY: Duration = Duration::from_secs(60);
 const IDLE_FLUSH: Duration = Duration::from_millis(500);
 /// Expired results and old tombstones are swept this often.
 const SWEEP_EVERY: Duration = Duration::from_secs(60);
+/// The sidecar state file is rewritten at most this often (after a commit).
+const SIDECAR_EVERY: Duration = Duration::from_secs(1);
 /// Tombstones are kept this long (they keep a salvage from bringing back dropped records).
 const TOMB_TTL_MS: u64 = 90 * 24 * 3600 * 1000;
 
@@ -135,6 +137,10 @@ struct Inner {
     /// Delivered, but the delivery could not be recorded: removed after the reopen, never sent
     /// again while the box runs.
     unrecorded: Vec<(Record, Vec<u8>)>,
+    /// When the sidecar state file was last written.
+    sidecar_at: Option<Instant>,
+    /// The routes' delivery marks (as in the tree), for the sidecar.
+    marks: std::collections::BTreeMap<String, RecordId>,
 }
 
 /// A new record on its way into the tree: the committer writes every waiting one in one batch.
@@ -228,6 +234,7 @@ struct Figures {
     damaged: Vec<Vec<u8>>,
     /// Ids of the records held.
     ids: HashSet<RecordId>,
+    marks: std::collections::BTreeMap<String, RecordId>,
 }
 
 fn read_figures(db: &sled::Db, store_id: &str) -> Result<Figures, OutboxError> {
@@ -239,6 +246,7 @@ fn read_figures(db: &sled::Db, store_id: &str) -> Result<Figures, OutboxError> {
         seq: 0,
         damaged: Vec::new(),
         ids: HashSet::new(),
+        marks: std::collections::BTreeMap::new(),
     };
     for item in db.iter() {
         let (k, v) = item.map_err(|e| storage("cannot read the buffer", e))?;
@@ -257,6 +265,11 @@ fn read_figures(db: &sled::Db, store_id: &str) -> Result<Figures, OutboxError> {
                 f.ids.insert(rec.id);
             }
             Some(&RESULT) => f.used += v.len() as u64,
+            Some(&MARK) => {
+                if let Ok(m) = codec::json_payload::<Mark>(Kind::Mark, &v) {
+                    f.marks.insert(m.route, m.upto);
+                }
+            }
             _ if &k[..] == STATE_KEY => {
                 if let Ok(s) = codec::json_payload::<State>(Kind::State, &v) {
                     f.seq = s.seq;
@@ -585,6 +598,7 @@ impl SledOutbox {
             durable_seq: figures.seq,
             durable_id: figures.max_id,
             state_durable: figures.seq,
+            marks: figures.marks.clone(),
             ..Inner::default()
         };
         let shared = Arc::new(Shared {
@@ -1288,9 +1302,13 @@ impl SledOutbox {
             return Err(OutboxError::NotFound(record.id));
         };
         let mut batch = sled::Batch::default();
-        let added = delivery_batch(db, &mut batch, inner, &self.shared, &qk, record, answer)?;
+        let (added, marked) =
+            delivery_batch(db, &mut batch, inner, &self.shared, &qk, record, answer)?;
         inner.live = inner.live.saturating_sub(1);
         self.apply(inner, db, batch)?;
+        if let Some(upto) = marked {
+            inner.marks.insert(record.route.clone(), upto);
+        }
         inner.used = inner.used.saturating_sub(old.len() as u64) + added;
         dec_depth(inner, &record.route);
         Ok(())
@@ -1298,7 +1316,8 @@ impl SledOutbox {
 }
 
 /// The writes that record a delivery: the record out of its queue, the route's mark, the answer
-/// in the result cache for a keyed record. Returns the bytes the result adds to the quota.
+/// in the result cache for a keyed record. Returns the bytes the result adds to the quota and the
+/// mark, if the route's moved.
 fn delivery_batch(
     db: &sled::Db,
     batch: &mut sled::Batch,
@@ -1307,8 +1326,9 @@ fn delivery_batch(
     qk: &[u8],
     record: &Record,
     answer: &[u8],
-) -> Result<u64, OutboxError> {
+) -> Result<(u64, Option<RecordId>), OutboxError> {
     remove_queued(db, batch, qk, record)?;
+    let mut marked = None;
     // The route's mark moves up to a delivered head; anything else delivered out of order (a
     // record salvaged in behind delivered ones) gets a tombstone of its own.
     let is_head = match db.scan_prefix(route_prefix(&record.route)).next() {
@@ -1321,6 +1341,7 @@ fn delivery_batch(
         .and_then(|v| codec::json_payload::<Mark>(Kind::Mark, &v).ok())
         .map_or(0, |m| m.upto);
     if is_head && record.id > current {
+        marked = Some(record.id);
         let mark = Mark {
             route: record.route.clone(),
             upto: record.id,
@@ -1352,7 +1373,7 @@ fn delivery_batch(
         }
         batch.insert(rk, v);
     }
-    Ok(added)
+    Ok((added, marked))
 }
 
 /// What the start-up scan found, kept before sled opens the files.
@@ -1773,7 +1794,7 @@ impl Shared {
     /// Writes the waiting records in one crash-atomic batch, then makes that and everything else
     /// written so far durable with one flush + fsync.
     fn commit(&self) {
-        let (target, seq, max_id, written, open) = {
+        let (target, state, max_id, written, open) = {
             let mut inner = self.lock();
             let (target, pending) = {
                 let mut s = self.dur.lock();
@@ -1795,14 +1816,24 @@ impl Shared {
                 }
             };
             let written = write_pending(&open.db, &mut inner, pending);
+            let state = salvage::Sidecar {
+                state: State {
+                    seq: inner.seq,
+                    live: inner.live,
+                    max_id: inner.next_id.saturating_sub(1),
+                    durable: inner.seq,
+                },
+                marks: inner.marks.clone(),
+            };
             (
                 target,
-                inner.seq,
+                state,
                 inner.next_id.saturating_sub(1),
                 written.map(|()| ids.clone()).map_err(|e| (e, ids)),
                 open,
             )
         };
+        let seq = state.state.seq;
         let result = match written {
             Err((e, ids)) => Err((e, ids)),
             Ok(ids) => sync_all(&open, self).map_err(|e| (e, ids)),
@@ -1810,15 +1841,26 @@ impl Shared {
         drop(open);
         match result {
             Ok(()) => {
-                {
+                let sidecar_due = {
                     let mut inner = self.lock();
                     inner.durable_seq = inner.durable_seq.max(seq);
                     inner.durable_id = inner.durable_id.max(max_id);
                     inner.dirty = false;
-                }
+                    let due = inner
+                        .sidecar_at
+                        .is_none_or(|at| at.elapsed() >= SIDECAR_EVERY);
+                    if due {
+                        inner.sidecar_at = Some(Instant::now());
+                    }
+                    due
+                };
                 let mut s = self.dur.lock();
                 s.commits.settled = s.commits.settled.max(target);
                 self.dur.publish(s);
+                if sidecar_due {
+                    // After the answer: the callers do not wait for this one.
+                    self.write_sidecar(&state);
+                }
             }
             Err((e, ids)) => {
                 let mut inner = self.lock();
@@ -1828,6 +1870,18 @@ impl Shared {
                     ids,
                 );
             }
+        }
+    }
+
+    /// Writes the sidecar state file; a failure is the store's failure.
+    fn write_sidecar(&self, state: &salvage::Sidecar) {
+        if let Err(e) = salvage::write_sidecar(&self.path, state) {
+            let mut inner = self.lock();
+            self.enter_failing(
+                &mut inner,
+                &format!("cannot write the buffer's state file: {e}"),
+                Vec::new(),
+            );
         }
     }
 
@@ -1974,8 +2028,12 @@ impl Shared {
             let qk = queued_key(&rec.route, rec.id);
             if let Some(v) = open.db.get(&qk).map_err(|e| e.to_string())? {
                 let mut single = sled::Batch::default();
-                let added = delivery_batch(&open.db, &mut single, &inner, self, &qk, &rec, &answer)
-                    .map_err(|e| e.to_string())?;
+                let (added, marked) =
+                    delivery_batch(&open.db, &mut single, &inner, self, &qk, &rec, &answer)
+                        .map_err(|e| e.to_string())?;
+                if let Some(upto) = marked {
+                    inner.marks.insert(rec.route.clone(), upto);
+                }
                 open.db.apply_batch(single).map_err(|e| e.to_string())?;
                 figures.used = figures.used.saturating_sub(v.len() as u64) + added;
                 figures.live = figures.live.saturating_sub(1);
@@ -1986,6 +2044,10 @@ impl Shared {
             kept.push(rec.id);
         }
         figures.depth.retain(|_, d| *d > 0);
+        for (route, upto) in std::mem::take(&mut figures.marks) {
+            let m = inner.marks.entry(route).or_default();
+            *m = (*m).max(upto);
+        }
         inner.depth = figures.depth;
         inner.used = figures.used;
         inner.live = figures.live;
@@ -2021,7 +2083,8 @@ impl Shared {
         Ok(())
     }
 
-    /// The last commit on the way out: a state frame that says everything is durable.
+    /// The last commit on the way out: a state frame that says everything is durable, synced,
+    /// and the sidecar state file to match.
     fn close_cleanly(&self) {
         let failing = self.dur.lock().failing.is_some();
         if failing {
@@ -2031,19 +2094,30 @@ impl Shared {
             return;
         };
         let mut inner = self.lock();
-        if inner.dirty || inner.state_durable < inner.durable_seq {
-            let mut batch = sled::Batch::default();
-            put_state(&mut batch, &mut inner);
-            // What it says: the platter holds this state once the sync below is done.
-            if open.db.apply_batch(batch).is_ok() && sync_all(&open, self).is_ok() {
-                let seq = inner.seq;
-                inner.durable_seq = seq;
-                let mut batch = sled::Batch::default();
-                put_state(&mut batch, &mut inner);
-                let _ = open.db.apply_batch(batch);
-                let _ = sync_all(&open, self);
-            }
+        // Two states: the first is made durable, the second records that it is.
+        let mut batch = sled::Batch::default();
+        put_state(&mut batch, &mut inner);
+        if open.db.apply_batch(batch).is_err() || sync_all(&open, self).is_err() {
+            return;
         }
+        inner.durable_seq = inner.seq;
+        let mut batch = sled::Batch::default();
+        put_state(&mut batch, &mut inner);
+        if open.db.apply_batch(batch).is_err() || sync_all(&open, self).is_err() {
+            return;
+        }
+        inner.durable_seq = inner.seq;
+        let state = salvage::Sidecar {
+            state: State {
+                seq: inner.seq,
+                live: inner.live,
+                max_id: inner.next_id.saturating_sub(1),
+                durable: inner.seq,
+            },
+            marks: inner.marks.clone(),
+        };
+        drop(inner);
+        let _ = salvage::write_sidecar(&self.path, &state);
     }
 
     fn sweep(&self) -> Result<usize, OutboxError> {
