@@ -191,8 +191,18 @@ fn queue(explicit: Option<&Path>, action: QueueAction) -> ExitCode {
         );
         return ExitCode::SUCCESS;
     }
-    let outbox = match SledOutbox::open(&b.path, b.max_bytes, b.result_ttl) {
-        Ok(o) => o,
+    // Checked as the gateway checks it at start: sled's own recovery would overwrite the bytes
+    // a salvage of a damaged store needs.
+    let outbox = match SledOutbox::open_checked(&b.path, b.max_bytes, b.result_ttl) {
+        Ok(o) => {
+            if let Some(r) = o.salvage_report() {
+                eprintln!(
+                    "the buffer was damaged ({}): moved to {}; {} record(s) salvaged into a new store, {} lost",
+                    r.reason, r.moved_to, r.salvaged, r.lost
+                );
+            }
+            o
+        }
         Err(e) => {
             eprintln!("cannot open the buffer at {}: {e}", b.path.display());
             eprintln!("if the gateway is running, stop it first (systemctl stop prefront), then run this again");
