@@ -26,8 +26,8 @@
 //! Disk full needs root (mount); the EIO tests need `strace` (ptrace). Without them a test prints a
 //! `SKIPPED` line and passes. The tests run one at a time (they measure CPU and time).
 //!
-//! Those that still fail are `#[ignore]`d until issue 13 lands; run everything with
-//! `cargo test --test storage_faults -- --include-ignored` (about a minute on 2 cores).
+//! Run them all with
+//! `cargo test --test storage_faults` (about a minute on 2 cores).
 
 mod support;
 
@@ -2148,7 +2148,6 @@ async fn truncated_store_is_salvaged_and_counted() {
 /// buffer directory deleted (it cannot know the records). Either way the box starts ready, takes
 /// calls, and never reuses a message id the cloud has already seen.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "issue 13: storage faults, being implemented"]
 async fn deleted_store_starts_counts_and_never_reuses_message_ids() {
     let _serial = SERIAL.lock().await;
     let ticks = clock_ticks_per_second();

@@ -310,7 +310,8 @@ impl SledOutbox {
         result_ttl: Duration,
     ) -> Result<SledOutbox, OutboxError> {
         // The bytes first. An unreadable file is sled's to report.
-        let pre = if path.join("db").exists() {
+        // The sidecar alone is enough: a store whose log was deleted still says what it held.
+        let pre = if path.join("db").exists() || path.join(salvage::SIDECAR).exists() {
             salvage::scan_dir(path).ok()
         } else {
             None
