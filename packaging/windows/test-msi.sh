@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Installs the .msi under Wine in a fresh prefix, checks the service, its first-start
-# configuration and /healthz, uninstalls it and checks it is gone. Prints PASS or FAIL.
+# configuration and /healthz, buffers a notify call while the cloud is down and checks it is
+# delivered once the cloud is up (the buffer's sync works on Windows: DESIGN.md §3.1), uninstalls
+# it and checks it is gone. Prints PASS or FAIL.
 #
 #   packaging/windows/build.sh && packaging/windows/test-msi.sh [MSI]
 #
@@ -11,7 +13,9 @@
 # package apart from the .exe.
 #
 # Needs root for apt-get when wine is missing (~104 MB download, ~700 MB installed). Everything
-# else stays under target/windows/wine-test; wineserver -k on exit.
+# else stays under target/windows/wine-test and target/windows/test-msi; on exit, also after a
+# failure, the stand-in cloud (packaging/windows/fake-cloud.py, by its PID) is stopped and
+# wineserver -k ends the prefix's processes.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 
@@ -46,9 +50,16 @@ WINESERVER=/usr/lib/wine/wineserver64
 PD="$WINEPREFIX/drive_c/ProgramData/Prefront"
 PF="$WINEPREFIX/drive_c/Program Files/Prefront"
 direct_pid=
+platform_pid=
+# The stand-in cloud's log and what it received; the notify call's answer.
+OUT=$PWD/target/windows/test-msi
 
 cleanup() {
     [[ -n "$direct_pid" ]] && kill "$direct_pid" 2>/dev/null || true
+    if [[ -n "$platform_pid" ]]; then
+        kill "$platform_pid" 2>/dev/null || true
+        wait "$platform_pid" 2>/dev/null || true
+    fi
     "$WINESERVER" -k 2>/dev/null || true
 }
 trap cleanup EXIT
@@ -86,7 +97,8 @@ free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",
 
 step "fresh Wine prefix $WINEPREFIX ($("$WINE" --version))"
 "$WINESERVER" -k 2>/dev/null || true
-rm -rf "$WINEPREFIX"
+rm -rf "$WINEPREFIX" "$OUT"
+mkdir -p "$OUT"
 start=$SECONDS
 w wineboot --init >/dev/null 2>&1 || true
 # Until the prefix is fully written and its wineserver gone (an msiexec started earlier can fail).
@@ -138,12 +150,22 @@ echo "ok: prefront.toml ($(wc -c <"$PD/prefront.toml") bytes), logs/prefront.log
 grep -E 'WARN|ERROR' "$PD/logs/prefront.log" | grep -v 'plain HTTP\|PLAIN HTTP' || true
 
 # The machine's 8080/8443/9090 may be taken by someone else: move the listeners to free ports,
-# which also exercises stop and start through the service manager.
-step "sc stop, free ports in prefront.toml, sc start"
+# which also exercises stop and start through the service manager. The cloud platform becomes
+# http://127.0.0.1:$PLATFORM/, a closed loopback port for now (Wine's processes share the host's
+# loopback; the stand-in cloud listens there later), and the delivery backoff short.
+step "sc stop, free ports, a cloud that is down and a short retry in prefront.toml, sc start"
 w sc stop prefront >/dev/null || true
 wait_state STOPPED 30 || fail "service did not stop (state $(state))"
-HIS=$(free_port) CLOUD=$(free_port) ADMIN=$(free_port)
-sed -i "s/127\.0\.0\.1:8080/127.0.0.1:$HIS/; s/127\.0\.0\.1:8443/127.0.0.1:$CLOUD/; s/127\.0\.0\.1:9090/127.0.0.1:$ADMIN/" "$PD/prefront.toml"
+HIS=$(free_port) CLOUD=$(free_port) ADMIN=$(free_port) PLATFORM=$(free_port)
+# The file has Windows line ends: every pattern leaves the rest of its line (and the CR) alone.
+sed -i -e "s/127\.0\.0\.1:8080/127.0.0.1:$HIS/; s/127\.0\.0\.1:8443/127.0.0.1:$CLOUD/; s/127\.0\.0\.1:9090/127.0.0.1:$ADMIN/" \
+    -e "s|^base_url = \"https://cloud\.example\.com/\"|base_url = \"http://127.0.0.1:$PLATFORM/\"|" \
+    -e 's|^# retry_min = "1s"|retry_min = "500ms"|; s|^# retry_max = "5m"|retry_max = "2s"|' \
+    "$PD/prefront.toml"
+for want in "^base_url = \"http://127\.0\.0\.1:$PLATFORM/\"" '^retry_min = "500ms"' '^retry_max = "2s"'; do
+    grep -q "$want" "$PD/prefront.toml" || fail "prefront.toml: the edit to /$want/ did not take (has the example changed?)"
+done
+echo "cloud.base_url http://127.0.0.1:$PLATFORM/ (nothing listens there), buffer.retry_min 500ms, retry_max 2s"
 w sc start prefront >/dev/null || true
 wait_state RUNNING 30 || fail "service did not start again (state $(state))"
 grep -q 'stop requested by the service manager' "$PD/logs/prefront.log" || fail "the log does not show the stop"
@@ -164,6 +186,100 @@ done
 echo "healthz: $body"
 echo "readyz: $(curl -s --max-time 5 "http://127.0.0.1:$ADMIN/readyz" || true)"
 echo "his listener: $(curl -s --max-time 10 -X POST "http://127.0.0.1:$HIS/prefront/patient/getPatientInfo" -d '{"medicalCardNumber":"001"}' || true)"
+
+# DESIGN.md §3.1 "Windows": a buffered call is acknowledged only after the store synced it, and
+# on Windows that sync (FlushFileBuffers) needs the files opened for writing. Were it not, the
+# call would be refused: 10003 with X-Prefront-Error.
+NOTIFY_PATH=/prefront/sendTipMessage/payment
+NOTIFY_BODY='{"hospitalId":"253","seq":1}'
+# The buffer's figures on /metrics, on one line.
+buffer_metrics() {
+    curl -s --max-time 5 "http://127.0.0.1:$ADMIN/metrics" |
+        grep -E '^prefront_buffer_(depth|delivered_total|retries_total|writable)' | tr '\n' ' ' || true
+}
+step "cloud down: POST $NOTIFY_PATH $NOTIFY_BODY"
+: >"$OUT/notify.headers"
+: >"$OUT/notify.body"
+t0=$(date +%s.%N)
+http=$(curl -s --max-time 30 -D "$OUT/notify.headers" -o "$OUT/notify.body" -w '%{http_code}' \
+    -X POST -H 'Content-Type: application/json' --data-binary "$NOTIFY_BODY" \
+    "http://127.0.0.1:$HIS$NOTIFY_PATH") || http="curl failed ($?)"
+t1=$(date +%s.%N)
+tr -d '\r' <"$OUT/notify.headers" | sed 's/^/  /'
+echo "  $(cat "$OUT/notify.body" 2>/dev/null)"
+echo "answered in $(python3 -c "print(f'{$t1 - $t0:.2f}')") s"
+code=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1])).get("code"))' "$OUT/notify.body" 2>/dev/null || echo '(not JSON)')
+queued=$(tr -d '\r' <"$OUT/notify.headers" | awk -F': *' 'tolower($1) == "x-prefront-queued" {print $2}')
+perr=$(tr -d '\r' <"$OUT/notify.headers" | awk -F': *' 'tolower($1) == "x-prefront-error" {print $2}')
+if [[ "$http" != 200 || "$code" != 10001 || -z "$queued" ]]; then
+    echo "-- the answer: HTTP $http, code $code, X-Prefront-Queued '${queued}', X-Prefront-Error '${perr}'"
+    [[ "$code" == 10003 ]] && echo "-- 10003: the buffer refused the call (did its sync fail on Windows?)"
+    fail "the notify call was not acknowledged as buffered (want HTTP 200, code 10001, X-Prefront-Queued)"
+fi
+echo "ok: HTTP 200, code 10001, X-Prefront-Queued: $queued (buffered and synced)"
+echo "readyz: $(curl -s --max-time 5 "http://127.0.0.1:$ADMIN/readyz" || true)"
+echo "metrics: $(buffer_metrics)"
+
+step "cloud up: packaging/windows/fake-cloud.py on 127.0.0.1:$PLATFORM; the call is delivered"
+python3 packaging/windows/fake-cloud.py "$PLATFORM" "$OUT/cloud-received.jsonl" 2>"$OUT/cloud.log" &
+platform_pid=$!
+up=
+for _ in $(seq 50); do
+    kill -0 "$platform_pid" 2>/dev/null || break
+    curl -s -o /dev/null --max-time 1 -I "http://127.0.0.1:$PLATFORM/" && { up=1; break; }
+    sleep 0.1
+done
+[[ -n "$up" ]] || { cat "$OUT/cloud.log"; fail "the stand-in cloud did not start on 127.0.0.1:$PLATFORM"; }
+start=$SECONDS
+delivered=
+while ((SECONDS - start < 60)); do
+    if [[ -s "$OUT/cloud-received.jsonl" ]] && grep -q "\"$NOTIFY_PATH\"" "$OUT/cloud-received.jsonl"; then
+        delivered=1
+        break
+    fi
+    sleep 0.5
+done
+if [[ -z "$delivered" ]]; then
+    echo "-- the stand-in cloud's log:"
+    tail -n 20 "$OUT/cloud.log"
+    echo "-- metrics: $(buffer_metrics)"
+    fail "the buffered call did not reach the cloud within 60 s of it coming up"
+fi
+echo "arrived $((SECONDS - start)) s after the cloud came up"
+sleep 2 # a second delivery of the same message would show here
+verdict=$(python3 - "$OUT/cloud-received.jsonl" "$NOTIFY_PATH" "$NOTIFY_BODY" "$queued" <<'PY'
+import json, re, sys
+record, path, body, queued = sys.argv[1:]
+got = [json.loads(l) for l in open(record, encoding="utf-8") if l.strip()]
+mine = [g for g in got if g["path"] == path]
+for g in mine:
+    print(f"  received: {g['path']}  X-Prefront-Message-Id: {g['message_id']}  body: {g['body']}")
+problems = []
+g = mine[0]
+def parsed(text):
+    try:
+        return json.loads(text)
+    except ValueError:
+        return None
+if parsed(g["body"]) is None or parsed(g["body"]) != parsed(body):
+    problems.append(f"body {g['body']!r}, sent {body!r}")
+elif g["body"] != body:
+    print("  (the body arrived equal as JSON, not byte for byte)")
+m = re.fullmatch(r"([0-9a-f]{16})-([0-9]+)", g["message_id"] or "")
+if not m:
+    problems.append(f"X-Prefront-Message-Id {g['message_id']!r} is not <16 hex>-<n>")
+elif m.group(2) != queued:
+    problems.append(f"X-Prefront-Message-Id {g['message_id']} does not end in X-Prefront-Queued {queued}")
+if len({x["message_id"] for x in mine}) != 1 or len(mine) != 1:
+    problems.append(f"{len(mine)} deliveries (want 1)")
+print("PROBLEMS: " + "; ".join(problems) if problems else "OK")
+PY
+) || fail "cannot read what the stand-in cloud received"
+echo "$verdict"
+[[ "$(tail -n 1 <<<"$verdict")" == OK ]] || fail "the delivery is wrong: $(tail -n 1 <<<"$verdict")"
+echo "metrics: $(buffer_metrics)"
+echo "-- the service log about it:"
+grep -iE 'buffer|queued|deliver|sendTipMessage|link' "$PD/logs/prefront.log" | tail -n 12 || true
 
 step "msiexec /x /qn"
 rc=0
