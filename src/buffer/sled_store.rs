@@ -851,6 +851,14 @@ fn tomb(batch: &mut sled::Batch, inner: &Inner, id: RecordId) {
     batch.insert(id_key(TOMB, id), codec::json_frame(Kind::Tomb, &t));
 }
 
+fn add_signed(n: u64, delta: i64) -> u64 {
+    if delta >= 0 {
+        n.saturating_add(delta as u64)
+    } else {
+        n.saturating_sub(delta.unsigned_abs())
+    }
+}
+
 fn lock_inner(inner: &Mutex<Inner>) -> MutexGuard<'_, Inner> {
     // A panic while holding the lock leaves figures, not the tree, suspect; go on.
     inner.lock().unwrap_or_else(|p| p.into_inner())
@@ -1299,6 +1307,9 @@ impl SledOutbox {
         let open = self.open_store()?;
         let db = &open.db;
         let qk = queued_key(&record.route, record.id);
+        if record.key.is_none() {
+            return self.record_plain_delivery(inner, db, &qk, record);
+        }
         let Some(old) = self.get_raw(db, &qk)? else {
             return Err(OutboxError::NotFound(record.id));
         };
@@ -1310,7 +1321,64 @@ impl SledOutbox {
         if let Some(upto) = marked {
             inner.marks.insert(record.route.clone(), upto);
         }
-        inner.used = inner.used.saturating_sub(old.len() as u64) + added;
+        inner.used = add_signed(inner.used.saturating_sub(old.len() as u64), added);
+        dec_depth(inner, &record.route);
+        Ok(())
+    }
+}
+
+impl SledOutbox {
+    /// The common delivery, a record without a key: two single writes instead of a batch (sled
+    /// serialises a batch against every reader; the forwarders read all the time). Crash-safe
+    /// in either order: the record out first, then the route's mark (or a tombstone); a crash
+    /// between them leaves a mark behind, which only a salvage reads, and a salvage then sends
+    /// the record once more (at least once).
+    fn record_plain_delivery(
+        &self,
+        inner: &mut Inner,
+        db: &sled::Db,
+        qk: &[u8],
+        record: &Record,
+    ) -> Result<(), OutboxError> {
+        let is_head = match db.scan_prefix(route_prefix(&record.route)).next() {
+            Some(Ok((k, _))) => &k[..] == qk,
+            Some(Err(e)) => return Err(storage("cannot read the buffer", e)),
+            None => false,
+        };
+        let old = match db.remove(qk) {
+            Ok(Some(old)) => old,
+            Ok(None) => return Err(OutboxError::NotFound(record.id)),
+            Err(e) => return Err(self.failed(inner, "cannot write the buffer", e)),
+        };
+        inner.seq += 1;
+        let current = inner.marks.get(&record.route).copied().unwrap_or(0);
+        let (key, value) = if is_head && record.id > current {
+            let mark = Mark {
+                route: record.route.clone(),
+                upto: record.id,
+                seq: inner.seq,
+            };
+            (
+                mark_key(&record.route),
+                codec::json_frame(Kind::Mark, &mark),
+            )
+        } else {
+            let t = Tomb {
+                id: record.id,
+                seq: inner.seq,
+                at_ms: now_ms(),
+            };
+            (id_key(TOMB, record.id), codec::json_frame(Kind::Tomb, &t))
+        };
+        if let Err(e) = db.insert(key, value) {
+            return Err(self.failed(inner, "cannot write the buffer", e));
+        }
+        if is_head && record.id > current {
+            inner.marks.insert(record.route.clone(), record.id);
+        }
+        inner.dirty = true;
+        inner.live = inner.live.saturating_sub(1);
+        inner.used = inner.used.saturating_sub(old.len() as u64);
         dec_depth(inner, &record.route);
         Ok(())
     }
@@ -1327,7 +1395,7 @@ fn delivery_batch(
     qk: &[u8],
     record: &Record,
     answer: &[u8],
-) -> Result<(u64, Option<RecordId>), OutboxError> {
+) -> Result<(i64, Option<RecordId>), OutboxError> {
     remove_queued(db, batch, qk, record)?;
     let mut marked = None;
     // The route's mark moves up to a delivered head; anything else delivered out of order (a
@@ -1355,7 +1423,7 @@ fn delivery_batch(
     } else {
         tomb(batch, inner, record.id);
     }
-    let mut added = 0;
+    let mut added = 0i64;
     if let (Some(key), false) = (&record.key, sh.result_ttl.is_zero()) {
         let meta = ResultMeta {
             route: record.route.clone(),
@@ -1364,14 +1432,12 @@ fn delivery_batch(
         };
         let v = codec::encode_result(&meta, answer);
         let rk = keyed_key(RESULT, &record.route, key);
-        if let Some(old) = db
+        // A result it replaces leaves the quota.
+        let replaced = db
             .get(&rk)
             .map_err(|e| storage("cannot read the buffer", e))?
-        {
-            added = (v.len() as u64).saturating_sub(old.len() as u64);
-        } else {
-            added = v.len() as u64;
-        }
+            .map_or(0, |old| old.len() as i64);
+        added = v.len() as i64 - replaced;
         batch.insert(rk, v);
     }
     Ok((added, marked))
@@ -2036,7 +2102,7 @@ impl Shared {
                     inner.marks.insert(rec.route.clone(), upto);
                 }
                 open.db.apply_batch(single).map_err(|e| e.to_string())?;
-                figures.used = figures.used.saturating_sub(v.len() as u64) + added;
+                figures.used = add_signed(figures.used.saturating_sub(v.len() as u64), added);
                 figures.live = figures.live.saturating_sub(1);
                 if let Some(d) = figures.depth.get_mut(&rec.route) {
                     *d = d.saturating_sub(1);
