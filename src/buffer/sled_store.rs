@@ -199,10 +199,6 @@ fn split_queued_key(k: &[u8]) -> Option<(String, RecordId)> {
     Some((route, id))
 }
 
-fn split_dead_key(k: &[u8]) -> Option<RecordId> {
-    (k.len() == 9 && k[0] == DEAD).then(|| k[1..].try_into().ok().map(u64::from_be_bytes))?
-}
-
 /// The ids in a `k` entry: the queued records holding the key, oldest first.
 fn ids_in(v: &[u8]) -> impl Iterator<Item = RecordId> + '_ {
     v.chunks_exact(8)
@@ -2315,10 +2311,4 @@ fn sync_new_blobs(blobs: &Path, synced: &mut HashSet<std::ffi::OsString>) -> std
     }
     *synced = present;
     Ok(())
-}
-
-/// Ids in a dead key (for the scan in tests).
-#[allow(dead_code)]
-fn dead_id(k: &[u8]) -> Option<RecordId> {
-    split_dead_key(k)
 }
