@@ -159,7 +159,7 @@ pub struct Health {
     pub moved_to: Option<String>,
 }
 
-fn closing() -> OutboxError {
+pub(crate) fn closing() -> OutboxError {
     OutboxError::Storage("the buffer is closing: shutdown".to_string())
 }
 
