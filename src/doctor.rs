@@ -1558,6 +1558,52 @@ async fn pacs_checks(config: &Config) -> Vec<Check> {
 mod tests {
     use super::*;
 
+    /// A moved-aside store is reported with what its salvage saved and lost: a FAIL when records
+    /// were lost, a WARN otherwise, and a WARN naming `queue salvage` when it has no report.
+    #[test]
+    fn moved_aside_stores_are_reported() {
+        let dir =
+            std::env::temp_dir().join(format!("prefront-doctor-aside-{}", std::process::id()));
+        let buffer = dir.join("buffer");
+        let report = |salvaged, lost| crate::buffer::salvage::Report {
+            reason: "checksum mismatch".into(),
+            salvaged,
+            lost,
+            ..Default::default()
+        };
+        for (name, r) in [
+            ("buffer.corrupt-100", Some(report(6, 0))),
+            ("buffer.corrupt-200", Some(report(7, 3))),
+            ("buffer.corrupt-300", None),
+        ] {
+            let aside = dir.join(name);
+            std::fs::create_dir_all(&aside).expect("mkdir");
+            if let Some(r) = r {
+                std::fs::write(
+                    aside.join(crate::buffer::salvage::REPORT_FILE),
+                    serde_json::to_vec(&r).expect("json"),
+                )
+                .expect("write");
+            }
+        }
+        let checks = salvage_checks(&buffer);
+        let _ = std::fs::remove_dir_all(&dir);
+        assert_eq!(checks.len(), 3, "{checks:?}");
+        // Newest first.
+        assert!(
+            checks[0].status == Status::Warn && checks[0].detail.contains("queue salvage"),
+            "{checks:?}"
+        );
+        assert!(
+            checks[1].status == Status::Fail
+                && checks[1].detail.contains("3 acknowledged record(s) lost")
+        );
+        assert!(
+            checks[2].status == Status::Warn
+                && checks[2].detail.contains("all 6 record(s) salvaged")
+        );
+    }
+
     #[test]
     fn wsdl_operations_come_from_the_port_type() {
         let wsdl = br#"<?xml version="1.0"?>

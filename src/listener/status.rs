@@ -927,6 +927,32 @@ mod tests {
         }
     }
 
+    /// A disk that fails and a store salvaged at start are shown in red, with the reason and
+    /// the figures; a healthy buffer shows neither.
+    #[test]
+    fn a_failing_disk_and_a_salvage_are_shown() {
+        let healthy = render(&StatusSnapshot::default());
+        assert!(!healthy.contains(r#"id="buffer-unwritable""#));
+        assert!(!healthy.contains(r#"id="buffer-salvage""#));
+        let s = StatusSnapshot {
+            buffer_unwritable: Some("the buffer cannot write: No space left on device".into()),
+            buffer_salvage: Some((10, 3, "/var/lib/prefront/buffer.corrupt-1".into())),
+            ..StatusSnapshot::default()
+        };
+        let html = render(&s);
+        assert!(
+            html.contains(r#"<p class="warn" id="buffer-unwritable">"#)
+                && html.contains("No space left on device"),
+            "{html}"
+        );
+        assert!(
+            html.contains(r#"<p class="warn" id="buffer-salvage">"#)
+                && html.contains("10 record(s) salvaged, 3 lost")
+                && html.contains("buffer.corrupt-1"),
+            "{html}"
+        );
+    }
+
     #[test]
     fn values_from_config_and_calls_are_escaped() {
         let evil = r#"<script>alert("x")</script>&'"#;
