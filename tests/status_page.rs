@@ -19,8 +19,10 @@ use support::{basic_config, closed_port_addr, plain_client, spawn_gateway, TempD
 /// How long one Chromium run may take before it (and every process it started) is killed.
 const CHROMIUM_TIMEOUT: Duration = Duration::from_secs(60);
 
-/// Chromium on PATH, as `which chromium` finds it; fails the test when it is not installed.
-fn chromium() -> PathBuf {
+/// Chromium on PATH, as `which chromium` finds it. When it is not installed: under CI (env `CI`
+/// set, as `.ci/run` installs it) the test fails naming the install step; on a newcomer's machine
+/// it is skipped with a one-line note.
+fn chromium() -> Option<PathBuf> {
     let found = Command::new("which")
         .arg("chromium")
         .output()
@@ -29,20 +31,24 @@ fn chromium() -> PathBuf {
         .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
         .filter(|p| !p.is_empty())
         .map(PathBuf::from);
-    match found {
-        Some(p) => p,
-        None => panic!(
-            "chromium is not installed (`which chromium` found nothing): this test renders /status \
-             in headless Chromium. Install it with `apt-get install chromium` (.ci/run does this in CI)."
-        ),
+    if found.is_none() {
+        let note = "chromium is not installed (`which chromium` found nothing): this test renders \
+                    /status in headless Chromium. Install it with `apt-get install chromium` \
+                    (.ci/run does this in CI).";
+        if std::env::var_os("CI").is_some() {
+            panic!("{note}");
+        }
+        use std::io::Write;
+        let _ = writeln!(std::io::stderr(), "SKIPPED status_page: {note}");
     }
+    found
 }
 
 /// Runs headless Chromium on `url` with `args` (`--dump-dom`, `--screenshot=…`) under
 /// `timeout`, which kills Chromium's whole process group after `CHROMIUM_TIMEOUT`. Returns
 /// stdout.
 async fn run_chromium(url: &str, args: &[String]) -> String {
-    let chromium = chromium();
+    let chromium = chromium().expect("checked at the start of the test");
     let profile = TempDir::new("prefront-chromium");
     let mut cmd = Command::new("timeout");
     cmd.arg("--kill-after=5")
@@ -237,8 +243,10 @@ fn calls_by_class(metrics: &str) -> HashMap<&'static str, f64> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_status_page_shows_what_metrics_shows() {
-    // Fail early, before any setup, when Chromium is missing.
-    chromium();
+    // Before any setup: without Chromium, skipped (or failed under CI).
+    if chromium().is_none() {
+        return;
+    }
     let closed = closed_port_addr();
     let toml = basic_config(
         &format!("https://{closed}/"),
