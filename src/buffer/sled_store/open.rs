@@ -99,6 +99,17 @@ impl SledOutbox {
         max_bytes: u64,
         result_ttl: Duration,
     ) -> Result<SledOutbox, OutboxError> {
+        // A store another process holds (a running gateway) is not read, judged or moved: its
+        // files change under the scan. sled takes the same lock on `db` when it opens.
+        if let Ok(f) = File::open(path.join("db")) {
+            if fs2::FileExt::try_lock_exclusive(&f).is_err() {
+                return Err(storage(
+                    "cannot open the buffer",
+                    "another process holds it (is the gateway running?)",
+                ));
+            }
+            let _ = fs2::FileExt::unlock(&f);
+        }
         // The bytes first. An unreadable file is sled's to report.
         // The sidecar alone is enough: a store whose log was deleted still says what it held.
         let pre = if path.join("db").exists() || path.join(salvage::SIDECAR).exists() {
