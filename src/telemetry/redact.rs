@@ -36,8 +36,9 @@
 //!
 //! # Key lists
 //!
-//! The lists were built from the interface specification
-//! (`/work/shared/spec/interfaces.json`, 190 interfaces, revision 1.6.68): every
+//! The lists were built from the interface specification (the project's shared
+//! `spec/interfaces.json`, 190 interfaces, revision 1.6.68; its facts live on in
+//! `src/catalog/catalog.json`): every
 //! request/response field and example key whose description is a patient's, contact's,
 //! mother's, carer's, customer's or payer's name, ID/document number or phone. `mobile` and
 //! `caregiversName` are not in the specification and are kept as defensive spellings. Keys
