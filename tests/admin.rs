@@ -157,9 +157,17 @@ async fn the_admin_allowlist_refuses_and_counts_other_callers() {
             .get(admin_url(&gw, path))
             .timeout(Duration::from_secs(5))
             .send()
-            .await
-            .expect("answers");
-        assert_eq!(r.status(), 403, "{path} from a caller not on the list");
+            .await;
+        match r {
+            Ok(r) => panic!(
+                "{path} from a caller not on the list: refused at accept, not HTTP {}",
+                r.status()
+            ),
+            Err(e) => assert!(
+                !e.is_timeout(),
+                "{path}: closed at once, not timed out: {e}"
+            ),
+        }
     }
     gw.shutdown().await;
 }

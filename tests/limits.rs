@@ -205,3 +205,87 @@ base_url = "https://cloud.example.com/"
         "the key's content is never printed"
     );
 }
+
+/// A peer that is not allowed holds no connection slot (DESIGN.md §2, §11.13): 1,000 idle
+/// connections from a denied address (127.0.0.2) on a listener with room for 4, and the allowed
+/// caller (127.0.0.1) is still answered at once; the log names the denied address, once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn denied_peers_hold_no_slot() {
+    let pki = TestPki::new();
+    let cloud = MockUpstream::https(&pki).await;
+    cloud.echo();
+    let dir = TempDir::new("prefront-denied-slots");
+    let path = dir.path().join("prefront.toml");
+    let toml = config(&cloud, &pki.ca_pem_path(), &dir.path().join("buffer")).replace(
+        "max_connections = 2\nidle_timeout = \"1s\"",
+        "max_connections = 4\nidle_timeout = \"30s\"\nallow = [\"127.0.0.1/32\"]",
+    );
+    assert!(toml.contains("127.0.0.1/32"), "test config rewrite failed");
+    std::fs::write(&path, toml).expect("write config");
+    let bin = RunningBinary::start(&path);
+    let addr: std::net::SocketAddr = bin.his_addr.parse().expect("his address");
+
+    // 1,000 connections from 127.0.0.2, each left idle; every one is closed by the box.
+    let mut denied = Vec::new();
+    for _ in 0..1000 {
+        let socket = tokio::net::TcpSocket::new_v4().expect("socket");
+        socket
+            .bind("127.0.0.2:0".parse().expect("addr"))
+            .expect("bind 127.0.0.2");
+        match socket.connect(addr).await {
+            Ok(s) => denied.push(s),
+            // The accept backlog may refuse some under the burst: refused costs nothing either.
+            Err(_) => continue,
+        }
+    }
+    assert!(denied.len() >= 500, "only {} connected", denied.len());
+
+    // The allowed caller is answered within a second although the denied sockets are still open
+    // on their side.
+    let started = Instant::now();
+    let answered = tokio::task::spawn_blocking(move || {
+        let mut s = TcpStream::connect(addr).expect("allowed caller connects");
+        s.write_all(&request(r#"{"medicalCardNumber":"001"}"#))
+            .expect("request");
+        s.set_read_timeout(Some(Duration::from_secs(5)))
+            .expect("timeout");
+        let mut buf = [0u8; 2048];
+        let n = s.read(&mut buf).expect("answer");
+        String::from_utf8_lossy(&buf[..n]).into_owned()
+    })
+    .await
+    .expect("join");
+    let took = started.elapsed();
+    assert!(answered.starts_with("HTTP/1.1 200"), "{answered}");
+    assert!(
+        took < Duration::from_secs(1),
+        "the allowed caller waited {took:?}"
+    );
+
+    // Every denied connection was closed by the box without a byte.
+    use tokio::io::AsyncReadExt;
+    let mut closed = 0;
+    for s in denied.iter_mut().take(50) {
+        let mut buf = [0u8; 16];
+        if let Ok(Ok(0) | Err(_)) =
+            tokio::time::timeout(Duration::from_secs(2), s.read(&mut buf)).await
+        {
+            closed += 1;
+        }
+    }
+    assert_eq!(closed, 50, "denied connections are closed at accept");
+    drop(denied);
+
+    // The log names the denied address, rate-limited: once a minute, not once per connection.
+    let (_, log) = bin.terminate();
+    let lines = log
+        .iter()
+        .filter(|l| l.contains("not in the allowlist") && l.contains("127.0.0.2"))
+        .count();
+    assert_eq!(
+        lines,
+        1,
+        "one log line for 1,000 refusals:\n{}",
+        log.join("\n")
+    );
+}

@@ -201,9 +201,37 @@ async fn denied_peer_on_the_tls_listener_gets_nothing_through() {
     let gw = spawn_gateway(&toml).await;
 
     match post(&pki.client(), &query_balance_url(&gw)).await {
-        // Refused before the handshake (connection closed) or with a 403: both are fine.
+        // Refused before the handshake: the connection is closed at accept.
         Err(e) => assert!(!e.is_timeout(), "denied TLS peer timed out: {e:?}"),
-        Ok(r) => assert_eq!(r.status(), 403, "denied TLS peer must not be served"),
+        Ok(r) => panic!(
+            "denied TLS peer must be refused at accept, got HTTP {}",
+            r.status()
+        ),
+    }
+    // On the wire: a ClientHello gets no ServerHello, not one byte.
+    {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let addr = query_balance_url(&gw)
+            .trim_start_matches("https://")
+            .split('/')
+            .next()
+            .expect("host:port")
+            .to_string();
+        let mut tcp = tokio::net::TcpStream::connect(&addr)
+            .await
+            .expect("connect");
+        // The start of a TLS 1.2 ClientHello record.
+        let _ = tcp
+            .write_all(&[0x16, 0x03, 0x01, 0x00, 0x31, 0x01, 0x00, 0x00, 0x2d])
+            .await;
+        let mut buf = [0u8; 64];
+        let got = tokio::time::timeout(Duration::from_secs(5), tcp.read(&mut buf))
+            .await
+            .expect("closed at once, not left open");
+        assert!(
+            matches!(got, Ok(0) | Err(_)),
+            "the denied peer got {got:?} bytes back: the handshake must not start"
+        );
     }
     assert_nothing_reached(&his, "denied peer on the TLS listener").await;
     gw.shutdown().await;

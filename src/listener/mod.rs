@@ -186,6 +186,15 @@ impl Listener {
             // The configuration in force when the connection arrives decides its TLS and limits;
             // each request is then judged by the configuration in force when it arrives.
             let state = live.current();
+            let access = state.policy(self.side).on_connect(peer.ip());
+            if access == PeerAccess::Denied {
+                // Refused at accept (DESIGN.md §2): closed before a byte is read or a TLS
+                // handshake starts, so a peer that is not allowed never holds a slot an allowed
+                // caller needs. A trusted proxy's callers are judged per request (403).
+                refuse_at_accept(&state, self.side, peer);
+                drop(tcp);
+                continue;
+            }
             let limits = state.limits(self.side);
             if active.load(Ordering::Acquire) >= limits.max_connections {
                 if crate::telemetry::limits::hit(self.side.as_str(), "max-connections", peer.ip()) {
@@ -203,7 +212,7 @@ impl Listener {
             let conn = Conn {
                 side: self.side,
                 peer,
-                access: state.policy(self.side).on_connect(peer.ip()),
+                access,
             };
             let watcher = graceful.watcher();
             let live = live.clone();
@@ -223,8 +232,8 @@ impl Listener {
                         .await
                     }
                     Some(acceptor) => {
-                        // A denied peer still completes the handshake so that it gets the 403 the
-                        // contract promises; its request body is never read.
+                        // A denied peer never gets here (closed at accept); a trusted proxy's
+                        // caller is judged per request after the handshake.
                         match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, acceptor.accept(tcp))
                             .await
                         {
@@ -357,6 +366,19 @@ fn log_denial(state: &State, conn: Conn, who: std::net::IpAddr) {
             peer = %conn.peer,
             client = %who,
             "caller not in the allowlist: refused with 403 (logged once a minute per caller)"
+        );
+    }
+}
+
+/// A TCP peer that is neither allowed nor a trusted proxy: counted, and logged once a minute per
+/// address.
+fn refuse_at_accept(state: &State, side: Side, peer: std::net::SocketAddr) {
+    crate::telemetry::metrics::denial(side.as_str());
+    if state.policy(side).should_log_denial(peer.ip()) {
+        tracing::warn!(
+            listener = side.as_str(),
+            peer = %peer,
+            "caller not in the allowlist: connection closed at accept, nothing read (logged once a minute per caller)"
         );
     }
 }
