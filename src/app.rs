@@ -70,6 +70,7 @@ impl State {
             Side::Admin => {
                 return crate::listener::Limits {
                     max_connections: 64,
+                    max_per_peer: 64,
                     idle_timeout: Duration::from_secs(10),
                     client_names: Arc::from(Vec::new()),
                 }
@@ -77,6 +78,7 @@ impl State {
         };
         crate::listener::Limits {
             max_connections: l.max_connections,
+            max_per_peer: l.max_connections_per_peer,
             idle_timeout: l.idle_timeout,
             client_names: Arc::from(
                 l.tls

@@ -289,3 +289,72 @@ async fn denied_peers_hold_no_slot() {
         log.join("\n")
     );
 }
+
+/// One caller cannot take every slot (`max_connections_per_peer`): with room for 8 and 2 per
+/// peer, a third connection from 127.0.0.2 is closed at once while 127.0.0.1 is still served.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_peer_cannot_take_every_slot() {
+    let pki = TestPki::new();
+    let cloud = MockUpstream::https(&pki).await;
+    cloud.echo();
+    let dir = TempDir::new("prefront-per-peer");
+    let path = dir.path().join("prefront.toml");
+    let toml = config(&cloud, &pki.ca_pem_path(), &dir.path().join("buffer")).replace(
+        "max_connections = 2\nidle_timeout = \"1s\"",
+        "max_connections = 8\nmax_connections_per_peer = 2\nidle_timeout = \"30s\"",
+    );
+    assert!(
+        toml.contains("max_connections_per_peer = 2"),
+        "rewrite failed"
+    );
+    std::fs::write(&path, toml).expect("write config");
+    let bin = RunningBinary::start(&path);
+    let addr: std::net::SocketAddr = bin.his_addr.parse().expect("his address");
+    let mut held = vec![
+        connect_from("127.0.0.2", addr).await,
+        connect_from("127.0.0.2", addr).await,
+    ];
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let mut third = connect_from("127.0.0.2", addr).await;
+    assert!(
+        closed_within(&mut third, Duration::from_millis(800)),
+        "the peer's third connection is closed by the box"
+    );
+    for s in &mut held {
+        assert!(
+            !closed_within(s, Duration::from_millis(100)),
+            "the peer's first two stay open"
+        );
+    }
+    let mut other = connect_from("127.0.0.1", addr).await;
+    other
+        .write_all(&request(r#"{"medicalCardNumber":"001"}"#))
+        .expect("request");
+    other
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .expect("timeout");
+    let mut buf = [0u8; 2048];
+    let n = other.read(&mut buf).expect("answer");
+    assert!(String::from_utf8_lossy(&buf[..n]).starts_with("HTTP/1.1 200"));
+    drop(held);
+    let (_, log) = bin.terminate();
+    assert!(
+        log.iter()
+            .any(|l| l.contains("max_connections_per_peer=2") && l.contains("127.0.0.2")),
+        "the limit hit is logged with the caller:\n{}",
+        log.join("\n")
+    );
+}
+
+/// A blocking TCP connection to `to` from the loopback address `from` (std has no
+/// bind-before-connect; tokio's TcpSocket does, then hands the socket over).
+async fn connect_from(from: &str, to: std::net::SocketAddr) -> TcpStream {
+    let socket = tokio::net::TcpSocket::new_v4().expect("socket");
+    socket
+        .bind(std::net::SocketAddr::new(from.parse().expect("ip"), 0))
+        .expect("bind");
+    let s = socket.connect(to).await.expect("connect");
+    let s = s.into_std().expect("std stream");
+    s.set_nonblocking(false).expect("blocking");
+    s
+}

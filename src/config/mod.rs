@@ -54,6 +54,9 @@ pub struct ListenerConfig {
     /// Connections served at once; past it new ones are closed at once (and logged once a
     /// minute per caller).
     pub max_connections: usize,
+    /// Connections one peer address may hold at once (default a quarter of `max_connections`,
+    /// or all of a limit of 8 or less); past it its new ones are closed at once.
+    pub max_connections_per_peer: usize,
     /// How long a caller has to send a request's headers, and how long an idle keep-alive
     /// connection stays open (slow-loris guard).
     pub idle_timeout: Duration,

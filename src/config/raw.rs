@@ -31,6 +31,7 @@ pub struct RawListener {
     pub allowed_client_names: Option<Vec<String>>,
     pub public_url: Option<String>,
     pub max_connections: Option<usize>,
+    pub max_connections_per_peer: Option<usize>,
     pub idle_timeout: Option<String>,
 }
 
@@ -208,6 +209,7 @@ const LISTENER_KEYS: &[&str] = &[
     "allowed_client_names",
     "public_url",
     "max_connections",
+    "max_connections_per_peer",
     "idle_timeout",
 ];
 

@@ -543,6 +543,15 @@ fn listener(
         Some(n) => n,
         None => 1024,
     };
+    // One caller must not take every slot: a quarter by default (all of them on a small limit).
+    let max_connections_per_peer = match raw.max_connections_per_peer {
+        Some(0) => {
+            c.problem(&k("max_connections_per_peer"), "must be at least 1");
+            1
+        }
+        Some(n) => n.min(max_connections),
+        None => (max_connections / 4).max(max_connections.min(8)),
+    };
     let idle_timeout = duration(
         c,
         &k("idle_timeout"),
@@ -557,6 +566,7 @@ fn listener(
         tls,
         public_url: raw.public_url.map(|u| u.trim_end_matches('/').to_string()),
         max_connections,
+        max_connections_per_peer,
         idle_timeout,
     })
 }

@@ -125,19 +125,51 @@ const BODY_READ_TIMEOUT: Duration = Duration::from_secs(30);
 /// How long a TLS handshake may take.
 const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// Counts a connection while it is open.
-struct ActiveSlot(Arc<AtomicUsize>);
+/// Connections open per peer address on one listener.
+type PerPeer = Arc<std::sync::Mutex<std::collections::HashMap<std::net::IpAddr, usize>>>;
+
+/// Counts a connection while it is open, in the listener's total and its peer's.
+struct ActiveSlot {
+    active: Arc<AtomicUsize>,
+    per_peer: PerPeer,
+    peer: std::net::IpAddr,
+}
 
 impl ActiveSlot {
-    fn take(active: &Arc<AtomicUsize>) -> ActiveSlot {
+    /// Takes a slot unless `peer` already holds `max_per_peer`.
+    fn take(
+        active: &Arc<AtomicUsize>,
+        per_peer: &PerPeer,
+        peer: std::net::IpAddr,
+        max_per_peer: usize,
+    ) -> Option<ActiveSlot> {
+        {
+            let mut map = per_peer.lock().unwrap_or_else(|p| p.into_inner());
+            let n = map.entry(peer).or_default();
+            if *n >= max_per_peer {
+                return None;
+            }
+            *n += 1;
+        }
         active.fetch_add(1, Ordering::AcqRel);
-        ActiveSlot(active.clone())
+        Some(ActiveSlot {
+            active: active.clone(),
+            per_peer: per_peer.clone(),
+            peer,
+        })
     }
 }
 
 impl Drop for ActiveSlot {
     fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::AcqRel);
+        self.active.fetch_sub(1, Ordering::AcqRel);
+        let mut map = self.per_peer.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(n) = map.get_mut(&self.peer) {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                map.remove(&self.peer);
+            }
+        }
     }
 }
 
@@ -145,6 +177,8 @@ impl Drop for ActiveSlot {
 #[derive(Debug, Clone)]
 pub struct Limits {
     pub max_connections: usize,
+    /// Connections one peer address may hold at once.
+    pub max_per_peer: usize,
     pub idle_timeout: Duration,
     /// With mutual TLS: the client certificate must name one of these (empty: any).
     pub client_names: Arc<[String]>,
@@ -168,6 +202,7 @@ impl Listener {
     ) {
         let graceful = GracefulShutdown::new();
         let active = Arc::new(AtomicUsize::new(0));
+        let per_peer: PerPeer = Arc::default();
         loop {
             let accepted = tokio::select! {
                 r = self.tcp.accept() => r,
@@ -208,7 +243,23 @@ impl Listener {
                 drop(tcp);
                 continue;
             }
-            let slot = ActiveSlot::take(&active);
+            let Some(slot) = ActiveSlot::take(&active, &per_peer, peer.ip(), limits.max_per_peer)
+            else {
+                if crate::telemetry::limits::hit(
+                    self.side.as_str(),
+                    "max-connections-per-peer",
+                    peer.ip(),
+                ) {
+                    tracing::warn!(
+                        listener = self.side.as_str(),
+                        peer = %peer,
+                        max_connections_per_peer = limits.max_per_peer,
+                        "this caller holds all the connections it may: its new ones are closed at once (logged once a minute per caller)"
+                    );
+                }
+                drop(tcp);
+                continue;
+            };
             let conn = Conn {
                 side: self.side,
                 peer,
