@@ -74,14 +74,7 @@ async fn mocks() -> (MockUpstream, MockUpstream) {
 
 /// POSTs the JSON body to `url`, with an `X-Forwarded-For` header when given.
 async fn post(url: &str, forwarded_for: Option<&str>) -> reqwest::Response {
-    let mut req = plain_client()
-        .post(url)
-        .header("content-type", "application/json;charset=UTF-8")
-        .body(REQUEST_BODY);
-    if let Some(xff) = forwarded_for {
-        req = req.header("x-forwarded-for", xff);
-    }
-    req.send()
+    try_post(url, forwarded_for)
         .await
         .unwrap_or_else(|e| panic!("POST {url} failed at the transport level: {e}"))
 }
