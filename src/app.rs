@@ -445,10 +445,13 @@ fn listener_tls(
 }
 
 fn verifier(config: &Config) -> Option<Arc<crate::auth::Signer>> {
-    config
-        .auth
-        .as_ref()
-        .map(|a| Arc::new(crate::auth::Signer::new(a.secret.0.as_bytes(), a.max_skew)))
+    config.auth.as_ref().map(|a| {
+        Arc::new(crate::auth::Signer::verifier(
+            a.secret.0.as_bytes(),
+            a.max_skew,
+            crate::auth::unix_now(),
+        ))
+    })
 }
 
 fn admin_policy(config: &Config) -> Arc<AccessPolicy> {

@@ -41,6 +41,10 @@ pub enum AuthError {
     Replayed,
     #[error("too many signed calls in the window to check for replays")]
     Overloaded,
+    /// Signed before this verifier started: its replay memory cannot know it, so it is refused
+    /// (a captured call cannot be replayed after a restart or a reload).
+    #[error("X-Prefront-Timestamp predates the gateway's start (sign the call anew)")]
+    BeforeStart,
 }
 
 impl AuthError {
@@ -52,6 +56,7 @@ impl AuthError {
             AuthError::BadSignature => "signature-wrong",
             AuthError::Replayed => "signature-replayed",
             AuthError::Overloaded => "signature-overloaded",
+            AuthError::BeforeStart => "signature-before-start",
         }
     }
 }
@@ -62,6 +67,8 @@ pub struct Signer {
     max_skew: Duration,
     /// Signatures seen, with the Unix time after which they can no longer be replayed.
     seen: Mutex<HashMap<[u8; 32], u64>>,
+    /// Calls signed before or in this Unix second are refused: the memory above starts empty.
+    not_before: u64,
 }
 
 impl std::fmt::Debug for Signer {
@@ -94,6 +101,17 @@ impl Signer {
             key: hmac::Key::new(hmac::HMAC_SHA256, secret),
             max_skew,
             seen: Mutex::new(HashMap::new()),
+            not_before: 0,
+        }
+    }
+
+    /// A signer that also checks incoming calls from now on: a call signed before or in the
+    /// second `started` (Unix seconds) is refused, since the replay memory, which starts empty,
+    /// cannot know it.
+    pub fn verifier(secret: &[u8], max_skew: Duration, started: u64) -> Signer {
+        Signer {
+            not_before: started,
+            ..Signer::new(secret, max_skew)
         }
     }
 
@@ -140,6 +158,10 @@ impl Signer {
         if ts_num.abs_diff(now) > skew {
             return Err(AuthError::Skew);
         }
+        // The start's own second too: a call signed in it may have been used just before.
+        if self.not_before > 0 && ts_num <= self.not_before {
+            return Err(AuthError::BeforeStart);
+        }
         let tag = HEXLOWER
             .decode(sig.trim().to_ascii_lowercase().as_bytes())
             .map_err(|_| AuthError::BadSignature)?;
@@ -172,6 +194,28 @@ impl Signer {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A verifier refuses calls signed before or in the second it started: its replay memory is
+    /// new, so such a call may have been used before a restart or a reload.
+    #[test]
+    fn a_call_signed_before_the_start_is_refused() {
+        let s = Signer::verifier(SECRET, Duration::from_secs(300), 1000);
+        for ts in [990u64, 1000] {
+            let [(_, t), (_, sig)] =
+                Signer::new(SECRET, Duration::from_secs(300)).sign("POST", "/his/a", b"{}", ts);
+            assert_eq!(
+                s.verify("POST", "/his/a", Some(&t), Some(&sig), b"{}", 1002),
+                Err(AuthError::BeforeStart),
+                "signed at {ts}"
+            );
+        }
+        let [(_, t), (_, sig)] =
+            Signer::new(SECRET, Duration::from_secs(300)).sign("POST", "/his/a", b"{}", 1001);
+        assert_eq!(
+            s.verify("POST", "/his/a", Some(&t), Some(&sig), b"{}", 1002),
+            Ok(())
+        );
+    }
 
     const SECRET: &[u8] = b"a shared secret of at least 32 bytes!";
 

@@ -31,6 +31,8 @@ pub enum Code {
     BufferFull,
     /// 40004: a business call accepted into the buffer; retry with the same key for the result.
     Accepted,
+    /// 50001 无权访问: a signed call whose signature is missing, wrong, stale or replayed.
+    NoAccess,
 }
 
 impl Code {
@@ -45,6 +47,7 @@ impl Code {
             Code::NotConfigured => "40003",
             Code::BufferFull => "40001",
             Code::Accepted => "40004",
+            Code::NoAccess => "50001",
         }
     }
 }

@@ -1,6 +1,8 @@
 //! `[auth]`: calls between the box and the cloud are signed on top of TLS. The cloud's calls
-//! without a valid, fresh, unused signature get 401 and reach nothing; the box's own calls carry
-//! a signature the cloud team can check from the README's canonical string alone.
+//! without a valid, fresh, unused signature reach nothing: `/his/<name>` answers the spec's 50001
+//! (无权访问) in its envelope, the file routes a plain 401; a call signed before the gateway
+//! started is refused, so a captured call cannot be replayed after a restart. The box's own calls
+//! carry a signature the cloud team can check from the README's canonical string alone.
 
 mod support;
 
@@ -40,7 +42,11 @@ async fn the_clouds_calls_need_a_valid_fresh_unused_signature() {
         Some(&format!("{}/his/{{name}}", his.url())),
         &format!("[auth]\nshared_secret = {SECRET:?}\n"),
     );
+    // Signed before the gateway starts (within the allowed skew): refused once it runs.
+    let before = now() - 1;
     let gw = spawn_gateway(&toml).await;
+    // Calls signed in the start's own second are refused too: sign in a later one.
+    tokio::time::sleep(Duration::from_millis(1100)).await;
     let target = "/his/hospital.interface.queryBalance";
     let url = format!("{}{target}", gw.cloud_url(false));
     let body = r#"{"medicalCardNumber":"001"}"#;
@@ -60,15 +66,26 @@ async fn the_clouds_calls_need_a_valid_fresh_unused_signature() {
                 .and_then(|v| v.to_str().ok())
                 .unwrap_or("")
                 .to_string();
-            (resp.status().as_u16(), kind)
+            let status = resp.status().as_u16();
+            let bytes = resp.bytes().await.expect("a body");
+            let v: serde_json::Value = serde_json::from_slice(&bytes).expect("a JSON envelope");
+            // A refusal is the spec's 50001 in the envelope; a relayed answer is the HIS's.
+            let code = v["code"].as_str().unwrap_or("").to_string();
+            (status, kind, code)
         }
     };
 
-    // Unsigned, wrong, stale, tampered: 401, nothing forwarded.
+    // Unsigned, wrong, stale, tampered, signed before the start: 50001, nothing forwarded.
     let t = now();
     let good = sign("POST", target, t, body.as_bytes());
     let cases = [
         (None, None, body, "signature-missing"),
+        (
+            Some(before.to_string()),
+            Some(sign("POST", target, before, body.as_bytes())),
+            body,
+            "signature-before-start",
+        ),
         (
             Some(t.to_string()),
             Some("00".repeat(32)),
@@ -89,17 +106,20 @@ async fn the_clouds_calls_need_a_valid_fresh_unused_signature() {
         ),
     ];
     for (ts, sig, b, kind) in cases {
-        let (status, got) = send(ts, sig, b).await;
-        assert_eq!((status, got.as_str()), (401, kind));
+        let (status, got, code) = send(ts, sig, b).await;
+        assert_eq!((status, got.as_str(), code.as_str()), (200, kind, "50001"));
     }
     assert_eq!(his.request_count(), 0, "nothing reached the HIS");
 
     // Signed right: forwarded once; the same signature again is a replay.
-    let (status, kind) = send(Some(t.to_string()), Some(good.clone()), body).await;
+    let (status, kind, _) = send(Some(t.to_string()), Some(good.clone()), body).await;
     assert_eq!((status, kind.as_str()), (200, ""));
     assert_eq!(his.request_count(), 1);
-    let (status, kind) = send(Some(t.to_string()), Some(good), body).await;
-    assert_eq!((status, kind.as_str()), (401, "signature-replayed"));
+    let (status, kind, code) = send(Some(t.to_string()), Some(good.clone()), body).await;
+    assert_eq!(
+        (status, kind.as_str(), code.as_str()),
+        (200, "signature-replayed", "50001")
+    );
     assert_eq!(his.request_count(), 1, "a replay reaches nothing");
 
     // The PACS route needs a signature too.
@@ -109,6 +129,30 @@ async fn the_clouds_calls_need_a_valid_fresh_unused_signature() {
         .await
         .expect("answers");
     assert_eq!(r.status(), 401);
+    gw.shutdown().await;
+
+    // A restart forgets which signatures were used: the captured call is still refused.
+    let gw = spawn_gateway(&toml).await;
+    let url = format!("{target_base}{target}", target_base = gw.cloud_url(false));
+    let resp = plain_client()
+        .post(url)
+        .header("X-Prefront-Timestamp", t.to_string())
+        .header("X-Prefront-Signature", good)
+        .body(body)
+        .send()
+        .await
+        .expect("the gateway answers");
+    assert_eq!(
+        resp.headers()
+            .get("x-prefront-error")
+            .and_then(|v| v.to_str().ok()),
+        Some("signature-before-start")
+    );
+    assert_eq!(
+        his.request_count(),
+        1,
+        "a replay after a restart reaches nothing"
+    );
     gw.shutdown().await;
 }
 

@@ -45,8 +45,15 @@ pub async fn handle(state: &Arc<State>, req: Request<Incoming>, call: Call) -> R
         && (Catalog::get().by_name(&name).is_some() || state.config.his.routes.contains_key(&name));
     // Metric labels only ever carry names the box knows (a caller cannot grow them).
     let log_name = if known { name.as_str() } else { "unknown" };
-    if let Some(refused) = check_signature(state, &parts, &body, &call, log_name) {
-        return refused;
+    if let Some(err) = signature_error(state, &parts, &body) {
+        // The spec's own code for it (附四 50001 无权访问), in the interface's envelope.
+        let raised = Raised::new(
+            Code::NoAccess,
+            err.kind(),
+            format!("无权访问 (signed call refused: {err})"),
+        );
+        call.log(DIRECTION, log_name, raised.kind, 200);
+        return raised_response(&raised, Envelope::Standard, None, &call.request_id);
     }
     if !known {
         let raised = Raised::new(
@@ -120,20 +127,19 @@ async fn files(state: &Arc<State>, req: Request<Incoming>, call: Call) -> Respon
 
 /// With `[auth]` set, a call from the cloud must carry a valid, fresh, unused signature; the
 /// answer to one that does not is 401 and nothing is forwarded.
-fn check_signature(
+/// Why a signed call is refused, with `[auth]`; `None` when it passes or nothing is required.
+fn signature_error(
     state: &State,
     parts: &hyper::http::request::Parts,
     body: &[u8],
-    call: &Call,
-    route: &str,
-) -> Option<Response<Body>> {
+) -> Option<crate::auth::AuthError> {
     let verifier = state.verifier.as_ref()?;
     let header = |name: &str| parts.headers.get(name).and_then(|v| v.to_str().ok());
     let target = parts
         .uri
         .path_and_query()
         .map_or_else(|| parts.uri.path().to_string(), |p| p.as_str().to_string());
-    let err = verifier
+    verifier
         .verify(
             parts.method.as_str(),
             &target,
@@ -142,7 +148,18 @@ fn check_signature(
             body,
             crate::auth::unix_now(),
         )
-        .err()?;
+        .err()
+}
+
+/// The file routes (`/pacs/dcm`, `/files`) refuse a bad signature with a plain 401.
+fn check_signature(
+    state: &State,
+    parts: &hyper::http::request::Parts,
+    body: &[u8],
+    call: &Call,
+    route: &str,
+) -> Option<Response<Body>> {
+    let err = signature_error(state, parts, body)?;
     call.log(DIRECTION, route, err.kind(), 401);
     let r = super::plain_refusal(
         hyper::StatusCode::UNAUTHORIZED,
