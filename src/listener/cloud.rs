@@ -89,10 +89,22 @@ pub async fn handle(state: &Arc<State>, req: Request<Incoming>, call: Call) -> R
             json_response(answer, charset.as_deref(), &call.request_id)
         }
         Err(e) => {
+            // The cloud hears what kind of failure it was; what the HIS said (a fault's text, an
+            // error page) stays on the LAN, in this log, masked.
+            tracing::warn!(
+                request_id = %call.request_id,
+                route = %name,
+                kind = e.kind(),
+                error = %crate::telemetry::redact::mask_text(&e.to_string()),
+                "HIS call failed"
+            );
             let raised = Raised::new(
                 Code::SystemError,
                 e.kind(),
-                format!("系统错误：院内系统调用失败 (HIS call failed: {e})"),
+                format!(
+                    "系统错误：院内系统调用失败 (HIS call failed: {})",
+                    e.public_text()
+                ),
             );
             call.log(DIRECTION, &name, raised.kind, 200);
             raised_response(

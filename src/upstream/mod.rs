@@ -52,6 +52,22 @@ impl UpstreamError {
         }
     }
 
+    /// What kind of failure it was, in words safe to send past the LAN: never what the HIS
+    /// said (a fault's text, an error page), which stays in the box's log.
+    pub fn public_text(&self) -> String {
+        match self {
+            UpstreamError::Connect => "connection refused or unreachable".into(),
+            UpstreamError::Tls(_) => "TLS handshake failed".into(),
+            UpstreamError::Timeout(d) => format!("no answer within {d:?}"),
+            UpstreamError::Status(s) => format!("answered HTTP {s}"),
+            UpstreamError::InvalidAnswer => "the answer could not be read".into(),
+            UpstreamError::TooLarge(n) => format!("answer larger than {n} bytes"),
+            UpstreamError::Protocol(_) => "connection broken".into(),
+            UpstreamError::Unsupported(what) => (*what).into(),
+            UpstreamError::SoapFault { .. } => "answered with a SOAP fault".into(),
+        }
+    }
+
     /// Whether sending the same call again later may succeed (the buffer's decision).
     pub fn retryable(&self) -> bool {
         match self {
