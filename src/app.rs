@@ -250,6 +250,7 @@ impl Gateway {
                 path: buffer.path.display().to_string(),
                 source,
             })?;
+        outbox.set_dead_ttl(buffer.dead_ttl);
         let outbox: Arc<dyn Outbox> = Arc::new(outbox);
         let forwarders = Forwarders::new(outbox.clone(), prepared.cloud.clone(), buffer.clone());
         let his_tcp = bind("his_listener", config.his_listener.listen).await?;

@@ -330,3 +330,48 @@ async fn cloud_route_delivery_overrides_the_catalogue() {
     assert_eq!(seen[0].path, "/prefront/patient/genCard");
     assert!(seen[0].header("x-prefront-message-id").is_some());
 }
+
+/// Dead letters hold patient data: they are deleted after `buffer.dead_ttl` (DESIGN.md §8), by
+/// the running box.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dead_letters_expire_after_dead_ttl() {
+    let cloud = MockUpstream::http().await;
+    cloud.respond_default(503, DOWN);
+    let dir = TempDir::new("prefront-dead-ttl");
+    let toml = basic_config(&cloud.url(), None, None, "").replace(
+        "[log]",
+        &format!(
+            "[buffer]\npath = {:?}\nretry_min = \"50ms\"\nretry_max = \"400ms\"\ndead_ttl = \"2s\"\n\n[admin]\nlisten = \"127.0.0.1:0\"\n\n[log]",
+            dir.path().join("buffer").display().to_string()
+        ),
+    );
+    let gw = spawn_gateway(&toml).await;
+    let path = "prefront/sendTipMessage/patientQueue";
+    let (queued, _, v) = post(&gw, path, &json!({"seq": 1})).await;
+    assert!(queued.is_some(), "buffered while the cloud is down: {v}");
+    // The cloud refuses it for good: a dead letter.
+    cloud.respond_default(400, "{\"error\":\"bad request\"}");
+    let series = format!("prefront_buffer_dead_letters{{route=\"cloud:{path}\"}}");
+    let dead = |m: &str| metric_sample(m, &series).unwrap_or(0.0);
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while dead(&gw.metrics().await) < 1.0 {
+        assert!(Instant::now() < deadline, "never dead-lettered");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let became_dead = Instant::now();
+    // Kept for dead_ttl (2 s), then deleted without anyone asking.
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while dead(&gw.metrics().await) > 0.0 {
+        assert!(
+            Instant::now() < deadline,
+            "the dead letter was never deleted"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert!(
+        became_dead.elapsed() >= Duration::from_millis(1500),
+        "not before dead_ttl: {:?}",
+        became_dead.elapsed()
+    );
+    gw.shutdown().await;
+}

@@ -265,6 +265,8 @@ pub struct BufferConfig {
     pub max_attempts: u32,
     /// How long a delivered business call's answer is kept for a repeat with the same key.
     pub result_ttl: Duration,
+    /// Dead letters hold patient data: they are deleted (and logged) after this long.
+    pub dead_ttl: Duration,
     /// Backoff between delivery attempts: from `retry_min`, doubling, up to `retry_max`.
     pub retry_min: Duration,
     pub retry_max: Duration,

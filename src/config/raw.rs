@@ -125,6 +125,7 @@ pub struct RawBuffer {
     pub ttl: Option<String>,
     pub max_attempts: Option<u32>,
     pub result_ttl: Option<String>,
+    pub dead_ttl: Option<String>,
     pub retry_min: Option<String>,
     pub retry_max: Option<String>,
 }
@@ -191,6 +192,7 @@ pub const SCHEMA: &[(&str, &[&str])] = &[
             "ttl",
             "max_attempts",
             "result_ttl",
+            "dead_ttl",
             "retry_min",
             "retry_max",
         ],

@@ -395,6 +395,12 @@ fn build(c: &mut Checker<'_>, raw: RawConfig) -> Option<Config> {
             rb.result_ttl.as_deref(),
             Duration::from_secs(86400),
         ),
+        dead_ttl: duration(
+            c,
+            &[Step::Key("buffer"), Step::Key("dead_ttl")],
+            rb.dead_ttl.as_deref(),
+            Duration::from_secs(30 * 86400),
+        ),
         retry_min: duration(
             c,
             &[Step::Key("buffer"), Step::Key("retry_min")],

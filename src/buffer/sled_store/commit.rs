@@ -229,14 +229,22 @@ impl Shared {
                 }
                 Step::Commit => self.commit(),
                 Step::Recover => self.recover(),
-                Step::Idle => {
-                    self.idle_flush();
-                    if last_sweep.elapsed() >= SWEEP_EVERY {
-                        last_sweep = Instant::now();
-                        let _ = self.sweep();
-                    }
-                }
+                Step::Idle => self.idle_flush(),
             }
+            // Also under a steady load, which never leaves the committer idle.
+            if last_sweep.elapsed() >= self.sweep_every() {
+                last_sweep = Instant::now();
+                let _ = self.sweep();
+            }
+        }
+    }
+
+    /// How often expired results, dead letters and tombstones are looked for: every minute, or
+    /// more often for a short `dead_ttl`.
+    fn sweep_every(&self) -> Duration {
+        match self.dead_ttl_ms.load(std::sync::atomic::Ordering::Relaxed) {
+            0 => SWEEP_EVERY,
+            ms => (Duration::from_millis(ms) / 4).clamp(Duration::from_secs(1), SWEEP_EVERY),
         }
     }
 
@@ -558,9 +566,13 @@ impl Shared {
         let _ = salvage::write_sidecar(&self.path, &state);
     }
 
+    /// Removes expired results, dead letters past `dead_ttl` (each logged: they hold patient
+    /// data) and old tombstones. Under the store's lock: a result written meanwhile is not taken.
     pub(super) fn sweep(&self) -> Result<usize, OutboxError> {
         let open = self.open_store()?;
         let now = now_ms();
+        let dead_ttl = self.dead_ttl_ms.load(std::sync::atomic::Ordering::Relaxed);
+        let mut inner = self.lock();
         let mut batch = sled::Batch::default();
         let mut freed = 0u64;
         let mut n = 0;
@@ -569,6 +581,29 @@ impl Shared {
             if codec::decode_result(&v).map_or(true, |(exp, _)| exp <= now) {
                 batch.remove(k);
                 freed += v.len() as u64;
+                n += 1;
+            }
+        }
+        let mut expired_dead = 0u64;
+        if dead_ttl > 0 {
+            for item in open.db.scan_prefix([DEAD]) {
+                let (k, v) = item.map_err(|e| storage("cannot read the buffer", e))?;
+                let Ok((rec, Some((_, dead_at)))) = codec::decode_record(&v, &self.store_id) else {
+                    continue;
+                };
+                if dead_at.saturating_add(dead_ttl) > now {
+                    continue;
+                }
+                tracing::warn!(
+                    route = %rec.route,
+                    id = rec.id,
+                    dead_for_s = now.saturating_sub(dead_at) / 1000,
+                    "buffer: a dead letter expired (buffer.dead_ttl) and was deleted"
+                );
+                batch.remove(k);
+                tomb(&mut batch, &inner, rec.id);
+                freed += v.len() as u64;
+                expired_dead += 1;
                 n += 1;
             }
         }
@@ -582,7 +617,7 @@ impl Shared {
             }
         }
         if n > 0 {
-            let mut inner = self.lock();
+            inner.live = inner.live.saturating_sub(expired_dead);
             put_state(&mut batch, &mut inner);
             if let Err(e) = open.db.apply_batch(batch) {
                 self.enter_failing(

@@ -109,6 +109,8 @@ struct Shared {
     dur: Durability,
     /// Blob files already synced (sled never rewrites one in place).
     blobs_synced: Mutex<HashSet<std::ffi::OsString>>,
+    /// `buffer.dead_ttl` in milliseconds; 0: dead letters are kept.
+    dead_ttl_ms: std::sync::atomic::AtomicU64,
 }
 
 /// sled and the log file the committer fsyncs (opened for writing: on Windows `sync_data` is
@@ -227,6 +229,14 @@ impl SledOutbox {
     /// The store's random id (the prefix of its message ids).
     pub fn store_id(&self) -> &str {
         &self.shared.store_id
+    }
+
+    /// Dead letters older than `ttl` are deleted (and logged) by the sweep; zero keeps them.
+    pub fn set_dead_ttl(&self, ttl: Duration) {
+        self.shared.dead_ttl_ms.store(
+            u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX),
+            std::sync::atomic::Ordering::Relaxed,
+        );
     }
 
     /// Bytes of records (queued and dead) and cached results counted against `max_bytes`.

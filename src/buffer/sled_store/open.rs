@@ -412,6 +412,7 @@ impl SledOutbox {
             inner: Mutex::new(inner),
             dur: Durability::default(),
             blobs_synced: Mutex::new(HashSet::new()),
+            dead_ttl_ms: std::sync::atomic::AtomicU64::new(0),
         });
         let committer = {
             let sh = shared.clone();
@@ -455,6 +456,7 @@ impl SledOutbox {
             inner: Mutex::new(inner),
             dur: Durability::default(),
             blobs_synced: Mutex::new(HashSet::new()),
+            dead_ttl_ms: std::sync::atomic::AtomicU64::new(0),
         });
         {
             let mut inner = shared.lock();
