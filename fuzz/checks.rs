@@ -318,7 +318,9 @@ pub fn files_token(data: &[u8]) {
         panic!("a token the box never minted was accepted (for {u:?})");
     }
     // A minted token.
-    let minted = signer.mint(&url, expires);
+    let Ok(minted) = signer.mint(&url, expires) else {
+        return; // no system randomness: nothing minted, nothing to check
+    };
     assert!(
         minted
             .bytes()

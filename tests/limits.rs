@@ -206,6 +206,50 @@ base_url = "https://cloud.example.com/"
     );
 }
 
+/// The box's own file-link key is a secret like the others: `check` warns when group or others
+/// can read it, and never prints it.
+#[test]
+fn a_link_key_others_can_read_is_warned_about() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = TempDir::new("prefront-linkkeymode");
+    let key = dir.path().join("pacs-link.key");
+    std::fs::write(&key, [7u8; 32]).expect("write key");
+    std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o640)).expect("chmod");
+    let path = dir.path().join("prefront.toml");
+    std::fs::write(
+        &path,
+        format!(
+            r#"
+[his_listener]
+listen = "127.0.0.1:0"
+[cloud_listener]
+listen = "127.0.0.1:0"
+public_url = "https://prefront.example-hospital.cn:8443"
+[cloud]
+base_url = "https://cloud.example.com/"
+[pacs]
+internal_hosts = ["10.1.1.20:8080"]
+link_key_file = {:?}
+"#,
+            key.display().to_string()
+        ),
+    )
+    .expect("write config");
+    let out = prefront(&["check", "--config", &path.display().to_string()]);
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.status.success(), "a warning, not an error:\n{text}");
+    assert!(
+        text.contains("link_key_file")
+            && text.contains("readable by group or others")
+            && text.contains("640"),
+        "{text}"
+    );
+}
+
 /// A peer that is not allowed holds no connection slot (DESIGN.md §2, §11.13): 1,000 idle
 /// connections from a denied address (127.0.0.2) on a listener with room for 4, and the allowed
 /// caller (127.0.0.1) is still answered at once; the log names the denied address, once.

@@ -414,7 +414,8 @@ async fn a_stream_is_logged_once_at_its_end_without_the_dcm_id() {
     let got = fetch(client.get(dcm_at(&base, DCM_ID))).await;
     assert_whole_file(&got, 100_000, "download by a patient-bearing dcmId");
     let token = prefront::pacs::LinkSigner::new(LINK_KEY.as_bytes())
-        .mint(&pacs.file_url(DCM_ID), now_unix() + 600);
+        .mint(&pacs.file_url(DCM_ID), now_unix() + 600)
+        .expect("minted");
     let via_link = fetch(client.get(format!("{base}/files/{token}"))).await;
     assert_whole_file(
         &via_link,
@@ -1095,7 +1096,8 @@ async fn other_methods_are_405() {
     let b = bench("").await;
     let client = streaming_client();
     let token = prefront::pacs::LinkSigner::new(LINK_KEY.as_bytes())
-        .mint(&b.pacs.file_url("size-1000"), now_unix() + 600);
+        .mint(&b.pacs.file_url("size-1000"), now_unix() + 600)
+        .expect("minted");
     for url in [b.dcm("size-1000"), format!("{}/files/{token}", b.base())] {
         for method in ["POST", "PUT", "DELETE", "PATCH"] {
             let m = reqwest::Method::from_bytes(method.as_bytes()).expect("method");
@@ -1134,7 +1136,8 @@ async fn a_redirect_off_the_internal_hosts_is_refused_and_never_followed() {
     // The same through a signed link whose target redirects outside.
     let via_link = b.pacs.redirect(&target);
     let token = prefront::pacs::LinkSigner::new(LINK_KEY.as_bytes())
-        .mint(&b.pacs.file_url(&via_link), now_unix() + 600);
+        .mint(&b.pacs.file_url(&via_link), now_unix() + 600)
+        .expect("minted");
     let got = fetch(streaming_client().get(format!("{}/files/{token}", b.base()))).await;
     assert_gateway_error(&got, 502, "redirect-refused", "a link redirected outside");
     assert_eq!(got.header("location"), None, "{}", got.describe());
@@ -1676,7 +1679,7 @@ async fn forged_truncated_expired_and_foreign_links_reach_nothing() {
     let client = streaming_client();
     let signer = prefront::pacs::LinkSigner::new(LINK_KEY.as_bytes());
     let url = b.pacs.file_url("size-1000");
-    let good = signer.mint(&url, now_unix() + 600);
+    let good = signer.mint(&url, now_unix() + 600).expect("minted");
     let files = |token: &str| format!("{}/files/{token}", b.base());
 
     let mut problems = Vec::new();
@@ -1709,10 +1712,13 @@ async fn forged_truncated_expired_and_foreign_links_reach_nothing() {
         );
     }
     let other_key = prefront::pacs::LinkSigner::new(b"another-key-another-key-another-key-0000");
-    let got = fetch(client.get(files(&other_key.mint(&url, now_unix() + 600)))).await;
+    let got = fetch(client.get(files(
+        &other_key.mint(&url, now_unix() + 600).expect("minted"),
+    )))
+    .await;
     expect(got, 403, "link-forged", "signed with another key".into());
 
-    let expired = signer.mint(&url, now_unix() - 10);
+    let expired = signer.mint(&url, now_unix() - 10).expect("minted");
     let got = fetch(client.get(files(&expired))).await;
     expect(got, 410, "link-expired", "expired 10 s ago".into());
 
@@ -1720,7 +1726,10 @@ async fn forged_truncated_expired_and_foreign_links_reach_nothing() {
         outside.file_url("size-1000"),
         other_port.file_url("size-1000"),
     ] {
-        let got = fetch(client.get(files(&signer.mint(&foreign, now_unix() + 600)))).await;
+        let got = fetch(client.get(files(
+            &signer.mint(&foreign, now_unix() + 600).expect("minted"),
+        )))
+        .await;
         expect(
             got,
             403,

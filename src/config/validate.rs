@@ -1047,6 +1047,8 @@ fn pacs(c: &mut Checker<'_>, raw: raw::RawPacs, buffer_path: &Path) -> PacsConfi
             |d| d.join("pacs-link.key"),
         ),
     };
+    // The box's own link key is a secret like the others: warned about when others can read it.
+    private_key_permissions(c, &k("link_key_file"), &link_key_file);
     let rewrite_fields = raw.rewrite_fields.unwrap_or_else(|| {
         DEFAULT_REWRITE_FIELDS
             .iter()

@@ -29,6 +29,11 @@ pub enum LinkError {
     Expired,
 }
 
+/// The system's random number generator failed: no link can be minted safely.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("no system randomness: no link minted")]
+pub struct NoRandomness;
+
 /// Mints and verifies links with one key.
 pub struct LinkSigner {
     key: LessSafeKey,
@@ -56,19 +61,12 @@ impl LinkSigner {
         }
     }
 
-    /// A token for `url`, valid until `expires` (Unix seconds).
-    pub fn mint(&self, url: &str, expires: u64) -> String {
+    /// A token for `url`, valid until `expires` (Unix seconds). Without system randomness no
+    /// token is minted: a nonce that repeats (a counter restarting at zero with the process)
+    /// would break AES-GCM for every link made with the key.
+    pub fn mint(&self, url: &str, expires: u64) -> Result<String, NoRandomness> {
         let mut nonce = [0u8; NONCE_LEN];
-        if self.rng.fill(&mut nonce).is_err() {
-            // No randomness: fall back to a nonce that is still unique per process and call.
-            static COUNTER: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
-            let n = COUNTER.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-            nonce[..8].copy_from_slice(&n.to_be_bytes());
-            let t = std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map_or(0, |d| d.subsec_nanos());
-            nonce[8..].copy_from_slice(&t.to_be_bytes());
-        }
+        self.rng.fill(&mut nonce).map_err(|_| NoRandomness)?;
         let mut sealed = Vec::with_capacity(8 + url.len() + TAG_LEN);
         sealed.extend_from_slice(&expires.to_be_bytes());
         sealed.extend_from_slice(url.as_bytes());
@@ -81,7 +79,7 @@ impl LinkSigner {
         raw.push(VERSION);
         raw.extend_from_slice(&nonce);
         raw.extend_from_slice(&sealed);
-        BASE64URL_NOPAD.encode(&raw)
+        Ok(BASE64URL_NOPAD.encode(&raw))
     }
 
     /// The URL a token was minted for, if it is authentic and has not expired at `now`.
@@ -177,8 +175,14 @@ pub fn load_or_create_key(path: &Path) -> Result<Vec<u8>, KeyError> {
             f.sync_all().map_err(err)?;
             Ok(key)
         }
-        // Another process created it first: use theirs.
-        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => std::fs::read(path).map_err(err),
+        // Another process created it first: use theirs (checked like any key read).
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+            load_key(path)?.ok_or_else(|| {
+                err(std::io::Error::other(
+                    "the key file went away while it was read",
+                ))
+            })
+        }
         Err(e) => Err(err(e)),
     }
 }
@@ -192,7 +196,7 @@ mod tests {
     #[test]
     fn a_minted_link_verifies_until_it_expires() {
         let s = LinkSigner::new(b"0123456789abcdef0123456789abcdef");
-        let t = s.mint(URL, 1000);
+        let t = s.mint(URL, 1000).expect("minted");
         assert!(t
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_'));
@@ -204,7 +208,7 @@ mod tests {
     #[test]
     fn tampering_anywhere_is_refused_as_forged() {
         let s = LinkSigner::new(b"0123456789abcdef0123456789abcdef");
-        let t = s.mint(URL, u64::MAX);
+        let t = s.mint(URL, u64::MAX).expect("minted");
         for i in 0..t.len() {
             let mut b = t.clone().into_bytes();
             b[i] = if b[i] == b'A' { b'B' } else { b'A' };
@@ -221,7 +225,11 @@ mod tests {
                 .contains("10.1.1.20"),
             "the LAN URL must not be readable in the token"
         );
-        assert_ne!(s.mint(URL, u64::MAX), t, "every token has its own nonce");
+        assert_ne!(
+            s.mint(URL, u64::MAX).expect("minted"),
+            t,
+            "every token has its own nonce"
+        );
         let other = LinkSigner::new(b"another key, also thirty-two bytes");
         assert_eq!(other.verify(&t, 0), Err(LinkError::Forged));
         assert_eq!(s.verify("../../etc/passwd", 0), Err(LinkError::Forged));
@@ -231,7 +239,7 @@ mod tests {
     #[test]
     fn an_expired_forgery_is_forged_not_expired() {
         let s = LinkSigner::new(b"0123456789abcdef0123456789abcdef");
-        let mut b = s.mint(URL, 5).into_bytes();
+        let mut b = s.mint(URL, 5).expect("minted").into_bytes();
         let last = b.len() - 1;
         b[last] = if b[last] == b'A' { b'B' } else { b'A' };
         let t = String::from_utf8(b).unwrap_or_default();

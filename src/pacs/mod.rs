@@ -180,10 +180,14 @@ impl Pacs {
             if !matches!(url.scheme(), "http" | "https") || !self.is_internal(&url) {
                 return None;
             }
-            Some(format!(
-                "{public}/files/{}",
-                signer.mint(url.as_str(), expires)
-            ))
+            match signer.mint(url.as_str(), expires) {
+                Ok(token) => Some(format!("{public}/files/{token}")),
+                // The LAN address must not go out in clear: the link is emptied instead.
+                Err(e) => {
+                    tracing::error!(error = %e, "a LAN link in a HIS answer was emptied");
+                    Some(String::new())
+                }
+            }
         })
     }
 
