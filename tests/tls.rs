@@ -418,6 +418,59 @@ async fn mtls_client_names_outside_allowed_client_names_are_refused() {
     gw.shutdown().await;
 }
 
+/// `allowed_client_names` narrowed by a reload (SIGHUP) applies to a keep-alive connection that
+/// was let in before it: its next request is refused and reaches nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn narrowing_allowed_client_names_applies_to_open_connections() {
+    let pki = TestPki::new();
+    let client_ca = ClientCa::new("R");
+    let his = his_mock().await;
+    let cloud = MockUpstream::http().await;
+    let dir = TempDir::new("prefront-names-reload");
+    let path = dir.path().join("prefront.toml");
+    let write = |names: &str| {
+        let extra = format!(
+            "{}client_ca = {}\nallowed_client_names = [{names:?}]\n",
+            server_tls(&pki),
+            toml_path(&client_ca.ca_path())
+        );
+        let toml = format!(
+            "{}\n[buffer]\npath = {}\n",
+            config(&extra, &cloud.url(), None, &his.url()),
+            toml_path(&dir.path().join("buffer"))
+        );
+        std::fs::write(&path, toml).expect("write config");
+    };
+    write("cloud-platform-client");
+    let bin = RunningBinary::start(&path);
+    let url = format!("https://{}/his/{QUERY_BALANCE}", bin.cloud_addr());
+    let (cert, key) = client_ca.issue("cloud-platform-client");
+    // One client: its connection is kept alive between the two calls.
+    let client = mtls_client(&pki, cert, key);
+    assert_his_answer(post(&client, &url).await, &his).await;
+
+    write("another-client");
+    let ok = std::process::Command::new("kill")
+        .args(["-HUP", &bin.pid().to_string()])
+        .status()
+        .expect("kill runs");
+    assert!(ok.success());
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while !bin
+        .log()
+        .iter()
+        .any(|l| l.contains("configuration reloaded"))
+    {
+        assert!(std::time::Instant::now() < deadline, "no reload");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    match post(&client, &url).await {
+        Ok(r) => assert_eq!(r.status(), 403, "the narrowed names are in force"),
+        Err(e) => assert!(!e.is_timeout(), "refused at once, not timed out: {e}"),
+    }
+    assert_eq!(his.request_count(), 1, "the refused call reached nothing");
+}
+
 // ---------------------------------------------------------------------------
 // Upstream TLS: the box calling the cloud
 // ---------------------------------------------------------------------------

@@ -276,6 +276,7 @@ impl Listener {
                         serve_connection(
                             TokioIo::new(tcp),
                             conn,
+                            None,
                             live,
                             watcher,
                             limits.idle_timeout,
@@ -308,9 +309,16 @@ impl Listener {
                                     }
                                     return;
                                 }
+                                // Kept for the connection: a reload that narrows the names
+                                // applies to its next request too.
+                                let tls_conn = stream.get_ref().1;
+                                let names = tls_conn.peer_certificates().is_some().then(|| {
+                                    Arc::<[String]>::from(tls::client_names(tls_conn))
+                                });
                                 serve_connection(
                                     TokioIo::new(stream),
                                     conn,
+                                    names,
                                     live,
                                     watcher,
                                     limits.idle_timeout,
@@ -341,9 +349,13 @@ impl Listener {
     }
 }
 
+/// Serves one connection's requests. `client_names`: the names of the client certificate, on a
+/// TLS connection that presented one; checked against `allowed_client_names` at every request,
+/// as the configuration in force then has it.
 async fn serve_connection<I>(
     io: TokioIo<I>,
     conn: Conn,
+    client_names: Option<Arc<[String]>>,
     live: Arc<Live>,
     watcher: hyper_util::server::graceful::Watcher,
     idle_timeout: Duration,
@@ -352,7 +364,27 @@ async fn serve_connection<I>(
 {
     let svc = hyper::service::service_fn(move |req| {
         let state = live.current();
-        async move { Ok::<_, Infallible>(handle(state, req, conn).await) }
+        let names = client_names.clone();
+        async move {
+            if let Some(names) = names {
+                let allowed = state.limits(conn.side).client_names;
+                if !tls::names_allowed(&names, &allowed) {
+                    if crate::telemetry::limits::hit(
+                        conn.side.as_str(),
+                        "client-name",
+                        conn.peer.ip(),
+                    ) {
+                        tracing::warn!(
+                            listener = conn.side.as_str(),
+                            peer = %conn.peer,
+                            "client certificate names none of allowed_client_names (since a reload): refused with 403, connection closed (logged once a minute per caller)"
+                        );
+                    }
+                    return Ok::<_, Infallible>(forbidden());
+                }
+            }
+            Ok::<_, Infallible>(handle(state, req, conn).await)
+        }
     });
     let http = hyper::server::conn::http1::Builder::new()
         .timer(TokioTimer::new())

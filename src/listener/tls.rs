@@ -84,14 +84,14 @@ pub fn server_config(files: &TlsFiles) -> Result<Arc<rustls::ServerConfig>, TlsE
     Ok(Arc::new(config))
 }
 
-/// Whether the client certificate of `conn` names one of `allowed` (subject common name or a
-/// DNS subject alternative name, compared without case).
-pub fn client_name_allowed(conn: &rustls::ServerConnection, allowed: &[String]) -> bool {
+/// The names the client certificate of `conn` gives: subject common names and DNS subject
+/// alternative names (none without a certificate).
+pub fn client_names(conn: &rustls::ServerConnection) -> Vec<String> {
     let Some(cert) = conn.peer_certificates().and_then(|c| c.first()) else {
-        return false;
+        return Vec::new();
     };
     let Ok((_, cert)) = x509_parser::parse_x509_certificate(cert.as_ref()) else {
-        return false;
+        return Vec::new();
     };
     let mut names: Vec<String> = cert
         .subject()
@@ -106,6 +106,20 @@ pub fn client_name_allowed(conn: &rustls::ServerConnection, allowed: &[String]) 
         }
     }
     names
-        .iter()
-        .any(|n| allowed.iter().any(|a| a.eq_ignore_ascii_case(n)))
+}
+
+/// Whether one of `names` is in `allowed` (compared without case); an empty `allowed` lets any
+/// certificate in.
+pub fn names_allowed(names: &[String], allowed: &[String]) -> bool {
+    allowed.is_empty()
+        || names
+            .iter()
+            .any(|n| allowed.iter().any(|a| a.eq_ignore_ascii_case(n)))
+}
+
+/// Whether the client certificate of `conn` names one of `allowed` (subject common name or a
+/// DNS subject alternative name, compared without case).
+pub fn client_name_allowed(conn: &rustls::ServerConnection, allowed: &[String]) -> bool {
+    let names = client_names(conn);
+    !names.is_empty() && names_allowed(&names, allowed)
 }
