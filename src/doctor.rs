@@ -1141,47 +1141,14 @@ async fn connect(url: &reqwest::Url, deadline: tokio::time::Instant) -> Result<(
     }
 }
 
-/// A host's addresses, found the way the gateway's HTTP clients find them (reqwest's hickory
-/// resolver: /etc/hosts, then the name servers in /etc/resolv.conf, or Google's public DNS when
-/// that file names none), never through glibc's getaddrinfo/NSS, which the statically linked
-/// binary must not load.
+/// A host's addresses, found the way the gateway's HTTP clients find them (`upstream::dns`:
+/// /etc/hosts, then the name servers in /etc/resolv.conf, and no public name server when that
+/// file is unusable), never through glibc's getaddrinfo/NSS, which the statically linked binary
+/// must not load.
 async fn resolve(host: &str, port: u16) -> Result<Vec<SocketAddr>, String> {
-    use hickory_resolver::config::{LookupIpStrategy, ResolverConfig, GOOGLE};
-    use hickory_resolver::net::runtime::TokioRuntimeProvider;
-    use hickory_resolver::TokioResolver;
-    if let Ok(ip) = host.parse::<std::net::IpAddr>() {
-        return Ok(vec![SocketAddr::new(ip, port)]);
-    }
-    let (mut builder, no_conf) = match TokioResolver::builder_tokio() {
-        Ok(b) => (b, None),
-        Err(e) => (
-            TokioResolver::builder_with_config(
-                ResolverConfig::udp_and_tcp(&GOOGLE),
-                TokioRuntimeProvider::default(),
-            ),
-            Some(e),
-        ),
-    };
-    builder.options_mut().ip_strategy = LookupIpStrategy::Ipv6AndIpv4;
-    let found = match builder.build() {
-        Ok(resolver) => resolver.lookup_ip(host).await.map_err(|e| {
-            if e.is_nx_domain() {
-                "no such name (NXDOMAIN)".to_string()
-            } else if e.is_no_records_found() {
-                "the name has no address record".to_string()
-            } else {
-                e.to_string()
-            }
-        }),
-        Err(e) => Err(e.to_string()),
-    };
-    match (found, no_conf) {
-        (Ok(ips), _) => Ok(ips.iter().map(|ip| SocketAddr::new(ip, port)).collect()),
-        (Err(e), None) => Err(e),
-        (Err(e), Some(conf)) => Err(format!(
-            "{e}; /etc/resolv.conf is unusable ({conf}), so Google's public DNS was asked"
-        )),
-    }
+    crate::upstream::dns::SystemDns::default()
+        .lookup(host, port)
+        .await
 }
 
 /// An HTTP route: TCP connect, then `HEAD`; a server that drops a `HEAD` without answering gets

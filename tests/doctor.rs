@@ -664,3 +664,59 @@ async fn a_chain_is_verified_link_by_link() {
         ],
     );
 }
+
+/// A DMZ box asks only the hospital's name servers: with an unusable `/etc/resolv.conf` (an empty
+/// one, bind-mounted in a mount namespace this test makes) the cloud's name is not looked up
+/// anywhere else, and `doctor` says why. Needs root and `unshare`; skipped without them.
+#[test]
+fn no_public_name_server_when_resolv_conf_is_unusable() {
+    let root = Command::new("id")
+        .arg("-u")
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
+        .unwrap_or(false);
+    let unshare = Command::new("unshare").arg("--version").output().is_ok();
+    if !root || !unshare {
+        let _ = writeln!(
+            std::io::stderr(),
+            "SKIPPED no_public_name_server_when_resolv_conf_is_unusable: needs root and unshare"
+        );
+        return;
+    }
+    let dir = TempDir::new("prefront-doctor-resolv");
+    let empty = dir.path().join("resolv.conf");
+    std::fs::write(&empty, "").expect("write");
+    let config = dir.path().join("prefront.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[his_listener]\nlisten = \"127.0.0.1:0\"\n[cloud_listener]\nlisten = \"127.0.0.1:0\"\n\
+             [cloud]\nbase_url = \"https://cloud.example.com/\"\n[buffer]\npath = {:?}\n",
+            dir.path().join("buffer").display().to_string()
+        ),
+    )
+    .expect("write config");
+    let script = format!(
+        "mount --bind {} /etc/resolv.conf && exec {} doctor --config {}",
+        empty.display(),
+        env!("CARGO_BIN_EXE_prefront"),
+        config.display()
+    );
+    let out = Command::new("timeout")
+        .args(["60", "unshare", "--mount", "sh", "-c", &script])
+        .output()
+        .expect("unshare runs");
+    let text = String::from_utf8_lossy(&out.stdout);
+    let dns = text
+        .lines()
+        .find(|l| l.contains("cloud DNS"))
+        .unwrap_or_else(|| panic!("no DNS line:\n{text}"));
+    assert!(
+        dns.contains("FAIL") && dns.contains("resolv.conf is unusable"),
+        "{dns}"
+    );
+    assert!(
+        !dns.contains("Google"),
+        "no public name server is asked: {dns}"
+    );
+}

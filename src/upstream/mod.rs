@@ -2,6 +2,7 @@
 //! Every failure is classified once, here: which peer, what went wrong, whether a retry may help.
 
 pub mod cloud;
+pub mod dns;
 pub mod his;
 pub mod link;
 
@@ -261,8 +262,9 @@ pub fn client_builder_with_identity(
         .http1_only()
         .no_proxy()
         // Names are resolved by hickory (reads /etc/resolv.conf and /etc/hosts), never through
-        // glibc's getaddrinfo/NSS, which a statically linked binary must not load at run time.
-        .hickory_dns(true)
+        // glibc's getaddrinfo/NSS, which a statically linked binary must not load at run time,
+        // and never by a public name server (see `dns`).
+        .dns_resolver(dns::SystemDns::default())
         .redirect(reqwest::redirect::Policy::none())
         .connect_timeout(connect_timeout)
         .pool_idle_timeout(Duration::from_secs(50))
