@@ -29,6 +29,21 @@ def envelope(example):
     return "standard"
 
 
+# Facts the project adds to the spec's data (the spec states them in prose, not per interface).
+# Appendix 4 (附四) gives 10002 the meaning "refund state unknown, retry with the same refund
+# number" for the refund interfaces: a refund accepted into the buffer is answered 10002, other
+# business calls 40004.
+REFUND_PATHS = {
+    "prefront/hospitalizationCosts/hisRefund",       # 13.2.1
+    "prefront/todayRegister/todayRegisterRefound",   # 20.2.2
+    "prefront/hospitalizationCosts/yyghRefund",      # 21.1.7
+}
+# Cloud -> HIS names whose answers carry whole documents as base64 although the spec files them
+# as queries (the education material in 23.1.2 embeds its pictures): they get the larger answer
+# limit, as file interfaces do.
+DOCUMENT_QUERIES = {"hospital.interface.inhospitalEducation.getDetailById"}
+
+
 def norm_path(p):
     return p.strip().lstrip("/") if p else None
 
@@ -50,6 +65,11 @@ def main():
             "idempotency_key": e["idempotency_key"] or [],
             "envelope": envelope(e["response_example"]),
         }
+        path = entry["path"]
+        if path in REFUND_PATHS:
+            entry["queued_code"] = "10002"
+        if e["name"] in DOCUMENT_QUERIES or e["kind"] == "file":
+            entry["carries_documents"] = True
         entries.append(entry)
         examples.append({
             "chapter": e["chapter"],

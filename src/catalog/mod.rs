@@ -67,6 +67,14 @@ pub struct Entry {
     /// Request fields that identify one business operation (dedup in the buffer).
     pub idempotency_key: Vec<String>,
     pub envelope: Envelope,
+    /// The code a call of this interface accepted into the buffer is answered with, when it is
+    /// not the usual one (10001 notify, 40004 business): "10002" for the refunds, which 附四
+    /// defines as "refund state unknown, retry with the same number".
+    #[serde(default)]
+    pub queued_code: Option<String>,
+    /// Answers carry whole documents (PDFs, invoices, base64 images): the larger answer limit.
+    #[serde(default)]
+    pub carries_documents: bool,
 }
 
 #[derive(Deserialize)]
@@ -228,17 +236,12 @@ mod tests {
     }
 }
 
-/// Cloud → HIS names whose answers carry whole documents as base64 although the spec files them
-/// as queries (the education material in 23.1.2 embeds its pictures).
-const DOCUMENT_QUERIES: &[&str] = &["hospital.interface.inhospitalEducation.getDetailById"];
-
 /// Whether answers on this name carry whole documents (PDFs, invoices, images as base64), so
-/// they get the larger answer size limit.
+/// they get the larger answer size limit: the catalogue's `carries_documents`.
 pub fn carries_documents(name: &str) -> bool {
-    DOCUMENT_QUERIES.contains(&name)
-        || Catalog::get()
-            .by_name(name)
-            .is_some_and(|e| e.kind == Kind::File)
+    Catalog::get()
+        .by_name(name)
+        .is_some_and(|e| e.carries_documents)
 }
 
 #[cfg(test)]

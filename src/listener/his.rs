@@ -95,13 +95,6 @@ struct Relayed {
     queued: Option<u64>,
 }
 
-/// The refund interfaces, where 附四 gives 10002 the meaning "refund state unknown, retry".
-const REFUND_PATHS: &[&str] = &[
-    "prefront/hospitalizationCosts/hisRefund",
-    "prefront/todayRegister/todayRegisterRefound",
-    "prefront/hospitalizationCosts/yyghRefund",
-];
-
 /// Sends a validated JSON call on its way and logs it (DESIGN.md §3): straight to the cloud
 /// while the link is up and the route has no backlog; into the buffer when the link is down, the
 /// route has a backlog, or a direct attempt fails in a way worth retrying (link broken, 5xx,
@@ -205,7 +198,8 @@ async fn enqueue(
         &call.request_id,
     )
     .await;
-    let business_code = if REFUND_PATHS.contains(&route) {
+    // The catalogue says which interfaces answer a queued call differently (the refunds: 10002).
+    let business_code = if entry.queued_code.as_deref() == Some("10002") {
         Code::StateUnknown
     } else {
         Code::Accepted
