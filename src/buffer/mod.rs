@@ -207,9 +207,12 @@ pub enum OutboxError {
     Storage(String),
 }
 
-/// The durable queue store. Every method but `admit` and `commits` blocks (disk I/O): call it
-/// from `tokio::task::spawn_blocking`, or use `enqueue_async`. Implementations are shared
-/// between threads.
+/// The durable queue store, shared between threads. Two kinds of method:
+/// - never waiting for the disk, fine on a connection worker: `admit` (decides and hands the
+///   record to the group commit; reads sled's page cache), `commits`, `health`, `depth`,
+///   `routes`, `cached_result` (a page-cache read);
+/// - waiting for the disk (an fsync, or reads that may miss the cache): every other method; call
+///   them from `tokio::task::spawn_blocking`, or use `enqueue_async` instead of `enqueue`.
 pub trait Outbox: Send + Sync + std::fmt::Debug {
     /// Appends a call at the back of `route`'s queue and returns only once it is durable on disk
     /// (a real fsync, shared by every write made before it: group commit). With a `key`: an
