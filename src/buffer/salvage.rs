@@ -459,12 +459,3 @@ pub fn moved_aside(path: &Path) -> Vec<(PathBuf, Option<Report>)> {
     out.sort_by(|a, b| b.0.cmp(&a.0));
     out
 }
-
-/// Groups held ids by route (for tests and the log).
-pub fn by_route(scan: &Scan) -> BTreeMap<String, usize> {
-    let mut m = BTreeMap::new();
-    for f in &scan.records {
-        *m.entry(f.route.clone()).or_default() += 1;
-    }
-    m
-}

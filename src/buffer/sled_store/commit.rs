@@ -327,6 +327,27 @@ impl Shared {
         }
     }
 
+    /// Writes `batch` with a new state frame; a failure puts the store in the failing state.
+    pub(super) fn apply(
+        &self,
+        inner: &mut Inner,
+        db: &sled::Db,
+        mut batch: sled::Batch,
+    ) -> Result<(), OutboxError> {
+        put_state(&mut batch, inner);
+        match db.apply_batch(batch) {
+            Ok(()) => {
+                inner.dirty = true;
+                Ok(())
+            }
+            Err(e) => {
+                let msg = format!("cannot write the buffer: {e}");
+                self.enter_failing(inner, &msg, Vec::new());
+                Err(OutboxError::Storage(msg))
+            }
+        }
+    }
+
     /// Writes the sidecar state file; a failure is the store's failure.
     pub(super) fn write_sidecar(&self, state: &salvage::Sidecar) {
         if let Err(e) = salvage::write_sidecar(&self.path, state) {
@@ -347,17 +368,12 @@ impl Shared {
             return;
         };
         let mut inner = self.lock();
-        if inner.state_durable < inner.durable_seq {
-            let mut batch = sled::Batch::default();
-            put_state(&mut batch, &mut inner);
-            if let Err(e) = open.db.apply_batch(batch) {
-                self.enter_failing(
-                    &mut inner,
-                    &format!("cannot write the buffer: {e}"),
-                    Vec::new(),
-                );
-                return;
-            }
+        if inner.state_durable < inner.durable_seq
+            && self
+                .apply(&mut inner, &open.db, sled::Batch::default())
+                .is_err()
+        {
+            return;
         }
         drop(inner);
         match open.db.flush() {
@@ -618,17 +634,8 @@ impl Shared {
         }
         if n > 0 {
             inner.live = inner.live.saturating_sub(expired_dead);
-            put_state(&mut batch, &mut inner);
-            if let Err(e) = open.db.apply_batch(batch) {
-                self.enter_failing(
-                    &mut inner,
-                    &format!("cannot write the buffer: {e}"),
-                    Vec::new(),
-                );
-                return Err(storage("cannot write the buffer", e));
-            }
+            self.apply(&mut inner, &open.db, batch)?;
             inner.used = inner.used.saturating_sub(freed);
-            inner.dirty = true;
         }
         Ok(n)
     }

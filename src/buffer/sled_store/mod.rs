@@ -269,16 +269,9 @@ impl SledOutbox {
         &self,
         inner: &mut Inner,
         db: &sled::Db,
-        mut batch: sled::Batch,
+        batch: sled::Batch,
     ) -> Result<(), OutboxError> {
-        put_state(&mut batch, inner);
-        match db.apply_batch(batch) {
-            Ok(()) => {
-                inner.dirty = true;
-                Ok(())
-            }
-            Err(e) => Err(self.failed(inner, "cannot write the buffer", e)),
-        }
+        self.shared.apply(inner, db, batch)
     }
 
     /// A queued record's key in the tree, its stored value and the record. There is no id index
@@ -343,24 +336,9 @@ impl SledOutbox {
         let ticket = self.shared.dur.submit(None);
         self.shared.dur.wait_for(ticket)
     }
-
-    /// Removes a queued record's entries (queue, index, and its key if the key points at it).
-    fn remove_queued(
-        &self,
-        db: &sled::Db,
-        batch: &mut sled::Batch,
-        qk: &[u8],
-        rec: &Record,
-    ) -> Result<(), OutboxError> {
-        remove_queued(db, batch, qk, rec)
-    }
-
-    /// Removes expired results and old tombstones (the committer calls it now and then).
-    pub fn sweep(&self) -> Result<usize, OutboxError> {
-        self.shared.sweep()
-    }
 }
 
+/// Removes a queued record's entries (queue, index, and its key if the key points at it).
 fn remove_queued(
     db: &sled::Db,
     batch: &mut sled::Batch,
@@ -656,7 +634,7 @@ impl Outbox for SledOutbox {
         };
         let value = codec::encode_record(&rec, Some((reason, now_ms())), &self.shared.store_id);
         let mut batch = sled::Batch::default();
-        self.remove_queued(&open.db, &mut batch, &qk, &rec)?;
+        remove_queued(&open.db, &mut batch, &qk, &rec)?;
         batch.insert(id_key(DEAD, rec.id), value.as_slice());
         self.apply(&mut inner, &open.db, batch)?;
         inner.used = inner.used.saturating_sub(old.len() as u64) + value.len() as u64;
@@ -778,7 +756,7 @@ impl Outbox for SledOutbox {
         let mut batch = sled::Batch::default();
         tomb(&mut batch, &inner, id);
         if let Some((qk, old, rec)) = self.find_queued(&inner, db, id)? {
-            self.remove_queued(db, &mut batch, &qk, &rec)?;
+            remove_queued(db, &mut batch, &qk, &rec)?;
             inner.live = inner.live.saturating_sub(1);
             self.apply(&mut inner, db, batch)?;
             inner.used = inner.used.saturating_sub(old.len() as u64);
@@ -898,10 +876,10 @@ impl SledOutbox {
 
 impl SledOutbox {
     /// The common delivery, a record without a key: two single writes instead of a batch (sled
-    /// serialises a batch against every reader; the forwarders read all the time). Crash-safe
-    /// in either order: the record out first, then the route's mark (or a tombstone); a crash
-    /// between them leaves a mark behind, which only a salvage reads, and a salvage then sends
-    /// the record once more (at least once).
+    /// serialises a batch against every reader; the forwarders read all the time). The record
+    /// goes first, then the route's mark (or a tombstone); a crash between them leaves stale
+    /// copies of the record in the log without a mark over them, which only a salvage reads,
+    /// and a salvage then sends the record once more (at least once).
     fn record_plain_delivery(
         &self,
         inner: &mut Inner,
@@ -909,47 +887,70 @@ impl SledOutbox {
         qk: &[u8],
         record: &Record,
     ) -> Result<(), OutboxError> {
-        let is_head = match db.scan_prefix(route_prefix(&record.route)).next() {
-            Some(Ok((k, _))) => &k[..] == qk,
-            Some(Err(e)) => return Err(storage("cannot read the buffer", e)),
-            None => false,
-        };
+        // Judged before the record leaves: it is the head only while it is there.
+        let (key, value, marked) = delivery_end(db, inner, qk, record)?;
         let old = match db.remove(qk) {
             Ok(Some(old)) => old,
             Ok(None) => return Err(OutboxError::NotFound(record.id)),
             Err(e) => return Err(self.failed(inner, "cannot write the buffer", e)),
         };
         inner.seq += 1;
-        let current = inner.marks.get(&record.route).copied().unwrap_or(0);
-        let (key, value) = if is_head && record.id > current {
-            let mark = Mark {
-                route: record.route.clone(),
-                upto: record.id,
-                seq: inner.seq,
-            };
-            (
-                mark_key(&record.route),
-                codec::json_frame(Kind::Mark, &mark),
-            )
-        } else {
-            let t = Tomb {
-                id: record.id,
-                seq: inner.seq,
-                at_ms: now_ms(),
-            };
-            (id_key(TOMB, record.id), codec::json_frame(Kind::Tomb, &t))
-        };
         if let Err(e) = db.insert(key, value) {
             return Err(self.failed(inner, "cannot write the buffer", e));
         }
-        if is_head && record.id > current {
-            inner.marks.insert(record.route.clone(), record.id);
+        if let Some(upto) = marked {
+            inner.marks.insert(record.route.clone(), upto);
         }
         inner.dirty = true;
         inner.live = inner.live.saturating_sub(1);
         inner.used = inner.used.saturating_sub(old.len() as u64);
         dec_depth(inner, &record.route);
         Ok(())
+    }
+}
+
+/// The entry that ends a delivered record: key, frame, and the route's new mark if it moved.
+type DeliveryEnd = (Vec<u8>, Vec<u8>, Option<RecordId>);
+
+/// What ends a delivered record in the log: the route's mark moved up to it when it is the
+/// route's head and above the mark (kept in memory, as in the tree), else a tombstone of its own
+/// (a record salvaged in behind delivered ones). The key, the frame, and the new mark if any.
+/// Call it while the record is still queued, with `inner.seq` not yet moved for this change.
+fn delivery_end(
+    db: &sled::Db,
+    inner: &Inner,
+    qk: &[u8],
+    record: &Record,
+) -> Result<DeliveryEnd, OutboxError> {
+    let is_head = match db.scan_prefix(route_prefix(&record.route)).next() {
+        Some(Ok((k, _))) => &k[..] == qk,
+        Some(Err(e)) => return Err(storage("cannot read the buffer", e)),
+        None => false,
+    };
+    let current = inner.marks.get(&record.route).copied().unwrap_or(0);
+    let seq = inner.seq + 1;
+    if is_head && record.id > current {
+        let mark = Mark {
+            route: record.route.clone(),
+            upto: record.id,
+            seq,
+        };
+        Ok((
+            mark_key(&record.route),
+            codec::json_frame(Kind::Mark, &mark),
+            Some(record.id),
+        ))
+    } else {
+        let t = Tomb {
+            id: record.id,
+            seq,
+            at_ms: now_ms(),
+        };
+        Ok((
+            id_key(TOMB, record.id),
+            codec::json_frame(Kind::Tomb, &t),
+            None,
+        ))
     }
 }
 
@@ -965,33 +966,9 @@ fn delivery_batch(
     record: &Record,
     answer: &[u8],
 ) -> Result<(i64, Option<RecordId>), OutboxError> {
+    let (key, value, marked) = delivery_end(db, inner, qk, record)?;
     remove_queued(db, batch, qk, record)?;
-    let mut marked = None;
-    // The route's mark moves up to a delivered head; anything else delivered out of order (a
-    // record salvaged in behind delivered ones) gets a tombstone of its own.
-    let is_head = match db.scan_prefix(route_prefix(&record.route)).next() {
-        Some(Ok((k, _))) => &k[..] == qk,
-        _ => false,
-    };
-    let current = db
-        .get(mark_key(&record.route))
-        .map_err(|e| storage("cannot read the buffer", e))?
-        .and_then(|v| codec::json_payload::<Mark>(Kind::Mark, &v).ok())
-        .map_or(0, |m| m.upto);
-    if is_head && record.id > current {
-        marked = Some(record.id);
-        let mark = Mark {
-            route: record.route.clone(),
-            upto: record.id,
-            seq: inner.seq + 1,
-        };
-        batch.insert(
-            mark_key(&record.route),
-            codec::json_frame(Kind::Mark, &mark),
-        );
-    } else {
-        tomb(batch, inner, record.id);
-    }
+    batch.insert(key, value);
     let mut added = 0i64;
     if let (Some(key), false) = (&record.key, sh.result_ttl.is_zero()) {
         let meta = ResultMeta {

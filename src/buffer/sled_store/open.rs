@@ -403,7 +403,7 @@ impl SledOutbox {
             marks: figures.marks.clone(),
             ..Inner::default()
         };
-        let shared = Arc::new(Shared {
+        let store = SledOutbox::start(Shared {
             path: path.to_path_buf(),
             store_id,
             max_bytes,
@@ -413,20 +413,23 @@ impl SledOutbox {
             dur: Durability::default(),
             blobs_synced: Mutex::new(HashSet::new()),
             dead_ttl_ms: std::sync::atomic::AtomicU64::new(0),
-        });
-        let committer = {
-            let sh = shared.clone();
-            std::thread::Builder::new()
-                .name("prefront-fsync".into())
-                .spawn(move || sh.run())
-                .map_err(|e| storage("cannot start the fsync thread", e))?
-        };
-        let store = SledOutbox {
+        })?;
+        Ok((store, figures))
+    }
+
+    /// The store around `shared`, with its committer thread running.
+    fn start(shared: Shared) -> Result<SledOutbox, OutboxError> {
+        let shared = Arc::new(shared);
+        let sh = shared.clone();
+        let committer = std::thread::Builder::new()
+            .name("prefront-fsync".into())
+            .spawn(move || sh.run())
+            .map_err(|e| storage("cannot start the fsync thread", e))?;
+        Ok(SledOutbox {
             shared,
             committer: Some(committer),
             salvage: None,
-        };
-        Ok((store, figures))
+        })
     }
 
     /// A store that could not be opened for a disk fault: it starts failing (every buffered call
@@ -447,7 +450,7 @@ impl SledOutbox {
             next_id: max_id.saturating_add(1),
             ..Inner::default()
         };
-        let shared = Arc::new(Shared {
+        let shared = Shared {
             path: path.to_path_buf(),
             store_id,
             max_bytes,
@@ -457,23 +460,12 @@ impl SledOutbox {
             dur: Durability::default(),
             blobs_synced: Mutex::new(HashSet::new()),
             dead_ttl_ms: std::sync::atomic::AtomicU64::new(0),
-        });
+        };
         {
             let mut inner = shared.lock();
             shared.enter_failing(&mut inner, reason, Vec::new());
         }
-        let committer = {
-            let sh = shared.clone();
-            std::thread::Builder::new()
-                .name("prefront-fsync".into())
-                .spawn(move || sh.run())
-                .map_err(|e| storage("cannot start the fsync thread", e))?
-        };
-        Ok(SledOutbox {
-            shared,
-            committer: Some(committer),
-            salvage: None,
-        })
+        SledOutbox::start(shared)
     }
 }
 
