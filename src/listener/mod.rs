@@ -226,37 +226,37 @@ impl Listener {
                 // Refused at accept (DESIGN.md §2): closed before a byte is read or a TLS
                 // handshake starts, so a peer that is not allowed never holds a slot an allowed
                 // caller needs. A trusted proxy's callers are judged per request (403).
-                refuse_at_accept(&state, self.side, peer);
+                log_denial(
+                    &state,
+                    self.side,
+                    peer,
+                    peer.ip(),
+                    "connection closed at accept, nothing read",
+                );
                 drop(tcp);
                 continue;
             }
             let limits = state.limits(self.side);
             if active.load(Ordering::Acquire) >= limits.max_connections {
-                if crate::telemetry::limits::hit(self.side.as_str(), "max-connections", peer.ip()) {
-                    tracing::warn!(
-                        listener = self.side.as_str(),
-                        peer = %peer,
-                        max_connections = limits.max_connections,
-                        "connection limit reached: new connections are closed at once (logged once a minute per caller)"
-                    );
-                }
+                log_limit(
+                    self.side,
+                    peer,
+                    "max-connections",
+                    "max_connections",
+                    limits.max_connections,
+                );
                 drop(tcp);
                 continue;
             }
             let Some(slot) = ActiveSlot::take(&active, &per_peer, peer.ip(), limits.max_per_peer)
             else {
-                if crate::telemetry::limits::hit(
-                    self.side.as_str(),
+                log_limit(
+                    self.side,
+                    peer,
                     "max-connections-per-peer",
-                    peer.ip(),
-                ) {
-                    tracing::warn!(
-                        listener = self.side.as_str(),
-                        peer = %peer,
-                        max_connections_per_peer = limits.max_per_peer,
-                        "this caller holds all the connections it may: its new ones are closed at once (logged once a minute per caller)"
-                    );
-                }
+                    "max_connections_per_peer",
+                    limits.max_per_peer,
+                );
                 drop(tcp);
                 continue;
             };
@@ -406,7 +406,7 @@ async fn handle(state: Arc<State>, req: Request<Incoming>, mut conn: Conn) -> Re
     let client = match conn.access {
         PeerAccess::Allowed => conn.peer.ip().to_canonical(),
         PeerAccess::Denied => {
-            log_denial(&state, conn, conn.peer.ip());
+            log_denial(&state, conn.side, conn.peer, conn.peer.ip(), REFUSED_403);
             return forbidden();
         }
         PeerAccess::Proxy => {
@@ -418,11 +418,11 @@ async fn handle(state: Arc<State>, req: Request<Incoming>, mut conn: Conn) -> Re
             match policy.client_behind_proxy(conn.peer.ip(), req.headers()) {
                 Some(ip) if policy.allows(ip) => ip,
                 Some(ip) => {
-                    log_denial(&state, conn, ip);
+                    log_denial(&state, conn.side, conn.peer, ip, REFUSED_403);
                     return forbidden();
                 }
                 None => {
-                    log_denial(&state, conn, conn.peer.ip());
+                    log_denial(&state, conn.side, conn.peer, conn.peer.ip(), REFUSED_403);
                     return forbidden();
                 }
             }
@@ -436,35 +436,39 @@ async fn handle(state: Arc<State>, req: Request<Incoming>, mut conn: Conn) -> Re
     }
 }
 
-fn log_denial(state: &State, conn: Conn, who: std::net::IpAddr) {
-    let policy = match conn.side {
-        Side::His => &state.his_policy,
-        Side::Cloud => &state.cloud_policy,
-        Side::Admin => &state.admin_policy,
-    };
-    crate::telemetry::metrics::denial(conn.side.as_str());
-    if policy.should_log_denial(who) {
+/// A caller the allowlist refuses: counted, and logged once a minute per address. `how` says
+/// what the caller got.
+fn log_denial(
+    state: &State,
+    side: Side,
+    peer: std::net::SocketAddr,
+    who: std::net::IpAddr,
+    how: &str,
+) {
+    crate::telemetry::metrics::denial(side.as_str());
+    if state.policy(side).should_log_denial(who) {
         tracing::warn!(
-            listener = conn.side.as_str(),
-            peer = %conn.peer,
+            listener = side.as_str(),
+            peer = %peer,
             client = %who,
-            "caller not in the allowlist: refused with 403 (logged once a minute per caller)"
+            "caller not in the allowlist: {how} (logged once a minute per caller)"
         );
     }
 }
 
-/// A TCP peer that is neither allowed nor a trusted proxy: counted, and logged once a minute per
-/// address.
-fn refuse_at_accept(state: &State, side: Side, peer: std::net::SocketAddr) {
-    crate::telemetry::metrics::denial(side.as_str());
-    if state.policy(side).should_log_denial(peer.ip()) {
+/// A connection limit hit: counted, and logged once a minute per caller. `key` is the setting
+/// (`max_connections`), logged with its value.
+fn log_limit(side: Side, peer: std::net::SocketAddr, limit: &'static str, key: &str, max: usize) {
+    if crate::telemetry::limits::hit(side.as_str(), limit, peer.ip()) {
         tracing::warn!(
             listener = side.as_str(),
             peer = %peer,
-            "caller not in the allowlist: connection closed at accept, nothing read (logged once a minute per caller)"
+            "connection limit reached ({key}={max}): new connections are closed at once (logged once a minute per caller)"
         );
     }
 }
+
+const REFUSED_403: &str = "refused with 403";
 
 fn forbidden() -> Response<Body> {
     let mut r = Response::new(Body::default());
