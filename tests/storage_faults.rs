@@ -2158,3 +2158,105 @@ async fn deleted_store_starts_counts_and_never_reuses_message_ids() {
     check_ids_across(&mut c, "damage-delete", &all);
     c.finish();
 }
+
+/// A disk already full when the box starts is not damage: the box starts (direct calls flow),
+/// refuses buffered calls and says so on `/readyz`, and opens its store once space returns —
+/// without a restart, and without moving anything aside.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_disk_full_at_start_is_not_damage() {
+    const FAULT: &str = "disk-full-at-start";
+    let _serial = SERIAL.lock().await;
+    if !is_root() {
+        skip(FAULT, "needs root to mount a tmpfs");
+        return;
+    }
+    let dir = TempDir::new("prefront-fault-full-start");
+    let mnt = dir.path().join("mnt");
+    let _tmpfs = match Tmpfs::mount(&mnt, "2m") {
+        Ok(t) => t,
+        Err(e) => {
+            skip(FAULT, &e);
+            return;
+        }
+    };
+    let filler = mnt.join("filler");
+    fill(&filler);
+    let mut cloud = Cloud::new();
+    let config = write_config(dir.path(), &mnt.join("buffer"), cloud.addr);
+    let client = plain_client();
+    let mut c = Checks::default();
+    let mut sent = Sent::from(900_000);
+    let gw = Gw::start(&config, None).await;
+
+    let r = readyz(&gw, &client).await;
+    c.check(FAULT, r.is_false(), || {
+        format!("/readyz on a full disk: HTTP {} {:?}", r.status, r.ready)
+    });
+    let refused = sent.call(&gw, &client, 64).await;
+    c.check(FAULT, matches!(refused, Reply::Refused), || {
+        format!("a buffered call on a full disk: {refused:?}")
+    });
+    // The link was marked down by the first call; once the prober sees the cloud, calls go
+    // straight through although the buffer cannot write.
+    cloud.up().await;
+    let mut direct = sent.call(&gw, &client, 64).await;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !matches!(direct, Reply::Direct) && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        direct = sent.call(&gw, &client, 64).await;
+    }
+    c.check(FAULT, matches!(direct, Reply::Direct), || {
+        format!("a direct call on a full disk with the cloud up: {direct:?}")
+    });
+    cloud.down().await;
+
+    // Space returns: the store opens by itself.
+    let _ = std::fs::remove_file(&filler);
+    let freed = Instant::now();
+    let mut recovered = None;
+    while freed.elapsed() < Duration::from_secs(10) {
+        if readyz(&gw, &client).await.is_true() {
+            recovered = Some(freed.elapsed());
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    c.check(FAULT, recovered.is_some(), || {
+        "the store never opened after space returned".to_string()
+    });
+    let queued = sent.call(&gw, &client, 64).await;
+    c.check(FAULT, matches!(queued, Reply::Queued), || {
+        format!("a buffered call after recovery: {queued:?}")
+    });
+    cloud.up().await;
+    let acked = sent.acked.clone();
+    let t = cloud
+        .await_delivery(&sent, &acked, Duration::from_secs(10))
+        .await;
+    let lost = acked.iter().filter(|s| !t.delivered(s)).count();
+    c.check(FAULT, lost == 0, || {
+        format!("{lost} acknowledged not delivered")
+    });
+    let ghosts = sent.refused.iter().filter(|s| t.delivered(s)).count();
+    c.check(FAULT, ghosts == 0, || {
+        format!("{ghosts} refused calls delivered")
+    });
+    let aside = std::fs::read_dir(&mnt)
+        .map(|d| {
+            d.flatten()
+                .filter(|e| e.file_name().to_string_lossy().contains("corrupt"))
+                .count()
+        })
+        .unwrap_or(0);
+    c.check(FAULT, aside == 0, || {
+        format!("{aside} store(s) moved aside: a full disk is not damage")
+    });
+    let _ = gw.terminate().await;
+    say(&format!(
+        "fault={FAULT} acked={} delivered={} lost={lost} recovered_after_ms={}",
+        acked.len(),
+        acked.len() - lost,
+        ms(recovered)
+    ));
+    c.finish();
+}
