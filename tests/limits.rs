@@ -189,13 +189,7 @@ base_url = "https://cloud.example.com/"
         ),
     )
     .expect("write config");
-    let out = prefront(&["check", "--config", &path.display().to_string()]);
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(out.status.success(), "a warning, not an error:\n{text}");
+    let text = check_warns(&path);
     assert!(
         text.contains("readable by group or others") && text.contains("644"),
         "{text}"
@@ -235,13 +229,7 @@ link_key_file = {:?}
         ),
     )
     .expect("write config");
-    let out = prefront(&["check", "--config", &path.display().to_string()]);
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(out.status.success(), "a warning, not an error:\n{text}");
+    let text = check_warns(&path);
     assert!(
         text.contains("link_key_file")
             && text.contains("readable by group or others")
@@ -401,4 +389,16 @@ async fn connect_from(from: &str, to: std::net::SocketAddr) -> TcpStream {
     let s = s.into_std().expect("std stream");
     s.set_nonblocking(false).expect("blocking");
     s
+}
+
+/// `prefront check` on `path`: it must pass (warnings are not errors); its whole output.
+fn check_warns(path: &std::path::Path) -> String {
+    let out = prefront(&["check", "--config", &path.display().to_string()]);
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.status.success(), "a warning, not an error:\n{text}");
+    text
 }
