@@ -9,14 +9,36 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::OnceLock;
 
+use hyper::{Method, Response, StatusCode};
+
+use crate::listener::{admin, method_not_allowed, not_found, Body};
 use crate::sim::{Answer, OutageSwitch, Pki, SimError, Upstream};
 
 /// The simulated cloud's outage switch, once a demo runs in this process.
 static CLOUD_SWITCH: OnceLock<OutageSwitch> = OnceLock::new();
 
-/// The demo's cloud switch, for the admin listener's `/demo/cloud/*` routes.
-pub fn cloud_switch() -> Option<&'static OutageSwitch> {
-    CLOUD_SWITCH.get()
+/// The admin listener's `POST /demo/cloud/down` and `/demo/cloud/up`.
+fn switch_route(method: &Method, path: &str) -> Option<Response<Body>> {
+    let switch = CLOUD_SWITCH.get()?;
+    let which = path.strip_prefix("/demo/cloud/")?;
+    if method != Method::POST {
+        return Some(method_not_allowed("POST"));
+    }
+    Some(match which {
+        "down" | "up" => {
+            switch.set_down(which == "down");
+            tracing::warn!(
+                simulated_cloud = which,
+                "demo: the simulated cloud is now {which}"
+            );
+            admin::text(
+                StatusCode::OK,
+                "text/plain; charset=utf-8",
+                format!("simulated cloud is {which}\n"),
+            )
+        }
+        _ => not_found("POST /demo/cloud/down or /demo/cloud/up\n"),
+    })
 }
 
 /// Why the demo could not start.
@@ -99,6 +121,7 @@ pub async fn run(
         ),
     });
     let _ = CLOUD_SWITCH.set(cloud.outage_switch());
+    admin::register(switch_route);
 
     let pick = |p: u16| port(if fixed_ports { p } else { 0 });
     let (his_port, cloud_port, admin_port) = (pick(8080)?, pick(8443)?, pick(9090)?);

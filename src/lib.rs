@@ -20,6 +20,7 @@ pub mod sim;
 pub mod soap;
 pub mod telemetry;
 pub mod upstream;
+pub mod workers;
 
 pub use app::{preflight, run, Gateway, StartError};
 pub use config::Config;

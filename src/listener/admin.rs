@@ -10,9 +10,21 @@ use hyper::header::{HeaderValue, CONTENT_TYPE};
 use hyper::{Method, Request, Response, StatusCode};
 
 use super::{method_not_allowed, not_found, Body, Call};
-use crate::app::State;
+use super::State;
 
-fn text(status: StatusCode, content_type: &'static str, body: impl Into<Bytes>) -> Response<Body> {
+/// An admin route a part of the binary adds for itself: the answer for a method and path it
+/// serves, `None` for any other path.
+pub type Extra = fn(&Method, &str) -> Option<Response<Body>>;
+
+static EXTRA: std::sync::OnceLock<Extra> = std::sync::OnceLock::new();
+
+/// Adds `extra` to the admin listener of this process (once; a second call is ignored).
+pub fn register(extra: Extra) {
+    let _ = EXTRA.set(extra);
+}
+
+/// A small admin answer: `status`, `content_type`, never cached.
+pub fn text(status: StatusCode, content_type: &'static str, body: impl Into<Bytes>) -> Response<Body> {
     let mut r = Response::new(Body::new(body.into()));
     *r.status_mut() = status;
     r.headers_mut()
@@ -23,29 +35,9 @@ fn text(status: StatusCode, content_type: &'static str, body: impl Into<Bytes>) 
 }
 
 pub async fn handle(state: &Arc<State>, req: Request<Incoming>, _call: Call) -> Response<Body> {
-    // `prefront demo` only: take the simulated cloud down and up.
-    if let (Some(switch), Some(which)) = (
-        crate::demo::cloud_switch(),
-        req.uri().path().strip_prefix("/demo/cloud/"),
-    ) {
-        if req.method() != Method::POST {
-            return method_not_allowed("POST");
-        }
-        return match which {
-            "down" | "up" => {
-                switch.set_down(which == "down");
-                tracing::warn!(
-                    simulated_cloud = which,
-                    "demo: the simulated cloud is now {which}"
-                );
-                text(
-                    StatusCode::OK,
-                    "text/plain; charset=utf-8",
-                    format!("simulated cloud is {which}\n"),
-                )
-            }
-            _ => not_found("POST /demo/cloud/down or /demo/cloud/up\n"),
-        };
+    // Routes a part of the binary registered for itself (`prefront demo`'s outage switch).
+    if let Some(r) = EXTRA.get().and_then(|extra| extra(req.method(), req.uri().path())) {
+        return r;
     }
     if req.method() != Method::GET && req.method() != Method::HEAD {
         return method_not_allowed("GET, HEAD");

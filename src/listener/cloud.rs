@@ -10,7 +10,7 @@ use super::{
     body_error_response, debug_body, json_body, json_response, method_not_allowed, not_found,
     raised_response, read_body, Body, Call,
 };
-use crate::app::State;
+use super::State;
 use crate::catalog::{is_valid_name, Catalog, Envelope};
 use crate::outcome::{Code, Raised};
 

@@ -13,7 +13,7 @@ use super::{
     body_error_response, debug_body, json_body, json_response, method_not_allowed, not_found,
     raised_response, read_body, Body, Call,
 };
-use crate::app::State;
+use super::State;
 use crate::buffer::events::{self, Event};
 use crate::buffer::forwarder::CLOUD_ROUTE_PREFIX;
 use crate::buffer::{Enqueued, OutboxError};

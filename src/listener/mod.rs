@@ -6,9 +6,9 @@ pub mod admin;
 pub mod allowlist;
 pub mod cloud;
 pub mod his;
+pub mod state;
 pub mod status;
 pub mod tls;
-pub mod workers;
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -29,7 +29,7 @@ use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
-use crate::app::{Live, State};
+pub use state::{ListenerTls, Live, State};
 use crate::catalog::Envelope;
 use crate::outcome::{Raised, ERROR_HEADER};
 use allowlist::PeerAccess;
@@ -196,7 +196,7 @@ impl Listener {
     pub async fn run(
         self,
         live: Arc<Live>,
-        workers: Arc<workers::Workers>,
+        workers: Arc<crate::workers::Workers>,
         mut shutdown: watch::Receiver<bool>,
         grace: Duration,
     ) {

@@ -12,7 +12,7 @@ use std::path::Path;
 use std::sync::OnceLock;
 use std::time::Duration;
 
-use crate::app::State;
+use super::State;
 use crate::buffer::events::Totals as BufferTotals;
 use crate::buffer::forwarder::CLOUD_ROUTE_PREFIX;
 use crate::config::{HisRoute, HisTarget};

@@ -203,23 +203,23 @@ impl Clone for ClientIdentity {
 }
 
 /// One client per connection worker (and one for the main runtime), all alike: a worker's calls
-/// use connections its own thread drives (see `listener::workers`).
+/// use connections its own thread drives (see `crate::workers`).
 #[derive(Debug, Clone)]
 pub struct Clients(Arc<[reqwest::Client]>);
 
 impl Clients {
-    /// Builds `listener::workers::count() + 1` clients with `build`.
+    /// Builds `crate::workers::count() + 1` clients with `build`.
     pub fn new(
         mut build: impl FnMut() -> Result<reqwest::Client, String>,
     ) -> Result<Clients, String> {
-        let n = crate::listener::workers::count() + 1;
+        let n = crate::workers::count() + 1;
         let clients = (0..n).map(|_| build()).collect::<Result<Vec<_>, _>>()?;
         Ok(Clients(clients.into()))
     }
 
     /// The client for the thread this runs on.
     pub fn here(&self) -> &reqwest::Client {
-        let i = crate::listener::workers::current();
+        let i = crate::workers::current();
         &self.0[i % self.0.len()]
     }
 }
