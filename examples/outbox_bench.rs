@@ -10,7 +10,7 @@
 //! 1. **raw fsync**: one thread appends `--body` bytes to a file and calls `sync_data()` after
 //!    every write: what one-fsync-per-call durability would give;
 //! 2. **durable enqueue**: `--threads` callers (tokio tasks on two worker threads, as in the
-//!    gateway) each loop on `enqueue_async` (which answers only after a real fsync, shared by
+//!    gateway) each loop on `AsyncOutbox::enqueue` (which answers only after a real fsync, shared by
 //!    group commit), over `--routes` routes: acknowledged calls/s and the p50/p99 latency of one
 //!    call;
 //! 3. **drain**: one thread per route does what the forwarder does per message, `head` then
@@ -28,7 +28,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use clap::Parser;
 use prefront::buffer::sled_store::SledOutbox;
-use prefront::buffer::{enqueue_async, Enqueued, Outbox};
+use prefront::buffer::{AsyncOutbox, Enqueued, Outbox, Route};
 
 /// The route of the example; the others make the load realistic (one FIFO per route).
 const ROUTES: [&str; 8] = [
@@ -238,7 +238,7 @@ struct EnqueueFigures {
 }
 
 /// Phase 2: `callers` tasks on a two-worker tokio runtime, as the gateway's listener runs them,
-/// each looping on `enqueue_async` (the gateway's path: the task waits for the group commit
+/// each looping on `AsyncOutbox::enqueue` (the gateway's path: the task waits for the group commit
 /// without holding a thread) until `secs` have passed.
 fn durable_enqueue(
     outbox: &Arc<SledOutbox>,
@@ -254,7 +254,7 @@ fn durable_enqueue(
         .map_err(|e| format!("cannot start the runtime: {e}"))?;
     let body: Arc<[u8]> = Arc::from(body);
     let routes: Arc<[&'static str]> = Arc::from(routes);
-    let outbox: Arc<dyn Outbox> = outbox.clone();
+    let outbox = AsyncOutbox::new(outbox.clone() as Arc<dyn Outbox>);
     let results = runtime.block_on(async {
         let start_line = Arc::new(tokio::sync::Barrier::new(callers + 1));
         let mut handles = Vec::with_capacity(callers);
@@ -275,9 +275,9 @@ fn durable_enqueue(
                     if t0 >= deadline {
                         break;
                     }
-                    let route = routes[(t + n) % routes.len()];
+                    let route = Route::from_stored(routes[(t + n) % routes.len()]);
                     let request_id = format!("req-{t}-{n}");
-                    match enqueue_async(outbox.as_ref(), route, None, &body, &request_id).await {
+                    match outbox.enqueue(&route, None, &body, &request_id).await {
                         Ok(Enqueued::New(_)) => lat.push(t0.elapsed()),
                         Ok(other) => {
                             errors += 1;

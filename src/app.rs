@@ -162,7 +162,7 @@ impl Gateway {
             None => None,
         };
         let state = Arc::new(State {
-            outbox,
+            outbox: crate::buffer::AsyncOutbox::new(outbox),
             forwarders,
             his_policy: policy(&config.his_listener),
             cloud_policy: policy(&config.cloud_listener),

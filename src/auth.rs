@@ -49,14 +49,15 @@ pub enum AuthError {
 
 impl AuthError {
     /// The `X-Prefront-Error` kind.
-    pub fn kind(self) -> &'static str {
+    pub fn kind(self) -> crate::outcome::Outcome {
+        use crate::outcome::Outcome;
         match self {
-            AuthError::Missing => "signature-missing",
-            AuthError::BadTimestamp | AuthError::Skew => "signature-timestamp",
-            AuthError::BadSignature => "signature-wrong",
-            AuthError::Replayed => "signature-replayed",
-            AuthError::Overloaded => "signature-overloaded",
-            AuthError::BeforeStart => "signature-before-start",
+            AuthError::Missing => Outcome::SignatureMissing,
+            AuthError::BadTimestamp | AuthError::Skew => Outcome::SignatureTimestamp,
+            AuthError::BadSignature => Outcome::SignatureWrong,
+            AuthError::Replayed => Outcome::SignatureReplayed,
+            AuthError::Overloaded => Outcome::SignatureOverloaded,
+            AuthError::BeforeStart => Outcome::SignatureBeforeStart,
         }
     }
 }

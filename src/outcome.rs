@@ -52,12 +52,259 @@ impl Code {
     }
 }
 
+/// What became of one call: the `outcome` of its log line and metric, and the `X-Prefront-Error`
+/// kind when the box raised the answer itself. Decided once, where it happens; everything else
+/// (the status page's ok/queued/failed, the recent errors) reads it from here.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Outcome {
+    /// Relayed, and the peer's answer passed on.
+    Ok,
+    /// The WebService's WSDL served.
+    Wsdl,
+    /// A business call whose key was delivered already: the cloud's recorded answer.
+    CachedResult,
+    /// Accepted into the buffer: delivery is now the box's job.
+    Queued,
+    /// A path this listener has nothing at (404).
+    NotFound,
+    /// A method the path does not serve (405).
+    MethodNotAllowed,
+    /// A request body over the size limit, too slow or broken (413, 408, 400).
+    BodyRefused,
+    /// No such prefront interface (40002).
+    UnknownPath,
+    /// A body in a charset the box does not read (20003).
+    InvalidCharset,
+    /// An empty body (20001).
+    EmptyBody,
+    /// A body that is not JSON (20003).
+    InvalidJson,
+    /// A SOAP call the WebService could not read: answered with a Fault.
+    SoapFault,
+    /// The cloud link is down and the call may not wait (10003).
+    LinkDown,
+    /// The buffer's quota is used up: the call was not accepted (40001).
+    BufferFull,
+    /// The buffer cannot write: the call was not accepted (10003).
+    BufferError,
+    /// No such hospital interface name (40003).
+    UnknownName,
+    /// This hospital has not routed the name (40003).
+    NotConfigured,
+    /// The peer refused the connection or could not be reached.
+    UpstreamConnect,
+    /// The TLS handshake with the peer failed.
+    UpstreamTls,
+    /// The peer did not answer in time.
+    UpstreamTimeout,
+    /// The peer answered with an HTTP error status.
+    UpstreamStatus,
+    /// The peer's answer could not be read.
+    UpstreamInvalidAnswer,
+    /// The peer's answer was over the size limit.
+    UpstreamTooLarge,
+    /// The connection to the peer broke.
+    UpstreamProtocol,
+    /// The SOAP HIS answered with a Fault.
+    UpstreamSoapFault,
+    /// The route cannot be called as configured.
+    RouteUnsupported,
+    /// A signed call without its signature headers (50001).
+    SignatureMissing,
+    /// A signed call with a bad or stale timestamp (50001).
+    SignatureTimestamp,
+    /// A signed call whose signature does not match (50001).
+    SignatureWrong,
+    /// A signed call seen before (50001).
+    SignatureReplayed,
+    /// Too many signatures to remember: refused rather than forgotten (50001).
+    SignatureOverloaded,
+    /// A call signed before the box started or reloaded (50001).
+    SignatureBeforeStart,
+    /// No PACS configured (`[pacs] dcm_url`).
+    PacsNotConfigured,
+    /// A dcmId or hospitalId the box refuses.
+    BadDcmId,
+    /// The box hands out no file links.
+    LinksNotConfigured,
+    /// A file link this box did not issue.
+    LinkForged,
+    /// A file link past its time.
+    LinkExpired,
+    /// A file link to a host no longer in `internal_hosts`.
+    LinkHostNotInternal,
+    /// The image server did not answer in time.
+    PacsTimeout,
+    /// The image server could not be reached.
+    PacsUnreachable,
+    /// The image server redirected outside `internal_hosts`.
+    RedirectRefused,
+    /// The image server answered with an HTTP error status.
+    PacsStatus,
+    /// A stream the image server stopped sending.
+    PacsStalled,
+    /// A stream the image server broke off.
+    PacsBroken,
+    /// A stream the caller stopped reading before its end.
+    ClientGone,
+}
+
+/// How an outcome counts on the status page and in the totals.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum OutcomeClass {
+    /// Answered as the caller wanted.
+    Ok,
+    /// Accepted into the buffer.
+    Queued,
+    /// Everything else: the kinds callers see in `X-Prefront-Error`.
+    Failed,
+}
+
+impl Outcome {
+    /// Every outcome, for tests and documentation.
+    pub const ALL: &'static [Outcome] = &[
+        Outcome::Ok,
+        Outcome::Wsdl,
+        Outcome::CachedResult,
+        Outcome::Queued,
+        Outcome::NotFound,
+        Outcome::MethodNotAllowed,
+        Outcome::BodyRefused,
+        Outcome::UnknownPath,
+        Outcome::InvalidCharset,
+        Outcome::EmptyBody,
+        Outcome::InvalidJson,
+        Outcome::SoapFault,
+        Outcome::LinkDown,
+        Outcome::BufferFull,
+        Outcome::BufferError,
+        Outcome::UnknownName,
+        Outcome::NotConfigured,
+        Outcome::UpstreamConnect,
+        Outcome::UpstreamTls,
+        Outcome::UpstreamTimeout,
+        Outcome::UpstreamStatus,
+        Outcome::UpstreamInvalidAnswer,
+        Outcome::UpstreamTooLarge,
+        Outcome::UpstreamProtocol,
+        Outcome::UpstreamSoapFault,
+        Outcome::RouteUnsupported,
+        Outcome::SignatureMissing,
+        Outcome::SignatureTimestamp,
+        Outcome::SignatureWrong,
+        Outcome::SignatureReplayed,
+        Outcome::SignatureOverloaded,
+        Outcome::SignatureBeforeStart,
+        Outcome::PacsNotConfigured,
+        Outcome::BadDcmId,
+        Outcome::LinksNotConfigured,
+        Outcome::LinkForged,
+        Outcome::LinkExpired,
+        Outcome::LinkHostNotInternal,
+        Outcome::PacsTimeout,
+        Outcome::PacsUnreachable,
+        Outcome::RedirectRefused,
+        Outcome::PacsStatus,
+        Outcome::PacsStalled,
+        Outcome::PacsBroken,
+        Outcome::ClientGone,
+    ];
+
+    /// The name in logs, metrics and `X-Prefront-Error`.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Outcome::Ok => "ok",
+            Outcome::Wsdl => "wsdl",
+            Outcome::CachedResult => "cached-result",
+            Outcome::Queued => "queued",
+            Outcome::NotFound => "not-found",
+            Outcome::MethodNotAllowed => "method-not-allowed",
+            Outcome::BodyRefused => "body-refused",
+            Outcome::UnknownPath => "unknown-path",
+            Outcome::InvalidCharset => "invalid-charset",
+            Outcome::EmptyBody => "empty-body",
+            Outcome::InvalidJson => "invalid-json",
+            Outcome::SoapFault => "soap-fault",
+            Outcome::LinkDown => "link-down",
+            Outcome::BufferFull => "buffer-full",
+            Outcome::BufferError => "buffer-error",
+            Outcome::UnknownName => "unknown-name",
+            Outcome::NotConfigured => "not-configured",
+            Outcome::UpstreamConnect => "upstream-connect",
+            Outcome::UpstreamTls => "upstream-tls",
+            Outcome::UpstreamTimeout => "upstream-timeout",
+            Outcome::UpstreamStatus => "upstream-status",
+            Outcome::UpstreamInvalidAnswer => "upstream-invalid-answer",
+            Outcome::UpstreamTooLarge => "upstream-too-large",
+            Outcome::UpstreamProtocol => "upstream-protocol",
+            Outcome::UpstreamSoapFault => "upstream-soap-fault",
+            Outcome::RouteUnsupported => "route-unsupported",
+            Outcome::SignatureMissing => "signature-missing",
+            Outcome::SignatureTimestamp => "signature-timestamp",
+            Outcome::SignatureWrong => "signature-wrong",
+            Outcome::SignatureReplayed => "signature-replayed",
+            Outcome::SignatureOverloaded => "signature-overloaded",
+            Outcome::SignatureBeforeStart => "signature-before-start",
+            Outcome::PacsNotConfigured => "pacs-not-configured",
+            Outcome::BadDcmId => "bad-dcm-id",
+            Outcome::LinksNotConfigured => "links-not-configured",
+            Outcome::LinkForged => "link-forged",
+            Outcome::LinkExpired => "link-expired",
+            Outcome::LinkHostNotInternal => "link-host-not-internal",
+            Outcome::PacsTimeout => "pacs-timeout",
+            Outcome::PacsUnreachable => "pacs-unreachable",
+            Outcome::RedirectRefused => "redirect-refused",
+            Outcome::PacsStatus => "pacs-status",
+            Outcome::PacsStalled => "pacs-stalled",
+            Outcome::PacsBroken => "pacs-broken",
+            Outcome::ClientGone => "client-gone",
+        }
+    }
+
+    pub const fn class(self) -> OutcomeClass {
+        match self {
+            Outcome::Ok | Outcome::Wsdl | Outcome::CachedResult => OutcomeClass::Ok,
+            Outcome::Queued => OutcomeClass::Queued,
+            _ => OutcomeClass::Failed,
+        }
+    }
+
+    /// `true` for the outcomes that are failures (and so an `X-Prefront-Error` kind).
+    pub const fn failed(self) -> bool {
+        matches!(self.class(), OutcomeClass::Failed)
+    }
+}
+
+impl std::fmt::Display for Outcome {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Which way a call went: the `direction` of its log line and metric.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Direction {
+    HisToCloud,
+    CloudToHis,
+    CloudToPacs,
+}
+
+impl Direction {
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Direction::HisToCloud => "his_to_cloud",
+            Direction::CloudToHis => "cloud_to_his",
+            Direction::CloudToPacs => "cloud_to_pacs",
+        }
+    }
+}
+
 /// An answer the box raised: what the caller sees, and the `X-Prefront-Error` kind.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Raised {
     pub code: Code,
-    /// Short machine-readable kind for `X-Prefront-Error`, e.g. `upstream-timeout`.
-    pub kind: &'static str,
+    /// The `X-Prefront-Error` kind, e.g. `upstream-timeout`.
+    pub kind: Outcome,
     /// Human-readable, safe to show: never patient data, never a stack trace.
     pub msg: String,
     /// `true` only for a notify call accepted into the buffer: delivery is now the box's job.
@@ -65,7 +312,7 @@ pub struct Raised {
 }
 
 impl Raised {
-    pub fn new(code: Code, kind: &'static str, msg: impl Into<String>) -> Raised {
+    pub fn new(code: Code, kind: Outcome, msg: impl Into<String>) -> Raised {
         Raised {
             code,
             kind,
@@ -75,7 +322,7 @@ impl Raised {
     }
 
     /// An outcome that tells the caller its call is accepted (queued).
-    pub fn accepted(code: Code, kind: &'static str, msg: impl Into<String>) -> Raised {
+    pub fn accepted(code: Code, kind: Outcome, msg: impl Into<String>) -> Raised {
         Raised {
             success: true,
             ..Raised::new(code, kind, msg)
@@ -115,8 +362,26 @@ mod tests {
     use super::*;
 
     #[test]
+    fn outcome_names_are_distinct_header_safe_and_classed() {
+        let mut seen = std::collections::HashSet::new();
+        for o in Outcome::ALL {
+            let s = o.as_str();
+            assert!(seen.insert(s), "{s} twice");
+            assert!(
+                s.bytes().all(|b| b.is_ascii_lowercase() || b == b'-'),
+                "{s} must be a plain header value"
+            );
+            assert!(hyper::header::HeaderValue::from_str(s).is_ok());
+        }
+        assert_eq!(Outcome::Ok.class(), OutcomeClass::Ok);
+        assert_eq!(Outcome::CachedResult.class(), OutcomeClass::Ok);
+        assert_eq!(Outcome::Queued.class(), OutcomeClass::Queued);
+        assert!(Outcome::LinkDown.failed() && Outcome::ClientGone.failed());
+    }
+
+    #[test]
     fn envelopes_keep_their_shape() {
-        let r = Raised::new(Code::InvalidParameter, "invalid-json", "bad");
+        let r = Raised::new(Code::InvalidParameter, Outcome::InvalidJson, "bad");
         let std: Value = serde_json::from_slice(&r.body(Envelope::Standard)).unwrap_or_default();
         assert_eq!(std["code"], "20003");
         assert_eq!(std["success"], false);

@@ -12,8 +12,8 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use prefront::buffer::sled_store::SledOutbox;
 use prefront::buffer::{
-    enqueue_async, now_ms, DeadOrLive, DeadRecord, Enqueued, Outbox, OutboxError, Record, RecordId,
-    RouteStats,
+    now_ms, AsyncOutbox, DeadOrLive, DeadRecord, Enqueued, Outbox, OutboxError, Record, RecordId,
+    Route, RouteStats,
 };
 use serde_json::{json, Map, Value};
 
@@ -1256,7 +1256,7 @@ fn retried_key_stays_deduplicated() {
     );
 }
 
-/// `enqueue_async` (the listener's path): many callers wait on the group commit as tasks, not
+/// `AsyncOutbox::enqueue` (the listener's path): many callers wait on the group commit as tasks, not
 /// threads. Every acknowledged call is a distinct record that a reopened store still holds, in
 /// the order the ids say; callers with the same key share one record.
 #[test]
@@ -1278,20 +1278,27 @@ fn async_callers_share_commits_and_lose_nothing() {
             let s = store.clone();
             plain.push(tokio::spawn(async move {
                 let body = format!("{{\"n\":{i}}}");
-                enqueue_async(s.as_ref(), route, None, body.as_bytes(), &format!("r{i}")).await
+                AsyncOutbox::new(s)
+                    .enqueue(
+                        &Route::from_stored(route),
+                        None,
+                        body.as_bytes(),
+                        &format!("r{i}"),
+                    )
+                    .await
             }));
         }
         for i in 0..20 {
             let s = store.clone();
             keyed_calls.push(tokio::spawn(async move {
-                enqueue_async(
-                    s.as_ref(),
-                    keyed,
-                    Some("refundNo=R9"),
-                    b"{}",
-                    &format!("k{i}"),
-                )
-                .await
+                AsyncOutbox::new(s)
+                    .enqueue(
+                        &Route::from_stored(keyed),
+                        Some("refundNo=R9"),
+                        b"{}",
+                        &format!("k{i}"),
+                    )
+                    .await
             }));
         }
         let mut a = Vec::new();

@@ -11,19 +11,19 @@ use bytes::Bytes;
 use tokio::sync::{watch, Notify};
 
 use super::events::{self, Event};
-use super::{now_ms, Outbox, OutboxError, Record};
+use super::{now_ms, AsyncOutbox, Outbox, Record, Route};
 use crate::config::BufferConfig;
 use crate::upstream::cloud::Cloud;
 use crate::upstream::link::{jitter, Link};
-use crate::upstream::UpstreamError;
+use crate::upstream::Retry;
 
 /// Route names of HIS → cloud calls start with this; the rest is the catalogue path.
-pub const CLOUD_ROUTE_PREFIX: &str = "cloud:";
+pub const CLOUD_ROUTE_PREFIX: &str = Route::CLOUD_PREFIX;
 
 /// The forwarders of every route, and the bell that wakes them after an enqueue.
 #[derive(Debug)]
 pub struct Forwarders {
-    outbox: Arc<dyn Outbox>,
+    outbox: AsyncOutbox,
     cloud: Cloud,
     config: BufferConfig,
     /// Rung after every enqueue so a new route's forwarder starts at once.
@@ -42,7 +42,7 @@ enum Attempt {
 impl Forwarders {
     pub fn new(outbox: Arc<dyn Outbox>, cloud: Cloud, config: BufferConfig) -> Arc<Forwarders> {
         Arc::new(Forwarders {
-            outbox,
+            outbox: AsyncOutbox::new(outbox),
             cloud,
             config,
             wake: Notify::new(),
@@ -59,9 +59,8 @@ impl Forwarders {
     /// `shutdown` flips.
     pub async fn run(self: Arc<Self>, mut shutdown: watch::Receiver<bool>) {
         loop {
-            let outbox = self.outbox.clone();
-            match tokio::task::spawn_blocking(move || outbox.routes()).await {
-                Ok(Ok(routes)) => {
+            match self.outbox.routes().await {
+                Ok(routes) => {
                     for route in routes {
                         let fresh = self
                             .running
@@ -73,8 +72,7 @@ impl Forwarders {
                         }
                     }
                 }
-                Ok(Err(e)) => tracing::error!(error = %e, "buffer: cannot list routes"),
-                Err(e) => tracing::error!(error = %e, "buffer: route listing task failed"),
+                Err(e) => tracing::error!(error = %e, "buffer: cannot list routes"),
             }
             tokio::select! {
                 _ = self.wake.notified() => {}
@@ -93,16 +91,14 @@ impl Forwarders {
             }
             // A store that cannot write cannot record a delivery either: nothing is sent until
             // it can (the store logs the fault; the routes just wait).
-            if wait_writable(self.outbox.as_ref(), &mut shutdown).await {
+            if self.outbox.wait_writable(&mut shutdown).await {
                 break;
             }
-            let outbox = self.outbox.clone();
-            let r = route.clone();
-            let head = match tokio::task::spawn_blocking(move || outbox.head(&r)).await {
-                Ok(Ok(Some(rec))) => rec,
-                Ok(Ok(None)) => break,
-                Ok(Err(e)) => {
-                    if self.outbox.health().writable {
+            let head = match self.outbox.head(&route).await {
+                Ok(Some(rec)) => rec,
+                Ok(None) => break,
+                Err(e) => {
+                    if self.outbox.store().health().writable {
                         tracing::error!(route = %route, error = %e, "buffer: cannot read the queue; retrying");
                     }
                     if sleep_or_shutdown(Duration::from_secs(5), &mut shutdown).await {
@@ -110,24 +106,19 @@ impl Forwarders {
                     }
                     continue;
                 }
-                Err(_) => break,
             };
             match self.attempt(&head).await {
                 Attempt::Delivered => failures = 0,
                 Attempt::Dead(reason) => {
                     failures = 0;
-                    let outbox = self.outbox.clone();
-                    let rec = head.clone();
-                    let why = reason.clone();
-                    let moved =
-                        tokio::task::spawn_blocking(move || outbox.dead_letter(&rec, &why)).await;
-                    if let Ok(Ok(())) = moved {
+                    let moved = self.outbox.dead_letter(&head, reason.clone()).await;
+                    if let Ok(()) = moved {
                         events::emit(Event::DeadLettered {
                             route: &route,
                             id: head.id,
                             reason: &reason,
                         });
-                    } else if let Ok(Err(e)) = moved {
+                    } else if let Err(e) = moved {
                         tracing::error!(route = %route, id = head.id, error = %e, "buffer: cannot move to the dead letters");
                         if sleep_or_shutdown(Duration::from_secs(5), &mut shutdown).await {
                             break;
@@ -183,7 +174,8 @@ impl Forwarders {
                 rec.last_error.as_deref().unwrap_or("none")
             ));
         }
-        let Some(path) = rec.route.strip_prefix(CLOUD_ROUTE_PREFIX) else {
+        let route = Route::from_stored(&rec.route);
+        let Some(path) = route.cloud_path() else {
             return Attempt::Dead(format!("unknown route `{}`", rec.route));
         };
         let result = self
@@ -200,10 +192,8 @@ impl Forwarders {
                 // The cloud's business "no" (success:false) ends the message: recorded, not
                 // retried.
                 let refused = business_refusal(&answer);
-                let outbox = self.outbox.clone();
-                let r = rec.clone();
-                match tokio::task::spawn_blocking(move || outbox.delivered(&r, &answer)).await {
-                    Ok(Ok(())) => {
+                match self.outbox.delivered(rec, answer).await {
+                    Ok(()) => {
                         events::emit(if refused {
                             Event::RefusedByCloud {
                                 route: &rec.route,
@@ -218,30 +208,27 @@ impl Forwarders {
                         });
                         Attempt::Delivered
                     }
-                    Ok(Err(e)) => {
+                    Err(e) => {
                         // Delivered but not recorded: the store settles it once it writes again
                         // and does not hand it out meanwhile, so it is not sent twice while the
                         // box runs.
                         tracing::error!(route = %rec.route, id = rec.id, error = %e, "buffer: cannot record a delivery");
                         Attempt::Retry { link_down: false }
                     }
-                    Err(_) => Attempt::Retry { link_down: false },
                 }
             }
-            Err(UpstreamError::Status(s)) if (400..500).contains(&s) && s != 408 && s != 429 => {
-                Attempt::Dead(format!("the cloud refused it with HTTP {s}"))
+            Err(e) if e.retry() == Retry::Never => {
+                Attempt::Dead(format!("the cloud refused it ({e})"))
             }
             Err(e) => {
-                let link_down = Link::is_link_failure(&e);
+                let link_down = e.retry() == Retry::AfterLink;
                 let note = format!("{}: {e}", e.kind());
                 events::emit(Event::Retry {
                     route: &rec.route,
                     id: rec.id,
                     error: &note,
                 });
-                let outbox = self.outbox.clone();
-                let id = rec.id;
-                let _ = tokio::task::spawn_blocking(move || outbox.record_attempt(id, &note)).await;
+                let _ = self.outbox.record_attempt(rec.id, note).await;
                 Attempt::Retry { link_down }
             }
         }
@@ -256,30 +243,10 @@ fn business_refusal(answer: &[u8]) -> bool {
         .is_some_and(|s| s == serde_json::Value::Bool(false) || s == "false")
 }
 
-/// Waits until the store can write; returns `true` if shutdown was signalled meanwhile.
-async fn wait_writable(outbox: &dyn Outbox, shutdown: &mut watch::Receiver<bool>) -> bool {
-    let mut commits = outbox.commits();
-    if commits.borrow().writable {
-        return *shutdown.borrow();
-    }
-    tokio::select! {
-        r = commits.wait_for(|c| c.writable || c.closing) => r.is_err() || *shutdown.borrow(),
-        _ = shutdown.changed() => true,
-    }
-}
-
 /// Sleeps `d`; returns `true` if shutdown was signalled meanwhile.
 async fn sleep_or_shutdown(d: Duration, shutdown: &mut watch::Receiver<bool>) -> bool {
     tokio::select! {
         _ = tokio::time::sleep(d) => *shutdown.borrow(),
         _ = shutdown.changed() => true,
-    }
-}
-
-/// `OutboxError` as the caller's outcome kind.
-pub fn error_kind(e: &OutboxError) -> &'static str {
-    match e {
-        OutboxError::Full { .. } => "buffer-full",
-        OutboxError::NotFound(_) | OutboxError::Storage(_) => "buffer-error",
     }
 }

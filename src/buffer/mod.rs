@@ -6,10 +6,16 @@ pub mod codec;
 pub mod events;
 pub mod forwarder;
 pub mod operator;
+pub mod policy;
 pub mod salvage;
 pub mod sled_store;
 
+use std::sync::Arc;
+
+use bytes::Bytes;
 use serde::{Deserialize, Serialize};
+
+pub use policy::Route;
 
 /// A record's id: unique and increasing over the store's life, so ids order records.
 pub type RecordId = u64;
@@ -163,27 +169,100 @@ pub(crate) fn closing() -> OutboxError {
     OutboxError::Storage("the buffer is closing: shutdown".to_string())
 }
 
-/// Accepts a call like `Outbox::enqueue`, but waits for the group commit as an async task
-/// instead of a blocked thread: many callers wait on one fsync without one thread each.
-/// `admit` does no fsync; it takes the store's locks and may read sled's page cache.
-pub async fn enqueue_async(
-    outbox: &dyn Outbox,
-    route: &str,
-    key: Option<&str>,
-    body: &[u8],
-    request_id: &str,
-) -> Result<Enqueued, OutboxError> {
-    let (ticket, then) = match outbox.admit(route, key, body, request_id)? {
-        Admission::Now(e) => return Ok(e),
-        Admission::AfterCommit { ticket, then } => (ticket, then),
-    };
-    let mut commits = outbox.commits();
-    let outcome = match commits.wait_for(|c| c.outcome(ticket).is_some()).await {
-        Ok(c) => c.outcome(ticket),
-        // The store is gone: no commit will come.
-        Err(_) => None,
-    };
-    outcome.unwrap_or_else(|| Err(closing())).map(|()| then)
+/// The outbox as async code uses it. The store's methods that wait for the disk (an fsync,
+/// reads that may miss the cache) run on tokio's blocking pool here, never on a runtime thread;
+/// an enqueue waits for the group commit as a task, not a blocked thread. The methods that never
+/// wait are reached through `store`.
+#[derive(Clone)]
+pub struct AsyncOutbox(Arc<dyn Outbox>);
+
+impl std::fmt::Debug for AsyncOutbox {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("AsyncOutbox")
+    }
+}
+
+impl AsyncOutbox {
+    pub fn new(store: Arc<dyn Outbox>) -> AsyncOutbox {
+        AsyncOutbox(store)
+    }
+
+    /// The store itself: for the methods that never wait (`health`, `commits`, `depth`,
+    /// `cached_result`), and for code already on a blocking thread.
+    pub fn store(&self) -> &dyn Outbox {
+        self.0.as_ref()
+    }
+
+    /// Runs `f` on the blocking pool.
+    async fn blocking<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&dyn Outbox) -> Result<T, OutboxError> + Send + 'static,
+    ) -> Result<T, OutboxError> {
+        let store = self.0.clone();
+        tokio::task::spawn_blocking(move || f(store.as_ref()))
+            .await
+            .unwrap_or_else(|e| Err(OutboxError::Storage(format!("buffer task failed: {e}"))))
+    }
+
+    /// Accepts a call like `Outbox::enqueue`, waiting for the group commit as a task: many
+    /// callers wait on one fsync without one thread each. `admit` does no fsync; it takes the
+    /// store's locks and may read sled's page cache.
+    pub async fn enqueue(
+        &self,
+        route: &Route,
+        key: Option<&str>,
+        body: &[u8],
+        request_id: &str,
+    ) -> Result<Enqueued, OutboxError> {
+        let store = self.store();
+        let (ticket, then) = match store.admit(route.as_str(), key, body, request_id)? {
+            Admission::Now(e) => return Ok(e),
+            Admission::AfterCommit { ticket, then } => (ticket, then),
+        };
+        let mut commits = store.commits();
+        let outcome = match commits.wait_for(|c| c.outcome(ticket).is_some()).await {
+            Ok(c) => c.outcome(ticket),
+            // The store is gone: no commit will come.
+            Err(_) => None,
+        };
+        outcome.unwrap_or_else(|| Err(closing())).map(|()| then)
+    }
+
+    pub async fn routes(&self) -> Result<Vec<String>, OutboxError> {
+        self.blocking(|o| o.routes()).await
+    }
+
+    pub async fn head(&self, route: &str) -> Result<Option<Record>, OutboxError> {
+        let route = route.to_string();
+        self.blocking(move |o| o.head(&route)).await
+    }
+
+    pub async fn delivered(&self, record: &Record, answer: Bytes) -> Result<(), OutboxError> {
+        let record = record.clone();
+        self.blocking(move |o| o.delivered(&record, &answer)).await
+    }
+
+    pub async fn dead_letter(&self, record: &Record, reason: String) -> Result<(), OutboxError> {
+        let record = record.clone();
+        self.blocking(move |o| o.dead_letter(&record, &reason))
+            .await
+    }
+
+    pub async fn record_attempt(&self, id: RecordId, error: String) -> Result<(), OutboxError> {
+        self.blocking(move |o| o.record_attempt(id, &error)).await
+    }
+
+    /// Waits until the store can write; returns `true` if shutdown was signalled meanwhile.
+    pub async fn wait_writable(&self, shutdown: &mut tokio::sync::watch::Receiver<bool>) -> bool {
+        let mut commits = self.store().commits();
+        if commits.borrow().writable {
+            return *shutdown.borrow();
+        }
+        tokio::select! {
+            r = commits.wait_for(|c| c.writable || c.closing) => r.is_err() || *shutdown.borrow(),
+            _ = shutdown.changed() => true,
+        }
+    }
 }
 
 /// Per-route figures for the operator and the metrics.
@@ -205,6 +284,18 @@ pub enum OutboxError {
     /// The store failed to read or write; the message says what, never the payload.
     #[error("buffer storage error: {0}")]
     Storage(String),
+}
+
+impl OutboxError {
+    /// The caller's outcome when the buffer did not accept a call.
+    pub fn outcome(&self) -> crate::outcome::Outcome {
+        match self {
+            OutboxError::Full { .. } => crate::outcome::Outcome::BufferFull,
+            OutboxError::NotFound(_) | OutboxError::Storage(_) => {
+                crate::outcome::Outcome::BufferError
+            }
+        }
+    }
 }
 
 /// The durable queue store, shared between threads. Two kinds of method:

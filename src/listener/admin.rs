@@ -9,8 +9,8 @@ use hyper::body::Incoming;
 use hyper::header::{HeaderValue, CONTENT_TYPE};
 use hyper::{Method, Request, Response, StatusCode};
 
-use super::{method_not_allowed, not_found, Body, Call};
 use super::State;
+use super::{method_not_allowed, not_found, Body, Reply};
 
 /// An admin route a part of the binary adds for itself: the answer for a method and path it
 /// serves, `None` for any other path.
@@ -24,7 +24,11 @@ pub fn register(extra: Extra) {
 }
 
 /// A small admin answer: `status`, `content_type`, never cached.
-pub fn text(status: StatusCode, content_type: &'static str, body: impl Into<Bytes>) -> Response<Body> {
+pub fn text(
+    status: StatusCode,
+    content_type: &'static str,
+    body: impl Into<Bytes>,
+) -> Response<Body> {
     let mut r = Response::new(Body::new(body.into()));
     *r.status_mut() = status;
     r.headers_mut()
@@ -34,9 +38,17 @@ pub fn text(status: StatusCode, content_type: &'static str, body: impl Into<Byte
     r
 }
 
-pub async fn handle(state: &Arc<State>, req: Request<Incoming>, _call: Call) -> Response<Body> {
+/// The admin pages are not calls through the box: no call log line, no call metric.
+pub async fn handle(state: &Arc<State>, req: Request<Incoming>) -> Reply {
+    Reply::unlogged(page(state, req).await)
+}
+
+async fn page(state: &Arc<State>, req: Request<Incoming>) -> Response<Body> {
     // Routes a part of the binary registered for itself (`prefront demo`'s outage switch).
-    if let Some(r) = EXTRA.get().and_then(|extra| extra(req.method(), req.uri().path())) {
+    if let Some(r) = EXTRA
+        .get()
+        .and_then(|extra| extra(req.method(), req.uri().path()))
+    {
         return r;
     }
     if req.method() != Method::GET && req.method() != Method::HEAD {
@@ -49,7 +61,7 @@ pub async fn handle(state: &Arc<State>, req: Request<Incoming>, _call: Call) -> 
             // Listeners are bound and the config loaded by the time this answers; the buffer is
             // the one part that can go away under a running box (disk full, I/O errors). Its
             // health is kept by the store: this reads no disk.
-            let health = state.outbox.health();
+            let health = state.outbox.store().health();
             let ready = health.writable;
             let body = serde_json::json!({
                 "ready": ready,

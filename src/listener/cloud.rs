@@ -1,50 +1,59 @@
 //! The cloud listener's requests: `POST /his/<name>` for every cloud → HIS interface, relayed to
 //! the HIS endpoint the config routes the name to.
 
+use std::borrow::Cow;
 use std::sync::Arc;
 
 use hyper::body::Incoming;
 use hyper::{Method, Request, Response};
 
+use super::State;
 use super::{
     body_error_response, debug_body, json_body, json_response, method_not_allowed, not_found,
-    raised_response, read_body, Body, Call,
+    plain_refusal, raised_response, read_body, Body, Call, Reply,
 };
-use super::State;
 use crate::catalog::{is_valid_name, Catalog, Envelope};
-use crate::outcome::{Code, Raised};
+use crate::outcome::{Code, Direction, Outcome, Raised};
+use crate::pacs::{Caller, Fetched};
 
-const DIRECTION: &str = "cloud_to_his";
+const DIRECTION: Direction = Direction::CloudToHis;
 
-pub async fn handle(state: &Arc<State>, req: Request<Incoming>, call: Call) -> Response<Body> {
+fn reply(response: Response<Body>, route: impl Into<Cow<'static, str>>, outcome: Outcome) -> Reply {
+    Reply::logged(response, DIRECTION, route, outcome)
+}
+
+pub async fn handle(state: &Arc<State>, req: Request<Incoming>, call: &Call) -> Reply {
     let path = req.uri().path();
     if path == "/pacs/dcm" || path.starts_with("/files/") {
         return files(state, req, call).await;
     }
     let Some(name) = path.strip_prefix("/his/") else {
-        call.log(DIRECTION, "none", "not-found", 404);
-        return not_found(
+        let r = not_found(
             "prefront cloud listener: POST /his/<name>, GET /pacs/dcm?dcmId=…, GET /files/<token>\n",
         );
+        return reply(r, "none", Outcome::NotFound);
     };
     if req.method() != Method::POST {
-        call.log(DIRECTION, "none", "method-not-allowed", 405);
-        return method_not_allowed("POST");
+        return reply(
+            method_not_allowed("POST"),
+            "none",
+            Outcome::MethodNotAllowed,
+        );
     }
     let name = name.to_string();
     // Read and (with [auth]) authenticate the call before saying anything about the name.
     let (parts, body) = match read_body(req, state.config.cloud_listener.max_body).await {
         Ok(x) => x,
-        Err(e) => {
-            let r = body_error_response(&e);
-            call.log(DIRECTION, "none", "body-refused", r.status().as_u16());
-            return r;
-        }
+        Err(e) => return reply(body_error_response(&e), "none", Outcome::BodyRefused),
     };
     let known = is_valid_name(&name)
         && (Catalog::get().by_name(&name).is_some() || state.config.his.routes.contains_key(&name));
     // Metric labels only ever carry names the box knows (a caller cannot grow them).
-    let log_name = if known { name.as_str() } else { "unknown" };
+    let log_name: Cow<'static, str> = if known {
+        Cow::Owned(name.clone())
+    } else {
+        Cow::Borrowed("unknown")
+    };
     if let Some(err) = signature_error(state, &parts, &body) {
         // The spec's own code for it (附四 50001 无权访问), in the interface's envelope.
         let raised = Raised::new(
@@ -52,32 +61,32 @@ pub async fn handle(state: &Arc<State>, req: Request<Incoming>, call: Call) -> R
             err.kind(),
             format!("无权访问 (signed call refused: {err})"),
         );
-        call.log(DIRECTION, log_name, raised.kind, 200);
-        return raised_response(&raised, Envelope::Standard, None, &call.request_id);
+        let r = raised_response(&raised, Envelope::Standard, None, &call.request_id);
+        return reply(r, log_name, raised.kind);
     }
     if !known {
         let raised = Raised::new(
             Code::NotConfigured,
-            "unknown-name",
+            Outcome::UnknownName,
             "接口未配置 (no such hospital interface name)",
         );
-        call.log(DIRECTION, "unknown", raised.kind, 200);
-        return raised_response(&raised, Envelope::Standard, None, &call.request_id);
+        let r = raised_response(&raised, Envelope::Standard, None, &call.request_id);
+        return reply(r, "unknown", raised.kind);
     }
     let Some(route) = state.his.route(&name).cloned() else {
         let raised = Raised::new(
             Code::NotConfigured,
-            "not-configured",
+            Outcome::NotConfigured,
             "接口未配置 (this hospital has not configured this interface)",
         );
-        call.log(DIRECTION, &name, raised.kind, 200);
-        return raised_response(&raised, Envelope::Standard, None, &call.request_id);
+        let r = raised_response(&raised, Envelope::Standard, None, &call.request_id);
+        return reply(r, name, raised.kind);
     };
     let (body, charset) = match json_body(&parts, &body) {
         Ok(x) => x,
         Err(raised) => {
-            call.log(DIRECTION, &name, raised.kind, 200);
-            return raised_response(&raised, Envelope::Standard, None, &call.request_id);
+            let r = raised_response(&raised, Envelope::Standard, None, &call.request_id);
+            return reply(r, name, raised.kind);
         }
     };
     debug_body("request from cloud", &call.request_id, &body);
@@ -85,8 +94,8 @@ pub async fn handle(state: &Arc<State>, req: Request<Incoming>, call: Call) -> R
         Ok(answer) => {
             debug_body("answer from HIS", &call.request_id, &answer);
             let answer = state.pacs.rewrite_links(answer);
-            call.log(DIRECTION, &name, "ok", 200);
-            json_response(answer, charset.as_deref(), &call.request_id)
+            let r = json_response(answer, charset.as_deref(), &call.request_id);
+            reply(r, name, Outcome::Ok)
         }
         Err(e) => {
             // The cloud hears what kind of failure it was; what the HIS said (a fault's text, an
@@ -94,7 +103,7 @@ pub async fn handle(state: &Arc<State>, req: Request<Incoming>, call: Call) -> R
             tracing::warn!(
                 request_id = %call.request_id,
                 route = %name,
-                kind = e.kind(),
+                kind = e.kind().as_str(),
                 error = %crate::telemetry::redact::mask_text(&e.to_string()),
                 "HIS call failed"
             );
@@ -106,39 +115,76 @@ pub async fn handle(state: &Arc<State>, req: Request<Incoming>, call: Call) -> R
                     e.public_text()
                 ),
             );
-            call.log(DIRECTION, &name, raised.kind, 200);
-            raised_response(
+            let r = raised_response(
                 &raised,
                 Envelope::Standard,
                 charset.as_deref(),
                 &call.request_id,
-            )
+            );
+            reply(r, name, raised.kind)
         }
     }
 }
 
 /// `GET|HEAD /pacs/dcm` and `/files/<token>`: streamed from the LAN, never buffered whole.
-async fn files(state: &Arc<State>, req: Request<Incoming>, call: Call) -> Response<Body> {
+async fn files(state: &Arc<State>, req: Request<Incoming>, call: &Call) -> Reply {
+    const PACS: Direction = Direction::CloudToPacs;
     if req.method() != Method::GET && req.method() != Method::HEAD {
-        call.log("cloud_to_pacs", "files", "method-not-allowed", 405);
-        return method_not_allowed("GET, HEAD");
+        let r = method_not_allowed("GET, HEAD");
+        return Reply::logged(r, PACS, "files", Outcome::MethodNotAllowed);
     }
     // A GET carries no body worth reading; whatever is sent is left unread.
     let (parts, _body) = req.into_parts();
-    match parts.uri.path().strip_prefix("/files/") {
+    let caller = Caller {
+        request_id: call.request_id.clone(),
+        peer: call.client,
+        started: call.started,
+    };
+    let (route, fetched) = match parts.uri.path().strip_prefix("/files/") {
         // A link is its own credential (sealed and expiring): patients' phones open it.
-        Some(token) => state.pacs.file(token, &parts, &call).await,
+        Some(token) => ("files", state.pacs.file(token, &parts, &caller).await),
         None => {
-            if let Some(refused) = check_signature(state, &parts, b"", &call, "pacs-dcm") {
-                return refused;
+            if let Some(err) = signature_error(state, &parts, b"") {
+                // The file routes refuse a bad signature with a plain 401.
+                let r = plain_refusal(
+                    hyper::StatusCode::UNAUTHORIZED,
+                    err.kind(),
+                    format!("signed call refused: {err}\n"),
+                    &call.request_id,
+                );
+                return Reply::logged(r, DIRECTION, "pacs-dcm", err.kind());
             }
-            state.pacs.dcm(&parts, &call).await
+            ("pacs-dcm", state.pacs.dcm(&parts, &caller).await)
+        }
+    };
+    match fetched {
+        Fetched::Refused(refusal) => {
+            let mut r = plain_refusal(
+                refusal.status,
+                refusal.outcome,
+                refusal.text.into_owned(),
+                &call.request_id,
+            );
+            if let Some(range) = refusal.content_range {
+                r.headers_mut().insert(hyper::header::CONTENT_RANGE, range);
+            }
+            Reply::logged(r, PACS, route, refusal.outcome)
+        }
+        Fetched::Streamed(stream) => {
+            let body = stream.body.map_or_else(Body::default, Body::stream);
+            let mut r = Response::new(body);
+            *r.status_mut() = stream.status;
+            *r.headers_mut() = stream.headers;
+            if let Ok(v) = hyper::header::HeaderValue::from_str(&call.request_id) {
+                r.headers_mut().insert("x-request-id", v);
+            }
+            // The stream writes its own line when it ends.
+            Reply::unlogged(r)
         }
     }
 }
 
-/// With `[auth]` set, a call from the cloud must carry a valid, fresh, unused signature; the
-/// answer to one that does not is 401 and nothing is forwarded.
+/// With `[auth]` set, a call from the cloud must carry a valid, fresh, unused signature.
 /// Why a signed call is refused, with `[auth]`; `None` when it passes or nothing is required.
 fn signature_error(
     state: &State,
@@ -161,23 +207,4 @@ fn signature_error(
             crate::auth::unix_now(),
         )
         .err()
-}
-
-/// The file routes (`/pacs/dcm`, `/files`) refuse a bad signature with a plain 401.
-fn check_signature(
-    state: &State,
-    parts: &hyper::http::request::Parts,
-    body: &[u8],
-    call: &Call,
-    route: &str,
-) -> Option<Response<Body>> {
-    let err = signature_error(state, parts, body)?;
-    call.log(DIRECTION, route, err.kind(), 401);
-    let r = super::plain_refusal(
-        hyper::StatusCode::UNAUTHORIZED,
-        err.kind(),
-        format!("signed call refused: {err}\n"),
-        &call.request_id,
-    );
-    Some(r)
 }

@@ -29,10 +29,10 @@ use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
-pub use state::{ListenerTls, Live, State};
 use crate::catalog::Envelope;
-use crate::outcome::{Raised, ERROR_HEADER};
+use crate::outcome::{Direction, Outcome, Raised, ERROR_HEADER};
 use allowlist::PeerAccess;
+pub use state::{ListenerTls, Live, State};
 
 /// Which listener a connection arrived on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -71,7 +71,7 @@ enum BodyInner {
 }
 
 /// The error type of a streamed body.
-pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+pub use crate::pacs::BoxError;
 
 impl Body {
     pub fn new(bytes: Bytes) -> Body {
@@ -429,10 +429,62 @@ async fn handle(state: Arc<State>, req: Request<Incoming>, mut conn: Conn) -> Re
         }
     };
     let call = Call::start(&req, conn, client);
-    match conn.side {
-        Side::His => his::handle(&state, req, call).await,
-        Side::Cloud => cloud::handle(&state, req, call).await,
-        Side::Admin => admin::handle(&state, req, call).await,
+    let reply = match conn.side {
+        Side::His => his::handle(&state, req, &call).await,
+        Side::Cloud => cloud::handle(&state, req, &call).await,
+        Side::Admin => admin::handle(&state, req).await,
+    };
+    // The call's one log line and metric, from what the handler says became of it.
+    if let Some(l) = &reply.log {
+        call.log(
+            l.direction,
+            &l.route,
+            l.outcome,
+            reply.response.status().as_u16(),
+        );
+    }
+    reply.response
+}
+
+/// What a handler returns: the answer, and what the call's one log line and metric say.
+pub struct Reply {
+    pub response: Response<Body>,
+    /// `None` when nothing is logged here: the admin pages, and a stream, which writes its own
+    /// line when it ends.
+    pub log: Option<Logged>,
+}
+
+/// What the log line and the metric of a call say besides its status and latency.
+#[derive(Debug, Clone)]
+pub struct Logged {
+    pub direction: Direction,
+    /// The catalogue path or interface name: only names the box knows (bounded label set).
+    pub route: std::borrow::Cow<'static, str>,
+    pub outcome: Outcome,
+}
+
+impl Reply {
+    pub fn logged(
+        response: Response<Body>,
+        direction: Direction,
+        route: impl Into<std::borrow::Cow<'static, str>>,
+        outcome: Outcome,
+    ) -> Reply {
+        Reply {
+            response,
+            log: Some(Logged {
+                direction,
+                route: route.into(),
+                outcome,
+            }),
+        }
+    }
+
+    pub fn unlogged(response: Response<Body>) -> Reply {
+        Reply {
+            response,
+            log: None,
+        }
     }
 }
 
@@ -512,24 +564,25 @@ impl Call {
         }
     }
 
-    /// Writes the one log line of this call.
-    pub fn log(&self, direction: &str, route: &str, outcome: &str, status: u16) {
+    /// Writes the one log line of this call and counts it.
+    fn log(&self, direction: Direction, route: &str, outcome: Outcome, status: u16) {
         let elapsed = self.started.elapsed().as_secs_f64();
         crate::telemetry::metrics::call(direction, route, outcome, elapsed);
         let latency_ms = elapsed * 1000.0;
         let latency_ms = (latency_ms * 10.0).round() / 10.0;
-        if outcome == "ok" {
+        let (direction, outcome_name) = (direction.as_str(), outcome.as_str());
+        if outcome == Outcome::Ok {
             tracing::info!(
                 direction,
                 peer = %self.client,
                 route,
-                outcome,
+                outcome = outcome_name,
                 status,
                 latency_ms,
                 request_id = %self.request_id,
                 "call"
             );
-        } else if outcome == "body-refused"
+        } else if outcome == Outcome::BodyRefused
             && !crate::telemetry::limits::hit(self.conn.side.as_str(), "body", self.client)
         {
             // A size or time limit: logged once a minute per caller, counted every time.
@@ -537,25 +590,27 @@ impl Call {
                 direction,
                 peer = %self.client,
                 route,
-                outcome,
+                outcome = outcome_name,
                 status,
                 request_id = %self.request_id,
                 "call"
             );
         } else {
-            crate::telemetry::recent::record(crate::telemetry::recent::RecentError {
-                at_ms: crate::buffer::now_ms(),
-                direction: direction.to_string(),
-                route: route.to_string(),
-                outcome: outcome.to_string(),
-                status,
-                request_id: self.request_id.clone(),
-            });
+            if outcome.failed() {
+                crate::telemetry::recent::record(crate::telemetry::recent::RecentError {
+                    at_ms: crate::buffer::now_ms(),
+                    direction: direction.to_string(),
+                    route: route.to_string(),
+                    outcome: outcome_name.to_string(),
+                    status,
+                    request_id: self.request_id.clone(),
+                });
+            }
             tracing::warn!(
                 direction,
                 peer = %self.client,
                 route,
-                outcome,
+                outcome = outcome_name,
                 status,
                 latency_ms,
                 request_id = %self.request_id,
@@ -669,7 +724,7 @@ pub fn raised_response(
 ) -> Response<Body> {
     let mut r = json_response(raised.body(envelope), charset, request_id);
     r.headers_mut()
-        .insert(ERROR_HEADER, HeaderValue::from_static(raised.kind));
+        .insert(ERROR_HEADER, HeaderValue::from_static(raised.kind.as_str()));
     r
 }
 
@@ -686,7 +741,7 @@ pub fn method_not_allowed(allow: &'static str) -> Response<Body> {
 /// calls): the status, `X-Prefront-Error: <kind>` and the caller's request id.
 pub fn plain_refusal(
     status: StatusCode,
-    kind: &'static str,
+    kind: Outcome,
     text: impl Into<Bytes>,
     request_id: &str,
 ) -> Response<Body> {
@@ -697,7 +752,7 @@ pub fn plain_refusal(
         CONTENT_TYPE,
         HeaderValue::from_static("text/plain; charset=utf-8"),
     );
-    h.insert(ERROR_HEADER, HeaderValue::from_static(kind));
+    h.insert(ERROR_HEADER, HeaderValue::from_static(kind.as_str()));
     if let Ok(v) = HeaderValue::from_str(request_id) {
         h.insert("x-request-id", v);
     }
@@ -730,7 +785,7 @@ pub fn json_body(
     let utf8 = crate::charset::to_utf8(body, content_type).map_err(|e| {
         Raised::new(
             Code::InvalidParameter,
-            "invalid-charset",
+            Outcome::InvalidCharset,
             format!("参数无效：请求体编码错误 (request body: {e})"),
         )
     })?;
@@ -745,7 +800,7 @@ pub fn check_json(utf8: &[u8], zh: &str, en: &str) -> Result<(), Raised> {
     if utf8.iter().all(u8::is_ascii_whitespace) {
         return Err(Raised::new(
             Code::MissingParameter,
-            "empty-body",
+            Outcome::EmptyBody,
             format!("缺少参数：{zh}为空 ({en} is empty; send the interface's JSON)"),
         ));
     }
@@ -753,7 +808,7 @@ pub fn check_json(utf8: &[u8], zh: &str, en: &str) -> Result<(), Raised> {
         // serde_json's message names the position, never the offending value.
         return Err(Raised::new(
             Code::InvalidParameter,
-            "invalid-json",
+            Outcome::InvalidJson,
             format!("参数无效：{zh}不是合法的JSON ({en} is not valid JSON: {e})"),
         ));
     }

@@ -8,7 +8,7 @@ use tokio_rustls::TlsAcceptor;
 use super::allowlist::AccessPolicy;
 use super::Side;
 use crate::buffer::forwarder::Forwarders;
-use crate::buffer::Outbox;
+use crate::buffer::AsyncOutbox;
 use crate::config::Config;
 use crate::upstream::{cloud::Cloud, his::His};
 
@@ -18,7 +18,7 @@ pub struct State {
     pub config: Config,
     pub cloud: Cloud,
     /// The durable buffer for calls that wait out an outage.
-    pub outbox: Arc<dyn Outbox>,
+    pub outbox: AsyncOutbox,
     /// The delivery side of the buffer.
     pub forwarders: Arc<Forwarders>,
     pub his: His,

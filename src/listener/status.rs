@@ -16,7 +16,7 @@ use super::State;
 use crate::buffer::events::Totals as BufferTotals;
 use crate::buffer::forwarder::CLOUD_ROUTE_PREFIX;
 use crate::config::{HisRoute, HisTarget};
-use crate::telemetry::metrics::{CallTotals, OutcomeClass};
+use crate::telemetry::metrics::CallTotals;
 use crate::telemetry::recent::RecentError;
 use crate::upstream::link::LinkState;
 
@@ -131,7 +131,7 @@ fn certificates(state: &State, zone: &Zone) -> CertificateView {
 pub fn gather(state: &State) -> StatusSnapshot {
     let now_ms = crate::buffer::now_ms();
     let zone = local_zone();
-    let (buffer_routes, buffer_used_bytes, buffer_error) = match state.outbox.stats() {
+    let (buffer_routes, buffer_used_bytes, buffer_error) = match state.outbox.store().stats() {
         Ok((routes, used)) => (
             routes
                 .into_iter()
@@ -150,7 +150,7 @@ pub fn gather(state: &State) -> StatusSnapshot {
         ),
         Err(e) => (Vec::new(), 0, Some(e.to_string())),
     };
-    let health = state.outbox.health();
+    let health = state.outbox.store().health();
     let buffer_unwritable = (!health.writable).then(|| {
         health
             .reason
@@ -187,7 +187,6 @@ pub fn gather(state: &State) -> StatusSnapshot {
         streamed_bytes: crate::pacs::totals().bytes,
         errors: crate::telemetry::recent::snapshot()
             .into_iter()
-            .filter(|e| OutcomeClass::of(&e.outcome) == OutcomeClass::Failed)
             .map(|e| ErrorRow {
                 utc_offset_s: zone.offset_at(unix_s(e.at_ms)),
                 error: e,

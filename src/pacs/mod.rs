@@ -7,6 +7,8 @@
 pub mod link;
 pub mod rewrite;
 
+use std::borrow::Cow;
+use std::net::IpAddr;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::task::{Context, Poll};
@@ -14,14 +16,17 @@ use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
 use http_body::{Body as HttpBody, Frame, SizeHint};
-use hyper::header::{HeaderName, HeaderValue, CONTENT_LENGTH, CONTENT_TYPE};
+use hyper::header::{HeaderMap, HeaderName, HeaderValue, CONTENT_LENGTH, CONTENT_TYPE};
 use hyper::http::request::Parts;
-use hyper::{Method, Response, StatusCode};
+use hyper::{Method, StatusCode};
 
 pub use link::{LinkError, LinkSigner};
 
 use crate::config::{Config, InternalHost, PacsConfig};
-use crate::listener::{plain_refusal, Body, BoxError, Call};
+use crate::outcome::{Direction, Outcome};
+
+/// The error of a streamed body.
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
 /// Request headers passed on to the PACS.
 const FORWARD_REQUEST: &[&str] = &["range", "if-range", "if-none-match", "if-modified-since"];
@@ -90,24 +95,60 @@ pub fn totals() -> StreamTotals {
     }
 }
 
-const DIRECTION: &str = "cloud_to_pacs";
+const DIRECTION: Direction = Direction::CloudToPacs;
+
+/// Who asked for a file, for the stream's log line.
+#[derive(Debug, Clone)]
+pub struct Caller {
+    pub request_id: String,
+    /// The caller after proxy resolution.
+    pub peer: IpAddr,
+    /// When the request arrived.
+    pub started: Instant,
+}
+
+/// What the box answers to a file request; the listener makes the HTTP response of it.
+pub enum Fetched {
+    /// Refused, or the PACS failed: plain text with `X-Prefront-Error`, logged by the listener.
+    Refused(Refusal),
+    /// The PACS's answer on its way: it writes its own log line when it ends.
+    Streamed(Stream),
+}
 
 /// A refusal or failure the box itself answers, as plain text with `X-Prefront-Error`.
-struct Refusal {
-    status: StatusCode,
-    kind: &'static str,
-    text: &'static str,
+#[derive(Debug)]
+pub struct Refusal {
+    pub status: StatusCode,
+    pub outcome: Outcome,
+    pub text: Cow<'static, str>,
+    /// The PACS's `Content-Range` (`bytes */N`) with a 416: it tells the client the real size.
+    pub content_range: Option<HeaderValue>,
 }
 
 impl Refusal {
-    const fn new(status: StatusCode, kind: &'static str, text: &'static str) -> Refusal {
-        Refusal { status, kind, text }
+    const fn new(status: StatusCode, outcome: Outcome, text: &'static str) -> Refusal {
+        Refusal {
+            status,
+            outcome,
+            text: Cow::Borrowed(text),
+            content_range: None,
+        }
     }
+}
 
-    fn respond(&self, call: &Call, route: &str) -> Response<Body> {
-        call.log(DIRECTION, route, self.kind, self.status.as_u16());
-        plain_refusal(self.status, self.kind, self.text, &call.request_id)
+impl From<Refusal> for Fetched {
+    fn from(r: Refusal) -> Fetched {
+        Fetched::Refused(r)
     }
+}
+
+/// The PACS's answer as it goes to the cloud.
+pub struct Stream {
+    pub status: StatusCode,
+    /// The PACS's answer headers that are passed on (`Content-Type` always present).
+    pub headers: HeaderMap,
+    /// `None` for HEAD and 304 (nothing to stream; the log line is written already).
+    pub body: Option<StreamBody>,
 }
 
 impl Pacs {
@@ -198,19 +239,19 @@ impl Pacs {
     }
 
     /// `GET|HEAD /pacs/dcm?dcmId=…&hospitalId=…`
-    pub async fn dcm(&self, parts: &Parts, call: &Call) -> Response<Body> {
+    pub async fn dcm(&self, parts: &Parts, caller: &Caller) -> Fetched {
         const ROUTE: &str = "pacs-dcm";
         let Some(template) = &self.config.dcm_url else {
             return Refusal::new(
                 StatusCode::NOT_FOUND,
-                "pacs-not-configured",
+                Outcome::PacsNotConfigured,
                 "this box has no PACS configured ([pacs] dcm_url)\n",
             )
-            .respond(call, ROUTE);
+            .into();
         };
         let (dcm_id, hospital_id) = match ids(parts.uri.query().unwrap_or("")) {
             Ok(x) => x,
-            Err(r) => return r.respond(call, ROUTE),
+            Err(r) => return r.into(),
         };
         let filled = template
             .replace("{dcmId}", &encode_id(&dcm_id))
@@ -218,55 +259,55 @@ impl Pacs {
         let Ok(url) = reqwest::Url::parse(&filled) else {
             return Refusal::new(
                 StatusCode::BAD_REQUEST,
-                "bad-dcm-id",
+                Outcome::BadDcmId,
                 "dcmId does not make a valid PACS URL\n",
             )
-            .respond(call, ROUTE);
+            .into();
         };
-        self.fetch(url, parts, call, ROUTE).await
+        self.fetch(url, parts, caller, ROUTE).await
     }
 
     /// `GET|HEAD /files/<token>`
-    pub async fn file(&self, token: &str, parts: &Parts, call: &Call) -> Response<Body> {
+    pub async fn file(&self, token: &str, parts: &Parts, caller: &Caller) -> Fetched {
         const ROUTE: &str = "files";
         let Some(signer) = &self.signer else {
             return Refusal::new(
                 StatusCode::NOT_FOUND,
-                "links-not-configured",
+                Outcome::LinksNotConfigured,
                 "this box hands out no file links ([pacs] internal_hosts is empty)\n",
             )
-            .respond(call, ROUTE);
+            .into();
         };
         let url = match signer.verify(token, unix_now()) {
             Ok(u) => u,
             Err(LinkError::Forged) => {
                 return Refusal::new(
                     StatusCode::FORBIDDEN,
-                    "link-forged",
+                    Outcome::LinkForged,
                     "this link was not issued by this box\n",
                 )
-                .respond(call, ROUTE)
+                .into()
             }
             Err(LinkError::Expired) => {
                 return Refusal::new(
                     StatusCode::GONE,
-                    "link-expired",
+                    Outcome::LinkExpired,
                     "this link has expired; ask for the report again\n",
                 )
-                .respond(call, ROUTE)
+                .into()
             }
         };
         // Signed by us, but the config may have changed since: the host must still be internal.
         match reqwest::Url::parse(&url) {
             Ok(u) if matches!(u.scheme(), "http" | "https") && self.is_internal(&u) => {
-                self.fetch(u, parts, call, ROUTE).await
+                self.fetch(u, parts, caller, ROUTE).await
             }
             _ => Refusal::new(
                 StatusCode::FORBIDDEN,
-                "link-host-not-internal",
+                Outcome::LinkHostNotInternal,
                 "this link leads to a host this box does not serve files from\n",
             )
-            .respond(call, ROUTE),
+            .into(),
         }
     }
 
@@ -275,9 +316,9 @@ impl Pacs {
         &self,
         url: reqwest::Url,
         parts: &Parts,
-        call: &Call,
+        caller: &Caller,
         route: &'static str,
-    ) -> Response<Body> {
+    ) -> Fetched {
         let host = format!(
             "{}:{}",
             url.host_str().unwrap_or("?"),
@@ -296,65 +337,65 @@ impl Pacs {
                 }
             }
         }
-        req = req.header("x-request-id", call.request_id.as_str());
+        req = req.header("x-request-id", caller.request_id.as_str());
         let answer = match req.send().await {
             Ok(a) => a,
             Err(e) if e.is_timeout() => {
-                tracing::warn!(request_id = %call.request_id, upstream = %host, error = %crate::upstream::error_root(&e), "PACS did not answer in time");
+                tracing::warn!(request_id = %caller.request_id, upstream = %host, error = %crate::upstream::error_root(&e), "PACS did not answer in time");
                 return Refusal::new(
                     StatusCode::GATEWAY_TIMEOUT,
-                    "pacs-timeout",
+                    Outcome::PacsTimeout,
                     "the image server did not answer in time\n",
                 )
-                .respond(call, route);
+                .into();
             }
             Err(e) => {
-                tracing::warn!(request_id = %call.request_id, upstream = %host, error = %crate::upstream::error_root(&e), "PACS unreachable");
+                tracing::warn!(request_id = %caller.request_id, upstream = %host, error = %crate::upstream::error_root(&e), "PACS unreachable");
                 return Refusal::new(
                     StatusCode::BAD_GATEWAY,
-                    "pacs-unreachable",
+                    Outcome::PacsUnreachable,
                     "the image server could not be reached\n",
                 )
-                .respond(call, route);
+                .into();
             }
         };
         let status = answer.status();
         if status.is_redirection() && status != StatusCode::NOT_MODIFIED {
-            tracing::warn!(request_id = %call.request_id, upstream = %host, status = status.as_u16(), "PACS redirected to a host outside [pacs] internal_hosts (or too often): not followed");
+            tracing::warn!(request_id = %caller.request_id, upstream = %host, status = status.as_u16(), "PACS redirected to a host outside [pacs] internal_hosts (or too often): not followed");
             return Refusal::new(
                 StatusCode::BAD_GATEWAY,
-                "redirect-refused",
+                Outcome::RedirectRefused,
                 "the image server redirected somewhere this box does not go\n",
             )
-            .respond(call, route);
+            .into();
         }
         if status.is_client_error() || status.is_server_error() {
             // The PACS's own error page stays on the LAN: it may name internal paths.
-            call.log(DIRECTION, route, "pacs-status", status.as_u16());
-            let mut r = plain_refusal(
+            let content_range = if status == StatusCode::RANGE_NOT_SATISFIABLE {
+                answer.headers().get("content-range").cloned()
+            } else {
+                None
+            };
+            return Fetched::Refused(Refusal {
                 status,
-                "pacs-status",
-                format!("the image server answered {status}\n"),
-                &call.request_id,
-            );
-            if status == StatusCode::RANGE_NOT_SATISFIABLE {
-                // Its Content-Range (`bytes */N`) tells the client the real size.
-                if let Some(v) = answer.headers().get("content-range") {
-                    r.headers_mut().insert("content-range", v.clone());
-                }
-            }
-            return r;
+                outcome: Outcome::PacsStatus,
+                text: Cow::Owned(format!("the image server answered {status}\n")),
+                content_range,
+            });
         }
         let declared = answer
             .headers()
             .get(CONTENT_LENGTH)
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.parse::<u64>().ok());
-        let mut r = Response::new(Body::default());
-        *r.status_mut() = status;
-        forward_answer_headers(answer.headers(), &mut r, &call.request_id);
-        if !r.headers().contains_key(CONTENT_TYPE) {
-            r.headers_mut().insert(
+        let mut headers = HeaderMap::new();
+        for name in FORWARD_ANSWER {
+            if let Some(v) = answer.headers().get(*name) {
+                headers.insert(HeaderName::from_static(name), v.clone());
+            }
+        }
+        if !headers.contains_key(CONTENT_TYPE) {
+            headers.insert(
                 CONTENT_TYPE,
                 HeaderValue::from_static("application/octet-stream"),
             );
@@ -362,33 +403,26 @@ impl Pacs {
         let mut log = StreamLog {
             route,
             upstream: host,
-            peer: call.client,
-            request_id: call.request_id.clone(),
+            peer: caller.peer,
+            request_id: caller.request_id.clone(),
             status: status.as_u16(),
             declared,
-            started: call.started,
+            started: caller.started,
             bytes: 0,
             done: false,
         };
-        if parts.method == Method::HEAD || status == StatusCode::NOT_MODIFIED {
-            log.finish("ok");
+        let body = if parts.method == Method::HEAD || status == StatusCode::NOT_MODIFIED {
+            log.finish(Outcome::Ok);
+            None
         } else {
             let body = hyper::http::Response::<reqwest::Body>::from(answer).into_body();
-            *r.body_mut() = Body::stream(Counted { inner: body, log });
-        }
-        r
-    }
-}
-
-fn forward_answer_headers(from: &hyper::HeaderMap, to: &mut Response<Body>, request_id: &str) {
-    for name in FORWARD_ANSWER {
-        if let Some(v) = from.get(*name) {
-            to.headers_mut()
-                .insert(HeaderName::from_static(name), v.clone());
-        }
-    }
-    if let Ok(v) = HeaderValue::from_str(request_id) {
-        to.headers_mut().insert("x-request-id", v);
+            Some(StreamBody { inner: body, log })
+        };
+        Fetched::Streamed(Stream {
+            status,
+            headers,
+            body,
+        })
     }
 }
 
@@ -403,7 +437,7 @@ fn unix_now() -> u64 {
 fn ids(query: &str) -> Result<(String, String), Refusal> {
     const BAD: Refusal = Refusal::new(
         StatusCode::BAD_REQUEST,
-        "bad-dcm-id",
+        Outcome::BadDcmId,
         "dcmId (required) and hospitalId must each appear once, be at most 256 bytes, contain no \
          control characters and not be only dots\n",
     );
@@ -470,7 +504,7 @@ struct StreamLog {
 }
 
 impl StreamLog {
-    fn finish(&mut self, outcome: &'static str) {
+    fn finish(&mut self, outcome: Outcome) {
         if self.done {
             return;
         }
@@ -479,24 +513,24 @@ impl StreamLog {
         crate::telemetry::metrics::call(DIRECTION, self.route, outcome, elapsed);
         let duration_ms = (elapsed * 1000.0).round();
         BYTES.fetch_add(self.bytes, Ordering::Relaxed);
-        if outcome == "ok" {
+        if outcome == Outcome::Ok {
             COMPLETED.fetch_add(1, Ordering::Relaxed);
             tracing::info!(
-                direction = DIRECTION,
+                direction = DIRECTION.as_str(),
                 route = self.route,
                 peer = %self.peer,
                 upstream = %self.upstream,
                 status = self.status,
                 bytes = self.bytes,
                 duration_ms,
-                outcome,
+                outcome = outcome.as_str(),
                 request_id = %self.request_id,
                 "stream"
             );
         } else {
             FAILED.fetch_add(1, Ordering::Relaxed);
             tracing::warn!(
-                direction = DIRECTION,
+                direction = DIRECTION.as_str(),
                 route = self.route,
                 peer = %self.peer,
                 upstream = %self.upstream,
@@ -504,7 +538,7 @@ impl StreamLog {
                 bytes = self.bytes,
                 declared = self.declared,
                 duration_ms,
-                outcome,
+                outcome = outcome.as_str(),
                 request_id = %self.request_id,
                 "stream"
             );
@@ -515,12 +549,12 @@ impl StreamLog {
 /// The PACS's body on its way to the cloud: counts bytes and writes the stream's log line when
 /// it ends, fails, or is dropped because the client went away (which also drops, and so
 /// cancels, the request to the PACS).
-struct Counted {
+pub struct StreamBody {
     inner: reqwest::Body,
     log: StreamLog,
 }
 
-impl HttpBody for Counted {
+impl HttpBody for StreamBody {
     type Data = Bytes;
     type Error = BoxError;
 
@@ -532,7 +566,7 @@ impl HttpBody for Counted {
         match Pin::new(&mut this.inner).poll_frame(cx) {
             Poll::Pending => Poll::Pending,
             Poll::Ready(None) => {
-                this.log.finish("ok");
+                this.log.finish(Outcome::Ok);
                 Poll::Ready(None)
             }
             Poll::Ready(Some(Ok(frame))) => {
@@ -541,15 +575,15 @@ impl HttpBody for Counted {
                 }
                 // hyper stops polling once a body with a known length is complete.
                 if this.inner.is_end_stream() {
-                    this.log.finish("ok");
+                    this.log.finish(Outcome::Ok);
                 }
                 Poll::Ready(Some(Ok(frame)))
             }
             Poll::Ready(Some(Err(e))) => {
                 let outcome = if e.is_timeout() {
-                    "pacs-stalled"
+                    Outcome::PacsStalled
                 } else {
-                    "pacs-broken"
+                    Outcome::PacsBroken
                 };
                 this.log.finish(outcome);
                 Poll::Ready(Some(Err(Box::new(e))))
@@ -566,12 +600,12 @@ impl HttpBody for Counted {
     }
 }
 
-impl Drop for Counted {
+impl Drop for StreamBody {
     fn drop(&mut self) {
         if self.log.declared == Some(self.log.bytes) {
-            self.log.finish("ok");
+            self.log.finish(Outcome::Ok);
         } else {
-            self.log.finish("client-gone");
+            self.log.finish(Outcome::ClientGone);
         }
     }
 }

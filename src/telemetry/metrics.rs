@@ -2,7 +2,7 @@
 //! the same code that writes the event's log line; gauges (buffer depth, link state) are read
 //! from the gateway's state at scrape time, so the two can never disagree.
 
-use std::collections::HashSet;
+use std::collections::HashMap;
 use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
@@ -14,6 +14,7 @@ use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 
 use crate::listener::State;
+use crate::outcome::{Direction, Outcome, OutcomeClass};
 use crate::upstream::link::LinkState;
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -66,7 +67,7 @@ struct Metrics {
     calls: Family<CallLabels, Counter>,
     /// Every label set `calls` has, so its counters can be read back (`call_totals`): a
     /// `Family` cannot be iterated.
-    call_keys: Mutex<HashSet<CallLabels>>,
+    call_keys: Mutex<HashMap<CallLabels, OutcomeClass>>,
     latency: Family<DirectionLabels, Histogram, fn() -> Histogram>,
     denials: Family<ListenerLabels, Counter>,
     limits: Family<LimitLabels, Counter>,
@@ -77,7 +78,7 @@ fn metrics() -> &'static Metrics {
     M.get_or_init(|| Metrics {
         started: Instant::now(),
         calls: Family::default(),
-        call_keys: Mutex::new(HashSet::new()),
+        call_keys: Mutex::new(HashMap::new()),
         latency: Family::new_with_constructor(latency_histogram as fn() -> Histogram),
         denials: Family::default(),
         limits: Family::default(),
@@ -85,50 +86,25 @@ fn metrics() -> &'static Metrics {
 }
 
 /// Counts one finished call (the `call` log line's twin).
-pub fn call(direction: &str, route: &str, outcome: &str, seconds: f64) {
+pub fn call(direction: Direction, route: &str, outcome: Outcome, seconds: f64) {
     let m = metrics();
     let labels = CallLabels {
-        direction: direction.to_string(),
+        direction: direction.as_str().to_string(),
         route: route.to_string(),
-        outcome: outcome.to_string(),
+        outcome: outcome.as_str().to_string(),
     };
     if m.calls.get(&labels).is_none() {
         m.call_keys
             .lock()
             .unwrap_or_else(|p| p.into_inner())
-            .insert(labels.clone());
+            .insert(labels.clone(), outcome.class());
     }
     m.calls.get_or_create(&labels).inc();
     m.latency
         .get_or_create(&DirectionLabels {
-            direction: direction.to_string(),
+            direction: direction.as_str().to_string(),
         })
         .observe(seconds);
-}
-
-/// Outcomes that are not failures besides `ok`: the box answered the caller itself, as the
-/// caller wanted (a served WSDL, a buffered call's delivered answer).
-const ANSWERED_OUTCOMES: &[&str] = &["ok", "wsdl", "cached-result"];
-
-/// How a call's outcome counts on the status page: ok, queued (accepted into the buffer), or
-/// failed (every other outcome: the kinds callers see in `X-Prefront-Error`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum OutcomeClass {
-    Ok,
-    Queued,
-    Failed,
-}
-
-impl OutcomeClass {
-    pub fn of(outcome: &str) -> OutcomeClass {
-        if ANSWERED_OUTCOMES.contains(&outcome) {
-            OutcomeClass::Ok
-        } else if outcome == "queued" {
-            OutcomeClass::Queued
-        } else {
-            OutcomeClass::Failed
-        }
-    }
 }
 
 /// `prefront_calls_total` summed over direction and route, by `OutcomeClass`.
@@ -142,17 +118,17 @@ pub struct CallTotals {
 /// The call counters `/metrics` exposes, added up (read from the same counters).
 pub fn call_totals() -> CallTotals {
     let m = metrics();
-    let keys: Vec<CallLabels> = m
+    let keys: Vec<(CallLabels, OutcomeClass)> = m
         .call_keys
         .lock()
         .unwrap_or_else(|p| p.into_inner())
         .iter()
-        .cloned()
+        .map(|(k, c)| (k.clone(), *c))
         .collect();
     let mut t = CallTotals::default();
-    for k in keys {
+    for (k, class) in keys {
         let n = m.calls.get(&k).map_or(0, |c| c.get());
-        match OutcomeClass::of(&k.outcome) {
+        match class {
             OutcomeClass::Ok => t.ok += n,
             OutcomeClass::Queued => t.queued += n,
             OutcomeClass::Failed => t.failed += n,
@@ -246,7 +222,7 @@ pub fn render(state: &State) -> String {
     let depth: Family<RouteLabels, Gauge> = Family::default();
     let oldest: Family<RouteLabels, Gauge> = Family::default();
     let dead: Family<RouteLabels, Gauge> = Family::default();
-    let (buffer_ok, used) = match state.outbox.stats() {
+    let (buffer_ok, used) = match state.outbox.store().stats() {
         Ok((routes, used)) => {
             let now_ms = crate::buffer::now_ms();
             for s in routes {
@@ -294,7 +270,7 @@ pub fn render(state: &State) -> String {
         "1 when the buffer store answered the scrape",
         gauge(i64::from(buffer_ok)),
     );
-    let health = state.outbox.health();
+    let health = state.outbox.store().health();
     r.register(
         "buffer_writable",
         "1 when the buffer can accept calls; 0 while the disk is full or failing",

@@ -21,14 +21,9 @@ pub struct RecentError {
 
 static RECENT: Mutex<VecDeque<RecentError>> = Mutex::new(VecDeque::new());
 
-/// Remembers a failed call, forgetting the oldest past `KEEP`. Outcomes that are not failures
-/// (`queued`, a served WSDL, a delivered answer) are not kept: during an outage the queued calls
-/// would push the real errors out.
+/// Remembers a failed call, forgetting the oldest past `KEEP`. Only failures come here
+/// (`Outcome::failed`): during an outage the queued calls would push the real errors out.
 pub fn record(e: RecentError) {
-    use super::metrics::OutcomeClass;
-    if OutcomeClass::of(&e.outcome) != OutcomeClass::Failed {
-        return;
-    }
     let mut q = RECENT.lock().unwrap_or_else(|p| p.into_inner());
     if q.len() == KEEP {
         q.pop_front();

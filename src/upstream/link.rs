@@ -63,10 +63,7 @@ impl Link {
 
     /// Whether this failure says the link itself is broken (not the one call).
     pub fn is_link_failure(e: &UpstreamError) -> bool {
-        matches!(
-            e,
-            UpstreamError::Connect | UpstreamError::Timeout(_) | UpstreamError::Protocol(_)
-        ) || matches!(e, UpstreamError::Status(s) if matches!(s, 502..=504))
+        e.retry() == super::Retry::AfterLink
     }
 
     /// Records the outcome of a real call.
@@ -92,7 +89,7 @@ impl Link {
             .compare_exchange(UP, DOWN, Ordering::AcqRel, Ordering::Acquire)
             .is_ok()
         {
-            tracing::warn!(link = self.name, error = %why, kind = why.kind(), "link is down");
+            tracing::warn!(link = self.name, error = %why, kind = why.kind().as_str(), "link is down");
             self.went_down.notify_one();
         }
     }

@@ -14,6 +14,33 @@ use bytes::{Bytes, BytesMut};
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::CertificateDer;
 
+use crate::outcome::Outcome;
+
+/// What a failed call means for sending it again (`UpstreamError::retry`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Retry {
+    /// The link is broken (no connection, no answer, the connection cut, a gateway's 502–504):
+    /// the link counts as down; the call may wait for it in the buffer.
+    AfterLink,
+    /// The peer is there but failed this call in a way that may pass later (500, 501, 505+,
+    /// 408, 429): the call may wait in the buffer.
+    Later,
+    /// The peer refused this very call (any other 4xx): sending it again cannot help; a buffered
+    /// call goes to the dead letters.
+    Never,
+    /// The peer answered something unusable (TLS failed, not JSON, too large, a SOAP fault, a
+    /// 1xx/3xx, a route the box cannot call): a caller who waits is told at once; a buffered call
+    /// is tried again until its attempts or time run out.
+    Unusable,
+}
+
+impl Retry {
+    /// Whether a caller's call may be accepted into the buffer after this failure.
+    pub fn may_wait(self) -> bool {
+        matches!(self, Retry::AfterLink | Retry::Later)
+    }
+}
+
 /// Why a call to an upstream did not produce a usable answer.
 #[derive(Debug, thiserror::Error)]
 pub enum UpstreamError {
@@ -39,17 +66,17 @@ pub enum UpstreamError {
 
 impl UpstreamError {
     /// The `X-Prefront-Error` kind.
-    pub fn kind(&self) -> &'static str {
+    pub fn kind(&self) -> Outcome {
         match self {
-            UpstreamError::Connect => "upstream-connect",
-            UpstreamError::Tls(_) => "upstream-tls",
-            UpstreamError::Timeout(_) => "upstream-timeout",
-            UpstreamError::Status(_) => "upstream-status",
-            UpstreamError::InvalidAnswer => "upstream-invalid-answer",
-            UpstreamError::TooLarge(_) => "upstream-too-large",
-            UpstreamError::Protocol(_) => "upstream-protocol",
-            UpstreamError::Unsupported(_) => "route-unsupported",
-            UpstreamError::SoapFault { .. } => "upstream-soap-fault",
+            UpstreamError::Connect => Outcome::UpstreamConnect,
+            UpstreamError::Tls(_) => Outcome::UpstreamTls,
+            UpstreamError::Timeout(_) => Outcome::UpstreamTimeout,
+            UpstreamError::Status(_) => Outcome::UpstreamStatus,
+            UpstreamError::InvalidAnswer => Outcome::UpstreamInvalidAnswer,
+            UpstreamError::TooLarge(_) => Outcome::UpstreamTooLarge,
+            UpstreamError::Protocol(_) => Outcome::UpstreamProtocol,
+            UpstreamError::Unsupported(_) => Outcome::RouteUnsupported,
+            UpstreamError::SoapFault { .. } => Outcome::UpstreamSoapFault,
         }
     }
 
@@ -69,16 +96,24 @@ impl UpstreamError {
         }
     }
 
-    /// Whether sending the same call again later may succeed (the buffer's decision).
-    pub fn retryable(&self) -> bool {
+    /// What this failure means for sending the same call again: the one place that decides
+    /// whether a call may wait in the buffer, whether the link counts as down, and whether a
+    /// buffered call is dead.
+    pub fn retry(&self) -> Retry {
         match self {
-            UpstreamError::Connect | UpstreamError::Timeout(_) | UpstreamError::Protocol(_) => true,
-            UpstreamError::Status(s) => *s >= 500 || *s == 408 || *s == 429,
-            UpstreamError::Tls(_)
+            UpstreamError::Connect | UpstreamError::Timeout(_) | UpstreamError::Protocol(_) => {
+                Retry::AfterLink
+            }
+            UpstreamError::Status(502..=504) => Retry::AfterLink,
+            UpstreamError::Status(408 | 429) => Retry::Later,
+            UpstreamError::Status(400..=499) => Retry::Never,
+            UpstreamError::Status(500..) => Retry::Later,
+            UpstreamError::Status(_)
+            | UpstreamError::Tls(_)
             | UpstreamError::InvalidAnswer
             | UpstreamError::TooLarge(_)
             | UpstreamError::Unsupported(_)
-            | UpstreamError::SoapFault { .. } => false,
+            | UpstreamError::SoapFault { .. } => Retry::Unusable,
         }
     }
 
@@ -372,4 +407,52 @@ pub fn accept_json_answer(answer: Answer) -> Result<Bytes, UpstreamError> {
         return Err(UpstreamError::InvalidAnswer);
     }
     Ok(body)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The table the buffer, the link and the forwarder all read (DESIGN.md §3).
+    #[test]
+    fn one_table_says_what_a_failure_means_for_a_retry() {
+        let cases = [
+            (UpstreamError::Connect, Retry::AfterLink),
+            (
+                UpstreamError::Timeout(Duration::from_secs(1)),
+                Retry::AfterLink,
+            ),
+            (UpstreamError::Protocol("reset".into()), Retry::AfterLink),
+            (UpstreamError::Status(502), Retry::AfterLink),
+            (UpstreamError::Status(503), Retry::AfterLink),
+            (UpstreamError::Status(504), Retry::AfterLink),
+            (UpstreamError::Status(500), Retry::Later),
+            (UpstreamError::Status(501), Retry::Later),
+            (UpstreamError::Status(505), Retry::Later),
+            (UpstreamError::Status(408), Retry::Later),
+            (UpstreamError::Status(429), Retry::Later),
+            (UpstreamError::Status(400), Retry::Never),
+            (UpstreamError::Status(404), Retry::Never),
+            (UpstreamError::Status(499), Retry::Never),
+            (UpstreamError::Status(302), Retry::Unusable),
+            (UpstreamError::InvalidAnswer, Retry::Unusable),
+            (UpstreamError::TooLarge(1), Retry::Unusable),
+            (UpstreamError::Tls("bad".into()), Retry::Unusable),
+            (
+                UpstreamError::SoapFault {
+                    code: "soap:Server".into(),
+                    reason: "x".into(),
+                },
+                Retry::Unusable,
+            ),
+        ];
+        for (e, want) in cases {
+            assert_eq!(e.retry(), want, "{e}");
+            assert_eq!(
+                e.retry().may_wait(),
+                matches!(want, Retry::AfterLink | Retry::Later),
+                "{e}"
+            );
+        }
+    }
 }
