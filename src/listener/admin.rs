@@ -76,43 +76,46 @@ async fn page(state: &Arc<State>, req: Request<Incoming>) -> Response<Body> {
             };
             text(status, "application/json", body.to_string())
         }
-        "/metrics" => text(
-            StatusCode::OK,
-            "application/openmetrics-text; version=1.0.0; charset=utf-8",
-            crate::telemetry::metrics::render(state),
-        ),
-        "/status" => {
+        "/metrics" | "/status" => {
             let state = state.clone();
-            // The buffer store answers from disk: off the runtime's threads.
-            match tokio::task::spawn_blocking(move || super::status::gather(&state)).await {
-                Ok(snapshot) => {
-                    let mut r = text(
-                        StatusCode::OK,
-                        "text/html; charset=utf-8",
-                        super::status::render(&snapshot),
-                    );
-                    // The page has no scripts and loads nothing: say so to the browser.
-                    r.headers_mut().insert(
-                        "content-security-policy",
-                        HeaderValue::from_static(
-                            "default-src 'none'; style-src 'unsafe-inline'; frame-ancestors 'none'",
-                        ),
-                    );
-                    r.headers_mut().insert(
-                        "x-content-type-options",
-                        HeaderValue::from_static("nosniff"),
-                    );
-                    r
-                }
-                Err(e) => {
-                    tracing::error!(error = %e, "the status page could not be made");
-                    text(
-                        StatusCode::INTERNAL_SERVER_ERROR,
-                        "text/plain; charset=utf-8",
-                        "the status page could not be made; see the log\n",
-                    )
-                }
+            // The buffer store answers from disk and certificates are read from files: off the
+            // runtime's threads. The page and the scrape read the same snapshot.
+            let snapshot =
+                match tokio::task::spawn_blocking(move || super::status::gather(&state)).await {
+                    Ok(s) => s,
+                    Err(e) => {
+                        tracing::error!(error = %e, "the status snapshot could not be made");
+                        return text(
+                            StatusCode::INTERNAL_SERVER_ERROR,
+                            "text/plain; charset=utf-8",
+                            "the status could not be read; see the log\n",
+                        );
+                    }
+                };
+            if req.uri().path() == "/metrics" {
+                return text(
+                    StatusCode::OK,
+                    "application/openmetrics-text; version=1.0.0; charset=utf-8",
+                    super::status::render_metrics(&snapshot),
+                );
             }
+            let mut r = text(
+                StatusCode::OK,
+                "text/html; charset=utf-8",
+                super::status::render(&snapshot),
+            );
+            // The page has no scripts and loads nothing: say so to the browser.
+            r.headers_mut().insert(
+                "content-security-policy",
+                HeaderValue::from_static(
+                    "default-src 'none'; style-src 'unsafe-inline'; frame-ancestors 'none'",
+                ),
+            );
+            r.headers_mut().insert(
+                "x-content-type-options",
+                HeaderValue::from_static("nosniff"),
+            );
+            r
         }
         _ => not_found("prefront admin: GET /healthz, /readyz, /metrics, /status\n"),
     }

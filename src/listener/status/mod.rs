@@ -10,18 +10,20 @@
 //! The snapshot and `gather` live here; the HTML is `page.rs`; the machine's time zone and the
 //! times people read are `zone.rs`.
 
+mod metrics;
 mod page;
 mod zone;
 
 use std::time::Duration;
 
-use crate::listener::State;
 use crate::buffer::events::Totals as BufferTotals;
 use crate::config::{HisRoute, HisTarget};
+use crate::listener::State;
 use crate::telemetry::metrics::CallTotals;
 use crate::telemetry::recent::RecentError;
 use crate::upstream::link::LinkState;
 
+pub use metrics::render as render_metrics;
 pub use page::{escape, human_bytes, human_duration, render};
 pub use zone::local_time;
 use zone::{local_zone, unix_s, Zone};
@@ -52,8 +54,12 @@ pub struct StatusSnapshot {
     pub buffer_used_bytes: u64,
     pub buffer_max_bytes: u64,
     pub buffer_totals: BufferTotals,
+    /// Records a damaged store was salvaged into a new one at start, and those lost.
+    pub buffer_salvaged: u64,
+    pub buffer_lost: u64,
     pub calls: CallTotals,
-    pub streamed_bytes: u64,
+    /// PACS images and report files streamed since start.
+    pub streams: crate::pacs::StreamTotals,
     /// Newest first; failures only.
     pub errors: Vec<ErrorRow>,
     pub certificates: CertificateView,
@@ -190,7 +196,9 @@ pub fn gather(state: &State) -> StatusSnapshot {
         buffer_max_bytes: state.config.buffer.max_bytes,
         buffer_totals: crate::buffer::events::totals(),
         calls: crate::telemetry::metrics::call_totals(),
-        streamed_bytes: crate::pacs::totals().bytes,
+        buffer_salvaged: health.salvaged,
+        buffer_lost: health.lost,
+        streams: crate::pacs::totals(),
         errors: crate::telemetry::recent::snapshot()
             .into_iter()
             .map(|e| ErrorRow {

@@ -281,7 +281,7 @@ pub fn render(s: &StatusSnapshot) -> String {
             "已传输 Bytes streamed (PACS/files)",
             "prefront_streamed_bytes_total",
             r#" id="streamed-bytes""#,
-            s.streamed_bytes,
+            s.streams.bytes,
             true,
         ),
     ];
