@@ -15,7 +15,7 @@
 
 use std::collections::HashMap;
 use std::sync::Mutex;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use data_encoding::HEXLOWER;
 use ring::{digest, hmac};
@@ -80,12 +80,7 @@ impl std::fmt::Debug for Signer {
     }
 }
 
-/// Unix seconds now.
-pub fn unix_now() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs())
-}
+pub use crate::clock::unix_now;
 
 /// The string that is signed (see the module documentation).
 pub fn canonical(method: &str, path_and_query: &str, timestamp: &str, body: &[u8]) -> String {

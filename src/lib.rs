@@ -8,6 +8,7 @@ pub mod buffer;
 pub mod catalog;
 pub mod certinfo;
 pub mod charset;
+pub mod clock;
 pub mod config;
 pub mod demo;
 pub mod doctor;

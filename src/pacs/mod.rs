@@ -12,7 +12,7 @@ use std::net::IpAddr;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::task::{Context, Poll};
-use std::time::{Instant, SystemTime, UNIX_EPOCH};
+use std::time::Instant;
 
 use bytes::Bytes;
 use http_body::{Body as HttpBody, Frame, SizeHint};
@@ -22,6 +22,7 @@ use hyper::{Method, StatusCode};
 
 pub use link::{LinkError, LinkSigner};
 
+use crate::clock::unix_now;
 use crate::config::{Config, InternalHost, PacsConfig};
 use crate::outcome::{Direction, Outcome};
 
@@ -424,13 +425,6 @@ impl Pacs {
             body,
         })
     }
-}
-
-/// Seconds since the Unix epoch.
-fn unix_now() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs())
 }
 
 /// The dcmId and hospitalId of a `/pacs/dcm` query, checked.
