@@ -15,13 +15,13 @@ pub(super) fn his(c: &mut Checker<'_>, raw: Option<raw::RawHis>) -> Option<HisCo
     let max_response = size(
         c,
         &[Step::Key("his"), Step::Key("max_response")],
-        raw.max_response.as_deref(),
+        raw.own.max_response.as_deref(),
         4 << 20,
     );
     let max_file_response = size(
         c,
         &[Step::Key("his"), Step::Key("max_file_response")],
-        raw.max_file_response.as_deref(),
+        raw.own.max_file_response.as_deref(),
         32 << 20,
     );
     let mut ok = true;
@@ -46,7 +46,7 @@ pub(super) fn his(c: &mut Checker<'_>, raw: Option<raw::RawHis>) -> Option<HisCo
     };
     let catalog = Catalog::get();
     let mut routes = HashMap::new();
-    for (i, r) in raw.route.iter().enumerate() {
+    for (i, r) in raw.own.route.iter().enumerate() {
         let at = [Step::Key("his"), Step::Key("route"), Step::Index(i)];
         let name_at = [at[0], at[1], at[2], Step::Key("name")];
         let Some(name) = r.name.as_deref().map(str::trim) else {

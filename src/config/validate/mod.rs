@@ -16,6 +16,7 @@ mod values;
 
 use std::path::{Path, PathBuf};
 
+use serde::Deserialize;
 use toml::de::{DeTable, DeValue};
 use toml::Spanned;
 
@@ -102,17 +103,6 @@ impl<'a> Checker<'a> {
     }
 }
 
-/// Replaces every byte of `range` except line breaks with a space: the entry disappears, every
-/// other byte offset (and so every line number) stays the same.
-fn blank_out(text: &mut [u8], range: std::ops::Range<usize>) {
-    let end = range.end.min(text.len());
-    for b in &mut text[range.start.min(end)..end] {
-        if *b != b'\n' && *b != b'\r' {
-            *b = b' ';
-        }
-    }
-}
-
 fn key_string(path: &[Step<'_>]) -> String {
     let mut s = String::new();
     for step in path {
@@ -149,33 +139,28 @@ pub(super) fn load(text: &str, base_dir: &Path) -> Result<Loaded, ConfigError> {
         }
         return Err(c.into_error());
     }
+    // The document serde reads: the parsed file less what is reported below. `c.doc` keeps
+    // the whole file for the lines of later problems.
+    let mut work = doc.clone();
     c.doc = Some(doc);
-    let mut sanitized = text.as_bytes().to_vec();
-    for range in c.unknown_keys() {
-        blank_out(&mut sanitized, range);
-    }
-    // Type errors: serde stops at the first, so report it, blank that entry out, and go on.
+    c.take_unknown_keys(work.get_mut());
+    // Type errors: serde stops at the first, so report it, take that entry out, and go on.
     let mut typed_keys: Vec<String> = Vec::new();
     let raw: RawConfig = loop {
-        // Blanking replaces whole `key = value` entries, so the text stays valid UTF-8.
-        let Ok(current) = std::str::from_utf8(&sanitized) else {
-            return Err(c.into_error());
-        };
-        let err = match toml::from_str::<RawConfig>(current) {
+        let err = match RawConfig::deserialize(toml::de::Deserializer::from(work.clone())) {
             Ok(r) => break r,
             Err(e) => e,
         };
         let offset = err.span().map(|s| s.start);
         let message = err.message().trim().to_string();
-        match offset.and_then(|o| c.entry_at(o).map(|entry| (o, entry))) {
-            Some((o, (key, range))) if typed_keys.len() < 100 && !typed_keys.contains(&key) => {
+        match offset.and_then(|o| keys::take_entry_at(work.get_mut(), "", o).map(|key| (o, key))) {
+            Some((o, key)) if typed_keys.len() < 100 && !typed_keys.contains(&key) => {
                 c.problems.push(Problem {
                     key: key.clone(),
                     line: Some(c.line_at(o)),
                     message,
                 });
                 typed_keys.push(key);
-                blank_out(&mut sanitized, range);
             }
             _ => {
                 c.problems.push(Problem {
