@@ -280,6 +280,39 @@ invalid_fixture!(
 );
 
 invalid_fixture!(
+    unknown_subtable,
+    "invalid_unknown_subtable.toml",
+    &[e(&["his.headers"], &["[his.headers]"])]
+);
+
+invalid_fixture!(
+    unknown_array_of_tables,
+    "invalid_unknown_array_table.toml",
+    &[e(&["hospital"], &["[[hospital]]\nname = \"one\""])]
+);
+
+/// Issue 19 item 3: an unknown sub-table or array of tables is one clear error, not that error
+/// and a bogus syntax error about an empty key (`unquoted keys cannot be empty`).
+#[test]
+fn check_reports_an_unknown_table_once() {
+    for file in [
+        "invalid_unknown_subtable.toml",
+        "invalid_unknown_array_table.toml",
+    ] {
+        let run = check(&fixture(file));
+        let errors: Vec<&str> = run
+            .stderr
+            .lines()
+            .filter(|l| l.trim_start().starts_with("error:"))
+            .collect();
+        assert_eq!(errors.len(), 1, "{file}: exactly one error\n{run:?}");
+        assert!(errors[0].contains("unknown key"), "{file}\n{run:?}");
+        assert!(run.stderr.contains("1 problem(s)"), "{file}\n{run:?}");
+        assert!(!run.all().contains("unquoted keys"), "{file}\n{run:?}");
+    }
+}
+
+invalid_fixture!(
     cloud_routes,
     "invalid_cloud_route.toml",
     &[

@@ -1,10 +1,14 @@
 //! The configuration file exactly as written: serde structs, every field optional where the file
-//! may leave it out. `validate.rs` turns this into the typed, complete `Config`.
+//! may leave it out. `validate/` turns this into the typed, complete `Config`.
+//!
+//! The structs are also the schema: `table_keys` reads the keys each table may hold from them,
+//! so the unknown-key report cannot drift from what serde accepts.
 
+use serde::de::{DeserializeOwned, Visitor};
 use serde::Deserialize;
 
-/// Unknown top-level tables are reported (all of them, with lines) by the schema walk in
-/// `validate.rs`, which then blanks them out; serde must not stop at the first.
+/// Unknown top-level tables are reported (all of them, with lines) by the unknown-key walk in
+/// `validate/keys.rs`, which then takes them out; serde must not stop at the first.
 #[derive(Debug, Default, Deserialize)]
 pub struct RawConfig {
     pub his_listener: Option<RawListener>,
@@ -69,6 +73,15 @@ pub struct RawCloudRoute {
 pub struct RawHis {
     #[serde(flatten)]
     pub default: RawRoute,
+    /// A struct of its own rather than fields here: serde does not tell the field names of a
+    /// struct with a flattened field, and `table_keys` needs them.
+    #[serde(flatten)]
+    pub own: RawHisOwn,
+}
+
+/// The keys of `[his]` that are not a route's.
+#[derive(Debug, Default, Deserialize)]
+pub struct RawHisOwn {
     pub max_response: Option<String>,
     pub max_file_response: Option<String>,
     #[serde(default)]
@@ -136,102 +149,114 @@ pub struct RawLog {
     pub level: Option<String>,
 }
 
-/// Every key the file may contain, per table, for reporting all unknown keys at once (serde's
-/// `deny_unknown_fields` stops at the first). `[[his.route]]` entries use `ROUTE_KEYS`.
-pub const SCHEMA: &[(&str, &[&str])] = &[
-    (
-        "",
-        &[
-            "his_listener",
-            "cloud_listener",
-            "admin",
-            "cloud",
-            "his",
-            "pacs",
-            "buffer",
-            "auth",
-            "log",
-        ],
-    ),
-    ("auth", &["shared_secret", "shared_secret_file", "max_skew"]),
-    ("his_listener", LISTENER_KEYS),
-    ("cloud_listener", LISTENER_KEYS),
-    ("admin", &["listen", "allow"]),
-    (
-        "cloud",
-        &[
-            "base_url",
-            "ca",
-            "timeout_ms",
-            "connect_timeout_ms",
+/// The keys the table at `table` may hold (`""` for the top level; `his.route` for every
+/// `[[his.route]]`), read from the structs above; `None` for a table whose keys are free
+/// (`args`) or one the file has no place for.
+pub fn table_keys(table: &str) -> Option<Vec<&'static str>> {
+    let keys = match table {
+        "" => keys_of::<RawConfig>(),
+        "his_listener" | "cloud_listener" => keys_of::<RawListener>(),
+        "admin" => keys_of::<RawAdmin>(),
+        "cloud" => keys_of::<RawCloud>(),
+        "cloud.route" => keys_of::<RawCloudRoute>(),
+        // `name` is only meaningful in a `[[his.route]]`.
+        "his" => {
+            let route = keys_of::<RawRoute>().iter().filter(|k| **k != "name");
+            return Some(route.chain(keys_of::<RawHisOwn>()).copied().collect());
+        }
+        "his.route" => keys_of::<RawRoute>(),
+        "pacs" => keys_of::<RawPacs>(),
+        "buffer" => keys_of::<RawBuffer>(),
+        "auth" => keys_of::<RawAuth>(),
+        "log" => keys_of::<RawLog>(),
+        _ => return None,
+    };
+    Some(keys.to_vec())
+}
+
+/// The field names `T`'s derived `Deserialize` hands to `deserialize_struct` (none for a struct
+/// with a flattened field: serde reads those as a map).
+fn keys_of<T: DeserializeOwned>() -> &'static [&'static str] {
+    /// A deserializer that only notes the field names it is asked for.
+    struct FieldNames<'a>(&'a mut &'static [&'static str]);
+
+    impl<'de> serde::Deserializer<'de> for FieldNames<'_> {
+        type Error = serde::de::value::Error;
+
+        fn deserialize_any<V: Visitor<'de>>(self, _: V) -> Result<V::Value, Self::Error> {
+            Err(serde::de::Error::custom("not a struct"))
+        }
+
+        fn deserialize_struct<V: Visitor<'de>>(
+            self,
+            _name: &'static str,
+            fields: &'static [&'static str],
+            _visitor: V,
+        ) -> Result<V::Value, Self::Error> {
+            *self.0 = fields;
+            Err(serde::de::Error::custom("field names noted"))
+        }
+
+        serde::forward_to_deserialize_any! {
+            bool i8 i16 i32 i64 i128 u8 u16 u32 u64 u128 f32 f64 char str string bytes byte_buf
+            option unit unit_struct newtype_struct seq tuple tuple_struct map enum identifier
+            ignored_any
+        }
+    }
+
+    let mut fields: &'static [&'static str] = &[];
+    // Always an error: the point is the names noted on the way.
+    let _ = T::deserialize(FieldNames(&mut fields));
+    fields
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every section of the file has its keys, and the flattened `[his]` has a route's keys
+    /// (but `name`) and its own.
+    #[test]
+    fn every_table_has_its_keys_from_the_structs() {
+        let top = table_keys("").expect("the top level");
+        assert_eq!(
+            top,
+            [
+                "his_listener",
+                "cloud_listener",
+                "admin",
+                "cloud",
+                "his",
+                "pacs",
+                "buffer",
+                "auth",
+                "log"
+            ]
+        );
+        for section in top {
+            let keys = table_keys(section).unwrap_or_default();
+            assert!(!keys.is_empty(), "[{section}] has no keys");
+        }
+        let his = table_keys("his").expect("[his]");
+        for k in [
+            "url",
+            "kind",
+            "qualified",
             "max_response",
-            "pin_ca",
-            "client_cert",
-            "client_key",
+            "max_file_response",
             "route",
-        ],
-    ),
-    (
-        "pacs",
-        &[
-            "dcm_url",
-            "internal_hosts",
-            "link_ttl",
-            "link_key",
-            "link_key_file",
-            "rewrite_fields",
-            "read_timeout",
-            "connect_timeout",
-        ],
-    ),
-    (
-        "buffer",
-        &[
-            "path",
-            "max_bytes",
-            "ttl",
-            "max_attempts",
-            "result_ttl",
-            "dead_ttl",
-            "retry_min",
-            "retry_max",
-        ],
-    ),
-    ("log", &["level"]),
-];
-
-const LISTENER_KEYS: &[&str] = &[
-    "listen",
-    "allow",
-    "trusted_proxies",
-    "max_body",
-    "tls_cert",
-    "tls_key",
-    "client_ca",
-    "allowed_client_names",
-    "public_url",
-    "max_connections",
-    "max_connections_per_peer",
-    "idle_timeout",
-];
-
-/// Keys of a `[[cloud.route]]`.
-pub const CLOUD_ROUTE_KEYS: &[&str] = &["path", "delivery"];
-
-pub const ROUTE_KEYS: &[&str] = &[
-    "name",
-    "kind",
-    "url",
-    "operation",
-    "namespace",
-    "soap_version",
-    "param",
-    "soap_action",
-    "timeout_ms",
-    "delivery",
-    "param_name",
-    "charset",
-    "arrays",
-    "args",
-    "qualified",
-];
+        ] {
+            assert!(his.contains(&k), "[his] {k}");
+        }
+        assert!(!his.contains(&"name"));
+        assert!(table_keys("his.route")
+            .expect("[[his.route]]")
+            .contains(&"name"));
+        assert_eq!(table_keys("cloud.route"), Some(vec!["path", "delivery"]));
+        assert!(table_keys("his_listener")
+            .expect("listener")
+            .contains(&"max_connections_per_peer"));
+        assert_eq!(table_keys("his.args"), None);
+        assert_eq!(table_keys("hospital"), None);
+    }
+}

@@ -1,0 +1,149 @@
+//! `[cloud]` and its `[[cloud.route]]` delivery overrides.
+
+use std::collections::HashMap;
+
+use super::values::*;
+use super::{Checker, Step};
+use crate::config::raw;
+use crate::config::*;
+
+use crate::catalog::{self, Catalog};
+
+pub(super) fn cloud(c: &mut Checker<'_>, raw: Option<raw::RawCloud>) -> Option<CloudConfig> {
+    let Some(raw) = raw else {
+        c.problem(&[Step::Key("cloud")], "missing section [cloud] (base_url)");
+        return None;
+    };
+    let k = |key| [Step::Key("cloud"), Step::Key(key)];
+    let base_url = match raw.base_url.as_deref() {
+        None => {
+            c.problem(&k("base_url"), "missing: the cloud platform's base URL");
+            None
+        }
+        Some(s) => match http_url(s) {
+            Ok(mut u) => {
+                if u.query().is_some() || u.fragment().is_some() {
+                    c.problem(&k("base_url"), "must not carry a query or fragment");
+                }
+                if u.scheme() == "http" {
+                    c.warn(
+                        &k("base_url"),
+                        "plain http:// to the cloud: acceptable only on a test LAN",
+                    );
+                }
+                if !u.path().ends_with('/') {
+                    let p = format!("{}/", u.path());
+                    u.set_path(&p);
+                }
+                Some(u)
+            }
+            Err(e) => {
+                c.problem(&k("base_url"), e);
+                None
+            }
+        },
+    };
+    let ca = raw.ca.and_then(|p| existing_file(c, &k("ca"), &p));
+    let timeout = millis(c, &k("timeout_ms"), raw.timeout_ms, 10_000);
+    let connect_timeout = millis(c, &k("connect_timeout_ms"), raw.connect_timeout_ms, 3_000);
+    let max_response = size(c, &k("max_response"), raw.max_response.as_deref(), 8 << 20);
+    let delivery = cloud_routes(c, &raw.route);
+    let pin_ca = raw.pin_ca.unwrap_or(false);
+    if pin_ca && ca.is_none() {
+        c.problem(&k("pin_ca"), "pin_ca needs ca (the one CA to trust)");
+    }
+    let (client_cert, client_key) = match (raw.client_cert, raw.client_key) {
+        (None, None) => (None, None),
+        (Some(cert), Some(key)) => {
+            let cert = existing_file(c, &k("client_cert"), &cert);
+            let key = existing_file(c, &k("client_key"), &key);
+            if let Some(key) = &key {
+                private_key_permissions(c, &k("client_key"), key);
+            }
+            (cert, key)
+        }
+        (Some(_), None) => {
+            c.problem(
+                &k("client_key"),
+                "client_cert is set but client_key is missing",
+            );
+            (None, None)
+        }
+        (None, Some(_)) => {
+            c.problem(
+                &k("client_cert"),
+                "client_key is set but client_cert is missing",
+            );
+            (None, None)
+        }
+    };
+    Some(CloudConfig {
+        base_url: base_url?,
+        ca,
+        timeout,
+        connect_timeout,
+        max_response,
+        delivery,
+        pin_ca,
+        client_cert,
+        client_key,
+    })
+}
+
+/// `[[cloud.route]]`: `delivery` overrides the catalogue's buffering choice for one HIS → cloud
+/// path. Only calls the HIS does not wait on an answer for can be buffered.
+fn cloud_routes(c: &mut Checker<'_>, raw: &[raw::RawCloudRoute]) -> HashMap<String, Delivery> {
+    let catalog = Catalog::get();
+    let mut out = HashMap::new();
+    for (i, r) in raw.iter().enumerate() {
+        let at = [Step::Key("cloud"), Step::Key("route"), Step::Index(i)];
+        let path_at = [at[0], at[1], at[2], Step::Key("path")];
+        let delivery_at = [at[0], at[1], at[2], Step::Key("delivery")];
+        let Some(path) = r.path.as_deref() else {
+            c.problem(
+                &at,
+                "a [[cloud.route]] needs a `path` (e.g. \"prefront/sendTipMessage/payment\")",
+            );
+            continue;
+        };
+        let Some(entry) = catalog.by_request_path(path) else {
+            c.problem(
+                &path_at,
+                format!("`{path}` is not a HIS → cloud path of the specification"),
+            );
+            continue;
+        };
+        let canonical = entry.path.clone().unwrap_or_default();
+        let delivery = match r.delivery.as_deref() {
+            Some("buffer") => Delivery::Buffer,
+            Some("direct") => Delivery::Direct,
+            Some(other) => {
+                c.problem(
+                    &delivery_at,
+                    format!("`{other}`: expected \"buffer\" or \"direct\""),
+                );
+                continue;
+            }
+            None => {
+                c.problem(&delivery_at, "missing: \"buffer\" or \"direct\"");
+                continue;
+            }
+        };
+        if delivery == Delivery::Buffer
+            && matches!(entry.kind, catalog::Kind::Query | catalog::Kind::File)
+        {
+            c.problem(
+                &delivery_at,
+                format!("`{canonical}` is a query: the HIS needs its answer at once, so it cannot be buffered"),
+            );
+            continue;
+        }
+        if out.insert(canonical.clone(), delivery).is_some() {
+            c.problem(
+                &path_at,
+                format!("`{canonical}` has two [[cloud.route]] entries"),
+            );
+        }
+    }
+    out
+}

@@ -1,0 +1,306 @@
+//! `[his]` and its `[[his.route]]` overrides: how the box reaches the HIS, per interface name.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use super::values::*;
+use super::{Checker, Step};
+use crate::config::raw::{self, RawRoute};
+use crate::config::*;
+
+use crate::catalog::{self, Catalog};
+
+pub(super) fn his(c: &mut Checker<'_>, raw: Option<raw::RawHis>) -> Option<HisConfig> {
+    let raw = raw.unwrap_or_default();
+    let max_response = size(
+        c,
+        &[Step::Key("his"), Step::Key("max_response")],
+        raw.own.max_response.as_deref(),
+        4 << 20,
+    );
+    let max_file_response = size(
+        c,
+        &[Step::Key("his"), Step::Key("max_file_response")],
+        raw.own.max_file_response.as_deref(),
+        32 << 20,
+    );
+    let mut ok = true;
+    if raw.default.name.is_some() {
+        c.problem(
+            &[Step::Key("his"), Step::Key("name")],
+            "`name` belongs in a [[his.route]], not in [his]",
+        );
+    }
+    let default = if raw.default.url.is_some() {
+        let r = route(c, &[Step::Key("his")], &raw.default, None);
+        ok &= r.is_some();
+        r
+    } else {
+        if raw.default.kind.is_some() || raw.default.operation.is_some() {
+            c.warn(
+                &[Step::Key("his")],
+                "[his] has no url: only names with their own [[his.route]] are served",
+            );
+        }
+        None
+    };
+    let catalog = Catalog::get();
+    let mut routes = HashMap::new();
+    for (i, r) in raw.own.route.iter().enumerate() {
+        let at = [Step::Key("his"), Step::Key("route"), Step::Index(i)];
+        let name_at = [at[0], at[1], at[2], Step::Key("name")];
+        let Some(name) = r.name.as_deref().map(str::trim) else {
+            c.problem(&at, "a [[his.route]] needs a `name`");
+            ok = false;
+            continue;
+        };
+        if !catalog::is_valid_name(name) {
+            c.problem(
+                &name_at,
+                "a name may contain only letters, digits, '.', '_' and '-'",
+            );
+            ok = false;
+            continue;
+        }
+        if catalog.by_name(name).is_none() {
+            c.warn(
+                &name_at,
+                format!("`{name}` is not in the specification's catalogue; it is served as an extra name"),
+            );
+        }
+        if routes.contains_key(name) {
+            c.problem(&name_at, format!("`{name}` is routed twice"));
+            ok = false;
+            continue;
+        }
+        match route(c, &at, r, default.as_ref()) {
+            Some(route) => {
+                routes.insert(name.to_string(), route);
+            }
+            None => ok = false,
+        }
+    }
+    ok.then_some(HisConfig {
+        default,
+        routes,
+        max_response,
+        max_file_response,
+    })
+}
+
+/// Builds one route; `inherit` is the `[his]` default a `[[his.route]]` falls back on for the
+/// keys it leaves out (timeouts, SOAP namespace).
+fn route(
+    c: &mut Checker<'_>,
+    at: &[Step<'_>],
+    raw: &RawRoute,
+    inherit: Option<&HisRoute>,
+) -> Option<HisRoute> {
+    let k = |key: &'static str| {
+        let mut v = at.to_vec();
+        v.push(Step::Key(key));
+        v
+    };
+    let timeout = match raw.timeout_ms {
+        Some(ms) => millis(c, &k("timeout_ms"), Some(ms), 10_000),
+        None => inherit.map_or(Duration::from_secs(10), |d| d.timeout),
+    };
+    let delivery = match raw.delivery.as_deref() {
+        None => None,
+        Some(d @ ("buffer" | "direct")) => {
+            if d == "buffer" {
+                c.warn(
+                    &k("delivery"),
+                    "has no effect yet: calls from the cloud to the HIS are relayed at once and \
+                     never buffered (buffering choices for HIS → cloud calls go in [[cloud.route]])",
+                );
+            }
+            Some(if d == "buffer" {
+                Delivery::Buffer
+            } else {
+                Delivery::Direct
+            })
+        }
+        Some(other) => {
+            c.problem(
+                &k("delivery"),
+                format!("`{other}`: expected \"buffer\" or \"direct\""),
+            );
+            return None;
+        }
+    };
+    let Some(url) = raw.url.as_deref() else {
+        c.problem(&k("url"), "missing: where this route reaches the HIS");
+        return None;
+    };
+    let kind = raw.kind.as_deref().unwrap_or("http");
+    let target = match kind {
+        "http" => {
+            let soap_only = [
+                ("operation", raw.operation.is_some()),
+                ("namespace", raw.namespace.is_some()),
+                ("soap_version", raw.soap_version.is_some()),
+                ("param", raw.param.is_some()),
+                ("soap_action", raw.soap_action.is_some()),
+                ("param_name", raw.param_name.is_some()),
+                ("charset", raw.charset.is_some()),
+                ("arrays", raw.arrays.is_some()),
+                ("args", raw.args.is_some()),
+                ("qualified", raw.qualified.is_some()),
+            ];
+            for (key, set) in soap_only {
+                if set {
+                    c.warn(&k(key), "ignored on a kind = \"http\" route");
+                }
+            }
+            let probe = url.replace("{name}", "n").replace("{method}", "m");
+            if probe.contains('{') || probe.contains('}') {
+                c.problem(
+                    &k("url"),
+                    "only {name} and {method} may be substituted in the url",
+                );
+                return None;
+            }
+            if let Err(e) = http_url(&probe) {
+                c.problem(&k("url"), e);
+                return None;
+            }
+            HisTarget::Http {
+                url: url.to_string(),
+            }
+        }
+        "soap" => {
+            if let Err(e) = http_url(url) {
+                c.problem(&k("url"), e);
+                return None;
+            }
+            let inherited = inherit.and_then(|d| match &d.target {
+                HisTarget::Soap(s) => Some(s),
+                HisTarget::Http { .. } => None,
+            });
+            let version = match raw.soap_version.as_deref() {
+                None => inherited.map_or(SoapVersion::V11, |s| s.version),
+                Some("1.1") => SoapVersion::V11,
+                Some("1.2") => SoapVersion::V12,
+                Some(v) => {
+                    c.problem(
+                        &k("soap_version"),
+                        format!("`{v}`: expected \"1.1\" or \"1.2\""),
+                    );
+                    return None;
+                }
+            };
+            let param = match raw.param.as_deref() {
+                None => inherited.map_or(SoapParam::String, |s| s.param),
+                Some("string") => SoapParam::String,
+                Some("xml") => SoapParam::Xml,
+                Some(v) => {
+                    c.problem(
+                        &k("param"),
+                        format!("`{v}`: expected \"string\" or \"xml\""),
+                    );
+                    return None;
+                }
+            };
+            let namespace = raw
+                .namespace
+                .clone()
+                .or_else(|| inherited.map(|s| s.namespace.clone()))
+                .unwrap_or_else(|| "http://tempuri.org/".to_string());
+            let param_name = raw
+                .param_name
+                .clone()
+                .or_else(|| inherited.map(|s| s.param_name.clone()))
+                .unwrap_or_else(|| "param".to_string());
+            let mut names_ok = is_xml_name(&param_name);
+            if !names_ok {
+                c.problem(
+                    &k("param_name"),
+                    format!("`{param_name}` is not an XML element name"),
+                );
+            }
+            if let Some(op) = &raw.operation {
+                if !is_xml_name(op) {
+                    c.problem(
+                        &k("operation"),
+                        format!("`{op}` is not an XML element name"),
+                    );
+                    names_ok = false;
+                }
+            }
+            let charset = match raw.charset.as_deref() {
+                None => inherited.and_then(|s| s.charset.clone()),
+                Some(label) => {
+                    match crate::charset::encoding_for(label) {
+                        Ok(_) => Some(label.to_string()),
+                        Err(_) => {
+                            c.problem(
+                            &k("charset"),
+                            format!("`{label}`: expected \"utf-8\" or \"gbk\" (also gb2312, gb18030)"),
+                        );
+                            names_ok = false;
+                            None
+                        }
+                    }
+                }
+            };
+            let args: Vec<(String, String)> = match &raw.args {
+                Some(a) => a.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
+                None => inherited.map(|s| s.args.clone()).unwrap_or_default(),
+            };
+            for (name, _) in &args {
+                if !is_xml_name(name) {
+                    c.problem(&k("args"), format!("`{name}` is not an XML element name"));
+                    names_ok = false;
+                }
+            }
+            if !names_ok {
+                return None;
+            }
+            HisTarget::Soap(SoapTarget {
+                url: url.to_string(),
+                operation: raw.operation.clone(),
+                namespace,
+                version,
+                param,
+                soap_action: raw
+                    .soap_action
+                    .clone()
+                    .or_else(|| inherited.and_then(|s| s.soap_action.clone())),
+                param_name,
+                charset,
+                arrays: raw
+                    .arrays
+                    .clone()
+                    .or_else(|| inherited.map(|s| s.arrays.clone()))
+                    .unwrap_or_default(),
+                args,
+                qualified: raw
+                    .qualified
+                    .or_else(|| inherited.map(|s| s.qualified))
+                    .unwrap_or(true),
+            })
+        }
+        other => {
+            c.problem(
+                &k("kind"),
+                format!("`{other}`: expected \"http\" or \"soap\""),
+            );
+            return None;
+        }
+    };
+    Some(HisRoute {
+        target,
+        timeout,
+        delivery,
+    })
+}
+
+/// An element name safe to write unescaped: letters, digits, `_`, `-`, `.`, not starting with a
+/// digit, `-` or `.`.
+fn is_xml_name(s: &str) -> bool {
+    let mut chars = s.chars();
+    chars.next().is_some_and(|c| c.is_alphabetic() || c == '_')
+        && chars.all(|c| c.is_alphanumeric() || matches!(c, '_' | '-' | '.'))
+        && s.len() <= 128
+}
