@@ -20,6 +20,7 @@ pub mod sd_notify;
 pub mod sim;
 pub mod soap;
 pub mod telemetry;
+pub mod trail;
 pub mod upstream;
 pub mod workers;
 

@@ -33,6 +33,7 @@ pub struct Config {
     pub his: HisConfig,
     pub pacs: PacsConfig,
     pub buffer: BufferConfig,
+    pub trail: TrailConfig,
     /// Signed calls between the box and the cloud; `None`: TLS alone.
     pub auth: Option<AuthConfig>,
     pub log: LogConfig,
@@ -77,6 +78,18 @@ pub struct TlsFiles {
 pub struct AdminConfig {
     pub listen: SocketAddr,
     pub allow: Vec<IpNet>,
+    /// From `token_file`: every `/api/` call must carry `Authorization: Bearer <token>`.
+    pub token: Option<Secret>,
+}
+
+/// The message trail (DESIGN.md §8): one entry per call, bounded by age and size.
+#[derive(Debug, Clone)]
+pub struct TrailConfig {
+    pub enabled: bool,
+    /// The trail's directory (default: `trail` beside the buffer's directory).
+    pub path: PathBuf,
+    pub max_age: Duration,
+    pub max_bytes: u64,
 }
 
 #[derive(Debug, Clone)]

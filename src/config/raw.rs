@@ -18,6 +18,7 @@ pub struct RawConfig {
     pub his: Option<RawHis>,
     pub pacs: Option<RawPacs>,
     pub buffer: Option<RawBuffer>,
+    pub trail: Option<RawTrail>,
     pub auth: Option<RawAuth>,
     pub log: Option<RawLog>,
 }
@@ -44,6 +45,16 @@ pub struct RawListener {
 pub struct RawAdmin {
     pub listen: Option<String>,
     pub allow: Option<Vec<String>>,
+    pub token_file: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawTrail {
+    pub enabled: Option<bool>,
+    pub path: Option<String>,
+    pub max_age: Option<String>,
+    pub max_bytes: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -167,6 +178,7 @@ pub fn table_keys(table: &str) -> Option<Vec<&'static str>> {
         "his.route" => keys_of::<RawRoute>(),
         "pacs" => keys_of::<RawPacs>(),
         "buffer" => keys_of::<RawBuffer>(),
+        "trail" => keys_of::<RawTrail>(),
         "auth" => keys_of::<RawAuth>(),
         "log" => keys_of::<RawLog>(),
         _ => return None,
@@ -229,6 +241,7 @@ mod tests {
                 "his",
                 "pacs",
                 "buffer",
+                "trail",
                 "auth",
                 "log"
             ]

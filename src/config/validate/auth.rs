@@ -59,3 +59,27 @@ pub(super) fn auth(c: &mut Checker<'_>, raw: raw::RawAuth) -> Option<AuthConfig>
         max_skew,
     })
 }
+
+/// `[admin] token_file`: the bearer token every `/api/` call must carry. Read at load, checked
+/// like a key file (only the service may read it), never echoed.
+pub(super) fn admin_token(c: &mut Checker<'_>, file: &str) -> Option<Secret> {
+    let k = [Step::Key("admin"), Step::Key("token_file")];
+    let path = existing_file(c, &k, file)?;
+    private_key_permissions(c, &k, &path);
+    let token = match std::fs::read_to_string(&path) {
+        Ok(s) => s.trim().to_string(),
+        Err(e) => {
+            c.problem(&k, format!("cannot read {}: {e}", path.display()));
+            return None;
+        }
+    };
+    if token.len() < 16 || !token.bytes().all(|b| b.is_ascii_graphic()) {
+        c.problem(
+            &k,
+            "the token must be at least 16 printable characters without spaces \
+             (e.g. `openssl rand -hex 32 > admin.token`)",
+        );
+        return None;
+    }
+    Some(Secret(token))
+}

@@ -59,3 +59,33 @@ pub(super) fn buffer(c: &mut Checker<'_>, rb: raw::RawBuffer) -> BufferConfig {
         ),
     }
 }
+
+/// `[trail]`: the message trail's place and bounds.
+pub(super) fn trail(
+    c: &mut Checker<'_>,
+    rt: raw::RawTrail,
+    buffer_path: &std::path::Path,
+) -> TrailConfig {
+    let path = match rt.path.as_deref() {
+        Some(p) => c.resolve(p),
+        None => buffer_path
+            .parent()
+            .map_or_else(|| std::path::PathBuf::from("trail"), |p| p.join("trail")),
+    };
+    TrailConfig {
+        enabled: rt.enabled.unwrap_or(true),
+        path,
+        max_age: duration(
+            c,
+            &[Step::Key("trail"), Step::Key("max_age")],
+            rt.max_age.as_deref(),
+            Duration::from_secs(30 * 86400),
+        ),
+        max_bytes: size(
+            c,
+            &[Step::Key("trail"), Step::Key("max_bytes")],
+            rt.max_bytes.as_deref(),
+            256 << 20,
+        ),
+    }
+}

@@ -230,11 +230,17 @@ fn build(c: &mut Checker<'_>, raw: RawConfig) -> Option<Config> {
         let listen = socket_addr(c, &[Step::Key("admin"), Step::Key("listen")], a.listen)?;
         let allow = nets(c, &[Step::Key("admin"), Step::Key("allow")], a.allow)
             .unwrap_or_else(loopback_nets);
-        Some(AdminConfig { listen, allow })
+        let token = a.token_file.and_then(|f| auth::admin_token(c, &f));
+        Some(AdminConfig {
+            listen,
+            allow,
+            token,
+        })
     });
     let cloud = cloud::cloud(c, raw.cloud);
     let his = his::his(c, raw.his);
     let buffer = buffer::buffer(c, raw.buffer.unwrap_or_default());
+    let trail = buffer::trail(c, raw.trail.unwrap_or_default(), &buffer.path);
     let level = raw
         .log
         .and_then(|l| l.level)
@@ -267,6 +273,7 @@ fn build(c: &mut Checker<'_>, raw: RawConfig) -> Option<Config> {
         his: his?,
         pacs,
         buffer,
+        trail,
         auth,
         log: LogConfig { level },
     })

@@ -1,0 +1,379 @@
+//! The message trail (DESIGN.md §8): where is refund RF-1, did the reminder go out. One line per
+//! event in append-only segment files: a call as it was answered, then what became of a
+//! buffered one (delivered with the cloud's answer code, retried, dead-lettered, dropped,
+//! expired) and what an operator did. A query folds a call's later events into its entry.
+//!
+//! No bodies, and nothing the log masking would mask: route names, outcomes, request and
+//! message ids, and the catalogue's business key (masked like a log line when it looks like a
+//! person's data). Writing costs a call one channel send: a writer thread batches the lines and
+//! flushes them once a second, so the trail may lag a crash by about a second (the buffer never
+//! does). Bounded: segments older than `max_age`, and the oldest past `max_bytes`, are deleted.
+
+pub mod query;
+
+use std::fs::{File, OpenOptions};
+use std::io::{BufWriter, Write};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc::{sync_channel, Receiver, RecvTimeoutError, SyncSender, TrySendError};
+use std::sync::{Mutex, OnceLock};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use serde::{Deserialize, Serialize};
+
+use crate::config::TrailConfig;
+
+/// One line of the trail.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+pub struct Line {
+    /// Unix milliseconds.
+    pub t: u64,
+    /// What happened: `call`, `delivered`, `retry`, `dead`, `dropped`, `expired`, `requeued`,
+    /// `audit`.
+    pub ev: String,
+    /// The call's request id (the trail's thread through a message's life).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub rid: String,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub dir: String,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub route: String,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub peer: String,
+    /// `call`: the call's outcome; `audit`: the action.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub out: String,
+    #[serde(default, skip_serializing_if = "is_zero_u16")]
+    pub st: u16,
+    #[serde(default, skip_serializing_if = "is_zero_f64")]
+    pub lat: f64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key: Option<String>,
+    /// The buffered message's id (`X-Prefront-Message-Id`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mid: Option<String>,
+    /// The buffer's record id.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub id: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub att: Option<u32>,
+    /// The cloud's answer code on delivery.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub code: Option<String>,
+    /// Why (a retry's error kind, a dead letter's reason): never patient data.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub why: Option<String>,
+}
+
+fn is_zero_u16(v: &u16) -> bool {
+    *v == 0
+}
+
+fn is_zero_f64(v: &f64) -> bool {
+    *v == 0.0
+}
+
+/// Lines waiting for the writer; past this, new lines are dropped (and counted) rather than
+/// slow a call.
+const QUEUE: usize = 16_384;
+/// A segment is closed and a new one started past this size (or at the first line of a new
+/// day), so the oldest can be deleted whole.
+const SEGMENT_BYTES: u64 = 8 << 20;
+/// How often the writer flushes and checks the bounds.
+const FLUSH_EVERY: Duration = Duration::from_secs(1);
+const PRUNE_EVERY: Duration = Duration::from_secs(60);
+
+static SINK: OnceLock<Mutex<Option<SyncSender<Line>>>> = OnceLock::new();
+static DROPPED: AtomicU64 = AtomicU64::new(0);
+static WRITTEN: AtomicU64 = AtomicU64::new(0);
+
+/// Lines dropped because the writer could not keep up or could not write.
+pub fn dropped() -> u64 {
+    DROPPED.load(Ordering::Relaxed)
+}
+
+/// Lines handed to the writer since start.
+pub fn written() -> u64 {
+    WRITTEN.load(Ordering::Relaxed)
+}
+
+/// Adds a line to the trail, if one is being written in this process. Never blocks.
+pub fn record(line: Line) {
+    let Some(sink) = SINK.get() else {
+        return;
+    };
+    let guard = sink.lock().unwrap_or_else(|p| p.into_inner());
+    let Some(tx) = guard.as_ref() else {
+        return;
+    };
+    match tx.try_send(line) {
+        Ok(()) => {
+            WRITTEN.fetch_add(1, Ordering::Relaxed);
+        }
+        Err(TrySendError::Full(_)) | Err(TrySendError::Disconnected(_)) => {
+            DROPPED.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+}
+
+/// The trail's writer thread; flushes what it holds when dropped.
+pub struct Writer {
+    thread: Option<JoinHandle<()>>,
+}
+
+impl std::fmt::Debug for Writer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("trail::Writer")
+    }
+}
+
+impl Writer {
+    /// Starts writing the trail of this process into `config.path`. `None` when the trail is
+    /// off or its directory cannot be made (said in the log; calls are not affected).
+    pub fn start(config: &TrailConfig) -> Option<Writer> {
+        if !config.enabled {
+            return None;
+        }
+        if let Err(e) = std::fs::create_dir_all(&config.path) {
+            tracing::error!(path = %config.path.display(), error = %e, "trail: cannot create its directory; the trail is off");
+            return None;
+        }
+        let (tx, rx) = sync_channel::<Line>(QUEUE);
+        let sink = SINK.get_or_init(|| Mutex::new(None));
+        *sink.lock().unwrap_or_else(|p| p.into_inner()) = Some(tx);
+        let config = config.clone();
+        let thread = std::thread::Builder::new()
+            .name("prefront-trail".into())
+            .spawn(move || write_loop(&config, &rx))
+            .ok()?;
+        Some(Writer {
+            thread: Some(thread),
+        })
+    }
+}
+
+impl Drop for Writer {
+    fn drop(&mut self) {
+        if let Some(sink) = SINK.get() {
+            // Closing the channel ends the writer after it wrote what it holds.
+            *sink.lock().unwrap_or_else(|p| p.into_inner()) = None;
+        }
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// The segment files of a trail directory, oldest first, with their sizes.
+pub fn segments(dir: &Path) -> Vec<(PathBuf, u64)> {
+    let Ok(rd) = std::fs::read_dir(dir) else {
+        return Vec::new();
+    };
+    let mut out: Vec<(PathBuf, u64)> = rd
+        .filter_map(Result::ok)
+        .filter(|e| {
+            let name = e.file_name();
+            let name = name.to_string_lossy();
+            name.starts_with("trail-") && name.ends_with(".jsonl")
+        })
+        .map(|e| (e.path(), e.metadata().map_or(0, |m| m.len())))
+        .collect();
+    // Names carry the first line's Unix milliseconds, zero-padded: they sort by time.
+    out.sort();
+    out
+}
+
+/// The Unix milliseconds a segment starts at, from its name.
+fn segment_start(path: &Path) -> Option<u64> {
+    path.file_name()?
+        .to_str()?
+        .strip_prefix("trail-")?
+        .strip_suffix(".jsonl")?
+        .parse()
+        .ok()
+}
+
+struct Current {
+    path: PathBuf,
+    out: BufWriter<File>,
+    bytes: u64,
+    day: u64,
+}
+
+fn write_loop(config: &TrailConfig, rx: &Receiver<Line>) {
+    let mut current: Option<Current> = None;
+    let mut last_flush = Instant::now();
+    let mut last_prune: Option<Instant> = None;
+    let mut failing = false;
+    loop {
+        let line = match rx.recv_timeout(FLUSH_EVERY) {
+            Ok(l) => Some(l),
+            Err(RecvTimeoutError::Timeout) => None,
+            Err(RecvTimeoutError::Disconnected) => break,
+        };
+        if let Some(line) = line {
+            match append(config, &mut current, &line) {
+                Ok(()) => failing = false,
+                Err(e) => {
+                    DROPPED.fetch_add(1, Ordering::Relaxed);
+                    current = None;
+                    if !failing {
+                        tracing::error!(path = %config.path.display(), error = %e, "trail: cannot write; lines are dropped until it can (calls are not affected)");
+                        failing = true;
+                    }
+                }
+            }
+        }
+        if last_flush.elapsed() >= FLUSH_EVERY {
+            if let Some(c) = current.as_mut() {
+                let _ = c.out.flush();
+            }
+            last_flush = Instant::now();
+        }
+        if last_prune.is_none_or(|t| t.elapsed() >= PRUNE_EVERY) {
+            prune(config, current.as_ref().map(|c| c.path.as_path()));
+            last_prune = Some(Instant::now());
+        }
+    }
+    if let Some(mut c) = current {
+        let _ = c.out.flush();
+        let _ = c.out.get_ref().sync_all();
+    }
+}
+
+fn append(config: &TrailConfig, current: &mut Option<Current>, line: &Line) -> std::io::Result<()> {
+    let mut text = serde_json::to_vec(line).map_err(std::io::Error::other)?;
+    text.push(b'\n');
+    let day = line.t / 86_400_000;
+    let rotate = current
+        .as_ref()
+        .is_none_or(|c| c.bytes + text.len() as u64 > SEGMENT_BYTES || c.day != day);
+    if rotate {
+        if let Some(mut old) = current.take() {
+            old.out.flush()?;
+        }
+        // A name already taken (two segments in one millisecond) gets the next millisecond.
+        let mut start = line.t;
+        let path = loop {
+            let p = config.path.join(format!("trail-{start:016}.jsonl"));
+            if !p.exists() {
+                break p;
+            }
+            start += 1;
+        };
+        let file = OpenOptions::new().create(true).append(true).open(&path)?;
+        *current = Some(Current {
+            path,
+            out: BufWriter::with_capacity(64 << 10, file),
+            bytes: 0,
+            day,
+        });
+    }
+    if let Some(c) = current.as_mut() {
+        c.out.write_all(&text)?;
+        c.bytes += text.len() as u64;
+    }
+    Ok(())
+}
+
+/// Deletes segments past `max_age` (by their successor's start: the last line they can hold)
+/// and, oldest first, those past `max_bytes`. The segment being written stays.
+fn prune(config: &TrailConfig, writing: Option<&Path>) {
+    let segs = segments(&config.path);
+    let now = crate::clock::now_ms();
+    let max_age_ms = u64::try_from(config.max_age.as_millis()).unwrap_or(u64::MAX);
+    let mut total: u64 = segs.iter().map(|(_, n)| n).sum();
+    for (i, (path, len)) in segs.iter().enumerate() {
+        if Some(path.as_path()) == writing {
+            break;
+        }
+        let ends = segs.get(i + 1).and_then(|(p, _)| segment_start(p));
+        let too_old = ends.is_some_and(|e| now.saturating_sub(e) > max_age_ms);
+        let too_big = total > config.max_bytes;
+        if !too_old && !too_big {
+            break;
+        }
+        match std::fs::remove_file(path) {
+            Ok(()) => {
+                total = total.saturating_sub(*len);
+                tracing::info!(segment = %path.display(), bytes = len, reason = if too_old { "trail.max_age" } else { "trail.max_bytes" }, "trail: oldest segment deleted");
+            }
+            Err(e) => {
+                tracing::warn!(segment = %path.display(), error = %e, "trail: cannot delete an old segment");
+                break;
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(dir: &Path, max_bytes: u64) -> TrailConfig {
+        TrailConfig {
+            enabled: true,
+            path: dir.to_path_buf(),
+            max_age: Duration::from_secs(3600),
+            max_bytes,
+        }
+    }
+
+    fn tmp(name: &str) -> PathBuf {
+        let d = std::env::temp_dir().join(format!("prefront-trail-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&d);
+        d
+    }
+
+    #[test]
+    fn lines_round_trip_without_empty_fields() {
+        let l = Line {
+            t: 1,
+            ev: "call".into(),
+            rid: "r1".into(),
+            out: "queued".into(),
+            st: 200,
+            key: Some("refundNo=RF-1".into()),
+            ..Line::default()
+        };
+        let text = serde_json::to_string(&l).unwrap_or_default();
+        assert!(!text.contains("peer") && !text.contains("code"), "{text}");
+        let back: Line = serde_json::from_str(&text).unwrap_or_default();
+        assert_eq!(back, l);
+    }
+
+    #[test]
+    fn segments_rotate_by_day_and_the_oldest_go_past_max_bytes() {
+        let dir = tmp("rotate");
+        std::fs::create_dir_all(&dir).unwrap_or_default();
+        let c = config(&dir, 300);
+        let mut current = None;
+        for day in 0..4u64 {
+            let line = Line {
+                t: 1_700_000_000_000 + day * 86_400_000,
+                ev: "call".into(),
+                rid: format!("r{day}"),
+                route: "prefront/sendTipMessage/payment".into(),
+                ..Line::default()
+            };
+            append(&c, &mut current, &line).unwrap_or_default();
+        }
+        if let Some(cur) = current.as_mut() {
+            cur.out.flush().unwrap_or_default();
+        }
+        let segs = segments(&dir);
+        assert_eq!(segs.len(), 4, "one segment per day");
+        prune(&c, current.as_ref().map(|c| c.path.as_path()));
+        let left = segments(&dir);
+        let total: u64 = left.iter().map(|(_, n)| n).sum();
+        assert!(total <= 300 || left.len() == 1, "{left:?}");
+        assert!(left.len() < 4, "the oldest were deleted: {left:?}");
+        assert_eq!(
+            left.last().map(|s| &s.0),
+            segs.last().map(|s| &s.0),
+            "the newest stays"
+        );
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}
