@@ -3,7 +3,7 @@
 //! style an Apache CXF service published. `wsdl/prefrontWebService.wsdl` is this text, frozen and
 //! checked in; a test fails if the catalogue and the file ever disagree.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use crate::catalog::{Catalog, Direction};
 
@@ -151,6 +151,100 @@ pub fn with_address(address: &str) -> String {
     PUBLISHED.replacen(PLACEHOLDER_ADDRESS, &escaped, 1)
 }
 
+/// What a WSDL lists (`read`).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Listed {
+    /// The operations of its port types or interfaces; those of its bindings when it has
+    /// neither.
+    pub operations: BTreeSet<String>,
+    /// How many documents it imports (their operations are not read).
+    pub imports: usize,
+}
+
+/// Why bytes are not a WSDL `read` can use. The text completes "the document …".
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ReadError {
+    #[error("is not well-formed XML ({0})")]
+    Malformed(String),
+    #[error("is not a WSDL (its root element is <{0}>)")]
+    NotWsdl(String),
+    #[error("is not a WSDL (not XML)")]
+    NotXml,
+}
+
+/// What a WSDL lists: the operation names of its port types (WSDL 1.1) or interfaces (2.0), and
+/// how many documents it imports. The root must be `definitions` (or `description`), any prefix.
+/// The one WSDL reader: `doctor` reads a SOAP HIS's WSDL with it, and a test reads ours.
+pub fn read(xml: &[u8]) -> Result<Listed, ReadError> {
+    use quick_xml::events::Event;
+    let mut reader = quick_xml::Reader::from_reader(xml);
+    let mut stack: Vec<Vec<u8>> = Vec::new();
+    let mut operations = BTreeSet::new();
+    let mut binding_operations = BTreeSet::new();
+    let mut imports = 0;
+    let mut saw_root = false;
+    loop {
+        let event = reader.read_event().map_err(|e| {
+            ReadError::Malformed(format!("{e} at byte {}", reader.buffer_position()))
+        })?;
+        let (start, empty) = match event {
+            Event::Start(s) => (s, false),
+            Event::Empty(s) => (s, true),
+            Event::End(_) => {
+                stack.pop();
+                continue;
+            }
+            Event::Eof => break,
+            _ => continue,
+        };
+        let local = start.local_name().as_ref().to_vec();
+        if stack.is_empty() && saw_root {
+            continue;
+        }
+        if stack.is_empty() && local != b"definitions" && local != b"description" {
+            return Err(ReadError::NotWsdl(
+                String::from_utf8_lossy(start.name().as_ref()).into_owned(),
+            ));
+        }
+        saw_root = true;
+        if stack.len() == 1 && local == b"import" {
+            imports += 1;
+        }
+        if local == b"operation" {
+            let parent = stack.last().map(Vec::as_slice);
+            let name = start
+                .attributes()
+                .flatten()
+                .find(|a| a.key.local_name().as_ref() == b"name")
+                .map(|a| String::from_utf8_lossy(&a.value).trim().to_string());
+            if let Some(name) = name.filter(|n| !n.is_empty()) {
+                match parent {
+                    Some(b"portType" | b"interface") => {
+                        operations.insert(name);
+                    }
+                    Some(b"binding") => {
+                        binding_operations.insert(name);
+                    }
+                    _ => {}
+                }
+            }
+        }
+        if !empty {
+            stack.push(local);
+        }
+    }
+    if !saw_root {
+        return Err(ReadError::NotXml);
+    }
+    if operations.is_empty() {
+        operations = binding_operations;
+    }
+    Ok(Listed {
+        operations,
+        imports,
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -199,5 +293,45 @@ mod tests {
             "location=\"http://10.1.1.5:8080/prefront/services/prefrontWebService?a=1&amp;b=2\""
         ));
         assert!(!w.contains(PLACEHOLDER_ADDRESS));
+    }
+
+    #[test]
+    fn wsdl_operations_come_from_the_port_type() {
+        let wsdl = br#"<?xml version="1.0"?>
+<definitions xmlns="http://schemas.xmlsoap.org/wsdl/" xmlns:tns="http://his/">
+  <portType name="P">
+    <operation name="createCard"><input message="tns:a"/></operation>
+    <operation name="queryWaitPay"/>
+  </portType>
+  <binding name="B" type="tns:P"><operation name="createCard"/></binding>
+</definitions>"#;
+        let Listed {
+            operations: ops,
+            imports,
+        } = read(wsdl).expect("a WSDL");
+        assert_eq!(
+            ops.into_iter().collect::<Vec<_>>(),
+            ["createCard", "queryWaitPay"]
+        );
+        assert_eq!(imports, 0);
+    }
+
+    #[test]
+    fn html_is_not_a_wsdl() {
+        let err = read(b"<html><body>404</body></html>")
+            .expect_err("not a WSDL")
+            .to_string();
+        assert!(err.contains("<html>"), "{err}");
+    }
+
+    /// The reader reads our own WSDL: every operation published, none imported.
+    #[test]
+    fn the_published_wsdl_reads_back_as_its_operations() {
+        let listed = read(PUBLISHED.as_bytes()).expect("our WSDL");
+        assert_eq!(
+            listed.operations,
+            operations().keys().cloned().collect::<BTreeSet<_>>()
+        );
+        assert_eq!(listed.imports, 0);
     }
 }

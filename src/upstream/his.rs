@@ -170,7 +170,7 @@ fn unusable(status: u16) -> UpstreamError {
 
 /// The operation a SOAP route calls when the config names none: the last segment of the name
 /// (`hospital.interface.appointment.regSchedule` → `regSchedule`).
-fn method_part(name: &str) -> &str {
+pub(crate) fn method_part(name: &str) -> &str {
     short_name(name).rsplit('.').next().unwrap_or(name)
 }
 
