@@ -67,6 +67,10 @@ impl Reloader {
             kept.push("[buffer]".to_string());
             config.buffer = o.buffer.clone();
         }
+        if format!("{:?}", config.trail) != format!("{:?}", o.trail) {
+            kept.push("[trail]".to_string());
+            config.trail = o.trail.clone();
+        }
         if config.auth != o.auth {
             // The box's own calls are signed by the cloud client, which lives on.
             kept.push("[auth]".to_string());
@@ -132,6 +136,8 @@ pub enum StartError {
 /// port 0) learn the real addresses before traffic starts.
 pub struct Gateway {
     live: Arc<Live>,
+    /// The message trail's writer (flushed when the gateway stops).
+    trail: Option<crate::trail::Writer>,
     listeners: Vec<Listener>,
     workers: Arc<crate::workers::Workers>,
 }
@@ -161,6 +167,7 @@ impl Gateway {
             Some(a) => Some(bind("admin", a.listen).await?),
             None => None,
         };
+        let state_config_trail = config.trail.clone();
         let state = Arc::new(State {
             outbox: crate::buffer::AsyncOutbox::new(outbox),
             forwarders,
@@ -195,6 +202,7 @@ impl Gateway {
         let workers = crate::workers::Workers::start(crate::workers::count())
             .map_err(|e| StartError::Runtime(e.to_string()))?;
         Ok(Gateway {
+            trail: crate::trail::Writer::start(&state_config_trail),
             live,
             listeners,
             workers: Arc::new(workers),
@@ -285,6 +293,8 @@ impl Gateway {
         tracing::info!("shutting down: no new connections; draining in-flight calls");
         let _ = tx.send(true);
         while tasks.join_next().await.is_some() {}
+        // The last second of the trail is written before the process ends.
+        drop(self.trail);
         tracing::info!("stopped");
     }
 }

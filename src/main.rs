@@ -210,15 +210,28 @@ fn queue(explicit: Option<&Path>, action: QueueAction) -> ExitCode {
         }
     };
     let result = match action {
-        QueueAction::Stats => operator::stats(&outbox, b.max_bytes),
+        QueueAction::Stats => {
+            operator::queue(&outbox, b.max_bytes).map(|q| operator::render_queue(&q))
+        }
         QueueAction::List { dead, route, limit } => {
-            operator::list(&outbox, dead, route.as_deref(), limit)
+            operator::messages(&outbox, dead, route.as_deref(), None, limit)
+                .map(|v| operator::render_messages(&v, dead))
         }
-        QueueAction::Show { id, unmasked } => operator::show(&outbox, id, unmasked),
-        QueueAction::Retry { id, all_dead } => {
-            operator::retry(&outbox, if all_dead { None } else { id })
+        QueueAction::Show { id, unmasked } => operator::message(&outbox, id).and_then(|m| {
+            let body = if unmasked {
+                Some(operator::unmasked_body(&outbox, id)?)
+            } else {
+                None
+            };
+            Ok(operator::render_message(&m, body.as_deref()))
+        }),
+        QueueAction::Retry { id, all_dead } => match (id, all_dead) {
+            (Some(id), false) => operator::retry(&outbox, id).map(|c| operator::render_changed(&c)),
+            _ => operator::retry_dead(&outbox, None).map(|(r, _)| operator::render_retried(&r)),
+        },
+        QueueAction::Drop { id } => {
+            operator::drop_message(&outbox, id).map(|c| operator::render_changed(&c))
         }
-        QueueAction::Drop { id } => operator::drop_record(&outbox, id),
         QueueAction::Salvage { path } => {
             if path == b.path {
                 eprintln!(

@@ -164,6 +164,7 @@ impl Outbox for MemOutbox {
         &self,
         _dead: bool,
         _route: Option<&str>,
+        _after: Option<RecordId>,
         _limit: usize,
     ) -> Result<Vec<DeadOrLive>, OutboxError> {
         Ok(Vec::new())

@@ -833,7 +833,7 @@ impl Run {
         // The store gives the record a new id at the back of its queue; find it there.
         let listed = self.ok(
             "list after retry",
-            self.store().list(false, Some(&route), LIST_ALL),
+            self.store().list(false, Some(&route), None, LIST_ALL),
         );
         let new = match listed.last() {
             Some(DeadOrLive::Live(r)) => r.clone(),
@@ -1030,7 +1030,7 @@ impl Run {
             );
             self.checked_head(route);
             let what = format!("list(queued, {route:?})");
-            let listed = self.ok(&what, store.list(false, Some(route), LIST_ALL));
+            let listed = self.ok(&what, store.list(false, Some(route), None, LIST_ALL));
             let want: Vec<&Record> = model.queue(route).collect();
             self.check_eq(&what, self.live(&what, &listed), want);
         }
@@ -1040,21 +1040,21 @@ impl Run {
         self.check_eq("routes()", &routes, &want);
 
         let what = "list(queued, all routes)";
-        let all = self.ok(what, store.list(false, None, LIST_ALL));
+        let all = self.ok(what, store.list(false, None, None, LIST_ALL));
         let want = model.all_queued();
         self.check_eq(what, &self.live(what, &all), &want);
         // A small limit returns the oldest ones.
         let what = "list(queued, all routes, limit 2)";
-        let few = self.ok(what, store.list(false, None, 2));
+        let few = self.ok(what, store.list(false, None, None, 2));
         self.check_eq(what, &self.live(what, &few)[..], &want[..want.len().min(2)]);
 
         let what = "list(dead, all routes)";
-        let dead = self.ok(what, store.list(true, None, LIST_ALL));
+        let dead = self.ok(what, store.list(true, None, None, LIST_ALL));
         let want: Vec<&DeadRecord> = model.dead.values().collect();
         self.check_eq(what, self.dead(what, &dead), want);
         let route = ROUTES[self.step % ROUTES.len()];
         let what = format!("list(dead, {route:?})");
-        let dead = self.ok(&what, store.list(true, Some(route), LIST_ALL));
+        let dead = self.ok(&what, store.list(true, Some(route), None, LIST_ALL));
         let want: Vec<&DeadRecord> = model
             .dead
             .values()

@@ -73,10 +73,10 @@ fn pristine(dir: &Path) -> BTreeSet<u64> {
 fn open_damaged(dir: &Path) -> (BTreeSet<u64>, u64, bool) {
     let store = SledOutbox::open_checked(dir, MAX_BYTES, TTL).expect("the box starts");
     let held: BTreeSet<u64> = store
-        .list(false, None, 1000)
+        .list(false, None, None, 1000)
         .expect("list")
         .into_iter()
-        .chain(store.list(true, None, 1000).expect("list dead"))
+        .chain(store.list(true, None, None, 1000).expect("list dead"))
         .map(|r| match r {
             DeadOrLive::Live(r) => seq_of(&r.body),
             DeadOrLive::Dead(d) => seq_of(&d.record.body),

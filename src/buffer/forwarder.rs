@@ -118,6 +118,7 @@ impl Forwarders {
                             id: head.id,
                             reason: &reason,
                         });
+                        trail(&head, "dead", |l| l.why = Some(reason.clone()));
                     } else if let Err(e) = moved {
                         tracing::error!(route = %route, id = head.id, error = %e, "buffer: cannot move to the dead letters");
                         if sleep_or_shutdown(Duration::from_secs(5), &mut shutdown).await {
@@ -192,8 +193,15 @@ impl Forwarders {
                 // The cloud's business "no" (success:false) ends the message: recorded, not
                 // retried.
                 let refused = business_refusal(&answer);
+                let code = crate::trail::active()
+                    .then(|| answer_code(&answer))
+                    .flatten();
                 match self.outbox.delivered(rec, answer).await {
                     Ok(()) => {
+                        trail(rec, "delivered", |l| {
+                            l.att = Some(rec.attempts + 1);
+                            l.code = code;
+                        });
                         events::emit(if refused {
                             Event::RefusedByCloud {
                                 route: &rec.route,
@@ -228,10 +236,48 @@ impl Forwarders {
                     id: rec.id,
                     error: &note,
                 });
+                trail(rec, "retry", |l| {
+                    l.att = Some(rec.attempts + 1);
+                    l.why = Some(e.kind().as_str().to_string());
+                });
                 let _ = self.outbox.record_attempt(rec.id, note).await;
                 Attempt::Retry { link_down }
             }
         }
+    }
+}
+
+/// A buffered message's event in the trail (DESIGN.md §8), when this process writes one.
+fn trail(rec: &Record, ev: &str, fill: impl FnOnce(&mut crate::trail::Line)) {
+    if !crate::trail::active() {
+        return;
+    }
+    let (key, kh) = rec
+        .key
+        .as_deref()
+        .map_or((None, None), crate::trail::key_fields);
+    let mut line = crate::trail::Line {
+        t: now_ms(),
+        ev: ev.to_string(),
+        rid: rec.request_id.clone(),
+        route: Route::display_name(&rec.route).to_string(),
+        key,
+        kh,
+        mid: Some(rec.message_id.clone()),
+        id: Some(rec.id),
+        ..crate::trail::Line::default()
+    };
+    fill(&mut line);
+    crate::trail::record(line);
+}
+
+/// The `code` of the cloud's JSON answer (附四), if it has one.
+fn answer_code(answer: &[u8]) -> Option<String> {
+    let v: serde_json::Value = serde_json::from_slice(answer).ok()?;
+    match v.get("code")? {
+        serde_json::Value::String(s) if s.len() <= 16 => Some(s.clone()),
+        serde_json::Value::Number(n) => Some(n.to_string()),
+        _ => None,
     }
 }
 

@@ -339,6 +339,11 @@ pub trait Outbox: Send + Sync + std::fmt::Debug {
     /// Blocks until group commit `ticket` is durable (or failed).
     fn wait_durable(&self, ticket: u64) -> Result<(), OutboxError>;
 
+    /// The `X-Prefront-Message-Id` record `id` is delivered with.
+    fn message_id(&self, id: RecordId) -> String {
+        id.to_string()
+    }
+
     /// The group commit's progress and the store's health, updated after every change.
     fn commits(&self) -> tokio::sync::watch::Receiver<Commits>;
 
@@ -369,12 +374,13 @@ pub trait Outbox: Send + Sync + std::fmt::Debug {
     /// Moves a record from its queue to the dead letters, with the reason.
     fn dead_letter(&self, record: &Record, reason: &str) -> Result<(), OutboxError>;
 
-    /// Queued (`dead = false`) or dead records, oldest first, optionally of one route, at most
-    /// `limit`.
+    /// Queued (`dead = false`) or dead records, oldest first, optionally of one route, with ids
+    /// above `after` (a page's last id), at most `limit`.
     fn list(
         &self,
         dead: bool,
         route: Option<&str>,
+        after: Option<RecordId>,
         limit: usize,
     ) -> Result<Vec<DeadOrLive>, OutboxError>;
 

@@ -58,20 +58,19 @@ pub enum Wait {
     Yes { key: Option<String> },
 }
 
-/// How `body`, a call to the interface `entry`, may wait; `delivery` is the route's
-/// `[[cloud.route]] delivery`, if set.
-pub fn wait(entry: &Entry, delivery: Option<Delivery>, body: &[u8]) -> Wait {
+/// How a call to the interface `entry` may wait; `key` is its business key
+/// (`idempotency_key`), `delivery` the route's `[[cloud.route]] delivery`, if set.
+pub fn wait(entry: &Entry, delivery: Option<Delivery>, key: Option<&str>) -> Wait {
+    let key = key.map(str::to_string);
     match (delivery, entry.kind) {
         (Some(Delivery::Direct), _) | (_, Kind::Query | Kind::File) => Wait::No,
         (None | Some(Delivery::Buffer), Kind::Notify) => Wait::Yes { key: None },
-        (None, Kind::Business) => match idempotency_key(entry, body) {
+        (None, Kind::Business) => match key {
             Some(key) => Wait::Yes { key: Some(key) },
             None => Wait::No,
         },
         // Set to buffer by the operator: waits even without a key (not deduplicated then).
-        (Some(Delivery::Buffer), Kind::Business) => Wait::Yes {
-            key: idempotency_key(entry, body),
-        },
+        (Some(Delivery::Buffer), Kind::Business) => Wait::Yes { key },
     }
 }
 
@@ -147,8 +146,8 @@ mod tests {
             .find(|e| e.kind == Kind::Notify && e.path.is_some())
             .map(|e| e.path.clone().unwrap_or_default());
         let notify = entry(&format!("/{}", notify.unwrap_or_default()));
-        assert_eq!(wait(notify, None, b"{}"), Wait::Yes { key: None });
-        assert_eq!(wait(notify, Some(Delivery::Direct), b"{}"), Wait::No);
+        assert_eq!(wait(notify, None, None), Wait::Yes { key: None });
+        assert_eq!(wait(notify, Some(Delivery::Direct), None), Wait::No);
 
         let refund = Catalog::get()
             .entries()
@@ -159,17 +158,20 @@ mod tests {
         assert_eq!(queued_code(refund), Code::StateUnknown);
         let field = refund.idempotency_key.first().cloned().unwrap_or_default();
         let body = serde_json::json!({ field.clone(): "RF-1" }).to_string();
+        let key = idempotency_key(refund, body.as_bytes());
+        assert_eq!(key, Some(format!("{field}=RF-1")));
         assert_eq!(
-            wait(refund, None, body.as_bytes()),
+            wait(refund, None, key.as_deref()),
             Wait::Yes {
                 key: Some(format!("{field}=RF-1"))
             }
         );
         // Without its key a business call cannot be deduplicated, so it does not wait…
-        assert_eq!(wait(refund, None, b"{}"), Wait::No);
+        assert_eq!(idempotency_key(refund, b"{}"), None);
+        assert_eq!(wait(refund, None, None), Wait::No);
         // …unless the operator set the route to buffer.
         assert_eq!(
-            wait(refund, Some(Delivery::Buffer), b"{}"),
+            wait(refund, Some(Delivery::Buffer), None),
             Wait::Yes { key: None }
         );
         assert_eq!(queued_code(notify), Code::Success);

@@ -90,12 +90,20 @@ pub async fn handle(state: &Arc<State>, req: Request<Incoming>, call: &Call) -> 
         }
     };
     debug_body("request from cloud", &call.request_id, &body);
+    // For the trail: the business key of interfaces that have one (`orderId=…`).
+    let key = if crate::trail::active() {
+        Catalog::get()
+            .by_name(&name)
+            .and_then(|e| crate::buffer::policy::idempotency_key(e, &body))
+    } else {
+        None
+    };
     match state.his.call(&name, &route, &call.request_id, body).await {
         Ok(answer) => {
             debug_body("answer from HIS", &call.request_id, &answer);
             let answer = state.pacs.rewrite_links(answer);
             let r = json_response(answer, charset.as_deref(), &call.request_id);
-            reply(r, name, Outcome::Ok)
+            reply(r, name, Outcome::Ok).with_trail(key, None)
         }
         Err(e) => {
             // The cloud hears what kind of failure it was; what the HIS said (a fault's text, an
@@ -121,7 +129,7 @@ pub async fn handle(state: &Arc<State>, req: Request<Incoming>, call: &Call) -> 
                 charset.as_deref(),
                 &call.request_id,
             );
-            reply(r, name, raised.kind)
+            reply(r, name, raised.kind).with_trail(key, None)
         }
     }
 }

@@ -84,7 +84,7 @@ pub async fn handle(state: &Arc<State>, req: Request<Incoming>, call: &Call) -> 
     let relayed = relay(state, entry, body, call).await;
     let mut r = json_response(relayed.body.clone(), charset.as_deref(), &call.request_id);
     mark(&mut r, &relayed);
-    reply(r, route_of(entry), relayed.outcome)
+    reply(r, route_of(entry), relayed.outcome).with_trail(relayed.key, relayed.queued)
 }
 
 /// Catalogue paths are plain ASCII; only they appear in logs and upstream URLs.
@@ -100,6 +100,8 @@ struct Relayed {
     outcome: Outcome,
     /// `X-Prefront-Queued` when the call was accepted into the buffer.
     queued: Option<u64>,
+    /// The business key, for the trail.
+    key: Option<String>,
 }
 
 /// Sends a validated JSON call on its way and logs it (DESIGN.md §3): straight to the cloud
@@ -108,10 +110,23 @@ struct Relayed {
 /// 408, 429) — for `notify` calls and
 /// `business` calls with an idempotency key; otherwise, with the link down, 10003 at once.
 async fn relay(state: &State, entry: &'static Entry, body: Bytes, call: &Call) -> Relayed {
+    let key = policy::idempotency_key(entry, &body);
+    let mut relayed = relay_with_key(state, entry, body, key.as_deref(), call).await;
+    relayed.key = key;
+    relayed
+}
+
+async fn relay_with_key(
+    state: &State,
+    entry: &'static Entry,
+    body: Bytes,
+    business_key: Option<&str>,
+    call: &Call,
+) -> Relayed {
     let route = route_of(entry);
     debug_body("request from HIS", &call.request_id, &body);
     let delivery = state.config.cloud.delivery.get(route).copied();
-    let wait = policy::wait(entry, delivery, &body);
+    let wait = policy::wait(entry, delivery, business_key);
     let queue = Route::cloud(route);
     let store = state.outbox.store();
     if let Wait::Yes { key: Some(k) } = &wait {
@@ -122,6 +137,7 @@ async fn relay(state: &State, entry: &'static Entry, body: Bytes, call: &Call) -
                 body: Bytes::from(answer),
                 outcome: Outcome::CachedResult,
                 queued: None,
+                key: None,
             };
         }
     }
@@ -142,6 +158,7 @@ async fn relay(state: &State, entry: &'static Entry, body: Bytes, call: &Call) -
             body: raised.body(entry.envelope),
             outcome: raised.kind,
             queued: None,
+            key: None,
         };
     }
     match state
@@ -155,6 +172,7 @@ async fn relay(state: &State, entry: &'static Entry, body: Bytes, call: &Call) -
                 body: answer,
                 outcome: Outcome::Ok,
                 queued: None,
+                key: None,
             }
         }
         Err(e) if e.retry().may_wait() && wait != Wait::No => {
@@ -174,6 +192,7 @@ async fn relay(state: &State, entry: &'static Entry, body: Bytes, call: &Call) -
                 body: raised.body(entry.envelope),
                 outcome: raised.kind,
                 queued: None,
+                key: None,
             }
         }
     }
@@ -213,6 +232,7 @@ async fn enqueue(
                 body: Bytes::from(answer),
                 outcome: Outcome::CachedResult,
                 queued: None,
+                key: None,
             };
         }
         Err(e) => {
@@ -238,6 +258,7 @@ async fn enqueue(
                 body: raised.body(entry.envelope),
                 outcome: raised.kind,
                 queued: None,
+                key: None,
             };
         }
     };
@@ -245,6 +266,7 @@ async fn enqueue(
         body: raised,
         outcome: Outcome::Queued,
         queued,
+        key: None,
     }
 }
 
@@ -362,6 +384,7 @@ async fn soap_call(state: &Arc<State>, req: Request<Incoming>, call: &Call) -> R
             body: raised.body(entry.envelope),
             outcome: raised.kind,
             queued: None,
+            key: None,
         },
     };
     let text = String::from_utf8_lossy(&relayed.body);
@@ -383,7 +406,7 @@ async fn soap_call(state: &Arc<State>, req: Request<Incoming>, call: &Call) -> R
         r.headers_mut().insert("x-request-id", v);
     }
     mark(&mut r, &relayed);
-    reply(r, route_of(entry), relayed.outcome)
+    reply(r, route_of(entry), relayed.outcome).with_trail(relayed.key, relayed.queued)
 }
 
 /// SOAP 1.1 sends every fault with 500; SOAP 1.2 sends a Sender fault with 400.

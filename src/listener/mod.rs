@@ -367,16 +367,16 @@ async fn handle(state: Arc<State>, req: Request<Incoming>, mut conn: Conn) -> Re
     let reply = match conn.side {
         Side::His => his::handle(&state, req, &call).await,
         Side::Cloud => cloud::handle(&state, req, &call).await,
-        Side::Admin => admin::handle(&state, req).await,
+        Side::Admin => admin::handle(&state, req, &call).await,
     };
-    // The call's one log line and metric, from what the handler says became of it.
+    // The call's one log line and metric, from what the handler says became of it, and its
+    // trail entry.
     if let Some(l) = &reply.log {
-        call.log(
-            l.direction,
-            &l.route,
-            l.outcome,
-            reply.response.status().as_u16(),
-        );
+        let status = reply.response.status().as_u16();
+        call.log(l.direction, &l.route, l.outcome, status);
+        if crate::trail::active() {
+            call.trail(l, status, &state);
+        }
     }
     reply.response
 }
@@ -396,6 +396,10 @@ pub struct Logged {
     /// The catalogue path or interface name: only names the box knows (bounded label set).
     pub route: std::borrow::Cow<'static, str>,
     pub outcome: Outcome,
+    /// For the trail: the business key (the catalogue's idempotency fields) as sent.
+    pub key: Option<String>,
+    /// For the trail: the buffer record a queued call became.
+    pub queued: Option<crate::buffer::RecordId>,
 }
 
 impl Reply {
@@ -411,8 +415,23 @@ impl Reply {
                 direction,
                 route: route.into(),
                 outcome,
+                key: None,
+                queued: None,
             }),
         }
+    }
+
+    /// Adds the business key and the queued record to the trail entry.
+    pub fn with_trail(
+        mut self,
+        key: Option<String>,
+        queued: Option<crate::buffer::RecordId>,
+    ) -> Reply {
+        if let Some(l) = self.log.as_mut() {
+            l.key = key;
+            l.queued = queued;
+        }
+        self
     }
 
     pub fn unlogged(response: Response<Body>) -> Reply {
@@ -552,6 +571,33 @@ impl Call {
                 "call"
             );
         }
+    }
+}
+
+impl Call {
+    /// The call's trail entry (DESIGN.md §8): no body, the key masked and hashed.
+    fn trail(&self, l: &Logged, status: u16, state: &State) {
+        let (key, kh) = l
+            .key
+            .as_deref()
+            .map_or((None, None), crate::trail::key_fields);
+        let latency_ms = (self.started.elapsed().as_secs_f64() * 10_000.0).round() / 10.0;
+        crate::trail::record(crate::trail::Line {
+            t: crate::clock::now_ms(),
+            ev: "call".into(),
+            rid: self.request_id.clone(),
+            dir: l.direction.as_str().into(),
+            route: l.route.to_string(),
+            peer: self.client.to_string(),
+            out: l.outcome.as_str().into(),
+            st: status,
+            lat: latency_ms,
+            key,
+            kh,
+            mid: l.queued.map(|id| state.outbox.store().message_id(id)),
+            id: l.queued,
+            ..crate::trail::Line::default()
+        });
     }
 }
 

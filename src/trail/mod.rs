@@ -14,12 +14,13 @@ pub mod query;
 use std::fs::{File, OpenOptions};
 use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc::{sync_channel, Receiver, RecvTimeoutError, SyncSender, TrySendError};
 use std::sync::{Mutex, OnceLock};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
+use ring::hmac;
 use serde::{Deserialize, Serialize};
 
 use crate::config::TrailConfig;
@@ -48,8 +49,13 @@ pub struct Line {
     pub st: u16,
     #[serde(default, skip_serializing_if = "is_zero_f64")]
     pub lat: f64,
+    /// The business key, masked as a log line would show it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub key: Option<String>,
+    /// A keyed hash of the business key as sent: what a search by key matches (the key itself
+    /// can be a person's card or ID number, so it is never stored in clear).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kh: Option<String>,
     /// The buffered message's id (`X-Prefront-Message-Id`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub mid: Option<String>,
@@ -85,6 +91,11 @@ const FLUSH_EVERY: Duration = Duration::from_secs(1);
 const PRUNE_EVERY: Duration = Duration::from_secs(60);
 
 static SINK: OnceLock<Mutex<Option<SyncSender<Line>>>> = OnceLock::new();
+static ACTIVE: AtomicBool = AtomicBool::new(false);
+/// The key of the business-key hashes of the trail being written.
+static KEY: OnceLock<hmac::Key> = OnceLock::new();
+/// The file beside the segments that holds that key (only the service may read it).
+const KEY_FILE: &str = "trail.key";
 static DROPPED: AtomicU64 = AtomicU64::new(0);
 static WRITTEN: AtomicU64 = AtomicU64::new(0);
 
@@ -96,6 +107,59 @@ pub fn dropped() -> u64 {
 /// Lines handed to the writer since start.
 pub fn written() -> u64 {
     WRITTEN.load(Ordering::Relaxed)
+}
+
+/// Whether this process writes a trail (callers skip building lines when it does not).
+pub fn active() -> bool {
+    ACTIVE.load(Ordering::Relaxed)
+}
+
+/// A business key for a line: masked for display, and its keyed hash for search.
+pub fn key_fields(raw: &str) -> (Option<String>, Option<String>) {
+    let masked = crate::telemetry::redact::mask_text(raw).into_owned();
+    (Some(masked), KEY.get().map(|k| hash_with(k, raw)))
+}
+
+fn hash_with(key: &hmac::Key, raw: &str) -> String {
+    let tag = hmac::sign(key, raw.as_bytes());
+    tag.as_ref()[..12]
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+/// The hash a search for `raw` in the trail at `dir` must match; `None` when that trail has no
+/// key (nothing was ever written there).
+pub fn key_hash_in(dir: &Path, raw: &str) -> Option<String> {
+    let bytes = std::fs::read(dir.join(KEY_FILE)).ok()?;
+    (bytes.len() == 32).then(|| hash_with(&hmac::Key::new(hmac::HMAC_SHA256, &bytes), raw))
+}
+
+/// Reads the trail's hash key, or makes one (32 random bytes, mode 0600).
+fn load_or_create_key(dir: &Path) -> std::io::Result<Vec<u8>> {
+    let path = dir.join(KEY_FILE);
+    match std::fs::read(&path) {
+        Ok(b) if b.len() == 32 => return Ok(b),
+        Ok(_) => {
+            return Err(std::io::Error::other(format!(
+                "{} is not 32 bytes: remove it (searches by key of older entries will not match)",
+                path.display()
+            )))
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(e),
+    }
+    let mut key = [0u8; 32];
+    ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut key)
+        .map_err(|_| std::io::Error::other("no random numbers for the trail's key"))?;
+    let mut opts = OpenOptions::new();
+    opts.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut opts, 0o600);
+    let mut f = opts.open(&path)?;
+    f.write_all(&key)?;
+    f.sync_all()?;
+    Ok(key.to_vec())
 }
 
 /// Adds a line to the trail, if one is being written in this process. Never blocks.
@@ -139,9 +203,19 @@ impl Writer {
             tracing::error!(path = %config.path.display(), error = %e, "trail: cannot create its directory; the trail is off");
             return None;
         }
+        match load_or_create_key(&config.path) {
+            Ok(k) => {
+                let _ = KEY.set(hmac::Key::new(hmac::HMAC_SHA256, &k));
+            }
+            Err(e) => {
+                tracing::error!(path = %config.path.display(), error = %e, "trail: no key for its business-key hashes; the trail is off");
+                return None;
+            }
+        }
         let (tx, rx) = sync_channel::<Line>(QUEUE);
         let sink = SINK.get_or_init(|| Mutex::new(None));
         *sink.lock().unwrap_or_else(|p| p.into_inner()) = Some(tx);
+        ACTIVE.store(true, Ordering::Relaxed);
         let config = config.clone();
         let thread = std::thread::Builder::new()
             .name("prefront-trail".into())
@@ -155,6 +229,7 @@ impl Writer {
 
 impl Drop for Writer {
     fn drop(&mut self) {
+        ACTIVE.store(false, Ordering::Relaxed);
         if let Some(sink) = SINK.get() {
             // Closing the channel ends the writer after it wrote what it holds.
             *sink.lock().unwrap_or_else(|p| p.into_inner()) = None;

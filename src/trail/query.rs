@@ -85,6 +85,18 @@ pub fn parse_time(text: &str, now_ms: u64) -> Option<u64> {
 /// The entries that match `f`, newest first, at most `f.limit` (capped at `MAX_LIMIT`).
 pub fn query(dir: &Path, f: &Filter) -> Vec<Entry> {
     let limit = f.limit.clamp(1, MAX_LIMIT);
+    // A key is matched by its keyed hash: the trail never holds it in clear.
+    let kh = match &f.key {
+        Some(k) => match super::key_hash_in(dir, k) {
+            Some(h) => Some(h),
+            None => return Vec::new(),
+        },
+        None => None,
+    };
+    let f = &Filter {
+        key: kh,
+        ..f.clone()
+    };
     let mut out = Vec::new();
     // Later events of calls not reached yet (reading backwards), by request id, newest first.
     let mut pending: HashMap<String, Vec<Line>> = HashMap::new();
@@ -121,7 +133,7 @@ pub fn query(dir: &Path, f: &Filter) -> Vec<Entry> {
                 _ => {
                     let wanted = !line.rid.is_empty()
                         && f.request_id.as_ref().is_none_or(|r| *r == line.rid)
-                        && f.key.as_ref().is_none_or(|k| line.key.as_ref() == Some(k))
+                        && f.key.as_ref().is_none_or(|k| line.kh.as_ref() == Some(k))
                         && f.route.as_ref().is_none_or(|r| *r == line.route);
                     if wanted && pending_lines < MAX_PENDING {
                         pending_lines += 1;
@@ -150,7 +162,7 @@ fn in_window(f: &Filter, t: u64) -> bool {
 fn call_entry(f: &Filter, call: Line, later_newest_first: Vec<Line>) -> Option<Entry> {
     if !in_window(f, call.t)
         || f.request_id.as_ref().is_some_and(|r| *r != call.rid)
-        || f.key.as_ref().is_some_and(|k| call.key.as_ref() != Some(k))
+        || f.key.as_ref().is_some_and(|k| call.kh.as_ref() != Some(k))
         || f.route.as_ref().is_some_and(|r| *r != call.route)
     {
         return None;
@@ -289,7 +301,10 @@ mod tests {
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).unwrap_or_default();
         let t0 = 1_765_000_000_000;
+        std::fs::write(dir.join("trail.key"), [7u8; 32]).unwrap_or_default();
         let key = Some("refundNo=RF-1".to_string());
+        let kh = super::super::key_hash_in(&dir, "refundNo=RF-1");
+        assert!(kh.is_some());
         write(
             &dir,
             &[
@@ -297,6 +312,7 @@ mod tests {
                     out: "queued".into(),
                     st: 200,
                     key: key.clone(),
+                    kh: kh.clone(),
                     mid: Some("abc-7".into()),
                     id: Some(7),
                     ..line(t0, "call", "r1")
@@ -309,13 +325,13 @@ mod tests {
                 Line {
                     att: Some(1),
                     why: Some("upstream-connect".into()),
-                    key: key.clone(),
+                    kh: kh.clone(),
                     ..line(t0 + 2, "retry", "r1")
                 },
                 Line {
                     att: Some(2),
                     code: Some("10001".into()),
-                    key: key.clone(),
+                    kh: kh.clone(),
                     ..line(t0 + 3, "delivered", "r1")
                 },
             ],

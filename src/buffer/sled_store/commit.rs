@@ -601,6 +601,7 @@ impl Shared {
             }
         }
         let mut expired_dead = 0u64;
+        let mut expired = Vec::new();
         if dead_ttl > 0 {
             for item in open.db.scan_prefix([DEAD]) {
                 let (k, v) = item.map_err(|e| storage("cannot read the buffer", e))?;
@@ -621,6 +622,9 @@ impl Shared {
                 freed += v.len() as u64;
                 expired_dead += 1;
                 n += 1;
+                if crate::trail::active() {
+                    expired.push(rec);
+                }
             }
         }
         for item in open.db.scan_prefix([TOMB]) {
@@ -636,6 +640,24 @@ impl Shared {
             inner.live = inner.live.saturating_sub(expired_dead);
             self.apply(&mut inner, &open.db, batch)?;
             inner.used = inner.used.saturating_sub(freed);
+            for rec in expired {
+                let (key, kh) = rec
+                    .key
+                    .as_deref()
+                    .map_or((None, None), crate::trail::key_fields);
+                crate::trail::record(crate::trail::Line {
+                    t: now,
+                    ev: "expired".into(),
+                    rid: rec.request_id,
+                    route: crate::buffer::Route::display_name(&rec.route).to_string(),
+                    key,
+                    kh,
+                    mid: Some(rec.message_id),
+                    id: Some(rec.id),
+                    why: Some("buffer.dead_ttl".into()),
+                    ..crate::trail::Line::default()
+                });
+            }
         }
         Ok(n)
     }

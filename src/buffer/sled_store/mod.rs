@@ -460,6 +460,10 @@ impl Outbox for SledOutbox {
         })
     }
 
+    fn message_id(&self, id: RecordId) -> String {
+        codec::message_id(&self.shared.store_id, id)
+    }
+
     fn wait_durable(&self, ticket: u64) -> Result<(), OutboxError> {
         self.shared.dur.wait_for(ticket)
     }
@@ -588,13 +592,17 @@ impl Outbox for SledOutbox {
         &self,
         dead: bool,
         route: Option<&str>,
+        after: Option<RecordId>,
         limit: usize,
     ) -> Result<Vec<DeadOrLive>, OutboxError> {
         let open = self.open_store()?;
         let store = &self.shared.store_id;
+        let from = after.map_or(0, |a| a.saturating_add(1));
         let mut out = Vec::new();
         if dead {
-            for item in open.db.scan_prefix([DEAD]) {
+            let start = id_key(DEAD, from);
+            let end = [DEAD + 1];
+            for item in open.db.range(start.as_slice()..end.as_slice()) {
                 if out.len() >= limit {
                     break;
                 }
@@ -619,8 +627,13 @@ impl Outbox for SledOutbox {
         };
         let mut all = Vec::new();
         for r in routes {
-            for item in open.db.scan_prefix(route_prefix(&r)).take(limit) {
-                let (_, v) = item.map_err(|e| storage("cannot read the buffer", e))?;
+            let start = queued_key(&r, from);
+            let prefix = route_prefix(&r);
+            for item in open.db.range(start.as_slice()..).take(limit) {
+                let (k, v) = item.map_err(|e| storage("cannot read the buffer", e))?;
+                if !k.starts_with(&prefix) {
+                    break;
+                }
                 if let Ok((rec, _)) = codec::decode_record(&v, store) {
                     all.push(rec);
                 }

@@ -10,7 +10,7 @@ use hyper::header::{HeaderValue, CONTENT_TYPE};
 use hyper::{Method, Request, Response, StatusCode};
 
 use super::State;
-use super::{method_not_allowed, not_found, Body, Reply};
+use super::{method_not_allowed, not_found, Body, Call, Reply};
 
 /// An admin route a part of the binary adds for itself: the answer for a method and path it
 /// serves, `None` for any other path.
@@ -38,8 +38,13 @@ pub fn text(
     r
 }
 
+mod api;
+
 /// The admin pages are not calls through the box: no call log line, no call metric.
-pub async fn handle(state: &Arc<State>, req: Request<Incoming>) -> Reply {
+pub async fn handle(state: &Arc<State>, req: Request<Incoming>, call: &Call) -> Reply {
+    if req.uri().path().starts_with("/api/") {
+        return Reply::unlogged(api::handle(state, req, call.client).await);
+    }
     Reply::unlogged(page(state, req).await)
 }
 
