@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Benchmark harness (issue 9): prefront against a baseline measured in the same run, on loopback.
 #
-#   bench/run.sh [--secs 10] [--conns 32] [--runs 1] [--only 1,2,3,4,5,6,c] [--json FILE]
+#   bench/run.sh [--secs 10] [--conns 32] [--runs 1] [--only 1,2,3,4,5,6,7,c] [--json FILE]
 #                [--pacs-mib 1024] [--pacs-runs 3] [--outbox-secs 3] [--static] [--quiet-logs]
 #                [--jobs 2] [--keep] [--perf DIR]
 #
@@ -20,6 +20,8 @@
 #   6  footprint: idle RSS, RSS with 1,000 idle keep-alive connections, start-up to /readyz
 #      (best of 5), binary size (and the static binary of packaging/build-static.sh if built;
 #      --static builds it first)
+#   7  the message trail's cost: the scenario 1 relay with [trail] on and off, interleaved runs
+#      (target ≥ 0.95× off), and the trail's bytes per call
 #   c  (only when asked: --only ...,c) scenarios 1-3 and nginx in instructions per call under
 #      valgrind's callgrind: deterministic, so comparable on a busy machine (user space only)
 # Both proxies log one line per call to a file, as they do by default (prefront `info`, nginx's
@@ -55,7 +57,7 @@ ap.add_argument("--conns", type=int, default=32, help="concurrent connections (d
 ap.add_argument("--threads", type=int, default=1, help="wrk threads (default 1: leave the cores to the proxies)")
 ap.add_argument("--runs", type=int, default=1, help="runs per measurement in scenarios 1-3 (prefront and nginx "
                 "alternating in 1), the median kept (default 1)")
-ap.add_argument("--only", default="1,2,3,4,5,6", help="scenarios to run, e.g. 1,6; add c for instructions "
+ap.add_argument("--only", default="1,2,3,4,5,6,7", help="scenarios to run, e.g. 1,6; add c for instructions "
                 "per call of scenarios 1-3 under callgrind (the same on a busy machine)")
 ap.add_argument("--json", help="write every figure as JSON to this file")
 ap.add_argument("--pacs-mib", type=int, default=1024)
@@ -233,7 +235,7 @@ class Upstream:
         return os.path.join(self.dir, name)
 
 
-def prefront_config(path, up, ports, cloud_base=None, buffer_name="buffer"):
+def prefront_config(path, up, ports, cloud_base=None, buffer_name="buffer", trail=None):
     d = up.dir
     level = "warn" if args.quiet_logs else "info"
     cloud_base = cloud_base or f"https://127.0.0.1:{up.cloud}/"
@@ -280,6 +282,12 @@ path = "{WORK}/{buffer_name}"
 
 [log]
 level = "{level}"
+"""
+    if trail is not None:
+        text += f"""
+[trail]
+enabled = {"true" if trail else "false"}
+path = "{WORK}/trail-{buffer_name}"
 """
     open(path, "w").write(text)
     return path
@@ -815,6 +823,48 @@ def scenario_6(up):
     return out
 
 
+def scenario_7(up):
+    """The message trail's cost: the scenario 1 relay with the trail on and off, same run."""
+    out = {"machine": machine_check("scenario 7: the relay with the message trail on vs off")}
+    patient = up.file("patient.json")
+    route1 = "prefront/patient/getPatientInfo"
+    JSON_CT = "application/json;charset=UTF-8"
+    pfs = {}
+    for on in (True, False):
+        ports = {"his": free_port(), "cloud": free_port(), "admin": free_port()}
+        name = "trail-on" if on else "trail-off"
+        cfg = prefront_config(os.path.join(WORK, f"prefront-s7-{name}.toml"), up, ports,
+                              buffer_name=f"buffer-s7-{name}", trail=on)
+        pfs[name] = (Prefront(cfg, ports, f"prefront-s7-{name}"), ports)
+    runs = {k: [] for k in pfs}
+    for r in range(max(args.runs, 1)):
+        order = list(pfs) if r % 2 == 0 else list(reversed(list(pfs)))
+        for who in order:
+            pf, ports = pfs[who]
+            log(f"   run {r + 1}/{max(args.runs, 1)}: {who}, {args.conns} connections, {args.secs:g} s")
+            res = load(f"http://127.0.0.1:{ports['his']}/{route1}", patient, JSON_CT, [pf.pid], [up.p.pid])
+            log(f"     {res['rps']:.0f} req/s, p99 {ms(res['p99_us'])} ms, "
+                f"{res['proxy_cpu_us_per_req']:.0f} µs CPU/req, errors {res['errors']}")
+            runs[who].append(res)
+    for pf, _ in pfs.values():
+        pf.stop()
+    med = {k: median_run(v) for k, v in runs.items()}
+    off, on = med["trail-off"], med["trail-on"]
+    ratio = on["rps"] / off["rps"]
+    row("7", "relay, trail off (baseline)", round(off["rps"]), "req/s", ms(off["p50_us"]), ms(off["p99_us"]),
+        ratio=1.0, ratio_of="trail off", res=off)
+    row("7", "relay, trail on", round(on["rps"]), "req/s", ms(on["p50_us"]), ms(on["p99_us"]),
+        ratio=round(ratio, 3), ratio_of="trail off", target="≥ 0.95× trail off",
+        verdict=verdict(ratio >= 0.95), res=on)
+    trail_dir = os.path.join(WORK, "trail-buffer-s7-trail-on")
+    size = sum(os.path.getsize(os.path.join(trail_dir, f)) for f in os.listdir(trail_dir)) \
+        if os.path.isdir(trail_dir) else 0
+    total = sum(x["requests"] for x in runs["trail-on"])
+    log(f"   trail: {size} bytes for {total} calls ({size / max(total, 1):.0f} bytes per call)")
+    out.update(on=on, off=off, ratio=ratio, trail_bytes=size, trail_calls=total)
+    return out
+
+
 def keepalive_calls(port, path, body_file, ct, n, tls=False):
     """`n` calls one after the other on one keep-alive connection; each must answer 200."""
     import ssl
@@ -965,6 +1015,8 @@ def main():
         RESULTS["scenarios"]["s5"] = scenario_5()
     if "6" in ONLY:
         RESULTS["scenarios"]["s6"] = scenario_6(up)
+    if "7" in ONLY:
+        RESULTS["scenarios"]["s7"] = scenario_7(up)
     if "c" in ONLY:
         RESULTS["scenarios"]["callgrind"] = scenario_callgrind(up)
     RESULTS["load_at_end"] = loadavg()
