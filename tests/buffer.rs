@@ -32,27 +32,11 @@ async fn gateway_at(cloud_url: &str, buffer: &str) -> TestGateway {
     gw
 }
 
-async fn post(
-    gw: &TestGateway,
-    path: &str,
-    body: &Value,
-) -> (Option<String>, Option<String>, Value) {
-    let resp = plain_client()
-        .post(format!("{}/{path}", gw.his_url()))
-        .body(body.to_string())
-        .send()
-        .await
-        .expect("gateway answers");
-    assert_eq!(resp.status(), 200);
-    let h = |n: &str| {
-        resp.headers()
-            .get(n)
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_string)
-    };
-    let (queued, error) = (h("x-prefront-queued"), h("x-prefront-error"));
-    let v = serde_json::from_str(&resp.text().await.expect("text")).expect("JSON");
-    (queued, error, v)
+/// `POST <HIS listener>/<path>` with `body`, which must be answered with HTTP 200.
+fn his_call(gw: &TestGateway, path: &str, body: &Value) -> Call {
+    post(format!("{}/{path}", gw.his_url()))
+        .body_json(body)
+        .expect_status(200)
 }
 
 fn posts(cloud: &MockUpstream) -> Vec<Recorded> {
@@ -86,12 +70,15 @@ async fn cloud_down_200_reminders_queued_then_all_delivered_once_in_order() {
     let mut ids = std::collections::HashSet::new();
     for i in 0..200 {
         let path = routes[i % 2];
-        let (queued, error, v) = post(&gw, path, &json!({"hospitalId": "253", "seq": i})).await;
+        let r = his_call(&gw, path, &json!({"hospitalId": "253", "seq": i}))
+            .send()
+            .await;
+        let (queued, error, v) = (r.queued(), r.error_kind(), r.json());
         assert_eq!(error, None, "{v}");
         assert_eq!(v["code"], "10001", "notify calls are accepted: {v}");
         assert_eq!(v["success"], true);
         let id = queued.expect("X-Prefront-Queued on every accepted call");
-        assert!(ids.insert(id), "ids are unique");
+        assert!(ids.insert(id.to_string()), "ids are unique");
     }
     // The cloud comes back where it was.
     let cloud = MockUpstream::http_at(addr).await;
@@ -124,7 +111,8 @@ async fn cloud_down_200_reminders_queued_then_all_delivered_once_in_order() {
     }
     // Once the backlog is gone, calls go straight through again.
     tokio::time::sleep(Duration::from_millis(300)).await;
-    let (queued, _, v) = post(&gw, routes[0], &json!({"seq": 999})).await;
+    let r = his_call(&gw, routes[0], &json!({"seq": 999})).send().await;
+    let (queued, v) = (r.queued(), r.json());
     assert_eq!(
         (queued, v),
         (None, serde_json::from_str::<Value>(OK).expect("json"))
@@ -138,17 +126,23 @@ async fn queries_fail_fast_while_the_link_is_down() {
     cloud.respond_default(503, DOWN);
     let gw = gateway(&cloud, "").await;
     // The first call finds out; the link is down after it.
-    let (_, error, _) = post(&gw, "prefront/patient/getPatientInfo", &json!({})).await;
-    assert_eq!(error.as_deref(), Some("upstream-status"));
+    let r = his_call(&gw, "prefront/patient/getPatientInfo", &json!({}))
+        .send()
+        .await;
+    let error = r.error_kind();
+    assert_eq!(error, Some("upstream-status"));
     cloud.set_delay(Duration::from_secs(3));
     let started = Instant::now();
-    let (queued, error, v) = post(&gw, "prefront/patient/getPatientInfo", &json!({})).await;
+    let r = his_call(&gw, "prefront/patient/getPatientInfo", &json!({}))
+        .send()
+        .await;
+    let (queued, error, v) = (r.queued(), r.error_kind(), r.json());
     assert!(
         started.elapsed() < Duration::from_secs(1),
         "no waiting for a timeout"
     );
     assert_eq!(
-        (queued, error.as_deref(), v["code"].as_str()),
+        (queued, error, v["code"].as_str()),
         (None, Some("link-down"), Some("10003"))
     );
 }
@@ -161,28 +155,35 @@ async fn refunds_are_deduplicated_by_key_and_the_real_answer_comes_later() {
     let path = "prefront/hospitalizationCosts/hisRefund";
     let refund =
         json!({"hospitalId": "253", "refundNo": "RE202611250001", "refundAmount": "12.50"});
-    let (q1, _, v) = post(&gw, path, &refund).await;
+    let r = his_call(&gw, path, &refund).send().await;
+    let (q1, v) = (r.queued(), r.json());
     assert_eq!(
         (v["code"].as_str(), v["success"].as_bool()),
         (Some("10002"), Some(false)),
         "refunds: state unknown, retry"
     );
-    let (q2, _, v) = post(&gw, path, &refund).await;
+    let r = his_call(&gw, path, &refund).send().await;
+    let (q2, v) = (r.queued(), r.json());
     assert_eq!(v["code"], "10002");
     assert_eq!(q1, q2, "the same key is not queued twice");
     // A business call without a refund number cannot be deduplicated: not buffered.
-    let (q, error, v) = post(&gw, path, &json!({"hospitalId": "253"})).await;
+    let r = his_call(&gw, path, &json!({"hospitalId": "253"}))
+        .send()
+        .await;
+    let (q, error, v) = (r.queued(), r.error_kind(), r.json());
     assert_eq!(
-        (q, error.as_deref(), v["code"].as_str()),
+        (q, error, v["code"].as_str()),
         (None, Some("link-down"), Some("10003"))
     );
     // Non-refund business calls are answered 40004.
-    let (q, _, v) = post(
+    let r = his_call(
         &gw,
         "prefront/patient/cancelInsuranceOrder",
         &json!({"hisTradeId": "T1"}),
     )
+    .send()
     .await;
+    let (q, v) = (r.queued(), r.json());
     assert_eq!((v["code"].as_str(), q.is_some()), (Some("40004"), true));
 
     let before = posts(&cloud).len();
@@ -197,7 +198,8 @@ async fn refunds_are_deduplicated_by_key_and_the_real_answer_comes_later() {
     // With the link up, a retry with the same number gets the recorded answer, and the cloud is
     // not asked a second time (DESIGN.md §3).
     let delivered = posts(&cloud).len();
-    let (q, error, v) = post(&gw, path, &refund).await;
+    let r = his_call(&gw, path, &refund).send().await;
+    let (q, error, v) = (r.queued(), r.error_kind(), r.json());
     assert_eq!((q, error), (None, None));
     assert_eq!(v, serde_json::from_str::<Value>(real).expect("json"));
     tokio::time::sleep(Duration::from_millis(200)).await;
@@ -209,7 +211,8 @@ async fn refunds_are_deduplicated_by_key_and_the_real_answer_comes_later() {
     // The link drops again; the HIS retries with the same number and gets the real answer.
     cloud.respond_default(503, DOWN);
     tokio::time::sleep(Duration::from_millis(300)).await;
-    let (q, _, v) = post(&gw, path, &refund).await;
+    let r = his_call(&gw, path, &refund).send().await;
+    let (q, v) = (r.queued(), r.json());
     assert_eq!(q, None);
     assert_eq!(v, serde_json::from_str::<Value>(real).expect("json"));
 }
@@ -220,15 +223,18 @@ async fn a_poison_message_goes_to_the_dead_letters_and_the_route_moves_on() {
     cloud.respond_default(503, DOWN);
     let gw = gateway(&cloud, "max_attempts = 3").await;
     let path = "prefront/sendTipMessage/patientQueue";
-    post(&gw, path, &json!({"seq": 1})).await;
-    post(&gw, path, &json!({"seq": 2})).await;
+    his_call(&gw, path, &json!({"seq": 1})).send().await;
+    his_call(&gw, path, &json!({"seq": 2})).send().await;
     // The cloud answers 500 for everything now: the head fails until it runs out of attempts…
     cloud.respond_default(500, "{\"error\":\"boom\"}");
     tokio::time::sleep(Duration::from_millis(100)).await;
     let before = posts(&cloud).len();
     // …then 4xx for this route (refused for good) while the rest of the cloud works.
     cloud.respond(&format!("/{path}"), 400, "{\"error\":\"bad request\"}");
-    let (_, _, v) = post(&gw, "prefront/sendTipMessage/lisReport", &json!({"seq": 3})).await;
+    let r = his_call(&gw, "prefront/sendTipMessage/lisReport", &json!({"seq": 3}))
+        .send()
+        .await;
+    let v = r.json();
     assert_eq!(v["code"], "10001");
     cloud.respond_default(200, OK);
     let seen = wait_for_posts(&cloud, before + 3, Duration::from_secs(20)).await;
@@ -240,7 +246,8 @@ async fn a_poison_message_goes_to_the_dead_letters_and_the_route_moves_on() {
     // The patientQueue route drains into the dead letters instead of blocking forever.
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
-        let (q, _, v) = post(&gw, path, &json!({"seq": 4})).await;
+        let r = his_call(&gw, path, &json!({"seq": 4})).send().await;
+        let (q, v) = (r.queued(), r.json());
         if q.is_none() {
             // No backlog left: the call went straight to the cloud (and was refused with 400).
             assert_eq!(v["code"], "10003");
@@ -260,22 +267,23 @@ async fn a_full_buffer_refuses_with_40001_before_acknowledging() {
     let mut accepted = 0;
     let mut refused = None;
     for i in 0..20 {
-        let (q, error, v) = post(
+        let r = his_call(
             &gw,
             "prefront/sendTipMessage/payment",
             &json!({"seq": i, "pad": big}),
         )
+        .send()
         .await;
-        if q.is_some() {
+        if r.queued().is_some() {
             accepted += 1;
         } else {
-            refused = Some((error, v));
+            refused = Some(r);
             break;
         }
     }
-    let (error, v) = refused.expect("the quota is reached");
+    let r = refused.expect("the quota is reached");
     assert_eq!(
-        (error.as_deref(), v["code"].as_str()),
+        (r.error_kind(), r.json()["code"].as_str()),
         (Some("buffer-full"), Some("40001"))
     );
     assert!(accepted >= 1);
@@ -301,28 +309,35 @@ async fn cloud_route_delivery_overrides_the_catalogue() {
     );
     let gw = spawn_gateway(&toml).await;
     // A notify made `direct` is not kept: queue positions are stale by the time the link returns.
-    let (q, error, v) = post(
+    let r = his_call(
         &gw,
         "prefront/sendTipMessage/patientQueue",
         &json!({"seq": 1}),
     )
+    .send()
     .await;
+    let (q, error, v) = (r.queued(), r.error_kind(), r.json());
     assert_eq!((q, v["code"].as_str()), (None, Some("10003")));
     assert!(
-        matches!(error.as_deref(), Some("upstream-connect" | "link-down")),
+        matches!(error, Some("upstream-connect" | "link-down")),
         "{error:?}"
     );
     // A business call without an idempotency key, made `buffer`: accepted (40004), delivered later.
-    let (q, _, v) = post(
+    let r = his_call(
         &gw,
         "prefront/patient/genCard",
         &json!({"hospitalId": "253"}),
     )
+    .send()
     .await;
+    let (q, v) = (r.queued(), r.json());
     assert!(q.is_some(), "{v}");
     assert_eq!(v["code"], "40004");
     // Without the override, the same kind of call (no key) fails fast.
-    let (q, _, v) = post(&gw, "prefront/patient/cancelInsuranceOrder", &json!({})).await;
+    let r = his_call(&gw, "prefront/patient/cancelInsuranceOrder", &json!({}))
+        .send()
+        .await;
+    let (q, v) = (r.queued(), r.json());
     assert_eq!((q, v["code"].as_str()), (None, Some("10003")));
     let cloud = MockUpstream::http_at(addr).await;
     cloud.respond_default(200, OK);
@@ -347,7 +362,8 @@ async fn dead_letters_expire_after_dead_ttl() {
     );
     let gw = spawn_gateway(&toml).await;
     let path = "prefront/sendTipMessage/patientQueue";
-    let (queued, _, v) = post(&gw, path, &json!({"seq": 1})).await;
+    let r = his_call(&gw, path, &json!({"seq": 1})).send().await;
+    let (queued, v) = (r.queued(), r.json());
     assert!(queued.is_some(), "buffered while the cloud is down: {v}");
     // The cloud refuses it for good: a dead letter.
     cloud.respond_default(400, "{\"error\":\"bad request\"}");

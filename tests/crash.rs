@@ -72,10 +72,10 @@ async fn sigkill_at_random_moments_loses_no_acknowledged_call() {
                 let mut seq = first;
                 while Instant::now() < until + Duration::from_millis(200) {
                     let body = format!("{{\"hospitalId\":\"253\",\"seq\":{seq}}}");
-                    let Ok(resp) = client.post(&url).body(body).send().await else {
+                    let Ok(resp) = post(&url).via(&client).body(body).try_send().await else {
                         break;
                     };
-                    if resp.headers().contains_key("x-prefront-queued") {
+                    if resp.queued().is_some() {
                         if let Ok(mut a) = acked.lock() {
                             a.insert(seq);
                         }

@@ -25,7 +25,7 @@ mod support;
 use std::fmt::Write as _;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use rustls::pki_types::ServerName;
 use serde_json::Value;
@@ -151,11 +151,23 @@ struct Row {
     known_bug: Option<&'static str>,
 }
 
-fn row(name: impl Into<String>, target: Target, send: Vec<u8>, expect: Expect) -> Row {
+impl From<Call> for Payload {
+    fn from(call: Call) -> Payload {
+        Payload::Bytes(call.raw())
+    }
+}
+
+impl From<Vec<u8>> for Payload {
+    fn from(bytes: Vec<u8>) -> Payload {
+        Payload::Bytes(bytes)
+    }
+}
+
+fn row(name: impl Into<String>, target: Target, send: impl Into<Payload>, expect: Expect) -> Row {
     Row {
         name: name.into(),
         target,
-        send: Payload::Bytes(send),
+        send: send.into(),
         expect,
         known_bug: None,
     }
@@ -170,52 +182,6 @@ impl Row {
     }
 }
 
-/// An HTTP/1.1 request: `Host`, the given headers, `Content-Length` unless a header already
-/// frames the body, then the body.
-fn req(method: &str, target: &str, headers: &[(&str, &str)], body: &[u8]) -> Vec<u8> {
-    req_v(method, target, "HTTP/1.1", headers, body)
-}
-
-fn req_v(
-    method: &str,
-    target: &str,
-    version: &str,
-    headers: &[(&str, &str)],
-    body: &[u8],
-) -> Vec<u8> {
-    let mut out = format!("{method} {target} {version}\r\nHost: prefront.test\r\n").into_bytes();
-    let framed = headers.iter().any(|(k, _)| {
-        k.eq_ignore_ascii_case("content-length") || k.eq_ignore_ascii_case("transfer-encoding")
-    });
-    for (k, v) in headers {
-        out.extend_from_slice(format!("{k}: {v}\r\n").as_bytes());
-    }
-    if !framed && (method != "GET" || !body.is_empty()) {
-        out.extend_from_slice(format!("Content-Length: {}\r\n", body.len()).as_bytes());
-    }
-    out.extend_from_slice(b"\r\n");
-    out.extend_from_slice(body);
-    out
-}
-
-/// A JSON POST.
-fn post_json(path: &str, body: &[u8]) -> Vec<u8> {
-    req(
-        "POST",
-        path,
-        &[("Content-Type", "application/json;charset=UTF-8")],
-        body,
-    )
-}
-
-fn post_ct(path: &str, content_type: &str, body: &[u8]) -> Vec<u8> {
-    req("POST", path, &[("Content-Type", content_type)], body)
-}
-
-fn get(path: &str) -> Vec<u8> {
-    req("GET", path, &[], b"")
-}
-
 fn his_path() -> String {
     format!("/his/{HIS_NAME}")
 }
@@ -226,8 +192,11 @@ fn soap11(op: &str, param: &str) -> String {
     )
 }
 
-fn post_soap(body: &[u8]) -> Vec<u8> {
-    post_ct(SOAP_PATH, "text/xml; charset=utf-8", body)
+/// A SOAP 1.1 POST to the SOAP endpoint.
+fn soap_call(body: impl Into<Vec<u8>>) -> Call {
+    post(SOAP_PATH)
+        .content_type("text/xml; charset=utf-8")
+        .body(body)
 }
 
 fn nested_json(depth: usize) -> Vec<u8> {
@@ -236,35 +205,6 @@ fn nested_json(depth: usize) -> Vec<u8> {
     v.extend(std::iter::repeat_n(b']', depth));
     v.push(b'}');
     v
-}
-
-fn now() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs())
-}
-
-/// Signs exactly as the README tells the cloud team to (see tests/signing.rs).
-fn sign(method: &str, target: &str, ts: &str, body: &[u8]) -> String {
-    let body_hash = ring::digest::digest(&ring::digest::SHA256, body);
-    let canonical = format!(
-        "{method}\n{target}\n{ts}\n{}",
-        data_encoding::HEXLOWER.encode(body_hash.as_ref())
-    );
-    let key = ring::hmac::Key::new(ring::hmac::HMAC_SHA256, SECRET.as_bytes());
-    data_encoding::HEXLOWER.encode(ring::hmac::sign(&key, canonical.as_bytes()).as_ref())
-}
-
-/// A signed POST to `/his/<HIS_NAME>` with the given timestamp and signature header values.
-fn signed_post(ts: Option<&str>, sig: Option<&str>, body: &[u8]) -> Vec<u8> {
-    let mut headers = vec![("Content-Type", "application/json;charset=UTF-8")];
-    if let Some(ts) = ts {
-        headers.push(("X-Prefront-Timestamp", ts));
-    }
-    if let Some(sig) = sig {
-        headers.push(("X-Prefront-Signature", sig));
-    }
-    req("POST", &his_path(), &headers, body)
 }
 
 /// Deterministic junk bytes (xorshift), for "garbage instead of a ClientHello".
@@ -289,67 +229,58 @@ fn rows() -> Vec<Row> {
     rows.push(row(
         "invalid UTF-8 body",
         His,
-        post_json(GOOD_PATH, &utf8_bad),
+        post(GOOD_PATH).json_type().body(utf8_bad.clone()),
         env("20003", "invalid-charset"),
     ));
     rows.push(row(
         "invalid GBK body declared charset=GBK",
         His,
-        post_ct(GOOD_PATH, "application/json;charset=GBK", &gbk_bad),
+        post(GOOD_PATH)
+            .content_type("application/json;charset=GBK")
+            .body(gbk_bad.clone()),
         env("20003", "invalid-charset"),
     ));
     rows.push(row(
         "unsupported charset (UTF-16) declared",
         His,
-        post_ct(
-            GOOD_PATH,
-            "application/json;charset=UTF-16",
-            &GOOD_BODY
-                .encode_utf16()
-                .flat_map(u16::to_le_bytes)
-                .collect::<Vec<_>>(),
-        ),
+        post(GOOD_PATH)
+            .content_type("application/json;charset=UTF-16")
+            .body(
+                GOOD_BODY
+                    .encode_utf16()
+                    .flat_map(u16::to_le_bytes)
+                    .collect::<Vec<_>>(),
+            ),
         env("20003", "invalid-charset"),
     ));
     rows.push(row(
         "JSON nested 10,000 levels",
         His,
-        post_json(GOOD_PATH, &nested_json(10_000)),
+        post(GOOD_PATH).json_type().body(nested_json(10_000)),
         env("20003", "invalid-json"),
     ));
     rows.push(row(
         "JSON nested 500,000 levels (just under the 1 MiB body limit)",
         His,
-        post_json(GOOD_PATH, &nested_json(500_000)),
+        post(GOOD_PATH).json_type().body(nested_json(500_000)),
         env("20003", "invalid-json"),
     ));
     rows.push(row(
         "100 MB body, declared Content-Length (nothing sent)",
         His,
-        req(
-            "POST",
-            GOOD_PATH,
-            &[
-                ("Content-Type", "application/json"),
-                ("Content-Length", &(100 * MB).to_string()),
-            ],
-            b"",
-        ),
+        post(GOOD_PATH)
+            .header("Content-Type", "application/json")
+            .header("Content-Length", (100 * MB).to_string()),
         status(413),
     ));
     rows.push(Row {
         name: "100 MB body, chunked without a length".into(),
         target: His,
         send: Payload::Chunked {
-            head: req(
-                "POST",
-                GOOD_PATH,
-                &[
-                    ("Content-Type", "application/json"),
-                    ("Transfer-Encoding", "chunked"),
-                ],
-                b"",
-            ),
+            head: post(GOOD_PATH)
+                .header("Content-Type", "application/json")
+                .header("Transfer-Encoding", "chunked")
+                .raw(),
             total: 100 * MB,
         },
         expect: status(413),
@@ -358,85 +289,84 @@ fn rows() -> Vec<Row> {
     rows.push(row(
         "duplicate JSON keys (refundNo twice: which one is refunded?)",
         His,
-        post_json(
-            "/prefront/hospitalizationCosts/hisRefund",
-            br#"{"hospitalId":"253","refundNo":"R-1","refundNo":"R-2","refundAmount":"1.00"}"#,
-        ),
+        post("/prefront/hospitalizationCosts/hisRefund")
+            .json_type()
+            .body(
+                br#"{"hospitalId":"253","refundNo":"R-1","refundNo":"R-2","refundAmount":"1.00"}"#,
+            ),
         env("20003", "invalid-json"),
     ));
     rows.push(row(
         "number out of range 1e999",
         His,
-        post_json(GOOD_PATH, br#"{"medicalCardNumber":"001","amount":1e999}"#),
+        post(GOOD_PATH)
+            .json_type()
+            .body(br#"{"medicalCardNumber":"001","amount":1e999}"#),
         env("20003", "invalid-json"),
     ));
     rows.push(row(
         "number out of range 2^64",
         His,
-        post_json(GOOD_PATH, br#"{"medicalCardNumber":18446744073709551616}"#),
+        post(GOOD_PATH)
+            .json_type()
+            .body(br#"{"medicalCardNumber":18446744073709551616}"#),
         env("20003", "invalid-json"),
     ));
     rows.push(row(
         "NUL byte inside a JSON string",
         His,
-        post_json(GOOD_PATH, b"{\"medicalCardNumber\":\"00\x001\"}"),
+        post(GOOD_PATH)
+            .json_type()
+            .body(b"{\"medicalCardNumber\":\"00\x001\"}"),
         env("20003", "invalid-json"),
     ));
     rows.push(row(
         "NUL bytes after the JSON",
         His,
-        post_json(GOOD_PATH, b"{\"medicalCardNumber\":\"001\"}\x00\x00\x00"),
+        post(GOOD_PATH)
+            .json_type()
+            .body(b"{\"medicalCardNumber\":\"001\"}\x00\x00\x00"),
         env("20003", "invalid-json"),
     ));
     rows.push(row(
         "NUL byte in a header value",
         His,
-        post_ct(
-            GOOD_PATH,
-            "application/json\x00; charset=GBK",
-            GOOD_BODY.as_bytes(),
-        ),
+        post(GOOD_PATH)
+            .content_type("application/json\x00; charset=GBK")
+            .body(GOOD_BODY.as_bytes()),
         Expect::HttpRefused(&[400]),
     ));
     rows.push(row(
         "whitespace-only body",
         His,
-        post_json(GOOD_PATH, b" \r\n\t "),
+        post(GOOD_PATH).json_type().body(b" \r\n\t "),
         env("20001", "empty-body"),
     ));
     rows.push(row(
         "invalid UTF-8 body to /his/<name>",
         Cloud,
-        post_json(&his_path(), &utf8_bad),
+        post(his_path()).json_type().body(utf8_bad.clone()),
         env("20003", "invalid-charset"),
     ));
     rows.push(row(
         "JSON nested 10,000 levels to /his/<name>",
         Cloud,
-        post_json(&his_path(), &nested_json(10_000)),
+        post(his_path()).json_type().body(nested_json(10_000)),
         env("20003", "invalid-json"),
     ));
     rows.push(row(
         "100 MB body to /his/<name>, declared Content-Length",
         Cloud,
-        req(
-            "POST",
-            &his_path(),
-            &[("Content-Length", &(100 * MB).to_string())],
-            b"",
-        ),
+        post(his_path()).header("Content-Length", (100 * MB).to_string()),
         status(413),
     ));
     rows.push(Row {
         name: "100 MB body to /his/<name>, chunked".into(),
         target: Cloud,
         send: Payload::Chunked {
-            head: req(
-                "POST",
-                &his_path(),
-                &[("Transfer-Encoding", "chunked")],
-                b"",
-            ),
+            head: post(his_path())
+                .header("Transfer-Encoding", "chunked")
+                .raw(),
             total: 100 * MB,
         },
         expect: status(413),
@@ -445,10 +375,9 @@ fn rows() -> Vec<Row> {
     rows.push(row(
         "duplicate JSON keys to /his/<name>",
         Cloud,
-        post_json(
-            &his_path(),
-            br#"{"medicalCardNumber":"001","medicalCardNumber":"002"}"#,
-        ),
+        post(his_path())
+            .json_type()
+            .body(br#"{"medicalCardNumber":"001","medicalCardNumber":"002"}"#),
         env("20003", "invalid-json"),
     ));
 
@@ -456,37 +385,41 @@ fn rows() -> Vec<Row> {
     rows.push(row(
         "%0d%0a in a /prefront path",
         His,
-        post_json(
-            "/prefront/patient/getPatientInfo%0d%0aX-Evil:1",
-            GOOD_BODY.as_bytes(),
-        ),
+        post("/prefront/patient/getPatientInfo%0d%0aX-Evil:1")
+            .json_type()
+            .body(GOOD_BODY.as_bytes()),
         env("40002", "unknown-path"),
     ));
     rows.push(row(
         "/prefront/../admin",
         His,
-        post_json("/prefront/../admin", GOOD_BODY.as_bytes()),
+        post("/prefront/../admin")
+            .json_type()
+            .body(GOOD_BODY.as_bytes()),
         env("40002", "unknown-path"),
     ));
     rows.push(row(
         "/prefront/%2e%2e/x",
         His,
-        post_json("/prefront/%2e%2e/x", GOOD_BODY.as_bytes()),
+        post("/prefront/%2e%2e/x")
+            .json_type()
+            .body(GOOD_BODY.as_bytes()),
         env("40002", "unknown-path"),
     ));
     rows.push(row(
         "dot segments around a real path",
         His,
-        post_json(
-            "/prefront/x/../patient/getPatientInfo",
-            GOOD_BODY.as_bytes(),
-        ),
+        post("/prefront/x/../patient/getPatientInfo")
+            .json_type()
+            .body(GOOD_BODY.as_bytes()),
         env("40002", "unknown-path"),
     ));
     rows.push(row(
         "%2f-encoded slashes in a real path",
         His,
-        post_json("/prefront%2fpatient%2fgetPatientInfo", GOOD_BODY.as_bytes()),
+        post("/prefront%2fpatient%2fgetPatientInfo")
+            .json_type()
+            .body(GOOD_BODY.as_bytes()),
         Expect::Answer {
             status: 404,
             kind: None,
@@ -496,46 +429,45 @@ fn rows() -> Vec<Row> {
     rows.push(row(
         "path parameter ;jsessionid on a real path",
         His,
-        post_json(
-            "/prefront/patient/getPatientInfo;jsessionid=1",
-            GOOD_BODY.as_bytes(),
-        ),
+        post("/prefront/patient/getPatientInfo;jsessionid=1")
+            .json_type()
+            .body(GOOD_BODY.as_bytes()),
         env("40002", "unknown-path"),
     ));
     rows.push(row(
         "%0d%0a in the /his/<name> name",
         Cloud,
-        post_json(
-            "/his/hospital.interface.queryBalance%0d%0aX-Evil:1",
-            GOOD_BODY.as_bytes(),
-        ),
+        post("/his/hospital.interface.queryBalance%0d%0aX-Evil:1")
+            .json_type()
+            .body(GOOD_BODY.as_bytes()),
         env("40003", "unknown-name"),
     ));
     rows.push(row(
         "/his/..%2fhis",
         Cloud,
-        post_json("/his/..%2fhis", GOOD_BODY.as_bytes()),
+        post("/his/..%2fhis").json_type().body(GOOD_BODY.as_bytes()),
         env("40003", "unknown-name"),
     ));
     rows.push(row(
         "/his/../prefront/patient/getPatientInfo",
         Cloud,
-        post_json(
-            "/his/../prefront/patient/getPatientInfo",
-            GOOD_BODY.as_bytes(),
-        ),
+        post("/his/../prefront/patient/getPatientInfo")
+            .json_type()
+            .body(GOOD_BODY.as_bytes()),
         env("40003", "unknown-name"),
     ));
     rows.push(row(
         "/his/ with an empty name",
         Cloud,
-        post_json("/his/", GOOD_BODY.as_bytes()),
+        post("/his/").json_type().body(GOOD_BODY.as_bytes()),
         env("40003", "unknown-name"),
     ));
     rows.push(row(
         "/his/<name> with a 150-byte name of dots",
         Cloud,
-        post_json(&format!("/his/{}", ".".repeat(150)), GOOD_BODY.as_bytes()),
+        post(format!("/his/{}", ".".repeat(150)))
+            .json_type()
+            .body(GOOD_BODY.as_bytes()),
         env("40003", "unknown-name"),
     ));
 
@@ -543,50 +475,46 @@ fn rows() -> Vec<Row> {
     rows.push(row(
         "method FOO",
         His,
-        req("FOO", GOOD_PATH, &[], GOOD_BODY.as_bytes()),
+        request("FOO", GOOD_PATH).body(GOOD_BODY.as_bytes()),
         status(405),
     ));
     rows.push(row(
         "method TRACE",
         His,
-        req("TRACE", GOOD_PATH, &[("X-Secret", "must-not-echo")], b""),
+        request("TRACE", GOOD_PATH).header("X-Secret", "must-not-echo"),
         status(405),
     ));
     rows.push(row(
         "method CONNECT host:443",
         His,
-        req("CONNECT", "127.0.0.1:443", &[], b""),
+        request("CONNECT", "127.0.0.1:443"),
         Expect::HttpRefused(&[400, 404, 405]),
     ));
     rows.push(row(
         "method of 10 KB",
         His,
-        req(&"X".repeat(10 * KB), GOOD_PATH, &[], GOOD_BODY.as_bytes()),
+        request(&"X".repeat(10 * KB), GOOD_PATH).body(GOOD_BODY.as_bytes()),
         Expect::HttpRefused(&[400, 405, 414, 431, 501]),
     ));
     rows.push(row(
         "OPTIONS *",
         His,
-        req("OPTIONS", "*", &[], b""),
+        request("OPTIONS", "*"),
         Expect::HttpRefused(&[400, 404, 405]),
     ));
-    rows.push(row("GET /his/<name>", Cloud, get(&his_path()), status(405)));
+    rows.push(row("GET /his/<name>", Cloud, get(his_path()), status(405)));
 
     // --- Request framing: smuggling shapes ---------------------------------------------------
-    let smuggled = post_json(GOOD_PATH, GOOD_BODY.as_bytes());
+    let smuggled = post(GOOD_PATH).json_type().body(GOOD_BODY).raw();
     for (target, path) in [(His, GOOD_PATH.to_string()), (Cloud, his_path())] {
         let label = target.label();
         // CL says 5 bytes (`0\r\n\r\n`), TE says an empty body and a second request follows.
-        let mut cl_te = req(
-            "POST",
-            &path,
-            &[
-                ("Content-Type", "application/json"),
-                ("Content-Length", "5"),
-                ("Transfer-Encoding", "chunked"),
-            ],
-            b"0\r\n\r\n",
-        );
+        let mut cl_te = post(&path)
+            .header("Content-Type", "application/json")
+            .header("Content-Length", "5")
+            .header("Transfer-Encoding", "chunked")
+            .body(b"0\r\n\r\n")
+            .raw();
         cl_te.extend_from_slice(&smuggled);
         rows.push(Row {
             name: format!(
@@ -597,16 +525,12 @@ fn rows() -> Vec<Row> {
             expect: Expect::OneAnswerThenClose,
             known_bug: None,
         });
-        let mut te_cl = req(
-            "POST",
-            &path,
-            &[
-                ("Content-Type", "application/json"),
-                ("Transfer-Encoding", "chunked"),
-                ("Content-Length", "0"),
-            ],
-            format!("{:x}\r\n", smuggled.len()).as_bytes(),
-        );
+        let mut te_cl = post(&path)
+            .header("Content-Type", "application/json")
+            .header("Transfer-Encoding", "chunked")
+            .header("Content-Length", "0")
+            .body(format!("{:x}\r\n", smuggled.len()))
+            .raw();
         te_cl.extend_from_slice(&smuggled);
         te_cl.extend_from_slice(b"\r\n0\r\n\r\n");
         rows.push(Row {
@@ -618,16 +542,12 @@ fn rows() -> Vec<Row> {
             expect: Expect::OneAnswerThenClose,
             known_bug: None,
         });
-        let mut two_cl = req(
-            "POST",
-            &path,
-            &[
-                ("Content-Type", "application/json"),
-                ("Content-Length", "2"),
-                ("Content-Length", &GOOD_BODY.len().to_string()),
-            ],
-            GOOD_BODY.as_bytes(),
-        );
+        let mut two_cl = post(&path)
+            .header("Content-Type", "application/json")
+            .header("Content-Length", "2")
+            .header("Content-Length", GOOD_BODY.len().to_string())
+            .body(GOOD_BODY.as_bytes())
+            .raw();
         two_cl.extend_from_slice(&smuggled);
         rows.push(row(
             format!("two different Content-Length headers ({label})"),
@@ -639,34 +559,25 @@ fn rows() -> Vec<Row> {
     rows.push(row(
         "Content-Length: 2, 46 (list form)",
         His,
-        req(
-            "POST",
-            GOOD_PATH,
-            &[("Content-Length", &format!("2, {}", GOOD_BODY.len()))],
-            GOOD_BODY.as_bytes(),
-        ),
+        post(GOOD_PATH)
+            .header("Content-Length", format!("2, {}", GOOD_BODY.len()))
+            .body(GOOD_BODY.as_bytes()),
         Expect::HttpRefused(&[400]),
     ));
     rows.push(row(
         "Transfer-Encoding: chunked, identity",
         His,
-        req(
-            "POST",
-            GOOD_PATH,
-            &[("Transfer-Encoding", "chunked, identity")],
-            format!("{:x}\r\n{GOOD_BODY}\r\n0\r\n\r\n", GOOD_BODY.len()).as_bytes(),
-        ),
+        post(GOOD_PATH)
+            .header("Transfer-Encoding", "chunked, identity")
+            .body(format!("{:x}\r\n{GOOD_BODY}\r\n0\r\n\r\n", GOOD_BODY.len())),
         Expect::HttpRefused(&[400, 501]),
     ));
     rows.push(row(
         "Transfer-Encoding: identity (not chunked)",
         His,
-        req(
-            "POST",
-            GOOD_PATH,
-            &[("Transfer-Encoding", "identity")],
-            GOOD_BODY.as_bytes(),
-        ),
+        post(GOOD_PATH)
+            .header("Transfer-Encoding", "identity")
+            .body(GOOD_BODY.as_bytes()),
         Expect::HttpRefused(&[400, 501]),
     ));
     rows.push(row(
@@ -692,70 +603,57 @@ fn rows() -> Vec<Row> {
     rows.push(row(
         "negative Content-Length",
         His,
-        req("POST", GOOD_PATH, &[("Content-Length", "-1")], b""),
+        post(GOOD_PATH).header("Content-Length", "-1"),
         Expect::HttpRefused(&[400]),
     ));
     rows.push(row(
         "Content-Length: +46",
         His,
-        req(
-            "POST",
-            GOOD_PATH,
-            &[("Content-Length", &format!("+{}", GOOD_BODY.len()))],
-            GOOD_BODY.as_bytes(),
-        ),
+        post(GOOD_PATH)
+            .header("Content-Length", format!("+{}", GOOD_BODY.len()))
+            .body(GOOD_BODY.as_bytes()),
         Expect::HttpRefused(&[400]),
     ));
     rows.push(row(
         "chunk size that is not hex",
         His,
-        req(
-            "POST",
-            GOOD_PATH,
-            &[("Transfer-Encoding", "chunked")],
-            b"zz\r\n{}\r\n0\r\n\r\n",
-        ),
+        post(GOOD_PATH)
+            .header("Transfer-Encoding", "chunked")
+            .body(b"zz\r\n{}\r\n0\r\n\r\n"),
         Expect::HttpRefused(&[400]),
     ));
     rows.push(row(
         "chunk size overflowing 64 bits",
         His,
-        req(
-            "POST",
-            GOOD_PATH,
-            &[("Transfer-Encoding", "chunked")],
-            b"10000000000000000000\r\n{}\r\n0\r\n\r\n",
-        ),
+        post(GOOD_PATH)
+            .header("Transfer-Encoding", "chunked")
+            .body(b"10000000000000000000\r\n{}\r\n0\r\n\r\n"),
         Expect::HttpRefused(&[400, 413]),
     ));
     rows.push(row(
         "HTTP/1.0 with Transfer-Encoding: chunked",
         His,
-        req_v(
-            "POST",
-            GOOD_PATH,
-            "HTTP/1.0",
-            &[("Transfer-Encoding", "chunked")],
-            format!("{:x}\r\n{GOOD_BODY}\r\n0\r\n\r\n", GOOD_BODY.len()).as_bytes(),
-        ),
+        post(GOOD_PATH)
+            .version("HTTP/1.0")
+            .header("Transfer-Encoding", "chunked")
+            .body(format!("{:x}\r\n{GOOD_BODY}\r\n0\r\n\r\n", GOOD_BODY.len())),
         Expect::HttpRefused(&[400]),
     ));
     rows.push(row(
         "HTTP/1.0 request with a broken body (parsed and answered like 1.1)",
         His,
-        req_v(
-            "POST",
-            GOOD_PATH,
-            "HTTP/1.0",
-            &[("Content-Type", "application/json")],
-            b"{\"medicalCardNumber\":",
-        ),
+        post(GOOD_PATH)
+            .version("HTTP/1.0")
+            .header("Content-Type", "application/json")
+            .body(b"{\"medicalCardNumber\":"),
         env("20003", "invalid-json"),
     ));
     rows.push(row(
         "HTTP/9.9",
         His,
-        req_v("POST", GOOD_PATH, "HTTP/9.9", &[], GOOD_BODY.as_bytes()),
+        post(GOOD_PATH)
+            .version("HTTP/9.9")
+            .body(GOOD_BODY.as_bytes()),
         Expect::HttpRefused(&[400, 505]),
     ));
     rows.push(row(
@@ -769,23 +667,17 @@ fn rows() -> Vec<Row> {
     rows.push(row(
         "one 70 KiB header value",
         His,
-        req(
-            "POST",
-            GOOD_PATH,
-            &[("X-Padding", &"a".repeat(70 * KB))],
-            GOOD_BODY.as_bytes(),
-        ),
+        post(GOOD_PATH)
+            .header("X-Padding", "a".repeat(70 * KB))
+            .body(GOOD_BODY.as_bytes()),
         Expect::HttpRefused(&[431]),
     ));
     rows.push(row(
         "one 1 MiB header value",
         His,
-        req(
-            "POST",
-            GOOD_PATH,
-            &[("X-Padding", &"a".repeat(MB))],
-            GOOD_BODY.as_bytes(),
-        ),
+        post(GOOD_PATH)
+            .header("X-Padding", "a".repeat(MB))
+            .body(GOOD_BODY.as_bytes()),
         Expect::HttpRefused(&[431]),
     ));
     let many: Vec<(String, String)> = (0..2_000)
@@ -800,22 +692,25 @@ fn rows() -> Vec<Row> {
     rows.push(row(
         "2,000 headers (> 64 KiB head)",
         His,
-        req("POST", GOOD_PATH, &many_ref, GOOD_BODY.as_bytes()),
+        post(GOOD_PATH)
+            .headers(&many_ref)
+            .body(GOOD_BODY.as_bytes()),
         Expect::HttpRefused(&[431]),
     ));
     rows.push(row(
         "150 headers (under 64 KiB, over hyper's header count)",
         His,
-        req("POST", GOOD_PATH, &many_ref[..150], GOOD_BODY.as_bytes()),
+        post(GOOD_PATH)
+            .headers(&many_ref[..150])
+            .body(GOOD_BODY.as_bytes()),
         Expect::HttpRefused(&[431]),
     ));
     rows.push(row(
         "request line of 70 KiB",
         His,
-        post_json(
-            &format!("{GOOD_PATH}?q={}", "a".repeat(70 * KB)),
-            GOOD_BODY.as_bytes(),
-        ),
+        post(format!("{GOOD_PATH}?q={}", "a".repeat(70 * KB)))
+            .json_type()
+            .body(GOOD_BODY.as_bytes()),
         Expect::HttpRefused(&[414, 431]),
     ));
 
@@ -823,58 +718,49 @@ fn rows() -> Vec<Row> {
     rows.push(row(
         "SOAP: DOCTYPE entity expansion (billion laughs)",
         His,
-        post_soap(format!(
+        soap_call(format!(
             "<?xml version=\"1.0\"?><!DOCTYPE l [<!ENTITY a \"aaaaaaaaaa\"><!ENTITY b \"&a;&a;&a;&a;&a;&a;&a;&a;&a;&a;\"><!ENTITY c \"&b;&b;&b;&b;&b;&b;&b;&b;&b;&b;\"><!ENTITY d \"&c;&c;&c;&c;&c;&c;&c;&c;&c;&c;\"><!ENTITY e \"&d;&d;&d;&d;&d;&d;&d;&d;&d;&d;\"><!ENTITY f \"&e;&e;&e;&e;&e;&e;&e;&e;&e;&e;\"><!ENTITY g \"&f;&f;&f;&f;&f;&f;&f;&f;&f;&f;\"><!ENTITY h \"&g;&g;&g;&g;&g;&g;&g;&g;&g;&g;\"><!ENTITY i \"&h;&h;&h;&h;&h;&h;&h;&h;&h;&h;\">]>{}",
             soap11("genCard", "&i;")
-        ).as_bytes()),
+        )),
         Expect::SoapFault(500),
     ));
     rows.push(row(
         "SOAP: external entity SYSTEM file:///etc/passwd",
         His,
-        post_soap(
-            format!(
-                "<?xml version=\"1.0\"?><!DOCTYPE x [<!ENTITY e SYSTEM \"file:///etc/passwd\">]>{}",
-                soap11("genCard", "&e;")
-            )
-            .as_bytes(),
-        ),
+        soap_call(format!(
+            "<?xml version=\"1.0\"?><!DOCTYPE x [<!ENTITY e SYSTEM \"file:///etc/passwd\">]>{}",
+            soap11("genCard", "&e;")
+        )),
         Expect::SoapFault(500),
     ));
     rows.push(row(
         "SOAP: 10,000-deep XML",
         His,
-        post_soap(format!(
+        soap_call(format!(
             "<soapenv:Envelope xmlns:soapenv=\"http://schemas.xmlsoap.org/soap/envelope/\"><soapenv:Body><genCard>{}{}</genCard></soapenv:Body></soapenv:Envelope>",
             "<a>".repeat(10_000),
             "</a>".repeat(10_000)
-        ).as_bytes()),
+        )),
         Expect::SoapFault(500),
     ));
     rows.push(row(
         "SOAP: a root that is not an Envelope",
         His,
-        post_soap(b"<html><body><genCard><param>{}</param></genCard></body></html>"),
+        soap_call(b"<html><body><genCard><param>{}</param></genCard></body></html>"),
         Expect::SoapFault(500),
     ));
     rows.push(row(
         "SOAP: unknown operation",
         His,
-        post_soap(soap11("dropAllTables", "{}").as_bytes()),
+        soap_call(soap11("dropAllTables", "{}").as_bytes()),
         Expect::SoapFault(500),
     ));
     rows.push(row(
         "SOAP: 50 MB envelope, declared Content-Length",
         His,
-        req(
-            "POST",
-            SOAP_PATH,
-            &[
-                ("Content-Type", "text/xml; charset=utf-8"),
-                ("Content-Length", &(50 * MB).to_string()),
-            ],
-            b"",
-        ),
+        post(SOAP_PATH)
+            .header("Content-Type", "text/xml; charset=utf-8")
+            .header("Content-Length", (50 * MB).to_string()),
         status(413),
     ));
     let mut bad_xml = soap11("genCard", "{\"name\":\"XX\"}").into_bytes();
@@ -885,57 +771,53 @@ fn rows() -> Vec<Row> {
     rows.push(row(
         "SOAP: invalid UTF-8 in the XML",
         His,
-        post_soap(&bad_xml),
+        soap_call(bad_xml.clone()),
         Expect::SoapFault(500),
     ));
     rows.push(row(
         "SOAP: param that is not JSON",
         His,
-        post_soap(soap11("genCard", "{\"name\": 'x',,}").as_bytes()),
+        soap_call(soap11("genCard", "{\"name\": 'x',,}").as_bytes()),
         env("20003", "invalid-json"),
     ));
     rows.push(row(
         "SOAP: param JSON nested 10,000 levels",
         His,
-        post_soap(soap11("genCard", &String::from_utf8_lossy(&nested_json(10_000))).as_bytes()),
+        soap_call(soap11("genCard", &String::from_utf8_lossy(&nested_json(10_000))).as_bytes()),
         env("20003", "invalid-json"),
     ));
     rows.push(row(
         "SOAP: &#0; character reference in param",
         His,
-        post_soap(soap11("genCard", "{\"name\":\"a&#0;b\"}").as_bytes()),
+        soap_call(soap11("genCard", "{\"name\":\"a&#0;b\"}").as_bytes()),
         Expect::SoapFault(500),
     ));
     rows.push(row(
         "SOAP 1.2: DOCTYPE",
         His,
-        post_ct(
-            SOAP_PATH,
-            "application/soap+xml; charset=utf-8",
-            b"<!DOCTYPE x [<!ENTITY e SYSTEM \"file:///etc/passwd\">]><env:Envelope xmlns:env=\"http://www.w3.org/2003/05/soap-envelope\"><env:Body><m:genCard xmlns:m=\"http://webservice.prefront/\"><param>&e;</param></m:genCard></env:Body></env:Envelope>",
-        ),
+        post(SOAP_PATH).content_type("application/soap+xml; charset=utf-8").body(b"<!DOCTYPE x [<!ENTITY e SYSTEM \"file:///etc/passwd\">]><env:Envelope xmlns:env=\"http://www.w3.org/2003/05/soap-envelope\"><env:Body><m:genCard xmlns:m=\"http://webservice.prefront/\"><param>&e;</param></m:genCard></env:Body></env:Envelope>"),
         Expect::SoapFault(400),
     ));
     rows.push(row(
         "SOAP: method PUT",
         His,
-        req("PUT", SOAP_PATH, &[], soap11("genCard", "{}").as_bytes()),
+        request("PUT", SOAP_PATH).body(soap11("genCard", "{}").as_bytes()),
         status(405),
     ));
 
     // --- /files and /pacs/dcm (gateway A's cloud listener) -------------------------------------
     let signer = prefront::pacs::LinkSigner::new(LINK_KEY.as_bytes());
-    let far = now() + 3600;
+    let far = unix_now() + 3600;
     rows.push(row(
         "/files/<100 KB token>",
         Cloud,
-        get(&format!("/files/{}", "A".repeat(100 * KB))),
+        get(format!("/files/{}", "A".repeat(100 * KB))),
         Expect::HttpRefused(&[414, 431]),
     ));
     rows.push(row(
         "/files/<20 KB token>",
         Cloud,
-        get(&format!("/files/{}", "A".repeat(20 * KB))),
+        get(format!("/files/{}", "A".repeat(20 * KB))),
         refusal(403, "link-forged"),
     ));
     rows.push(row(
@@ -947,7 +829,7 @@ fn rows() -> Vec<Row> {
     rows.push(row(
         "/files/<valid token>%00",
         Cloud,
-        get(&format!(
+        get(format!(
             "/files/{}%00",
             signer
                 .mint(&format!("{}/file/size-16", "http://127.0.0.1:1"), far)
@@ -976,7 +858,7 @@ fn rows() -> Vec<Row> {
     rows.push(row(
         "/files/<genuine token for a non-internal host (cloud metadata address)>",
         Cloud,
-        get(&format!(
+        get(format!(
             "/files/{}",
             signer
                 .mint("http://169.254.169.254/latest/meta-data/", far)
@@ -987,7 +869,7 @@ fn rows() -> Vec<Row> {
     rows.push(row(
         "/files/<genuine token for file:///etc/passwd>",
         Cloud,
-        get(&format!(
+        get(format!(
             "/files/{}",
             signer.mint("file:///etc/passwd", far).expect("minted")
         )),
@@ -996,10 +878,10 @@ fn rows() -> Vec<Row> {
     rows.push(row(
         "/files/<genuine token, expired>",
         Cloud,
-        get(&format!(
+        get(format!(
             "/files/{}",
             signer
-                .mint("http://127.0.0.1:1/file/size-16", now() - 10)
+                .mint("http://127.0.0.1:1/file/size-16", unix_now() - 10)
                 .expect("minted")
         )),
         refusal(410, "link-expired"),
@@ -1007,25 +889,25 @@ fn rows() -> Vec<Row> {
     rows.push(row(
         "POST /files/<token>",
         Cloud,
-        post_json("/files/AAAA", b"{}"),
+        post("/files/AAAA").json_type().body(b"{}"),
         status(405),
     ));
     rows.push(row(
         "/pacs/dcm with a 100 KB query string",
         Cloud,
-        get(&format!("/pacs/dcm?dcmId={}", "1".repeat(100 * KB))),
+        get(format!("/pacs/dcm?dcmId={}", "1".repeat(100 * KB))),
         Expect::HttpRefused(&[414, 431]),
     ));
     rows.push(row(
         "/pacs/dcm with a 300-byte dcmId",
         Cloud,
-        get(&format!("/pacs/dcm?dcmId={}", "1".repeat(300))),
+        get(format!("/pacs/dcm?dcmId={}", "1".repeat(300))),
         refusal(400, "bad-dcm-id"),
     ));
     rows.push(row(
         "/pacs/dcm with dcmId repeated 1000 times",
         Cloud,
-        get(&format!("/pacs/dcm?{}", "dcmId=size-16&".repeat(1000))),
+        get(format!("/pacs/dcm?{}", "dcmId=size-16&".repeat(1000))),
         refusal(400, "bad-dcm-id"),
     ));
     rows.push(row(
@@ -1067,58 +949,76 @@ fn rows() -> Vec<Row> {
     rows.push(row(
         "POST /pacs/dcm",
         Cloud,
-        post_json("/pacs/dcm?dcmId=size-16", b"{}"),
+        post("/pacs/dcm?dcmId=size-16").json_type().body(b"{}"),
         status(405),
     ));
 
     // --- Signed calls ([auth]) on the TLS cloud listener ---------------------------------------
     let body = br#"{"medicalCardNumber":"001"}"#;
-    let t = now().to_string();
+    let t = unix_now().to_string();
     rows.push(row(
         "unsigned call",
         SignedTls,
-        signed_post(None, None, body),
+        post(his_path())
+            .json_type()
+            .body(body.as_slice())
+            .signature(None, None),
         env("50001", "signature-missing"),
     ));
     rows.push(row(
         "timestamp without a signature",
         SignedTls,
-        signed_post(Some(&t), None, body),
+        post(his_path())
+            .json_type()
+            .body(body.as_slice())
+            .signature(Some(&t), None),
         env("50001", "signature-missing"),
     ));
     rows.push(row(
         "signature: 10 KB of non-hex",
         SignedTls,
-        signed_post(Some(&t), Some(&"zq".repeat(5 * KB)), body),
+        post(his_path())
+            .json_type()
+            .body(body.as_slice())
+            .signature(Some(&t), Some(&"zq".repeat(5 * KB))),
         env("50001", "signature-wrong"),
     ));
     rows.push(row(
         "signature: 10 KB of hex",
         SignedTls,
-        signed_post(Some(&t), Some(&"ab".repeat(5 * KB)), body),
+        post(his_path())
+            .json_type()
+            .body(body.as_slice())
+            .signature(Some(&t), Some(&"ab".repeat(5 * KB))),
         env("50001", "signature-wrong"),
     ));
     rows.push(row(
         "signature: right for another path",
         SignedTls,
-        signed_post(
-            Some(&t),
-            Some(&sign(
-                "POST",
-                "/his/hospital.interface.createCard",
-                &t,
-                body,
-            )),
-            body,
-        ),
+        post(his_path())
+            .json_type()
+            .body(body.as_slice())
+            .signature(
+                Some(&t),
+                Some(&sign(
+                    SECRET,
+                    "POST",
+                    "/his/hospital.interface.createCard",
+                    &t,
+                    body,
+                )),
+            ),
         env("50001", "signature-wrong"),
     ));
     for ts in ["-1", "99999999999999999999999", "1e3", "", "0x10", " "] {
-        let sig = sign("POST", &his_path(), ts, body);
+        let sig = sign(SECRET, "POST", &his_path(), ts, body);
         rows.push(row(
             format!("timestamp {ts:?} (signed over it)"),
             SignedTls,
-            signed_post(Some(ts), Some(&sig), body),
+            post(his_path())
+                .json_type()
+                .body(body.as_slice())
+                .signature(Some(ts), Some(&sig)),
             env("50001", "signature-timestamp"),
         ));
     }
@@ -1131,7 +1031,10 @@ fn rows() -> Vec<Row> {
     rows.push(row(
         "ClientHello without SNI, then an unsigned call",
         SignedTlsNoSni,
-        signed_post(None, None, body),
+        post(his_path())
+            .json_type()
+            .body(body.as_slice())
+            .signature(None, None),
         env("50001", "signature-missing"),
     ));
     rows.push(row(
@@ -1143,7 +1046,10 @@ fn rows() -> Vec<Row> {
     rows.push(row(
         "plain HTTP to the TLS listener",
         SignedTlsRaw,
-        signed_post(None, None, body),
+        post(his_path())
+            .json_type()
+            .body(body.as_slice())
+            .signature(None, None),
         Expect::Closed,
     ));
     let mut bad_record = vec![0x16, 0x03, 0x01, 0xff, 0xff];
@@ -1576,15 +1482,14 @@ fn counts(cloud: &MockUpstream, his: &MockUpstream, pacs: &MockPacs) -> [usize; 
 
 /// A known-good call through a HIS listener: 200 with the cloud's echo of it.
 async fn serves_a_good_call(client: &reqwest::Client, his_url: &str) -> Result<(), String> {
-    let r = client
-        .post(format!("{his_url}{GOOD_PATH}"))
-        .header("content-type", "application/json;charset=UTF-8")
+    let r = post(format!("{his_url}{GOOD_PATH}"))
+        .via(client)
+        .json_type()
         .body(GOOD_BODY)
-        .send()
+        .try_send()
         .await
         .map_err(|e| format!("follow-up call failed: {e}"))?;
-    let status = r.status().as_u16();
-    let text = r.text().await.map_err(|e| format!("follow-up body: {e}"))?;
+    let (status, text) = (r.status, r.text());
     let v: Value =
         serde_json::from_str(&text).map_err(|e| format!("follow-up not JSON ({e}): {text}"))?;
     let echoed: Value = serde_json::from_str(GOOD_BODY).unwrap_or_default();
@@ -1677,53 +1582,46 @@ async fn hostile_inputs_are_refused_cleanly_and_nothing_is_forwarded() {
 
     // --- Controls: legitimate requests through the same raw client are served ------------------
     let body = br#"{"medicalCardNumber":"001"}"#;
-    let t = now().to_string();
-    let sig = sign("POST", &his_path(), &t, body);
-    let t2 = (now() + 1).to_string();
-    let sig2 = sign("POST", &his_path(), &t2, body);
-    let controls: Vec<(&str, Target, Vec<u8>, [usize; 3])> = vec![
+    let t = unix_now().to_string();
+    let sig = sign(SECRET, "POST", &his_path(), &t, body);
+    let t2 = (unix_now() + 1).to_string();
+    let sig2 = sign(SECRET, "POST", &his_path(), &t2, body);
+    let controls: Vec<(&str, Target, Call, [usize; 3])> = vec![
         (
             "HTTP/1.1 JSON call",
             Target::His,
-            post_json(GOOD_PATH, GOOD_BODY.as_bytes()),
+            post(GOOD_PATH).json_type().body(GOOD_BODY.as_bytes()),
             [1, 0, 0],
         ),
         (
             "HTTP/1.0 JSON call",
             Target::His,
-            req_v(
-                "POST",
-                GOOD_PATH,
-                "HTTP/1.0",
-                &[("Content-Type", "application/json")],
-                GOOD_BODY.as_bytes(),
-            ),
+            post(GOOD_PATH)
+                .version("HTTP/1.0")
+                .header("Content-Type", "application/json")
+                .body(GOOD_BODY.as_bytes()),
             [1, 0, 0],
         ),
         (
             "%0d%0a in the query of a real path (the query is not forwarded)",
             Target::His,
-            post_json(
-                &format!("{GOOD_PATH}?x=%0d%0aX-Evil:%201"),
-                GOOD_BODY.as_bytes(),
-            ),
+            post(format!("{GOOD_PATH}?x=%0d%0aX-Evil:%201"))
+                .json_type()
+                .body(GOOD_BODY.as_bytes()),
             [1, 0, 0],
         ),
         (
             "chunked JSON call",
             Target::His,
-            req(
-                "POST",
-                GOOD_PATH,
-                &[("Transfer-Encoding", "chunked")],
-                format!("{:x}\r\n{GOOD_BODY}\r\n0\r\n\r\n", GOOD_BODY.len()).as_bytes(),
-            ),
+            post(GOOD_PATH)
+                .header("Transfer-Encoding", "chunked")
+                .body(format!("{:x}\r\n{GOOD_BODY}\r\n0\r\n\r\n", GOOD_BODY.len())),
             [1, 0, 0],
         ),
         (
             "/his/<name> call",
             Target::Cloud,
-            post_json(&his_path(), body),
+            post(his_path()).json_type().body(body.as_slice()),
             [0, 1, 0],
         ),
         (
@@ -1735,21 +1633,25 @@ async fn hostile_inputs_are_refused_cleanly_and_nothing_is_forwarded() {
         (
             "signed call over TLS",
             Target::SignedTls,
-            signed_post(Some(&t), Some(&sig), body),
+            post(his_path())
+                .json_type()
+                .body(body.as_slice())
+                .signature(Some(&t), Some(&sig)),
             [0, 1, 0],
         ),
         (
             "signed call over TLS without SNI",
             Target::SignedTlsNoSni,
-            signed_post(Some(&t2), Some(&sig2), body),
+            post(his_path())
+                .json_type()
+                .body(body.as_slice())
+                .signature(Some(&t2), Some(&sig2)),
             [0, 1, 0],
         ),
     ];
-    for (name, target, bytes, want) in controls {
+    for (name, target, call, want) in controls {
         let before = counts(&cloud, &his, &pacs);
-        let outcome = endpoints
-            .exchange(target, &Payload::Bytes(bytes), false)
-            .await;
+        let outcome = endpoints.exchange(target, &call.into(), false).await;
         let after = counts(&cloud, &his, &pacs);
         let delta = [
             after[0] - before[0],
@@ -1870,14 +1772,12 @@ async fn hostile_inputs_are_refused_cleanly_and_nothing_is_forwarded() {
     }
 
     // The signed TLS listener still serves a good signed call.
-    let t3 = (now() + 2).to_string();
-    let sig3 = sign("POST", &his_path(), &t3, body);
+    let signed = post(his_path())
+        .json_type()
+        .body(body.as_slice())
+        .signed(SECRET, unix_now() + 2);
     match endpoints
-        .exchange(
-            Target::SignedTls,
-            &Payload::Bytes(signed_post(Some(&t3), Some(&sig3), body)),
-            false,
-        )
+        .exchange(Target::SignedTls, &signed.into(), false)
         .await
     {
         Outcome::Answered(a, _) if a.status == 200 => {}
@@ -2007,17 +1907,15 @@ async fn his_answers_never_carry_a_lan_link_out_in_clear() {
     for (name, answer, known_bug) in cases {
         tried += 1;
         his.respond("/his/hospital.interface.pacsReport", 200, &answer);
-        let r = client
-            .post(format!(
-                "{}/his/hospital.interface.pacsReport",
-                gw.cloud_url(false)
-            ))
-            .body(r#"{"hospitalId":"253","patientId":"P1"}"#)
-            .send()
-            .await
-            .expect("the gateway answers");
-        let status = r.status().as_u16();
-        let text = r.text().await.unwrap_or_default();
+        let r = post(format!(
+            "{}/his/hospital.interface.pacsReport",
+            gw.cloud_url(false)
+        ))
+        .via(&client)
+        .body(r#"{"hospitalId":"253","patientId":"P1"}"#)
+        .send()
+        .await;
+        let (status, text) = (r.status, r.text());
         let leaked = text.contains(&lan) || text.contains(&format!(":{}/file", pacs.port()));
         let ok = status == 200 && !leaked;
         let verdict = match (ok, known_bug) {

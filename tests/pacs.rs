@@ -1429,17 +1429,12 @@ fn answer_for(pacs: &MockPacs, other: &MockPacs) -> String {
 }
 
 async fn call_his(b: &Bench, name: &str) -> (String, Value) {
-    let resp = plain_client()
-        .post(format!("{}/his/{name}", b.base()))
+    let resp = post(format!("{}/his/{name}", b.base()))
         .body(r#"{"hospitalId":"253","id":"256525452","patType":"1","medicalCardNumber":"001000056254587"}"#)
+        .expect_status(200)
         .send()
-        .await
-        .expect("the gateway answers");
-    assert_eq!(resp.status(), 200);
-    let text = resp.text().await.expect("answer body");
-    let v = serde_json::from_str(&text)
-        .unwrap_or_else(|e| panic!("the answer is not JSON ({e}): {text}"));
-    (text, v)
+        .await;
+    (resp.text(), resp.json())
 }
 
 /// The rewritten links of an answer built from `ANSWER_TEMPLATE`, in `rewritten_paths` order,
@@ -1791,13 +1786,11 @@ async fn without_link_key_the_generated_key_survives_a_restart() {
     let toml = gateway_toml(&cloud, &his, &section);
 
     let gw = spawn_gateway(&toml).await;
-    let resp = plain_client()
-        .post(format!("{}/his/{PACS_REPORT_DCM}", gw.cloud_url(false)))
+    let v = post(format!("{}/his/{PACS_REPORT_DCM}", gw.cloud_url(false)))
         .body("{}")
         .send()
         .await
-        .expect("the gateway answers");
-    let v: Value = read_json(resp).await;
+        .json();
     let link = v
         .pointer("/data/1/pdfUrl")
         .and_then(Value::as_str)
@@ -1900,15 +1893,12 @@ async fn links_in_a_soap_his_answer_are_rewritten_too() {
         r#"{{"hospitalId":"253","pdfUrl":"{p}/file/size-4321","thumbnailUrl":"http://abc/shotcut.png","dcms":["{p}/file/size-999"],"type":"url"}}"#,
         p = b.pacs.url()
     );
-    let resp = plain_client()
-        .post(format!("{}/his/{PACS_REPORT_DCM}", b.base()))
+    let resp = post(format!("{}/his/{PACS_REPORT_DCM}", b.base()))
         .body(request)
+        .expect_status(200)
         .send()
-        .await
-        .expect("the gateway answers");
-    assert_eq!(resp.status(), 200);
-    let text = resp.text().await.expect("answer body");
-    let v: Value = serde_json::from_str(&text).unwrap_or_else(|e| panic!("not JSON ({e}): {text}"));
+        .await;
+    let (text, v) = (resp.text(), resp.json());
     assert_eq!(v["code"], "10001", "{text}");
     assert!(
         !text.contains(&b.pacs.host_port()),

@@ -39,17 +39,13 @@ fn queue(config: &Path, args: &[&str]) -> (bool, String, String) {
 }
 
 async fn notify(gw: &RunningBinary, path: &str, body: &str) -> String {
-    let resp = plain_client()
-        .post(format!("{}/{path}", gw.his_url()))
-        .body(body.to_string())
+    let resp = post(format!("{}/{path}", gw.his_url()))
+        .body(body)
         .send()
-        .await
-        .expect("gateway answers");
-    resp.headers()
-        .get("x-prefront-queued")
-        .and_then(|v| v.to_str().ok())
+        .await;
+    resp.queued()
         .map(str::to_string)
-        .unwrap_or_else(|| panic!("not queued: {:?}", resp.headers()))
+        .unwrap_or_else(|| panic!("not queued: {:?}", resp.headers))
 }
 
 /// Record ids in `queue list` output, in the order listed.

@@ -10,7 +10,7 @@ use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use support::{MockUpstream, RunningBinary, TempDir, TestPki};
+use support::{post, MockUpstream, RunningBinary, TempDir, TestPki};
 
 fn config(cloud: &MockUpstream, ca: &Path, buffer: &Path, his_listen: &str, allow: &str) -> String {
     format!(
@@ -62,13 +62,12 @@ fn wait_log(bin: &RunningBinary, needle: &str, count: usize) -> Vec<String> {
 }
 
 async fn call_status(bin: &RunningBinary) -> u16 {
-    support::plain_client()
-        .post(format!("{}/prefront/patient/getPatientInfo", bin.his_url()))
+    post(format!("{}/prefront/patient/getPatientInfo", bin.his_url()))
         .body(r#"{"medicalCardNumber":"001"}"#)
         .timeout(Duration::from_secs(5))
-        .send()
+        .try_send()
         .await
-        .map(|r| r.status().as_u16())
+        .map(|r| r.status)
         // 0: the connection was closed without an answer (a peer refused at accept).
         .unwrap_or(0)
 }
@@ -255,15 +254,10 @@ path = {:?}
         .to_string();
     let url = format!("https://localhost:{port}/his/hospital.interface.queryBalance");
     let call = |client: reqwest::Client| {
-        let url = url.clone();
-        async move {
-            client
-                .post(url)
-                .body(r#"{"medicalCardNumber":"001"}"#)
-                .send()
-                .await
-                .map(|r| r.status().as_u16())
-        }
+        let call = post(&url)
+            .via(&client)
+            .body(r#"{"medicalCardNumber":"001"}"#);
+        async move { call.try_send().await.map(|r| r.status) }
     };
     assert_eq!(
         call(old_pki.client()).await.ok(),

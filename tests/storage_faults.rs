@@ -546,29 +546,17 @@ fn body_of(seq: u64, pad: usize) -> String {
     )
 }
 
-async fn post(client: &reqwest::Client, his: &str, body: String) -> Reply {
-    let resp = match client
-        .post(format!("http://{his}{ROUTE}"))
-        .body(body)
-        .send()
-        .await
-    {
+/// What the box's answer to one call was (`Err`: no answer at all).
+fn classify(answer: reqwest::Result<support::Reply>) -> Reply {
+    let resp = match answer {
         Ok(r) => r,
         Err(e) => return Reply::Other(format!("no answer: {e}")),
     };
-    let status = resp.status().as_u16();
-    let queued = resp.headers().contains_key("x-prefront-queued");
-    let error = resp
-        .headers()
-        .get("x-prefront-error")
-        .map(|v| v.to_str().unwrap_or("?").to_string());
-    let text = resp.text().await.unwrap_or_default();
-    let v: serde_json::Value = serde_json::from_str(&text).unwrap_or_default();
-    let code = match &v["code"] {
-        serde_json::Value::String(s) => s.clone(),
-        serde_json::Value::Number(n) => n.to_string(),
-        _ => String::new(),
-    };
+    let status = resp.status;
+    let queued = resp.queued().is_some();
+    let error = resp.error_kind().map(str::to_string);
+    let text = resp.text();
+    let code = resp.code().unwrap_or_default();
     let brief = || {
         format!(
             "HTTP {status} code={code:?} queued={queued} error={error:?} body={:?}",
@@ -611,7 +599,13 @@ impl Sent {
         self.next += 1;
         let body = body_of(seq, pad);
         self.bodies.insert(seq, body.clone());
-        let r = post(client, &gw.his, body).await;
+        let r = classify(
+            post(format!("http://{}{ROUTE}", gw.his))
+                .via(client)
+                .body(body)
+                .try_send()
+                .await,
+        );
         match &r {
             Reply::Queued => {
                 self.acked.insert(seq);
