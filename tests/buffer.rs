@@ -13,20 +13,26 @@ use support::*;
 const DOWN: &str = "<html>503 Service Unavailable</html>";
 const OK: &str = r#"{"success":true,"msg":"成功","code":"10001"}"#;
 
-/// A gateway with a short backoff so outages resolve within a test's patience.
-async fn gateway(cloud: &MockUpstream, buffer: &str) -> TestGateway {
-    gateway_at(&cloud.url(), buffer).await
+/// The cloud at `cloud_url`, the buffer in `dir` with a short backoff so outages resolve within
+/// a test's patience.
+fn config(cloud_url: &str, dir: &TempDir) -> ConfigToml {
+    ConfigToml::basic(cloud_url, None, None, "")
+        .set_path("buffer.path", &dir.path().join("buffer"))
+        .set("buffer.retry_min", "50ms")
+        .set("buffer.retry_max", "400ms")
 }
 
-async fn gateway_at(cloud_url: &str, buffer: &str) -> TestGateway {
+/// A gateway with [`config`], changed by `patch`.
+async fn gateway(
+    cloud: &MockUpstream,
+    patch: impl FnOnce(ConfigToml) -> ConfigToml,
+) -> TestGateway {
+    gateway_at(&cloud.url(), patch).await
+}
+
+async fn gateway_at(cloud_url: &str, patch: impl FnOnce(ConfigToml) -> ConfigToml) -> TestGateway {
     let dir = TempDir::new("prefront-buffer-test");
-    let toml = basic_config(cloud_url, None, None, "").replace(
-        "[log]",
-        &format!(
-            "[buffer]\npath = {:?}\nretry_min = \"50ms\"\nretry_max = \"400ms\"\n{buffer}\n\n[log]",
-            dir.path().join("buffer").display().to_string()
-        ),
-    );
+    let toml = patch(config(cloud_url, &dir)).render();
     let mut gw = spawn_gateway(&toml).await;
     gw.buffer_dir = Some(dir);
     gw
@@ -62,7 +68,7 @@ async fn wait_for_posts(cloud: &MockUpstream, n: usize, within: Duration) -> Vec
 async fn cloud_down_200_reminders_queued_then_all_delivered_once_in_order() {
     // The cloud is gone: nothing listens at its address.
     let addr = closed_port_addr();
-    let gw = gateway_at(&format!("http://{addr}"), "").await;
+    let gw = gateway_at(&format!("http://{addr}"), |c| c).await;
     let routes = [
         "prefront/sendTipMessage/payment",
         "prefront/sendTipMessage/lisReport",
@@ -124,7 +130,7 @@ async fn cloud_down_200_reminders_queued_then_all_delivered_once_in_order() {
 async fn queries_fail_fast_while_the_link_is_down() {
     let cloud = MockUpstream::http().await;
     cloud.respond_default(503, DOWN);
-    let gw = gateway(&cloud, "").await;
+    let gw = gateway(&cloud, |c| c).await;
     // The first call finds out; the link is down after it.
     let r = his_call(&gw, "prefront/patient/getPatientInfo", &json!({}))
         .send()
@@ -151,7 +157,7 @@ async fn queries_fail_fast_while_the_link_is_down() {
 async fn refunds_are_deduplicated_by_key_and_the_real_answer_comes_later() {
     let cloud = MockUpstream::http().await;
     cloud.respond_default(503, DOWN);
-    let gw = gateway(&cloud, "").await;
+    let gw = gateway(&cloud, |c| c).await;
     let path = "prefront/hospitalizationCosts/hisRefund";
     let refund =
         json!({"hospitalId": "253", "refundNo": "RE202611250001", "refundAmount": "12.50"});
@@ -221,7 +227,7 @@ async fn refunds_are_deduplicated_by_key_and_the_real_answer_comes_later() {
 async fn a_poison_message_goes_to_the_dead_letters_and_the_route_moves_on() {
     let cloud = MockUpstream::http().await;
     cloud.respond_default(503, DOWN);
-    let gw = gateway(&cloud, "max_attempts = 3").await;
+    let gw = gateway(&cloud, |c| c.set("buffer.max_attempts", 3)).await;
     let path = "prefront/sendTipMessage/patientQueue";
     his_call(&gw, path, &json!({"seq": 1})).send().await;
     his_call(&gw, path, &json!({"seq": 2})).send().await;
@@ -262,7 +268,7 @@ async fn a_poison_message_goes_to_the_dead_letters_and_the_route_moves_on() {
 async fn a_full_buffer_refuses_with_40001_before_acknowledging() {
     let cloud = MockUpstream::http().await;
     cloud.respond_default(503, DOWN);
-    let gw = gateway(&cloud, "max_bytes = \"4KiB\"").await;
+    let gw = gateway(&cloud, |c| c.set("buffer.max_bytes", "4KiB")).await;
     let big = "x".repeat(900);
     let mut accepted = 0;
     let mut refused = None;
@@ -300,13 +306,9 @@ async fn cloud_route_delivery_overrides_the_catalogue() {
     let routes = "\n[[cloud.route]]\npath = \"prefront/sendTipMessage/patientQueue\"\ndelivery = \"direct\"\n\n\
                   [[cloud.route]]\npath = \"prefront/patient/genCard\"\ndelivery = \"buffer\"\n";
     let dir = TempDir::new("prefront-buffer-route");
-    let toml = basic_config(&format!("http://{addr}"), None, None, routes).replace(
-        "[log]",
-        &format!(
-            "[buffer]\npath = {:?}\nretry_min = \"50ms\"\nretry_max = \"400ms\"\n\n[log]",
-            dir.path().join("buffer").display().to_string()
-        ),
-    );
+    let toml = config(&format!("http://{addr}"), &dir)
+        .merge(routes)
+        .render();
     let gw = spawn_gateway(&toml).await;
     // A notify made `direct` is not kept: queue positions are stale by the time the link returns.
     let r = his_call(
@@ -353,13 +355,10 @@ async fn dead_letters_expire_after_dead_ttl() {
     let cloud = MockUpstream::http().await;
     cloud.respond_default(503, DOWN);
     let dir = TempDir::new("prefront-dead-ttl");
-    let toml = basic_config(&cloud.url(), None, None, "").replace(
-        "[log]",
-        &format!(
-            "[buffer]\npath = {:?}\nretry_min = \"50ms\"\nretry_max = \"400ms\"\ndead_ttl = \"2s\"\n\n[admin]\nlisten = \"127.0.0.1:0\"\n\n[log]",
-            dir.path().join("buffer").display().to_string()
-        ),
-    );
+    let toml = config(&cloud.url(), &dir)
+        .set("buffer.dead_ttl", "2s")
+        .set("admin.listen", "127.0.0.1:0")
+        .render();
     let gw = spawn_gateway(&toml).await;
     let path = "prefront/sendTipMessage/patientQueue";
     let r = his_call(&gw, path, &json!({"seq": 1})).send().await;

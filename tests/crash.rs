@@ -36,14 +36,11 @@ async fn sigkill_at_random_moments_loses_no_acknowledged_call() {
     let dir = TempDir::new("prefront-crash");
     let cloud_addr = closed_port_addr();
     let config = dir.path().join("prefront.toml");
-    let toml = basic_config(&format!("http://{cloud_addr}"), None, None, "").replace(
-        "[log]",
-        &format!(
-            "[buffer]\npath = {:?}\nretry_min = \"50ms\"\nretry_max = \"500ms\"\n\n[log]",
-            dir.path().join("buffer").display().to_string()
-        ),
-    );
-    std::fs::write(&config, toml).expect("write config");
+    ConfigToml::basic(&format!("http://{cloud_addr}"), None, None, "")
+        .set_path("buffer.path", &dir.path().join("buffer"))
+        .set("buffer.retry_min", "50ms")
+        .set("buffer.retry_max", "500ms")
+        .write(&config);
 
     let acked: Arc<Mutex<BTreeSet<u64>>> = Arc::new(Mutex::new(BTreeSet::new()));
     let mut next_seq = 0u64;

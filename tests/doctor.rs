@@ -507,15 +507,11 @@ async fn a_soap_service_without_a_wsdl_warns_and_a_dead_one_fails() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_unreachable_http_his_fails() {
     let s = Setup::new().await;
-    let his_url = s.his.url();
     let path = s.write();
     let dead = format!("http://{}", closed_port_addr());
-    let toml = std::fs::read_to_string(&path).expect("read").replacen(
-        &format!("url = \"{his_url}/his/{{method}}\""),
-        &format!("url = \"{dead}/his/{{method}}\""),
-        1,
-    );
-    std::fs::write(&path, toml).expect("write");
+    ConfigToml::parse(&std::fs::read_to_string(&path).expect("read"))
+        .set("his.url", format!("{dead}/his/{{method}}"))
+        .write(&path);
     let run = doctor(&path).await;
     assert_eq!(run.code, Some(1), "{run:?}");
     assert_status(
@@ -602,11 +598,11 @@ async fn a_clock_ten_minutes_off_fails_with_the_skew() {
 async fn an_invalid_config_fails_with_key_and_line_and_checks_nothing_else() {
     let s = Setup::new().await;
     let path = s.write();
-    let toml = std::fs::read_to_string(&path).expect("read").replacen(
-        "timeout_ms = 5000",
-        "timout_ms = 5000",
-        1,
-    );
+    // A typo in a key of [cloud].
+    let toml = ConfigToml::parse(&std::fs::read_to_string(&path).expect("read"))
+        .remove("cloud.timeout_ms")
+        .set("cloud.timout_ms", 5000)
+        .render();
     std::fs::write(&path, &toml).expect("write");
     let line_no = toml
         .lines()

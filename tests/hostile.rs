@@ -1523,41 +1523,29 @@ async fn hostile_inputs_are_refused_cleanly_and_nothing_is_forwarded() {
     let his_template = format!("{}/his/{{name}}", his.url());
 
     // Gateway A: both listeners plain HTTP, PACS images and links configured, no [auth].
-    let pacs_section = format!(
-        "[pacs]\ndcm_url = {:?}\ninternal_hosts = [{:?}]\nlink_key = {LINK_KEY:?}\n",
-        pacs.dcm_url_template(),
-        pacs.host_port()
-    );
-    let toml_a = basic_config(
+    let toml_a = ConfigToml::basic(
         &cloud.url(),
         Some(&pki.ca_pem_path()),
         Some(&his_template),
-        &pacs_section,
+        "",
     )
-    .replacen(
-        "[cloud_listener]\n",
-        &format!("[cloud_listener]\npublic_url = {PUBLIC_URL:?}\n"),
-        1,
-    );
-    let gw_a = spawn_gateway(&toml_a).await;
+    .set("cloud_listener.public_url", PUBLIC_URL)
+    .set("pacs.dcm_url", pacs.dcm_url_template())
+    .set("pacs.internal_hosts", vec![pacs.host_port()])
+    .set("pacs.link_key", LINK_KEY);
+    let gw_a = spawn_gateway(&toml_a.render()).await;
 
     // Gateway B: the cloud listener speaks TLS and requires signed calls.
-    let toml_b = basic_config(
+    let toml_b = ConfigToml::basic(
         &cloud.url(),
         Some(&pki.ca_pem_path()),
         Some(&his_template),
-        &format!("[auth]\nshared_secret = {SECRET:?}\n"),
+        "",
     )
-    .replacen(
-        "[cloud_listener]\n",
-        &format!(
-            "[cloud_listener]\ntls_cert = {:?}\ntls_key = {:?}\n",
-            pki.server_cert_path().display().to_string(),
-            pki.server_key_path().display().to_string()
-        ),
-        1,
-    );
-    let gw_b = spawn_gateway(&toml_b).await;
+    .set_path("cloud_listener.tls_cert", &pki.server_cert_path())
+    .set_path("cloud_listener.tls_key", &pki.server_key_path())
+    .set("auth.shared_secret", SECRET);
+    let gw_b = spawn_gateway(&toml_b.render()).await;
     // A call signed in the gateway's start second is refused (it may predate the start): the
     // signed rows below are signed in a later one.
     tokio::time::sleep(Duration::from_millis(1100)).await;
@@ -1829,22 +1817,17 @@ async fn his_answers_never_carry_a_lan_link_out_in_clear() {
     let pacs = MockPacs::start().await;
     let his = MockUpstream::http().await;
     let cloud = MockUpstream::http().await;
-    let toml = basic_config(
+    let toml = ConfigToml::basic(
         &cloud.url(),
         None,
         Some(&format!("{}/his/{{name}}", his.url())),
-        &format!(
-            "[pacs]\ndcm_url = {:?}\ninternal_hosts = [{:?}]\nlink_key = {LINK_KEY:?}\n",
-            pacs.dcm_url_template(),
-            pacs.host_port()
-        ),
+        "",
     )
-    .replacen(
-        "[cloud_listener]\n",
-        &format!("[cloud_listener]\npublic_url = {PUBLIC_URL:?}\n"),
-        1,
-    );
-    let gw = spawn_gateway(&toml).await;
+    .set("cloud_listener.public_url", PUBLIC_URL)
+    .set("pacs.dcm_url", pacs.dcm_url_template())
+    .set("pacs.internal_hosts", vec![pacs.host_port()])
+    .set("pacs.link_key", LINK_KEY);
+    let gw = spawn_gateway(&toml.render()).await;
     let lan = pacs.host_port();
     let link = format!("http://{lan}/file/size-16");
     let deep = 130;

@@ -250,12 +250,15 @@ async fn denied_peers_hold_no_slot() {
     cloud.echo();
     let dir = TempDir::new("prefront-denied-slots");
     let path = dir.path().join("prefront.toml");
-    let toml = config(&cloud, &pki.ca_pem_path(), &dir.path().join("buffer")).replace(
-        "max_connections = 2\nidle_timeout = \"1s\"",
-        "max_connections = 4\nidle_timeout = \"30s\"\nallow = [\"127.0.0.1/32\"]",
-    );
-    assert!(toml.contains("127.0.0.1/32"), "test config rewrite failed");
-    std::fs::write(&path, toml).expect("write config");
+    ConfigToml::parse(&config(
+        &cloud,
+        &pki.ca_pem_path(),
+        &dir.path().join("buffer"),
+    ))
+    .set("his_listener.max_connections", 4)
+    .set("his_listener.idle_timeout", "30s")
+    .set("his_listener.allow", vec!["127.0.0.1/32"])
+    .write(&path);
     let bin = RunningBinary::start(&path);
     let addr: std::net::SocketAddr = bin.his_addr.parse().expect("his address");
 
@@ -333,15 +336,15 @@ async fn one_peer_cannot_take_every_slot() {
     cloud.echo();
     let dir = TempDir::new("prefront-per-peer");
     let path = dir.path().join("prefront.toml");
-    let toml = config(&cloud, &pki.ca_pem_path(), &dir.path().join("buffer")).replace(
-        "max_connections = 2\nidle_timeout = \"1s\"",
-        "max_connections = 8\nmax_connections_per_peer = 2\nidle_timeout = \"30s\"",
-    );
-    assert!(
-        toml.contains("max_connections_per_peer = 2"),
-        "rewrite failed"
-    );
-    std::fs::write(&path, toml).expect("write config");
+    ConfigToml::parse(&config(
+        &cloud,
+        &pki.ca_pem_path(),
+        &dir.path().join("buffer"),
+    ))
+    .set("his_listener.max_connections", 8)
+    .set("his_listener.max_connections_per_peer", 2)
+    .set("his_listener.idle_timeout", "30s")
+    .write(&path);
     let bin = RunningBinary::start(&path);
     let addr: std::net::SocketAddr = bin.his_addr.parse().expect("his address");
     let mut held = vec![

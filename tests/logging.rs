@@ -29,13 +29,14 @@ async fn logs_at_every_level_never_hold_patient_data() {
     );
     cloud.respond_default(200, &patient);
     his.respond_default(200, &patient);
-    let toml = basic_config(
+    let toml = ConfigToml::basic(
         &cloud.url(),
         Some(&pki.ca_pem_path()),
         Some(&format!("{}/his/{{name}}", his.url())),
         "",
     )
-    .replace("level = \"info\"", "level = \"trace\"");
+    .set("log.level", "trace")
+    .render();
     let gw = spawn_gateway(&toml).await;
     let body = format!(
         r#"{{"hospitalId":"253","medicalCardNumber":"001000056254587","name":"{NAME}","idcard":"{ID}","phone":"{PHONE}"}}"#

@@ -51,29 +51,22 @@ fn pacs_toml(pacs: &MockPacs, extra: &str) -> String {
     )
 }
 
-/// Adds `public_url = PUBLIC_URL` to `[cloud_listener]`.
-fn with_public_url(toml: String) -> String {
-    toml.replacen(
-        "[cloud_listener]\n",
-        &format!("[cloud_listener]\npublic_url = {PUBLIC_URL:?}\n"),
-        1,
-    )
-}
-
-/// The whole gateway TOML around a `[pacs]` section (or none), HIS default route at `his`.
-fn gateway_toml(cloud: &MockUpstream, his: &MockUpstream, pacs_section: &str) -> String {
-    with_public_url(basic_config(
-        &cloud.url(),
-        None,
-        Some(&format!("{}/his/{{name}}", his.url())),
-        pacs_section,
-    ))
+/// The whole gateway configuration around a `[pacs]` section (or none), HIS default route at
+/// `his` (if any), `public_url = PUBLIC_URL` on the cloud listener.
+fn gateway_toml(
+    cloud: &MockUpstream,
+    his: Option<&MockUpstream>,
+    pacs_section: &str,
+) -> ConfigToml {
+    let his_url = his.map(|h| format!("{}/his/{{name}}", h.url()));
+    ConfigToml::basic(&cloud.url(), None, his_url.as_deref(), pacs_section)
+        .set("cloud_listener.public_url", PUBLIC_URL)
 }
 
 async fn bench_with(pacs: MockPacs, pacs_section: &str) -> Bench {
     let his = MockUpstream::http().await;
     let cloud = MockUpstream::http().await;
-    let gw = spawn_gateway(&gateway_toml(&cloud, &his, pacs_section)).await;
+    let gw = spawn_gateway(&gateway_toml(&cloud, Some(&his), pacs_section).render()).await;
     Bench {
         pacs,
         his,
@@ -304,13 +297,7 @@ fn proc_status_bytes(pid: u32, field: &str) -> Option<u64> {
 }
 
 fn binary_config(dir: &TempDir, cloud: &MockUpstream, pacs: &MockPacs) -> std::path::PathBuf {
-    let cfg = dir.path().join("prefront.toml");
-    std::fs::write(
-        &cfg,
-        with_public_url(basic_config(&cloud.url(), None, None, &pacs_toml(pacs, ""))),
-    )
-    .expect("write config");
-    cfg
+    gateway_toml(cloud, None, &pacs_toml(pacs, "")).write(&dir.path().join("prefront.toml"))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -838,13 +825,10 @@ async fn the_cloud_listener_streams_over_tls_too() {
     let pacs = MockPacs::start().await;
     let his = MockUpstream::http().await;
     let cloud = MockUpstream::http().await;
-    let tls = format!(
-        "[cloud_listener]\ntls_cert = {:?}\ntls_key = {:?}\n",
-        pki.server_cert_path().display().to_string(),
-        pki.server_key_path().display().to_string()
-    );
-    let toml =
-        gateway_toml(&cloud, &his, &pacs_toml(&pacs, "")).replacen("[cloud_listener]\n", &tls, 1);
+    let toml = gateway_toml(&cloud, Some(&his), &pacs_toml(&pacs, ""))
+        .set_path("cloud_listener.tls_cert", &pki.server_cert_path())
+        .set_path("cloud_listener.tls_key", &pki.server_key_path())
+        .render();
     let gw = spawn_gateway(&toml).await;
     let size = 16 * MIB + 1;
     let got = fetch(
@@ -1777,13 +1761,11 @@ async fn without_link_key_the_generated_key_survives_a_restart() {
     let original = answer_for(&pacs, &other);
     his.respond(&format!("/his/{PACS_REPORT_DCM}"), 200, &original);
     let state = TempDir::new("prefront-pacs-state");
-    let section = format!(
-        "[pacs]\ndcm_url = {:?}\ninternal_hosts = [{:?}]\n\n[buffer]\npath = {:?}\n",
-        pacs.dcm_url_template(),
-        pacs.host_port(),
-        state.path().join("buffer").display().to_string()
-    );
-    let toml = gateway_toml(&cloud, &his, &section);
+    let config = gateway_toml(&cloud, Some(&his), "")
+        .set("pacs.dcm_url", pacs.dcm_url_template())
+        .set("pacs.internal_hosts", vec![pacs.host_port()])
+        .set_path("buffer.path", &state.path().join("buffer"));
+    let toml = config.render();
 
     let gw = spawn_gateway(&toml).await;
     let v = post(format!("{}/his/{PACS_REPORT_DCM}", gw.cloud_url(false)))
@@ -1809,13 +1791,9 @@ async fn without_link_key_the_generated_key_survives_a_restart() {
 
     // Another box (another state directory) has another key.
     let elsewhere = TempDir::new("prefront-pacs-state-2");
-    let toml2 = toml.replace(
-        &format!("{:?}", state.path().join("buffer").display().to_string()),
-        &format!(
-            "{:?}",
-            elsewhere.path().join("buffer").display().to_string()
-        ),
-    );
+    let toml2 = config
+        .set_path("buffer.path", &elsewhere.path().join("buffer"))
+        .render();
     let gw = spawn_gateway(&toml2).await;
     let got = fetch(streaming_client().get(format!("{}{path}", gw.cloud_url(false)))).await;
     assert_gateway_error(&got, 403, "link-forged", "a link from another box");

@@ -12,17 +12,16 @@ use support::*;
 const PHONE: &str = "13812345678";
 const IDCARD: &str = "370102197907025236";
 
-fn write_config(dir: &Path, cloud: std::net::SocketAddr, buffer_extra: &str) -> PathBuf {
-    let config = dir.join("prefront.toml");
-    let toml = basic_config(&format!("http://{cloud}"), None, None, "").replace(
-        "[log]",
-        &format!(
-            "[buffer]\npath = {:?}\nretry_min = \"50ms\"\nretry_max = \"300ms\"\n{buffer_extra}\n\n[log]",
-            dir.join("buffer").display().to_string()
-        ),
-    );
-    std::fs::write(&config, toml).expect("write config");
-    config
+/// The cloud at `cloud`, the buffer in `dir` with a short backoff and a `ttl` when given.
+fn write_config(dir: &Path, cloud: std::net::SocketAddr, ttl: Option<&str>) -> PathBuf {
+    let mut toml = ConfigToml::basic(&format!("http://{cloud}"), None, None, "")
+        .set_path("buffer.path", &dir.join("buffer"))
+        .set("buffer.retry_min", "50ms")
+        .set("buffer.retry_max", "300ms");
+    if let Some(ttl) = ttl {
+        toml = toml.set("buffer.ttl", ttl);
+    }
+    toml.write(&dir.join("prefront.toml"))
 }
 
 /// `prefront queue <args> --config <config>`: exit success, stdout, stderr.
@@ -62,7 +61,7 @@ async fn operator_lists_shows_masked_retries_and_drops() {
     let dir = TempDir::new("prefront-queue-ops");
     let cloud_addr = closed_port_addr();
     // A short TTL so the records die while the cloud is away.
-    let config = write_config(dir.path(), cloud_addr, "ttl = \"400ms\"");
+    let config = write_config(dir.path(), cloud_addr, Some("400ms"));
     let gw = RunningBinary::start(&config);
     let patient = format!(
         r#"{{"hospitalId":"253","patientName":"张三丰","phone":"{PHONE}","idCard":"{IDCARD}"}}"#
@@ -146,7 +145,7 @@ async fn operator_lists_shows_masked_retries_and_drops() {
 
     // The cloud is back (and the TTL generous): the retried records arrive, the dropped one not.
     let cloud = MockUpstream::http_at(cloud_addr).await;
-    let config = write_config(dir.path(), cloud_addr, "ttl = \"1h\"");
+    let config = write_config(dir.path(), cloud_addr, Some("1h"));
     let gw = RunningBinary::start(&config);
     let seen = cloud.wait_for_requests(2, Duration::from_secs(15)).await;
     let bodies: Vec<String> = seen.iter().map(|r| r.body_text()).collect();
@@ -165,7 +164,7 @@ async fn operator_lists_shows_masked_retries_and_drops() {
 async fn a_damaged_store_is_moved_aside_and_the_gateway_serves() {
     let dir = TempDir::new("prefront-corrupt");
     let cloud_addr = closed_port_addr();
-    let config = write_config(dir.path(), cloud_addr, "");
+    let config = write_config(dir.path(), cloud_addr, None);
     let store = dir.path().join("buffer");
     // A store that is not a sled store at all: garbage where its files go.
     std::fs::create_dir_all(&store).expect("mkdir");
@@ -215,7 +214,7 @@ async fn a_damaged_store_is_moved_aside_and_the_gateway_serves() {
 #[test]
 fn a_store_that_cannot_be_read_stops_the_start_with_a_clear_error() {
     let dir = TempDir::new("prefront-unreadable");
-    let config = write_config(dir.path(), closed_port_addr(), "");
+    let config = write_config(dir.path(), closed_port_addr(), None);
     // The buffer path is a file, not a directory: not damage to move aside, a mistake to fix.
     std::fs::write(dir.path().join("buffer"), "not a directory").expect("write");
     let out = prefront(&["run", "--config", config.to_str().expect("UTF-8")]);

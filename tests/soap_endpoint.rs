@@ -9,13 +9,15 @@ use support::*;
 
 const PATH: &str = "/prefront/services/prefrontWebService";
 
-async fn gateway(extra_listener: &str) -> (MockUpstream, TestGateway) {
+/// A gateway in front of an echoing cloud; its HIS listener has `public_url` when given.
+async fn gateway(public_url: Option<&str>) -> (MockUpstream, TestGateway) {
     let cloud = MockUpstream::http().await;
     cloud.echo();
-    let toml = basic_config(&cloud.url(), None, None, "").replace(
-        "[his_listener]\nlisten = \"127.0.0.1:0\"\n",
-        &format!("[his_listener]\nlisten = \"127.0.0.1:0\"\n{extra_listener}\n"),
-    );
+    let mut toml = ConfigToml::basic(&cloud.url(), None, None, "");
+    if let Some(url) = public_url {
+        toml = toml.set("his_listener.public_url", url);
+    }
+    let toml = toml.render();
     let gw = spawn_gateway(&toml).await;
     (cloud, gw)
 }
@@ -47,7 +49,7 @@ fn return_json(xml: &str) -> Value {
 
 #[tokio::test]
 async fn wsdl_is_served_for_any_case_of_wsdl_with_the_right_address() {
-    let (_cloud, gw) = gateway("").await;
+    let (_cloud, gw) = gateway(None).await;
     for q in ["wsdl", "WSDL", "Wsdl"] {
         let resp = get(format!("{}{PATH}?{q}", gw.his_url())).send().await;
         assert_eq!(resp.status, 200, "{q}");
@@ -65,7 +67,7 @@ async fn wsdl_is_served_for_any_case_of_wsdl_with_the_right_address() {
         .send()
         .await;
     assert!(!resp.text().contains("evil"));
-    let (_c, gw) = gateway("public_url = \"https://prefront.hospital.cn:8080\"").await;
+    let (_c, gw) = gateway(Some("https://prefront.hospital.cn:8080")).await;
     let text = get(format!("{}{PATH}?wsdl", gw.his_url()))
         .send()
         .await
@@ -77,7 +79,7 @@ async fn wsdl_is_served_for_any_case_of_wsdl_with_the_right_address() {
 
 #[tokio::test]
 async fn soap11_call_is_relayed_and_answered_in_11() {
-    let (cloud, gw) = gateway("").await;
+    let (cloud, gw) = gateway(None).await;
     let r = soap(
         &gw,
         "text/xml; charset=utf-8",
@@ -100,7 +102,7 @@ async fn soap11_call_is_relayed_and_answered_in_11() {
 
 #[tokio::test]
 async fn soap12_call_is_answered_in_12() {
-    let (cloud, gw) = gateway("").await;
+    let (cloud, gw) = gateway(None).await;
     let env = r#"<env:Envelope xmlns:env="http://www.w3.org/2003/05/soap-envelope"><env:Body><m:payment xmlns:m="http://webservice.prefront/"><param>{"a":"1"}</param></m:payment></env:Body></env:Envelope>"#;
     let r = soap(
         &gw,
@@ -122,7 +124,7 @@ async fn soap12_call_is_answered_in_12() {
 
 #[tokio::test]
 async fn gbk_caller_is_answered_in_gbk() {
-    let (cloud, gw) = gateway("").await;
+    let (cloud, gw) = gateway(None).await;
     let env = format!(
         "<?xml version=\"1.0\" encoding=\"GBK\"?>{}",
         envelope11("genCard", r#"{"name":"张三"}"#)
@@ -139,7 +141,7 @@ async fn gbk_caller_is_answered_in_gbk() {
 
 #[tokio::test]
 async fn json_outcomes_travel_inside_return() {
-    let (cloud, gw) = gateway("").await;
+    let (cloud, gw) = gateway(None).await;
     let r = soap(&gw, "text/xml", envelope11("genCard", "{not json"))
         .send()
         .await;
@@ -166,7 +168,7 @@ async fn json_outcomes_travel_inside_return() {
 
 #[tokio::test]
 async fn hostile_or_broken_soap_gets_a_fault_and_nothing_is_forwarded() {
-    let (cloud, gw) = gateway("").await;
+    let (cloud, gw) = gateway(None).await;
     let deep = format!(
         "<soapenv:Envelope xmlns:soapenv=\"http://schemas.xmlsoap.org/soap/envelope/\"><soapenv:Body><genCard>{}{}</genCard></soapenv:Body></soapenv:Envelope>",
         "<a>".repeat(10_000),

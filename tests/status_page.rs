@@ -15,7 +15,7 @@ use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use support::{
-    basic_config, closed_port_addr, get, plain_client, post, spawn_gateway, TempDir, TestGateway,
+    closed_port_addr, get, plain_client, post, spawn_gateway, ConfigToml, TempDir, TestGateway,
 };
 
 /// How long one Chromium run may take before it (and every process it started) is killed.
@@ -250,7 +250,7 @@ async fn the_status_page_shows_what_metrics_shows() {
         return;
     }
     let closed = closed_port_addr();
-    let toml = basic_config(
+    let toml = ConfigToml::basic(
         &format!("https://{closed}/"),
         None,
         Some(&format!("http://{closed}/his/{{method}}")),
@@ -269,15 +269,10 @@ listen = "127.0.0.1:0"
     // The cloud listener has a certificate that expires in 90 days, so the page shows its expiry.
     let certs_dir = TempDir::new("prefront-status-cert");
     let (cert_path, key_path) = certificate_expiring_in(certs_dir.path(), 90);
-    let toml = toml.replacen(
-        "[cloud_listener]\n",
-        &format!(
-            "[cloud_listener]\ntls_cert = {:?}\ntls_key = {:?}\n",
-            cert_path.display().to_string(),
-            key_path.display().to_string()
-        ),
-        1,
-    );
+    let toml = toml
+        .set_path("cloud_listener.tls_cert", &cert_path)
+        .set_path("cloud_listener.tls_key", &key_path)
+        .render();
     let gw = spawn_gateway(&toml).await;
     let client = plain_client();
     for (path, n) in [

@@ -760,16 +760,12 @@ impl Tally {
 // ---------------------------------------------------------------------------
 
 fn write_config(dir: &Path, buffer: &Path, cloud: SocketAddr) -> PathBuf {
-    let toml = basic_config(&format!("http://{cloud}"), None, None, "").replace(
-        "[log]",
-        &format!(
-            "[admin]\nlisten = \"127.0.0.1:0\"\n\n[buffer]\npath = {:?}\nretry_min = \"50ms\"\nretry_max = \"500ms\"\n\n[log]",
-            buffer.display().to_string()
-        ),
-    );
-    let path = dir.join("prefront.toml");
-    std::fs::write(&path, toml).expect("write config");
-    path
+    ConfigToml::basic(&format!("http://{cloud}"), None, None, "")
+        .set("admin.listen", "127.0.0.1:0")
+        .set_path("buffer.path", buffer)
+        .set("buffer.retry_min", "50ms")
+        .set("buffer.retry_max", "500ms")
+        .write(&dir.join("prefront.toml"))
 }
 
 /// A tmpfs mounted on `dir`; unmounted on drop (also when the test panics).

@@ -192,11 +192,9 @@ async fn denied_peer_on_the_tls_listener_gets_nothing_through() {
     let pki = TestPki::new();
     let his = his_mock().await;
     let cloud = MockUpstream::http().await;
-    let toml = config(&server_tls(&pki), &cloud.url(), None, &his.url()).replace(
-        "[cloud_listener]\nlisten = \"127.0.0.1:0\"\nallow = [\"127.0.0.0/8\", \"::1/128\"]",
-        "[cloud_listener]\nlisten = \"127.0.0.1:0\"\nallow = [\"10.0.0.0/8\"]",
-    );
-    assert!(toml.contains("10.0.0.0/8"), "test config rewrite failed");
+    let toml = ConfigToml::parse(&config(&server_tls(&pki), &cloud.url(), None, &his.url()))
+        .set("cloud_listener.allow", vec!["10.0.0.0/8"])
+        .render();
     let gw = spawn_gateway(&toml).await;
 
     match call(&pki.client(), &query_balance_url(&gw))
@@ -541,15 +539,16 @@ async fn a_cloud_requiring_a_client_certificate_gets_the_boxs_and_a_pinned_ca() 
 
     // With it (and only the pinned CA trusted): the call goes through.
     let (cert, key) = client_ca.issue_files("prefront-box");
-    let toml = config("", &cloud.url(), Some(&pki.ca_pem_path()), &his.url()).replace(
-        "timeout_ms = 5000\n\n[his]",
-        &format!(
-            "timeout_ms = 5000\npin_ca = true\nclient_cert = {}\nclient_key = {}\n\n[his]",
-            toml_path(&cert),
-            toml_path(&key)
-        ),
-    );
-    assert!(toml.contains("client_cert"), "{toml}");
+    let toml = ConfigToml::parse(&config(
+        "",
+        &cloud.url(),
+        Some(&pki.ca_pem_path()),
+        &his.url(),
+    ))
+    .set("cloud.pin_ca", true)
+    .set_path("cloud.client_cert", &cert)
+    .set_path("cloud.client_key", &key)
+    .render();
     let gw = spawn_gateway(&toml).await;
     let resp = call_cloud_via_his_listener(&gw).await;
     assert_eq!(resp.status, 200);

@@ -9,6 +9,7 @@
 //! * [`MockUpstream`]: a hyper 1 HTTP/1.1 server (plain or TLS) on
 //!   `127.0.0.1:0` with canned/echo answers, optional delay and a request log.
 //! * [`plain_client`], [`closed_port_addr`], [`LogCapture`].
+//! * [`ConfigToml`]: a configuration patched by key, rendered back to TOML.
 //! * [`post`] / [`get`] / [`request`]: one call builder (sent with reqwest, or rendered raw for a
 //!   socket) and its [`Reply`]; [`sign`], the `[auth]` signature.
 //! * [`pacs`]: a mock PACS serving generated image files of any size (`support::pacs::*`).
@@ -22,11 +23,13 @@
 #![allow(dead_code)]
 
 mod binary;
+mod config;
 mod gateway;
 mod http;
 pub mod pacs;
 #[allow(unused_imports)] // not every test file runs the binary
 pub use binary::*;
+pub use config::*;
 pub use gateway::*;
 #[allow(unused_imports)] // not every test file makes calls
 pub use http::*;
