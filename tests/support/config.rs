@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use toml::{Table, Value};
 
 /// A TOML document as tables; keys are dotted paths (`"cloud_listener.public_url"`).
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug, Default, PartialEq)]
 pub struct ConfigToml(Table);
 
 impl ConfigToml {
