@@ -53,22 +53,30 @@ fn posts(cloud: &MockUpstream) -> Vec<Recorded> {
         .collect()
 }
 
+/// The cloud's POSTs once there are `n` (or what there is after `within`: the caller judges).
 async fn wait_for_posts(cloud: &MockUpstream, n: usize, within: Duration) -> Vec<Recorded> {
-    let deadline = Instant::now() + within;
-    loop {
-        let p = posts(cloud);
-        if p.len() >= n || Instant::now() > deadline {
-            return p;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    let _ = Poll::new(within, format!("{n} POSTs at the cloud"))
+        .try_until(async || posts(cloud).len() >= n)
+        .await;
+    posts(cloud)
+}
+
+/// Whether every route's buffer is empty, by `/metrics`.
+async fn buffer_empty(gw: &TestGateway) -> bool {
+    let m = gw.metrics().await;
+    m.lines()
+        .filter(|l| l.starts_with("prefront_buffer_depth{"))
+        .all(|l| l.rsplit(' ').next().and_then(|v| v.parse::<f64>().ok()) == Some(0.0))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cloud_down_200_reminders_queued_then_all_delivered_once_in_order() {
     // The cloud is gone: nothing listens at its address.
     let addr = closed_port_addr();
-    let gw = gateway_at(&format!("http://{addr}"), |c| c).await;
+    let gw = gateway_at(&format!("http://{addr}"), |c| {
+        c.set("admin.listen", "127.0.0.1:0")
+    })
+    .await;
     let routes = [
         "prefront/sendTipMessage/payment",
         "prefront/sendTipMessage/lisReport",
@@ -116,7 +124,10 @@ async fn cloud_down_200_reminders_queued_then_all_delivered_once_in_order() {
         assert!(ids.contains(seq_part), "the id the HIS was given: {id}");
     }
     // Once the backlog is gone, calls go straight through again.
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    poll_until(Duration::from_secs(10), "an empty buffer", async || {
+        buffer_empty(&gw).await
+    })
+    .await;
     let r = his_call(&gw, routes[0], &json!({"seq": 999})).send().await;
     let (queued, v) = (r.queued(), r.json());
     assert_eq!(
@@ -208,15 +219,20 @@ async fn refunds_are_deduplicated_by_key_and_the_real_answer_comes_later() {
     let (q, error, v) = (r.queued(), r.error_kind(), r.json());
     assert_eq!((q, error), (None, None));
     assert_eq!(v, serde_json::from_str::<Value>(real).expect("json"));
+    // Watching for a resend that must not come: a quiet period, not a condition.
     tokio::time::sleep(Duration::from_millis(200)).await;
     assert_eq!(
         posts(&cloud).len(),
         delivered,
         "the delivered refund is not sent again"
     );
-    // The link drops again; the HIS retries with the same number and gets the real answer.
+    // The link drops again (a query finds out); the HIS retries with the same number and gets
+    // the real answer.
     cloud.respond_default(503, DOWN);
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    let r = his_call(&gw, "prefront/patient/getPatientInfo", &json!({}))
+        .send()
+        .await;
+    assert_eq!(r.error_kind(), Some("upstream-status"), "the link is down");
     let r = his_call(&gw, path, &refund).send().await;
     let (q, v) = (r.queued(), r.json());
     assert_eq!(q, None);
@@ -233,7 +249,13 @@ async fn a_poison_message_goes_to_the_dead_letters_and_the_route_moves_on() {
     his_call(&gw, path, &json!({"seq": 2})).send().await;
     // The cloud answers 500 for everything now: the head fails until it runs out of attempts…
     cloud.respond_default(500, "{\"error\":\"boom\"}");
-    tokio::time::sleep(Duration::from_millis(100)).await;
+    let tried = posts(&cloud).len();
+    poll_until(
+        Duration::from_secs(10),
+        "a delivery answered 500",
+        async || posts(&cloud).len() > tried,
+    )
+    .await;
     let before = posts(&cloud).len();
     // …then 4xx for this route (refused for good) while the rest of the cloud works.
     cloud.respond(&format!("/{path}"), 400, "{\"error\":\"bad request\"}");
@@ -249,19 +271,20 @@ async fn a_poison_message_goes_to_the_dead_letters_and_the_route_moves_on() {
             .any(|r| r.path == "/prefront/sendTipMessage/lisReport"),
         "other routes are not blocked"
     );
-    // The patientQueue route drains into the dead letters instead of blocking forever.
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let r = his_call(&gw, path, &json!({"seq": 4})).send().await;
-        let (q, v) = (r.queued(), r.json());
-        if q.is_none() {
-            // No backlog left: the call went straight to the cloud (and was refused with 400).
-            assert_eq!(v["code"], "10003");
-            break;
-        }
-        assert!(Instant::now() < deadline, "route still blocked");
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    // The patientQueue route drains into the dead letters instead of blocking forever: a call
+    // every 200 ms until one is not queued behind a backlog.
+    Poll::new(Duration::from_secs(10), "the patientQueue route to unblock")
+        .every(Duration::from_millis(200))
+        .until(async || {
+            let r = his_call(&gw, path, &json!({"seq": 4})).send().await;
+            let (q, v) = (r.queued(), r.json());
+            if q.is_none() {
+                // No backlog left: the call went straight to the cloud (and was refused with 400).
+                assert_eq!(v["code"], "10003");
+            }
+            q.is_none()
+        })
+        .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -368,25 +391,22 @@ async fn dead_letters_expire_after_dead_ttl() {
     cloud.respond_default(400, "{\"error\":\"bad request\"}");
     let series = format!("prefront_buffer_dead_letters{{route=\"cloud:{path}\"}}");
     let dead = |m: &str| metric_sample(m, &series).unwrap_or(0.0);
-    let deadline = Instant::now() + Duration::from_secs(15);
-    while dead(&gw.metrics().await) < 1.0 {
-        assert!(Instant::now() < deadline, "never dead-lettered");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    let became_dead = Instant::now();
+    poll_until(
+        Duration::from_secs(15),
+        "the call to be dead-lettered",
+        async || dead(&gw.metrics().await) >= 1.0,
+    )
+    .await;
     // Kept for dead_ttl (2 s), then deleted without anyone asking.
-    let deadline = Instant::now() + Duration::from_secs(15);
-    while dead(&gw.metrics().await) > 0.0 {
-        assert!(
-            Instant::now() < deadline,
-            "the dead letter was never deleted"
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    let kept = poll_until(
+        Duration::from_secs(15),
+        "the dead letter's deletion",
+        async || dead(&gw.metrics().await) <= 0.0,
+    )
+    .await;
     assert!(
-        became_dead.elapsed() >= Duration::from_millis(1500),
-        "not before dead_ttl: {:?}",
-        became_dead.elapsed()
+        kept >= Duration::from_millis(1500),
+        "not before dead_ttl: {kept:?}"
     );
     gw.shutdown().await;
 }

@@ -82,6 +82,7 @@ async fn sigkill_at_random_moments_loses_no_acknowledged_call() {
             }));
         }
         next_seq += 1_000_000;
+        // The random lifetime before the SIGKILL is the point of the test.
         tokio::time::sleep(lifetime).await;
         assert!(
             !gw.log().iter().any(|l| l.contains("moved aside")),
@@ -110,19 +111,27 @@ async fn sigkill_at_random_moments_loses_no_acknowledged_call() {
     };
     cloud.set_delay(Duration::ZERO);
     let gw = RunningBinary::start(&config);
-    let deadline = Instant::now() + Duration::from_secs(120);
-    let delivered: HashMap<u64, usize> = loop {
+    let delivered_counts = || {
         let mut counts: HashMap<u64, usize> = HashMap::new();
         for r in cloud.requests().iter().filter(|r| r.method == "POST") {
             if let Some(seq) = r.json()["seq"].as_u64() {
                 *counts.entry(seq).or_default() += 1;
             }
         }
-        if acked.iter().all(|s| counts.contains_key(s)) || Instant::now() > deadline {
-            break counts;
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
+        counts
     };
+    // Every acknowledged call delivered (or what was by then: judged below).
+    let _ = Poll::new(
+        Duration::from_secs(120),
+        "every acknowledged call at the cloud",
+    )
+    .every(Duration::from_millis(200))
+    .try_until(async || {
+        let counts = delivered_counts();
+        acked.iter().all(|s| counts.contains_key(s))
+    })
+    .await;
+    let delivered = delivered_counts();
     // Order: each caller sent its calls one after another, so their first deliveries must come
     // in the same order (a redelivery after a crash repeats an old one; it does not reorder).
     let mut first_seen: Vec<u64> = Vec::new();

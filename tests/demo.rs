@@ -7,9 +7,9 @@ mod support;
 
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use support::{get, post};
+use support::{get, poll_until, post};
 
 struct Demo {
     child: Child,
@@ -130,18 +130,15 @@ async fn the_demo_banner_commands_work_and_an_outage_is_buffered_then_drained() 
     assert_eq!(depth(&m.text(), "phyReport"), 1);
     let r = post(format!("{admin}/demo/cloud/up")).send().await;
     assert_eq!(r.status, 200);
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        let m = get(format!("{admin}/metrics")).send().await;
-        if depth(&m.text(), "phyReport") == 0 {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "the buffer did not drain in 20 s"
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    poll_until(
+        Duration::from_secs(20),
+        "the phyReport buffer to drain",
+        async || {
+            let m = get(format!("{admin}/metrics")).send().await;
+            depth(&m.text(), "phyReport") == 0
+        },
+    )
+    .await;
     // The status page renders.
     let page = get(format!("{admin}/status")).send().await;
     assert_eq!(page.status, 200);

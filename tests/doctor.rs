@@ -5,11 +5,11 @@
 #[allow(unused_imports)] // the gateway helpers are not used: the binary runs as a child
 mod support;
 
-use std::io::{Read, Write};
+use std::io::Write;
 use std::net::TcpListener as StdTcpListener;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant, SystemTime};
+use std::process::Command;
+use std::time::{Duration, SystemTime};
 
 use support::*;
 
@@ -28,24 +28,13 @@ const WSDL: &str = r#"<?xml version="1.0" encoding="utf-8"?>
 </wsdl:definitions>
 "#;
 
-/// What one `prefront doctor` printed and how it exited.
-struct Run {
-    code: Option<i32>,
-    stdout: String,
-    stderr: String,
+/// Reading a doctor report.
+trait Report {
+    fn line(&self, what: &str) -> &str;
+    fn lines_with(&self, status: &str) -> Vec<&str>;
 }
 
-impl std::fmt::Debug for Run {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(
-            f,
-            "exit {:?}\n--- stdout ---\n{}--- stderr ---\n{}",
-            self.code, self.stdout, self.stderr
-        )
-    }
-}
-
-impl Run {
+impl Report for Run {
     /// The one line whose check label contains `what`.
     fn line(&self, what: &str) -> &str {
         let hits: Vec<&str> = self
@@ -76,42 +65,8 @@ fn label(line: &str) -> Option<&str> {
 async fn doctor(config: &Path) -> Run {
     let config = config.to_path_buf();
     tokio::task::spawn_blocking(move || {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_prefront"))
-            .arg("doctor")
-            .arg("--config")
-            .arg(&config)
-            .env_remove("RUST_LOG")
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("spawn the prefront binary");
-        let drain = |mut r: Box<dyn Read + Send>| {
-            std::thread::spawn(move || {
-                let mut buf = Vec::new();
-                let _ = r.read_to_end(&mut buf);
-                String::from_utf8_lossy(&buf).into_owned()
-            })
-        };
-        let out = drain(Box::new(child.stdout.take().expect("stdout piped")));
-        let err = drain(Box::new(child.stderr.take().expect("stderr piped")));
-        let deadline = Instant::now() + Duration::from_secs(30);
-        let status = loop {
-            if let Some(st) = child.try_wait().expect("wait for prefront") {
-                break st;
-            }
-            if Instant::now() > deadline {
-                let _ = child.kill();
-                let _ = child.wait();
-                panic!("prefront doctor did not finish within 30 s");
-            }
-            std::thread::sleep(Duration::from_millis(10));
-        };
-        Run {
-            code: status.code(),
-            stdout: out.join().expect("stdout reader"),
-            stderr: err.join().expect("stderr reader"),
-        }
+        let config = config.to_str().expect("UTF-8 path");
+        run_prefront(&["doctor", "--config", config], None)
     })
     .await
     .expect("runner thread")

@@ -1548,7 +1548,13 @@ async fn hostile_inputs_are_refused_cleanly_and_nothing_is_forwarded() {
     let gw_b = spawn_gateway(&toml_b.render()).await;
     // A call signed in the gateway's start second is refused (it may predate the start): the
     // signed rows below are signed in a later one.
-    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let start_second = unix_now();
+    poll_until(
+        Duration::from_secs(2),
+        "the second after the start",
+        async || unix_now() > start_second,
+    )
+    .await;
 
     let endpoints = Endpoints {
         his: gw_a.his_addr,

@@ -83,7 +83,13 @@ async fn connections_past_the_limit_are_closed_and_idle_ones_time_out() {
     // Two connections are served at once; a third is closed at once.
     let mut a = TcpStream::connect(&addr).expect("first");
     let mut b = TcpStream::connect(&addr).expect("second");
-    std::thread::sleep(Duration::from_millis(200));
+    let server: std::net::SocketAddr = addr.parse().expect("his address");
+    let (a_end, b_end) = (a.local_addr().expect("a"), b.local_addr().expect("b"));
+    wait_until(
+        Duration::from_secs(5),
+        "the box to accept the first two connections",
+        || accepted(server, a_end) && accepted(server, b_end),
+    );
     let mut c = TcpStream::connect(&addr).expect("third connects at TCP level");
     assert!(
         closed_within(&mut c, Duration::from_millis(800)),
@@ -351,7 +357,13 @@ async fn one_peer_cannot_take_every_slot() {
         connect_from("127.0.0.2", addr).await,
         connect_from("127.0.0.2", addr).await,
     ];
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    let ends: Vec<_> = held.iter().map(|s| s.local_addr().expect("end")).collect();
+    poll_until(
+        Duration::from_secs(5),
+        "the box to accept the peer's first two connections",
+        async || ends.iter().all(|e| accepted(addr, *e)),
+    )
+    .await;
     let mut third = connect_from("127.0.0.2", addr).await;
     assert!(
         closed_within(&mut third, Duration::from_millis(800)),

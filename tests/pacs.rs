@@ -314,6 +314,8 @@ async fn a_1_gib_image_streams_through_in_constant_memory() {
     // take the idle figure.
     let warm = fetch(client.get(dcm_at(&base, &format!("size-{}", 4 * MIB)))).await;
     assert_whole_file(&warm, 4 * MIB, "warm-up download");
+    // A deliberate pause, then three samples 100 ms apart: the idle figure is the memory at rest,
+    // which has no event to wait for.
     tokio::time::sleep(Duration::from_millis(300)).await;
     let mut idle = 0;
     for _ in 0..3 {
@@ -332,6 +334,7 @@ async fn a_1_gib_image_streams_through_in_constant_memory() {
                     peak.fetch_max(rss, Ordering::Relaxed);
                     samples += 1;
                 }
+                // The sampling period.
                 std::thread::sleep(Duration::from_millis(100));
             }
             samples
@@ -369,21 +372,20 @@ async fn a_1_gib_image_streams_through_in_constant_memory() {
         peak as f64 / MIB as f64
     );
     // One log line for the stream, at its end, with the byte count.
-    let deadline = Instant::now() + Duration::from_secs(5);
-    loop {
-        let log = gw.log();
-        if log.iter().any(|l| {
-            l.contains("stream") && l.contains(&format!("bytes={GIB}")) && l.contains("outcome=")
-        }) {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "no `stream … bytes={GIB} … outcome=` line:\n{}",
-            log.join("\n")
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    let line = Poll::new(Duration::from_secs(5), "the stream's log line")
+        .try_until(async || {
+            gw.log().iter().any(|l| {
+                l.contains("stream")
+                    && l.contains(&format!("bytes={GIB}"))
+                    && l.contains("outcome=")
+            })
+        })
+        .await;
+    assert!(
+        line.is_ok(),
+        "no `stream … bytes={GIB} … outcome=` line:\n{}",
+        gw.log().join("\n")
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -485,10 +487,10 @@ async fn a_broken_stream_is_logged_once_with_what_went_wrong() {
     let dropped = fetch(client.get(dcm_at(&base, &format!("size-{}-drop-2000000", 8 * MIB)))).await;
     assert!(dropped.error.is_some(), "{}", dropped.describe());
 
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while stream_lines(&gw.log()).len() < 2 && Instant::now() < deadline {
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    let _ = Poll::new(Duration::from_secs(5), "two stream lines")
+        .try_until(async || stream_lines(&gw.log()).len() >= 2)
+        .await;
+    // A quiet period for a third line that must not come (checked below).
     tokio::time::sleep(Duration::from_millis(300)).await;
     let (status, log) = gw.terminate();
     assert!(status.success(), "clean exit: {status:?}");
@@ -1605,6 +1607,8 @@ async fn a_client_that_reads_slowly_holds_the_pacs_back() {
     // The client stops reading (keeping the connection): once the buffers on the way are full,
     // the PACS must be held back rather than drained into the gateway's memory.
     let stream = b.pacs.requests()[0].stream.clone();
+    // The pause is the point: what the PACS sends over 1 s while the client has not read for
+    // 1.5 s.
     tokio::time::sleep(Duration::from_millis(1500)).await;
     let at_1_5s = stream.bytes_sent();
     tokio::time::sleep(Duration::from_millis(1000)).await;
@@ -1742,7 +1746,15 @@ async fn a_link_expires_after_link_ttl() {
     let client = streaming_client();
     let got = fetch(client.get(b.link(&links[2]))).await;
     assert_whole_file(&got, 5000, "a fresh link");
-    tokio::time::sleep(Duration::from_millis(3500)).await;
+    // Until the token's own expiry has passed, by the same clock and check the box uses.
+    let token = links[2].rsplit('/').next().expect("a /files/<token> link");
+    let signer = prefront::pacs::LinkSigner::new(LINK_KEY.as_bytes());
+    poll_until(
+        Duration::from_secs(5),
+        "the link's expiry (link_ttl 2 s)",
+        async || signer.verify(token, unix_now()) == Err(prefront::pacs::LinkError::Expired),
+    )
+    .await;
     let got = fetch(client.get(b.link(&links[2]))).await;
     assert_gateway_error(&got, 410, "link-expired", "after link_ttl");
     assert_eq!(

@@ -79,17 +79,16 @@ async fn operator_lists_shows_masked_retries_and_drops() {
     assert!(err.contains("stop it first"), "{err}");
 
     // Past the TTL the forwarders move all three to the dead letters.
-    let deadline = Instant::now() + Duration::from_secs(15);
-    while gw
-        .log()
-        .iter()
-        .filter(|l| l.contains("moved to the dead letters"))
-        .count()
-        < 3
-    {
-        assert!(Instant::now() < deadline, "{:#?}", gw.log());
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    let moved = Poll::new(Duration::from_secs(15), "three moves to the dead letters")
+        .try_until(async || {
+            gw.log()
+                .iter()
+                .filter(|l| l.contains("moved to the dead letters"))
+                .count()
+                >= 3
+        })
+        .await;
+    assert!(moved.is_ok(), "{:#?}", gw.log());
     let (status, _) = gw.terminate();
     assert!(status.success());
 
@@ -152,6 +151,7 @@ async fn operator_lists_shows_masked_retries_and_drops() {
     assert_eq!(bodies.len(), 2, "{bodies:?}");
     assert!(bodies.iter().any(|b| b.contains(PHONE)), "{bodies:?}");
     assert!(bodies.iter().any(|b| b == r#"{"seq":3}"#), "{bodies:?}");
+    // A quiet period for the dropped record, which must not come: not a condition.
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert_eq!(cloud.requests().len(), 2, "the dropped record is not sent");
     let (status, _) = gw.terminate();

@@ -9,7 +9,8 @@ mod support;
 use std::time::Duration;
 
 use support::{
-    basic_config, get, post, sign, spawn_gateway, unix_now as now, MockUpstream, TestPki,
+    basic_config, get, poll_until, post, sign, spawn_gateway, unix_now as now, MockUpstream,
+    TestPki,
 };
 
 const SECRET: &str = "the secret agreed with the cloud team, 32+ chars";
@@ -30,7 +31,13 @@ async fn the_clouds_calls_need_a_valid_fresh_unused_signature() {
     let before = now() - 1;
     let gw = spawn_gateway(&toml).await;
     // Calls signed in the start's own second are refused too: sign in a later one.
-    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let started = now();
+    poll_until(
+        Duration::from_secs(2),
+        "the second after the start",
+        async || now() > started,
+    )
+    .await;
     let target = "/his/hospital.interface.queryBalance";
     let url = format!("{}{target}", gw.cloud_url(false));
     let body = r#"{"medicalCardNumber":"001"}"#;

@@ -174,16 +174,21 @@ fn try_run_bounded(mut cmd: Command, timeout: Duration) -> Result<Ran, String> {
         let _ = err.read_to_end(&mut v);
         String::from_utf8_lossy(&v).into_owned()
     });
-    let deadline = Instant::now() + timeout;
-    let status = loop {
-        match child.try_wait() {
-            Ok(Some(s)) => break Some(s),
-            Ok(None) if Instant::now() >= deadline => break None,
-            Ok(None) => std::thread::sleep(Duration::from_millis(20)),
-            Err(e) => return Err(format!("waiting for {shown}: {e}")),
-        }
-    };
-    let Some(status) = status else {
+    let mut failed = None;
+    let status =
+        Poll::new(timeout, format!("{shown} to finish")).try_value_blocking(|| {
+            match child.try_wait() {
+                Ok(s) => s,
+                Err(e) => {
+                    failed = Some(format!("waiting for {shown}: {e}"));
+                    Some(std::process::ExitStatus::default())
+                }
+            }
+        });
+    if let Some(e) = failed {
+        return Err(e);
+    }
+    let Ok(status) = status else {
         // Only the group this function started, by its id.
         let _ = Command::new("kill")
             .args(["-KILL", "--", &format!("-{}", child.id())])

@@ -4,6 +4,7 @@
 mod support;
 
 use std::path::Path;
+use std::time::Duration;
 
 use support::*;
 
@@ -150,4 +151,42 @@ fn openssl_hmac(key: &str, data: &str) -> String {
         .unwrap_or_default()
         .trim()
         .to_string()
+}
+
+#[tokio::test]
+async fn poll_until_returns_once_the_condition_holds_and_names_what_never_did() {
+    let started = std::time::Instant::now();
+    let mut n = 0;
+    poll_until(Duration::from_secs(5), "the third look", async || {
+        n += 1;
+        n == 3
+    })
+    .await;
+    assert_eq!(n, 3);
+    assert!(started.elapsed() < Duration::from_secs(1));
+    let err = Poll::new(Duration::from_millis(50), "a condition that never holds")
+        .try_until(async || false)
+        .await
+        .expect_err("times out");
+    assert_eq!(
+        err.to_string(),
+        "timed out after 50ms waiting for a condition that never holds"
+    );
+    let panic = std::panic::catch_unwind(|| {
+        wait_until(Duration::from_millis(30), "nothing", || false);
+    })
+    .expect_err("panics");
+    let msg = panic.downcast_ref::<String>().cloned().unwrap_or_default();
+    assert!(msg.contains("waiting for nothing"), "{msg}");
+}
+
+#[test]
+fn accepted_tells_a_backlogged_connection_from_an_accepted_one() {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let server = listener.local_addr().expect("addr");
+    let client = std::net::TcpStream::connect(server).expect("connect");
+    let local = client.local_addr().expect("addr");
+    assert!(!accepted(server, local), "in the backlog: not accepted yet");
+    let _conn = listener.accept().expect("accept");
+    assert!(accepted(server, local));
 }

@@ -465,15 +465,12 @@ async fn narrowing_allowed_client_names_applies_to_open_connections() {
         .status()
         .expect("kill runs");
     assert!(ok.success());
-    let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    while !bin
-        .log()
-        .iter()
-        .any(|l| l.contains("configuration reloaded"))
-    {
-        assert!(std::time::Instant::now() < deadline, "no reload");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    poll_until(Duration::from_secs(10), "the reload", async || {
+        bin.log()
+            .iter()
+            .any(|l| l.contains("configuration reloaded"))
+    })
+    .await;
     match call(&client, &url).try_send().await {
         Ok(r) => assert_eq!(r.status, 403, "the narrowed names are in force"),
         Err(e) => assert!(!e.is_timeout(), "refused at once, not timed out: {e}"),
@@ -616,14 +613,10 @@ async fn cloud_with_untrusted_certificate_gives_10003_upstream_tls() {
     );
 
     // The box really tried (and refused) a handshake with the mock.
-    let deadline = std::time::Instant::now() + Duration::from_secs(5);
-    while cloud.tls_handshake_failures() == 0 && std::time::Instant::now() < deadline {
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    assert!(
-        cloud.tls_handshake_failures() >= 1,
-        "no TLS handshake was attempted"
-    );
+    let tried = Poll::new(Duration::from_secs(5), "a refused handshake")
+        .try_until(async || cloud.tls_handshake_failures() >= 1)
+        .await;
+    assert!(tried.is_ok(), "no TLS handshake was attempted");
     assert_eq!(cloud.request_count(), 0);
     // An operator must be able to tell a certificate problem from a link that is down.
     assert_eq!(

@@ -12,6 +12,7 @@
 //! * [`ConfigToml`]: a configuration patched by key, rendered back to TOML.
 //! * [`post`] / [`get`] / [`request`]: one call builder (sent with reqwest, or rendered raw for a
 //!   socket) and its [`Reply`]; [`sign`], the `[auth]` signature.
+//! * [`poll_until`] / [`wait_until`] / [`Poll`]: bounded waits for a condition instead of sleeps.
 //! * [`pacs`]: a mock PACS serving generated image files of any size (`support::pacs::*`).
 //!
 //! Note on reqwest 0.13 with `rustls-no-provider`: building a `reqwest::Client`
@@ -27,12 +28,15 @@ mod config;
 mod gateway;
 mod http;
 pub mod pacs;
+mod wait;
 #[allow(unused_imports)] // not every test file runs the binary
 pub use binary::*;
 pub use config::*;
 pub use gateway::*;
 #[allow(unused_imports)] // not every test file makes calls
 pub use http::*;
+#[allow(unused_imports)] // not every test file waits
+pub use wait::*;
 
 use std::fs;
 use std::io::Write;
