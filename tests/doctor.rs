@@ -11,6 +11,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, SystemTime};
 
+use support::pacs::MockPacs;
 use support::*;
 
 /// A SOAP HIS's WSDL (document/literal, .NET style) with two operations.
@@ -93,6 +94,7 @@ struct Setup {
     cloud: MockUpstream,
     his: MockUpstream,
     soap: MockUpstream,
+    pacs: MockPacs,
     /// `ca = …` under [cloud] (the test PKI's CA).
     cloud_ca: bool,
     cloud_url: String,
@@ -111,6 +113,7 @@ impl Setup {
         let his = MockUpstream::http().await;
         let soap = MockUpstream::http().await;
         soap.respond("/HisService.asmx", 200, WSDL);
+        let pacs = MockPacs::start().await;
         let cloud_url = format!("{}/", cloud.url());
         let soap_route = route_toml(
             "hospital.interface.createCard",
@@ -125,6 +128,7 @@ impl Setup {
             cloud,
             his,
             soap,
+            pacs,
             cloud_ca: true,
             cloud_url,
             his_listen: "127.0.0.1:0".into(),
@@ -167,7 +171,7 @@ timeout_ms = 5000
 {soap_route}
 
 [pacs]
-dcm_url = "{pacs}/pacs/dcm?dcmId={{dcmId}}&hospitalId={{hospitalId}}"
+dcm_url = {pacs:?}
 
 [buffer]
 path = {buffer}
@@ -179,7 +183,7 @@ max_bytes = "64MiB"
             cloud_url = self.cloud_url,
             his = self.his.url(),
             soap_route = self.soap_route,
-            pacs = self.his.url(),
+            pacs = self.pacs.dcm_url_template(),
             buffer = q(&self.buffer),
         );
         let path = self.dir.path().join("prefront.toml");
@@ -271,7 +275,12 @@ async fn a_good_installation_passes_every_check() {
     );
     assert_status(&run, "buffer directory", "PASS", &["write + fsync OK"]);
     assert_status(&run, "buffer disk space", "PASS", &["free"]);
-    assert_status(&run, "PACS", "PASS", &["accepts connections"]);
+    assert_status(
+        &run,
+        "PACS",
+        "PASS",
+        &["accepts connections", &s.pacs.host_port()],
+    );
     let summary = run.stdout.lines().last().unwrap_or_default();
     assert!(
         summary.starts_with("doctor: ") && summary.ends_with(" passed, 0 warnings, 0 failed"),

@@ -13,7 +13,9 @@
 //! * [`post`] / [`get`] / [`request`]: one call builder (sent with reqwest, or rendered raw for a
 //!   socket) and its [`Reply`]; [`sign`], the `[auth]` signature.
 //! * [`poll_until`] / [`wait_until`] / [`Poll`]: bounded waits for a condition instead of sleeps.
-//! * [`pacs`]: a mock PACS serving generated image files of any size (`support::pacs::*`).
+//! * [`pacs`]: the mock PACS serving generated image files of any size (`support::pacs::*`):
+//!   every test that needs a PACS uses it, not a [`MockUpstream`] with `Answer::File` (that
+//!   simulator answer is `prefront demo`'s PACS, tested through the demo).
 //!
 //! Note on reqwest 0.13 with `rustls-no-provider`: building a `reqwest::Client`
 //! without a preconfigured TLS config panics unless a process-wide rustls

@@ -1,4 +1,6 @@
-//! A mock PACS (hyper 1, HTTP/1.1, `127.0.0.1:0`) serving generated image files of any size.
+//! The tests' one PACS fake (hyper 1, HTTP/1.1, `127.0.0.1:0`) serving generated image files of any
+//! size. (`prefront::sim`'s `Answer::File` is the demo's PACS: the demo test exercises it; the
+//! other tests do not use it.)
 //!
 //! Content: byte `i` of every file is `PATTERN[i % PATTERN_LEN]`, a fixed pseudo-random block of
 //! prime length, so any byte range of a file of any size is served by slicing a static buffer
