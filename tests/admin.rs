@@ -7,7 +7,7 @@ mod support;
 use std::time::Duration;
 
 use support::{basic_config, spawn_gateway, TestGateway};
-use support::{closed_port_addr, plain_client, MockUpstream, TestPki};
+use support::{closed_port_addr, get, plain_client, post, MockUpstream, TestPki};
 
 const ADMIN: &str = "\n[admin]\nlisten = \"127.0.0.1:0\"\n";
 
@@ -17,20 +17,11 @@ fn admin_url(gw: &TestGateway, path: &str) -> String {
 
 /// `/metrics`, checked to be a complete OpenMetrics exposition.
 async fn scrape(gw: &TestGateway) -> String {
-    let r = plain_client()
-        .get(gw.admin_url("/metrics"))
-        .send()
-        .await
-        .expect("metrics answer");
-    assert_eq!(r.status(), 200);
-    let ct = r
-        .headers()
-        .get("content-type")
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or_default()
-        .to_string();
+    let r = get(gw.admin_url("/metrics")).send().await;
+    assert_eq!(r.status, 200);
+    let ct = r.header("content-type").unwrap_or_default();
     assert!(ct.starts_with("application/openmetrics-text"), "{ct}");
-    let text = r.text().await.expect("metrics body");
+    let text = r.text();
     assert!(text.trim_end().ends_with("# EOF"), "a complete exposition");
     text
 }
@@ -49,31 +40,22 @@ async fn health_readiness_and_call_metrics_follow_the_calls() {
     let gw = spawn_gateway(&toml).await;
     let client = plain_client();
 
-    let health = client
-        .get(admin_url(&gw, "/healthz"))
-        .send()
-        .await
-        .expect("healthz answers");
-    assert_eq!(health.status(), 200);
-    let ready = client
-        .get(admin_url(&gw, "/readyz"))
-        .send()
-        .await
-        .expect("readyz answers");
-    assert_eq!(ready.status(), 200);
-    let ready = support::read_json(ready).await;
+    let health = get(admin_url(&gw, "/healthz")).via(&client).send().await;
+    assert_eq!(health.status, 200);
+    let ready = get(admin_url(&gw, "/readyz")).via(&client).send().await;
+    assert_eq!(ready.status, 200);
+    let ready = ready.json();
     assert_eq!(ready["ready"], true, "{ready}");
 
     let series = r#"prefront_calls_total{direction="his_to_cloud",route="prefront/patient/getPatientInfo",outcome="ok"}"#;
     let before = value(&scrape(&gw).await, series);
     for _ in 0..3 {
-        let r = client
-            .post(format!("{}/prefront/patient/getPatientInfo", gw.his_url()))
+        let r = post(format!("{}/prefront/patient/getPatientInfo", gw.his_url()))
+            .via(&client)
             .body(r#"{"medicalCardNumber":"001"}"#)
             .send()
-            .await
-            .expect("relay answers");
-        assert_eq!(r.status(), 200);
+            .await;
+        assert_eq!(r.status, 200);
     }
     let after = scrape(&gw).await;
     assert_eq!(
@@ -98,12 +80,8 @@ async fn health_readiness_and_call_metrics_follow_the_calls() {
         "prefront_build_info{{version=\"{}\"}} 1",
         env!("CARGO_PKG_VERSION")
     )));
-    let missing = client
-        .get(admin_url(&gw, "/nothing"))
-        .send()
-        .await
-        .expect("answers");
-    assert_eq!(missing.status(), 404);
+    let missing = get(admin_url(&gw, "/nothing")).via(&client).send().await;
+    assert_eq!(missing.status, 404);
     gw.shutdown().await;
 }
 
@@ -114,17 +92,16 @@ async fn buffered_calls_show_as_depth_per_route_with_the_link_down() {
     let gw = spawn_gateway(&toml).await;
     let client = plain_client();
     for i in 0..2 {
-        let r = client
-            .post(format!(
-                "{}/prefront/sendTipMessage/phyReport",
-                gw.his_url()
-            ))
-            .body(format!(r#"{{"patientName":"张三","n":{i}}}"#))
-            .send()
-            .await
-            .expect("answers");
-        assert_eq!(r.status(), 200);
-        assert!(r.headers().contains_key("x-prefront-queued"), "buffered");
+        let r = post(format!(
+            "{}/prefront/sendTipMessage/phyReport",
+            gw.his_url()
+        ))
+        .via(&client)
+        .body(format!(r#"{{"patientName":"张三","n":{i}}}"#))
+        .send()
+        .await;
+        assert_eq!(r.status, 200);
+        assert!(r.queued().is_some(), "buffered");
     }
     let m = scrape(&gw).await;
     let depth = m
@@ -153,15 +130,14 @@ async fn the_admin_allowlist_refuses_and_counts_other_callers() {
     );
     let gw = spawn_gateway(&toml).await;
     for path in ["/healthz", "/metrics"] {
-        let r = plain_client()
-            .get(admin_url(&gw, path))
+        let r = get(admin_url(&gw, path))
             .timeout(Duration::from_secs(5))
-            .send()
+            .try_send()
             .await;
         match r {
             Ok(r) => panic!(
                 "{path} from a caller not on the list: refused at accept, not HTTP {}",
-                r.status()
+                r.status
             ),
             Err(e) => assert!(
                 !e.is_timeout(),

@@ -72,18 +72,19 @@ async fn mocks() -> (MockUpstream, MockUpstream) {
     (cloud, his)
 }
 
-/// POSTs the JSON body to `url`, with an `X-Forwarded-For` header when given.
-async fn post(url: &str, forwarded_for: Option<&str>) -> reqwest::Response {
-    try_post(url, forwarded_for)
-        .await
-        .unwrap_or_else(|e| panic!("POST {url} failed at the transport level: {e}"))
+/// The test's call to `url`: [`REQUEST_BODY`] as the HIS sends it, with an `X-Forwarded-For`
+/// header when given.
+fn call(url: &str, forwarded_for: Option<&str>) -> Call {
+    post(url)
+        .json_type()
+        .body(REQUEST_BODY)
+        .header_opt("x-forwarded-for", forwarded_for)
 }
 
 /// Asserts the caller was let through: HTTP 200 and exactly the cloud mock's answer, and the
 /// mock got the caller's body on the catalogue path.
-async fn assert_relayed_to_cloud(resp: reqwest::Response, cloud: &MockUpstream, expected: usize) {
-    let status = resp.status();
-    let body = resp.text().await.expect("read gateway answer");
+async fn assert_relayed_to_cloud(resp: Reply, cloud: &MockUpstream, expected: usize) {
+    let (status, body) = (resp.status, resp.text());
     assert_eq!(status, 200, "allowed caller must be relayed; body: {body}");
     assert_eq!(
         body, CLOUD_ANSWER,
@@ -103,27 +104,12 @@ async fn assert_relayed_to_cloud(resp: reqwest::Response, cloud: &MockUpstream, 
     );
 }
 
-/// Like `post`, but the transport's outcome is the caller's to judge.
-async fn try_post(
-    url: &str,
-    forwarded_for: Option<&str>,
-) -> Result<reqwest::Response, reqwest::Error> {
-    let mut req = plain_client()
-        .post(url)
-        .header("content-type", "application/json;charset=UTF-8")
-        .body(REQUEST_BODY);
-    if let Some(xff) = forwarded_for {
-        req = req.header("x-forwarded-for", xff);
-    }
-    req.send().await
-}
-
 /// Asserts the box closed the connection without answering (refused at accept).
-fn assert_refused_at_accept(r: Result<reqwest::Response, reqwest::Error>, what: &str) {
+fn assert_refused_at_accept(r: Result<Reply, reqwest::Error>, what: &str) {
     match r {
         Ok(resp) => panic!(
             "{what}: the connection must be closed at accept, without an answer; got HTTP {}",
-            resp.status()
+            resp.status
         ),
         Err(e) => assert!(
             !e.is_timeout(),
@@ -133,9 +119,8 @@ fn assert_refused_at_accept(r: Result<reqwest::Response, reqwest::Error>, what: 
 }
 
 /// Asserts HTTP 403 with an empty body.
-async fn assert_forbidden(resp: reqwest::Response, what: &str) {
-    let status = resp.status();
-    let body = resp.bytes().await.expect("read 403 body");
+fn assert_forbidden(resp: Reply, what: &str) {
+    let (status, body) = (resp.status, resp.body);
     assert_eq!(
         status,
         403,
@@ -180,7 +165,7 @@ async fn allowed_caller_is_relayed_to_the_cloud() {
     ))
     .await;
 
-    let resp = post(&his_call_url(&gw), None).await;
+    let resp = call(&his_call_url(&gw), None).send().await;
     assert_relayed_to_cloud(resp, &cloud, 1).await;
     gw.shutdown().await;
 }
@@ -198,19 +183,20 @@ allow = ["10.0.0.0/8"]"#,
     .await;
 
     assert_refused_at_accept(
-        try_post(&his_call_url(&gw), None).await,
+        call(&his_call_url(&gw), None).try_send().await,
         "127.0.0.1 on a his_listener allowing 10.0.0.0/8",
     );
     assert_nothing_forwarded(&cloud, "denied HIS caller").await;
 
     // The other listener has its own list: the cloud side still lets loopback in.
-    let resp = post(
+    let resp = call(
         &format!("{}/his/{QUERY_BALANCE}", gw.cloud_url(false)),
         None,
     )
+    .send()
     .await;
-    assert_eq!(resp.status(), 200, "cloud listener's own allowlist applies");
-    assert_eq!(resp.text().await.expect("body"), HIS_ANSWER);
+    assert_eq!(resp.status, 200, "cloud listener's own allowlist applies");
+    assert_eq!(resp.text(), HIS_ANSWER);
     gw.shutdown().await;
 }
 
@@ -228,7 +214,7 @@ allow = ["10.0.0.0/8"]"#,
 
     let url = format!("{}/his/{QUERY_BALANCE}", gw.cloud_url(false));
     assert_refused_at_accept(
-        try_post(&url, None).await,
+        call(&url, None).try_send().await,
         "127.0.0.1 on a cloud_listener allowing 10.0.0.0/8",
     );
     assert_nothing_forwarded(&his, "denied cloud caller").await;
@@ -250,7 +236,7 @@ allow = ["10.0.0.0/8"]"#,
 
     for xff in ["10.1.2.3", "203.0.113.9, 10.1.2.3", "10.1.2.3:4567"] {
         assert_refused_at_accept(
-            try_post(&his_call_url(&gw), Some(xff)).await,
+            call(&his_call_url(&gw), Some(xff)).try_send().await,
             &format!("forged X-Forwarded-For: {xff}"),
         );
     }
@@ -280,7 +266,7 @@ async fn trusted_proxy_forwarding_an_allowed_client_is_relayed() {
     let (cloud, his) = mocks().await;
     let gw = behind_proxy(&cloud, &his).await;
 
-    let resp = post(&his_call_url(&gw), Some("10.1.2.3")).await;
+    let resp = call(&his_call_url(&gw), Some("10.1.2.3")).send().await;
     assert_relayed_to_cloud(resp, &cloud, 1).await;
     gw.shutdown().await;
 }
@@ -291,16 +277,22 @@ async fn trusted_proxy_rightmost_untrusted_entry_decides() {
     let gw = behind_proxy(&cloud, &his).await;
 
     // The leftmost entry is whatever the caller wrote; the proxy appended the real client last.
-    let resp = post(&his_call_url(&gw), Some("10.1.2.3, 203.0.113.9")).await;
-    assert_forbidden(resp, "X-Forwarded-For: 10.1.2.3, 203.0.113.9").await;
+    let resp = call(&his_call_url(&gw), Some("10.1.2.3, 203.0.113.9"))
+        .send()
+        .await;
+    assert_forbidden(resp, "X-Forwarded-For: 10.1.2.3, 203.0.113.9");
     assert_nothing_forwarded(&cloud, "rightmost entry not allowed").await;
 
     // The reverse order: the rightmost (real) client is allowed, the forged leftmost is moot.
-    let resp = post(&his_call_url(&gw), Some("203.0.113.9, 10.1.2.3")).await;
+    let resp = call(&his_call_url(&gw), Some("203.0.113.9, 10.1.2.3"))
+        .send()
+        .await;
     assert_relayed_to_cloud(resp, &cloud, 1).await;
 
     // Trusted proxies in the chain are skipped: 127.0.0.1 is a proxy hop, 10.1.2.3 the client.
-    let resp = post(&his_call_url(&gw), Some("10.1.2.3, 127.0.0.1")).await;
+    let resp = call(&his_call_url(&gw), Some("10.1.2.3, 127.0.0.1"))
+        .send()
+        .await;
     assert_relayed_to_cloud(resp, &cloud, 2).await;
     gw.shutdown().await;
 }
@@ -310,11 +302,13 @@ async fn trusted_proxy_with_unparsable_forwarded_for_is_refused() {
     let (cloud, his) = mocks().await;
     let gw = behind_proxy(&cloud, &his).await;
 
-    let resp = post(&his_call_url(&gw), Some("garbage")).await;
-    assert_forbidden(resp, "X-Forwarded-For: garbage").await;
+    let resp = call(&his_call_url(&gw), Some("garbage")).send().await;
+    assert_forbidden(resp, "X-Forwarded-For: garbage");
     // Garbage to the right of an allowed address must not let the allowed one decide.
-    let resp = post(&his_call_url(&gw), Some("10.1.2.3, garbage")).await;
-    assert_forbidden(resp, "X-Forwarded-For: 10.1.2.3, garbage").await;
+    let resp = call(&his_call_url(&gw), Some("10.1.2.3, garbage"))
+        .send()
+        .await;
+    assert_forbidden(resp, "X-Forwarded-For: 10.1.2.3, garbage");
     assert_nothing_forwarded(&cloud, "unparsable X-Forwarded-For").await;
     gw.shutdown().await;
 }
@@ -325,8 +319,8 @@ async fn trusted_proxy_without_forwarded_for_is_judged_as_itself() {
     let gw = behind_proxy(&cloud, &his).await;
 
     // No header: the proxy (127.0.0.1) is the client, and it is not in allow.
-    let resp = post(&his_call_url(&gw), None).await;
-    assert_forbidden(resp, "trusted proxy without X-Forwarded-For").await;
+    let resp = call(&his_call_url(&gw), None).send().await;
+    assert_forbidden(resp, "trusted proxy without X-Forwarded-For");
     assert_nothing_forwarded(&cloud, "proxy itself not allowed").await;
     gw.shutdown().await;
 }
@@ -384,7 +378,7 @@ allow = ["::1/128"]"#,
     assert!(gw.his_addr.is_ipv6(), "his_listener bound {}", gw.his_addr);
 
     let url = format!("http://[::1]:{}{GET_PATIENT_INFO}", gw.his_addr.port());
-    let resp = post(&url, None).await;
+    let resp = call(&url, None).send().await;
     assert_relayed_to_cloud(resp, &cloud, 1).await;
     gw.shutdown().await;
 }
@@ -406,7 +400,7 @@ allow = ["127.0.0.1/32"]"#,
 
     let url = format!("http://[::1]:{}{GET_PATIENT_INFO}", gw.his_addr.port());
     assert_refused_at_accept(
-        try_post(&url, None).await,
+        call(&url, None).try_send().await,
         "::1 on a listener allowing 127.0.0.1/32 only",
     );
     assert_nothing_forwarded(&cloud, "IPv6 peer not allowed").await;
@@ -430,7 +424,7 @@ allow = ["127.0.0.1/32"]"#,
 
     // The listener sees this peer as ::ffff:127.0.0.1.
     let url = format!("http://127.0.0.1:{}{GET_PATIENT_INFO}", gw.his_addr.port());
-    let resp = post(&url, None).await;
+    let resp = call(&url, None).send().await;
     assert_relayed_to_cloud(resp, &cloud, 1).await;
     gw.shutdown().await;
 }
@@ -452,7 +446,7 @@ allow = ["::1/128"]"#,
 
     let url = format!("http://127.0.0.1:{}{GET_PATIENT_INFO}", gw.his_addr.port());
     assert_refused_at_accept(
-        try_post(&url, None).await,
+        call(&url, None).try_send().await,
         "::ffff:127.0.0.1 on a listener allowing ::1/128 only",
     );
     assert_nothing_forwarded(&cloud, "IPv4-mapped peer not allowed").await;
@@ -481,12 +475,13 @@ max_body = "256MiB""#,
     let mut stream = tokio::net::TcpStream::connect(gw.his_addr)
         .await
         .expect("connect to his_listener");
-    let head = format!(
-        "POST {GET_PATIENT_INFO} HTTP/1.1\r\nHost: 127.0.0.1\r\n\
-         Content-Type: application/json\r\nContent-Length: 100000000\r\n\r\n{{\"hosp"
-    );
+    let head = post(GET_PATIENT_INFO)
+        .content_type("application/json")
+        .header("Content-Length", "100000000")
+        .body("{\"hosp")
+        .raw();
     // The box may have closed the connection already: a failed write is part of the answer.
-    let _ = stream.write_all(head.as_bytes()).await;
+    let _ = stream.write_all(&head).await;
 
     // The box closes the connection at once: no status line, and it never waits for the
     // remaining ~100 MB.

@@ -4,18 +4,15 @@
 #[allow(unused_imports)] // this file uses the PKI and temp dirs, not the gateway helpers
 mod support;
 
-use std::io::Read;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use ipnet::IpNet;
 use prefront::config::{Delivery, HisTarget, SoapParam, SoapVersion};
 use prefront::Config;
 use support::*;
 
-const BIN: &str = env!("CARGO_BIN_EXE_prefront");
 /// `prefront check` exits with this for a configuration that cannot be used (EX_USAGE).
 const EXIT_CONFIG: i32 = 64;
 
@@ -56,70 +53,8 @@ fn addr(s: &str) -> SocketAddr {
 // Running the binary
 // ---------------------------------------------------------------------------
 
-struct Run {
-    code: Option<i32>,
-    stdout: String,
-    stderr: String,
-}
-
-impl Run {
-    fn all(&self) -> String {
-        format!("{}\n{}", self.stdout, self.stderr)
-    }
-}
-
-impl std::fmt::Debug for Run {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(
-            f,
-            "exit {:?}\n--- stdout ---\n{}\n--- stderr ---\n{}",
-            self.code, self.stdout, self.stderr
-        )
-    }
-}
-
-/// Runs the real `prefront` binary with `args` (in `cwd` when given), at most 30 s.
-fn prefront(args: &[&str], cwd: Option<&Path>) -> Run {
-    let mut cmd = Command::new(BIN);
-    cmd.args(args)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .env_remove("RUST_LOG");
-    if let Some(dir) = cwd {
-        cmd.current_dir(dir);
-    }
-    let mut child = cmd.spawn().expect("spawn the prefront binary");
-    let drain = |mut r: Box<dyn Read + Send>| {
-        std::thread::spawn(move || {
-            let mut buf = Vec::new();
-            let _ = r.read_to_end(&mut buf);
-            String::from_utf8_lossy(&buf).into_owned()
-        })
-    };
-    let out = drain(Box::new(child.stdout.take().expect("stdout piped")));
-    let err = drain(Box::new(child.stderr.take().expect("stderr piped")));
-    let deadline = Instant::now() + Duration::from_secs(30);
-    let status = loop {
-        if let Some(st) = child.try_wait().expect("wait for prefront") {
-            break st;
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("prefront {args:?} did not finish within 30 s");
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    };
-    Run {
-        code: status.code(),
-        stdout: out.join().expect("stdout reader"),
-        stderr: err.join().expect("stderr reader"),
-    }
-}
-
 fn check(config: &Path) -> Run {
-    prefront(
+    run_prefront(
         &["check", "--config", config.to_str().expect("UTF-8 path")],
         None,
     )
@@ -713,7 +648,7 @@ fn check_without_config_uses_the_embedded_example() {
     }
     // Somewhere without a config/ directory: the example must come from the binary itself.
     let dir = TempDir::new("prefront-config-test-cwd");
-    let run = prefront(&["check"], Some(dir.path()));
+    let run = run_prefront(&["check"], Some(dir.path()));
     assert_check_ok(&run, "check without --config");
     assert!(
         run.all().contains("example"),
@@ -723,7 +658,7 @@ fn check_without_config_uses_the_embedded_example() {
 
 #[test]
 fn version_flag_prints_name_and_version() {
-    let run = prefront(&["--version"], None);
+    let run = run_prefront(&["--version"], None);
     assert_eq!(run.code, Some(0), "{run:?}");
     assert_eq!(
         run.stdout.trim(),
@@ -784,7 +719,7 @@ fn check_accepts_tls_files_relative_to_the_config_file() {
 
     // Run from elsewhere: relative paths must not depend on the working directory.
     let cwd = TempDir::new("prefront-config-test-cwd");
-    let run = prefront(
+    let run = run_prefront(
         &["check", "--config", conf.to_str().expect("UTF-8")],
         Some(cwd.path()),
     );

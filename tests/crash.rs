@@ -36,14 +36,11 @@ async fn sigkill_at_random_moments_loses_no_acknowledged_call() {
     let dir = TempDir::new("prefront-crash");
     let cloud_addr = closed_port_addr();
     let config = dir.path().join("prefront.toml");
-    let toml = basic_config(&format!("http://{cloud_addr}"), None, None, "").replace(
-        "[log]",
-        &format!(
-            "[buffer]\npath = {:?}\nretry_min = \"50ms\"\nretry_max = \"500ms\"\n\n[log]",
-            dir.path().join("buffer").display().to_string()
-        ),
-    );
-    std::fs::write(&config, toml).expect("write config");
+    ConfigToml::basic(&format!("http://{cloud_addr}"), None, None, "")
+        .set_path("buffer.path", &dir.path().join("buffer"))
+        .set("buffer.retry_min", "50ms")
+        .set("buffer.retry_max", "500ms")
+        .write(&config);
 
     let acked: Arc<Mutex<BTreeSet<u64>>> = Arc::new(Mutex::new(BTreeSet::new()));
     let mut next_seq = 0u64;
@@ -72,10 +69,10 @@ async fn sigkill_at_random_moments_loses_no_acknowledged_call() {
                 let mut seq = first;
                 while Instant::now() < until + Duration::from_millis(200) {
                     let body = format!("{{\"hospitalId\":\"253\",\"seq\":{seq}}}");
-                    let Ok(resp) = client.post(&url).body(body).send().await else {
+                    let Ok(resp) = post(&url).via(&client).body(body).try_send().await else {
                         break;
                     };
-                    if resp.headers().contains_key("x-prefront-queued") {
+                    if resp.queued().is_some() {
                         if let Ok(mut a) = acked.lock() {
                             a.insert(seq);
                         }
@@ -85,6 +82,7 @@ async fn sigkill_at_random_moments_loses_no_acknowledged_call() {
             }));
         }
         next_seq += 1_000_000;
+        // The random lifetime before the SIGKILL is the point of the test.
         tokio::time::sleep(lifetime).await;
         assert!(
             !gw.log().iter().any(|l| l.contains("moved aside")),
@@ -113,19 +111,27 @@ async fn sigkill_at_random_moments_loses_no_acknowledged_call() {
     };
     cloud.set_delay(Duration::ZERO);
     let gw = RunningBinary::start(&config);
-    let deadline = Instant::now() + Duration::from_secs(120);
-    let delivered: HashMap<u64, usize> = loop {
+    let delivered_counts = || {
         let mut counts: HashMap<u64, usize> = HashMap::new();
         for r in cloud.requests().iter().filter(|r| r.method == "POST") {
             if let Some(seq) = r.json()["seq"].as_u64() {
                 *counts.entry(seq).or_default() += 1;
             }
         }
-        if acked.iter().all(|s| counts.contains_key(s)) || Instant::now() > deadline {
-            break counts;
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
+        counts
     };
+    // Every acknowledged call delivered (or what was by then: judged below).
+    let _ = Poll::new(
+        Duration::from_secs(120),
+        "every acknowledged call at the cloud",
+    )
+    .every(Duration::from_millis(200))
+    .try_until(async || {
+        let counts = delivered_counts();
+        acked.iter().all(|s| counts.contains_key(s))
+    })
+    .await;
+    let delivered = delivered_counts();
     // Order: each caller sent its calls one after another, so their first deliveries must come
     // in the same order (a redelivery after a crash repeats an old one; it does not reorder).
     let mut first_seen: Vec<u64> = Vec::new();

@@ -2,12 +2,14 @@
 //! PACS; the commands its banner prints work, and taking the simulated cloud down makes calls
 //! wait in the buffer until it comes back.
 
-#[allow(unused_imports)] // the binary and a plain client, not the in-process gateway
+#[allow(unused_imports)] // the binary and the call builder, not the in-process gateway
 mod support;
 
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+use support::{get, poll_until, post};
 
 struct Demo {
     child: Child,
@@ -58,32 +60,6 @@ fn url_of(banner: &str, label: &str) -> String {
         .unwrap_or_else(|| panic!("no {label} URL in the banner:\n{banner}"))
 }
 
-async fn post(url: &str, body: &str) -> (u16, Option<String>, String) {
-    let r = support::plain_client()
-        .post(url)
-        .body(body.to_string())
-        .send()
-        .await
-        .unwrap_or_else(|e| panic!("POST {url}: {e}"));
-    let status = r.status().as_u16();
-    let queued = r
-        .headers()
-        .get("x-prefront-queued")
-        .and_then(|v| v.to_str().ok())
-        .map(str::to_string);
-    (status, queued, r.text().await.unwrap_or_default())
-}
-
-async fn get(url: &str) -> (u16, bytes::Bytes) {
-    let r = support::plain_client()
-        .get(url)
-        .send()
-        .await
-        .unwrap_or_else(|e| panic!("GET {url}: {e}"));
-    let status = r.status().as_u16();
-    (status, r.bytes().await.unwrap_or_default())
-}
-
 fn depth(metrics: &str, route_part: &str) -> u64 {
     metrics
         .lines()
@@ -101,24 +77,22 @@ async fn the_demo_banner_commands_work_and_an_outage_is_buffered_then_drained() 
     assert!(demo.banner.contains("curl"), "{}", demo.banner);
 
     // 1. HIS → cloud, JSON: the simulated cloud echoes the call.
-    let (status, _, body) = post(
-        &format!("{his}/prefront/patient/getPatientInfo"),
-        r#"{"medicalCardNumber":"001"}"#,
-    )
-    .await;
-    assert_eq!(status, 200);
-    let v: serde_json::Value = serde_json::from_str(&body).expect("JSON answer");
+    let r = post(format!("{his}/prefront/patient/getPatientInfo"))
+        .body(r#"{"medicalCardNumber":"001"}"#)
+        .send()
+        .await;
+    assert_eq!(r.status, 200);
+    let (v, body) = (r.json(), r.text());
     assert_eq!(v["code"], "10001", "{body}");
     assert_eq!(v["data"]["body"]["medicalCardNumber"], "001", "{body}");
 
     // 3. cloud → SOAP HIS: LAN image links come back as /files links that stream.
-    let (status, _, body) = post(
-        &format!("{cloud}/his/hospital.interface.pacsReportDcm"),
-        r#"{"id":"1","medicalCardNumber":"001"}"#,
-    )
-    .await;
-    assert_eq!(status, 200);
-    let v: serde_json::Value = serde_json::from_str(&body).expect("JSON answer");
+    let r = post(format!("{cloud}/his/hospital.interface.pacsReportDcm"))
+        .body(r#"{"id":"1","medicalCardNumber":"001"}"#)
+        .send()
+        .await;
+    assert_eq!(r.status, 200);
+    let (v, body) = (r.json(), r.text());
     let link = v["data"][0]["dcms"][0]
         .as_str()
         .unwrap_or_default()
@@ -128,43 +102,45 @@ async fn the_demo_banner_commands_work_and_an_outage_is_buffered_then_drained() 
         v["data"][1]["thumbnailUrl"], "http://abc.example/shotcut.png",
         "public links stay"
     );
-    let (status, bytes) = get(&link).await;
-    assert_eq!(status, 200);
-    assert_eq!(bytes.len(), 1 << 20, "the simulated image, whole");
+    let r = get(&link).send().await;
+    assert_eq!(r.status, 200);
+    assert_eq!(r.body.len(), 1 << 20, "the simulated image, whole");
 
     // 4. A PACS image by id.
-    let (status, bytes) = get(&format!("{cloud}/pacs/dcm?dcmId=demo-1&hospitalId=1")).await;
-    assert_eq!(status, 200);
-    assert_eq!(bytes.len(), 1 << 20);
+    let r = get(format!("{cloud}/pacs/dcm?dcmId=demo-1&hospitalId=1"))
+        .send()
+        .await;
+    assert_eq!(r.status, 200);
+    assert_eq!(r.body.len(), 1 << 20);
 
     // 5. Cloud down: a reminder is buffered; cloud up: it drains.
-    let (status, _, _) = post(&format!("{admin}/demo/cloud/down"), "").await;
-    assert_eq!(status, 200);
-    let (status, queued, body) = post(
-        &format!("{his}/prefront/sendTipMessage/phyReport"),
-        r#"{"patientName":"张三","reportName":"血常规"}"#,
+    let r = post(format!("{admin}/demo/cloud/down")).send().await;
+    assert_eq!(r.status, 200);
+    let r = post(format!("{his}/prefront/sendTipMessage/phyReport"))
+        .body(r#"{"patientName":"张三","reportName":"血常规"}"#)
+        .send()
+        .await;
+    assert_eq!(r.status, 200);
+    assert!(
+        r.queued().is_some(),
+        "acknowledged from the buffer: {}",
+        r.text()
+    );
+    let m = get(format!("{admin}/metrics")).send().await;
+    assert_eq!(depth(&m.text(), "phyReport"), 1);
+    let r = post(format!("{admin}/demo/cloud/up")).send().await;
+    assert_eq!(r.status, 200);
+    poll_until(
+        Duration::from_secs(20),
+        "the phyReport buffer to drain",
+        async || {
+            let m = get(format!("{admin}/metrics")).send().await;
+            depth(&m.text(), "phyReport") == 0
+        },
     )
     .await;
-    assert_eq!(status, 200);
-    assert!(queued.is_some(), "acknowledged from the buffer: {body}");
-    let (_, m) = get(&format!("{admin}/metrics")).await;
-    assert_eq!(depth(&String::from_utf8_lossy(&m), "phyReport"), 1);
-    let (status, _, _) = post(&format!("{admin}/demo/cloud/up"), "").await;
-    assert_eq!(status, 200);
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        let (_, m) = get(&format!("{admin}/metrics")).await;
-        if depth(&String::from_utf8_lossy(&m), "phyReport") == 0 {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "the buffer did not drain in 20 s"
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
     // The status page renders.
-    let (status, page) = get(&format!("{admin}/status")).await;
-    assert_eq!(status, 200);
-    assert!(String::from_utf8_lossy(&page).contains("<html"));
+    let page = get(format!("{admin}/status")).send().await;
+    assert_eq!(page.status, 200);
+    assert!(page.text().contains("<html"));
 }

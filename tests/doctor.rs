@@ -5,12 +5,13 @@
 #[allow(unused_imports)] // the gateway helpers are not used: the binary runs as a child
 mod support;
 
-use std::io::{Read, Write};
+use std::io::Write;
 use std::net::TcpListener as StdTcpListener;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant, SystemTime};
+use std::process::Command;
+use std::time::{Duration, SystemTime};
 
+use support::pacs::MockPacs;
 use support::*;
 
 /// A SOAP HIS's WSDL (document/literal, .NET style) with two operations.
@@ -28,24 +29,13 @@ const WSDL: &str = r#"<?xml version="1.0" encoding="utf-8"?>
 </wsdl:definitions>
 "#;
 
-/// What one `prefront doctor` printed and how it exited.
-struct Run {
-    code: Option<i32>,
-    stdout: String,
-    stderr: String,
+/// Reading a doctor report.
+trait Report {
+    fn line(&self, what: &str) -> &str;
+    fn lines_with(&self, status: &str) -> Vec<&str>;
 }
 
-impl std::fmt::Debug for Run {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(
-            f,
-            "exit {:?}\n--- stdout ---\n{}--- stderr ---\n{}",
-            self.code, self.stdout, self.stderr
-        )
-    }
-}
-
-impl Run {
+impl Report for Run {
     /// The one line whose check label contains `what`.
     fn line(&self, what: &str) -> &str {
         let hits: Vec<&str> = self
@@ -76,42 +66,8 @@ fn label(line: &str) -> Option<&str> {
 async fn doctor(config: &Path) -> Run {
     let config = config.to_path_buf();
     tokio::task::spawn_blocking(move || {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_prefront"))
-            .arg("doctor")
-            .arg("--config")
-            .arg(&config)
-            .env_remove("RUST_LOG")
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("spawn the prefront binary");
-        let drain = |mut r: Box<dyn Read + Send>| {
-            std::thread::spawn(move || {
-                let mut buf = Vec::new();
-                let _ = r.read_to_end(&mut buf);
-                String::from_utf8_lossy(&buf).into_owned()
-            })
-        };
-        let out = drain(Box::new(child.stdout.take().expect("stdout piped")));
-        let err = drain(Box::new(child.stderr.take().expect("stderr piped")));
-        let deadline = Instant::now() + Duration::from_secs(30);
-        let status = loop {
-            if let Some(st) = child.try_wait().expect("wait for prefront") {
-                break st;
-            }
-            if Instant::now() > deadline {
-                let _ = child.kill();
-                let _ = child.wait();
-                panic!("prefront doctor did not finish within 30 s");
-            }
-            std::thread::sleep(Duration::from_millis(10));
-        };
-        Run {
-            code: status.code(),
-            stdout: out.join().expect("stdout reader"),
-            stderr: err.join().expect("stderr reader"),
-        }
+        let config = config.to_str().expect("UTF-8 path");
+        run_prefront(&["doctor", "--config", config], None)
     })
     .await
     .expect("runner thread")
@@ -138,6 +94,7 @@ struct Setup {
     cloud: MockUpstream,
     his: MockUpstream,
     soap: MockUpstream,
+    pacs: MockPacs,
     /// `ca = …` under [cloud] (the test PKI's CA).
     cloud_ca: bool,
     cloud_url: String,
@@ -156,6 +113,7 @@ impl Setup {
         let his = MockUpstream::http().await;
         let soap = MockUpstream::http().await;
         soap.respond("/HisService.asmx", 200, WSDL);
+        let pacs = MockPacs::start().await;
         let cloud_url = format!("{}/", cloud.url());
         let soap_route = route_toml(
             "hospital.interface.createCard",
@@ -170,6 +128,7 @@ impl Setup {
             cloud,
             his,
             soap,
+            pacs,
             cloud_ca: true,
             cloud_url,
             his_listen: "127.0.0.1:0".into(),
@@ -212,7 +171,7 @@ timeout_ms = 5000
 {soap_route}
 
 [pacs]
-dcm_url = "{pacs}/pacs/dcm?dcmId={{dcmId}}&hospitalId={{hospitalId}}"
+dcm_url = {pacs:?}
 
 [buffer]
 path = {buffer}
@@ -224,7 +183,7 @@ max_bytes = "64MiB"
             cloud_url = self.cloud_url,
             his = self.his.url(),
             soap_route = self.soap_route,
-            pacs = self.his.url(),
+            pacs = self.pacs.dcm_url_template(),
             buffer = q(&self.buffer),
         );
         let path = self.dir.path().join("prefront.toml");
@@ -316,7 +275,12 @@ async fn a_good_installation_passes_every_check() {
     );
     assert_status(&run, "buffer directory", "PASS", &["write + fsync OK"]);
     assert_status(&run, "buffer disk space", "PASS", &["free"]);
-    assert_status(&run, "PACS", "PASS", &["accepts connections"]);
+    assert_status(
+        &run,
+        "PACS",
+        "PASS",
+        &["accepts connections", &s.pacs.host_port()],
+    );
     let summary = run.stdout.lines().last().unwrap_or_default();
     assert!(
         summary.starts_with("doctor: ") && summary.ends_with(" passed, 0 warnings, 0 failed"),
@@ -507,15 +471,11 @@ async fn a_soap_service_without_a_wsdl_warns_and_a_dead_one_fails() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_unreachable_http_his_fails() {
     let s = Setup::new().await;
-    let his_url = s.his.url();
     let path = s.write();
     let dead = format!("http://{}", closed_port_addr());
-    let toml = std::fs::read_to_string(&path).expect("read").replacen(
-        &format!("url = \"{his_url}/his/{{method}}\""),
-        &format!("url = \"{dead}/his/{{method}}\""),
-        1,
-    );
-    std::fs::write(&path, toml).expect("write");
+    ConfigToml::parse(&std::fs::read_to_string(&path).expect("read"))
+        .set("his.url", format!("{dead}/his/{{method}}"))
+        .write(&path);
     let run = doctor(&path).await;
     assert_eq!(run.code, Some(1), "{run:?}");
     assert_status(
@@ -602,11 +562,11 @@ async fn a_clock_ten_minutes_off_fails_with_the_skew() {
 async fn an_invalid_config_fails_with_key_and_line_and_checks_nothing_else() {
     let s = Setup::new().await;
     let path = s.write();
-    let toml = std::fs::read_to_string(&path).expect("read").replacen(
-        "timeout_ms = 5000",
-        "timout_ms = 5000",
-        1,
-    );
+    // A typo in a key of [cloud].
+    let toml = ConfigToml::parse(&std::fs::read_to_string(&path).expect("read"))
+        .remove("cloud.timeout_ms")
+        .set("cloud.timout_ms", 5000)
+        .render();
     std::fs::write(&path, &toml).expect("write");
     let line_no = toml
         .lines()

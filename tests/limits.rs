@@ -57,12 +57,12 @@ fn closed_within(s: &mut TcpStream, within: Duration) -> bool {
     }
 }
 
+/// A query as raw bytes, to write on a socket held open.
 fn request(body: &str) -> Vec<u8> {
-    format!(
-        "POST /prefront/patient/getPatientInfo HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
-        body.len()
-    )
-    .into_bytes()
+    post("/prefront/patient/getPatientInfo")
+        .content_type("application/json")
+        .body(body)
+        .raw()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -83,7 +83,13 @@ async fn connections_past_the_limit_are_closed_and_idle_ones_time_out() {
     // Two connections are served at once; a third is closed at once.
     let mut a = TcpStream::connect(&addr).expect("first");
     let mut b = TcpStream::connect(&addr).expect("second");
-    std::thread::sleep(Duration::from_millis(200));
+    let server: std::net::SocketAddr = addr.parse().expect("his address");
+    let (a_end, b_end) = (a.local_addr().expect("a"), b.local_addr().expect("b"));
+    wait_until(
+        Duration::from_secs(5),
+        "the box to accept the first two connections",
+        || accepted(server, a_end) && accepted(server, b_end),
+    );
     let mut c = TcpStream::connect(&addr).expect("third connects at TCP level");
     assert!(
         closed_within(&mut c, Duration::from_millis(800)),
@@ -140,13 +146,11 @@ async fn connections_past_the_limit_are_closed_and_idle_ones_time_out() {
     // Oversized bodies: refused every time, logged once a minute for this caller.
     let big = format!(r#"{{"x":"{}"}}"#, "a".repeat(4096));
     for _ in 0..3 {
-        let r = plain_client()
-            .post(format!("{}/prefront/patient/getPatientInfo", bin.his_url()))
+        let r = post(format!("{}/prefront/patient/getPatientInfo", bin.his_url()))
             .body(big.clone())
             .send()
-            .await
-            .expect("answers");
-        assert_eq!(r.status(), 413);
+            .await;
+        assert_eq!(r.status, 413);
     }
     let (_, log) = bin.terminate();
     let body_lines = log
@@ -252,12 +256,15 @@ async fn denied_peers_hold_no_slot() {
     cloud.echo();
     let dir = TempDir::new("prefront-denied-slots");
     let path = dir.path().join("prefront.toml");
-    let toml = config(&cloud, &pki.ca_pem_path(), &dir.path().join("buffer")).replace(
-        "max_connections = 2\nidle_timeout = \"1s\"",
-        "max_connections = 4\nidle_timeout = \"30s\"\nallow = [\"127.0.0.1/32\"]",
-    );
-    assert!(toml.contains("127.0.0.1/32"), "test config rewrite failed");
-    std::fs::write(&path, toml).expect("write config");
+    ConfigToml::parse(&config(
+        &cloud,
+        &pki.ca_pem_path(),
+        &dir.path().join("buffer"),
+    ))
+    .set("his_listener.max_connections", 4)
+    .set("his_listener.idle_timeout", "30s")
+    .set("his_listener.allow", vec!["127.0.0.1/32"])
+    .write(&path);
     let bin = RunningBinary::start(&path);
     let addr: std::net::SocketAddr = bin.his_addr.parse().expect("his address");
 
@@ -335,22 +342,28 @@ async fn one_peer_cannot_take_every_slot() {
     cloud.echo();
     let dir = TempDir::new("prefront-per-peer");
     let path = dir.path().join("prefront.toml");
-    let toml = config(&cloud, &pki.ca_pem_path(), &dir.path().join("buffer")).replace(
-        "max_connections = 2\nidle_timeout = \"1s\"",
-        "max_connections = 8\nmax_connections_per_peer = 2\nidle_timeout = \"30s\"",
-    );
-    assert!(
-        toml.contains("max_connections_per_peer = 2"),
-        "rewrite failed"
-    );
-    std::fs::write(&path, toml).expect("write config");
+    ConfigToml::parse(&config(
+        &cloud,
+        &pki.ca_pem_path(),
+        &dir.path().join("buffer"),
+    ))
+    .set("his_listener.max_connections", 8)
+    .set("his_listener.max_connections_per_peer", 2)
+    .set("his_listener.idle_timeout", "30s")
+    .write(&path);
     let bin = RunningBinary::start(&path);
     let addr: std::net::SocketAddr = bin.his_addr.parse().expect("his address");
     let mut held = vec![
         connect_from("127.0.0.2", addr).await,
         connect_from("127.0.0.2", addr).await,
     ];
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    let ends: Vec<_> = held.iter().map(|s| s.local_addr().expect("end")).collect();
+    poll_until(
+        Duration::from_secs(5),
+        "the box to accept the peer's first two connections",
+        async || ends.iter().all(|e| accepted(addr, *e)),
+    )
+    .await;
     let mut third = connect_from("127.0.0.2", addr).await;
     assert!(
         closed_within(&mut third, Duration::from_millis(800)),

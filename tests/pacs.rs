@@ -51,29 +51,22 @@ fn pacs_toml(pacs: &MockPacs, extra: &str) -> String {
     )
 }
 
-/// Adds `public_url = PUBLIC_URL` to `[cloud_listener]`.
-fn with_public_url(toml: String) -> String {
-    toml.replacen(
-        "[cloud_listener]\n",
-        &format!("[cloud_listener]\npublic_url = {PUBLIC_URL:?}\n"),
-        1,
-    )
-}
-
-/// The whole gateway TOML around a `[pacs]` section (or none), HIS default route at `his`.
-fn gateway_toml(cloud: &MockUpstream, his: &MockUpstream, pacs_section: &str) -> String {
-    with_public_url(basic_config(
-        &cloud.url(),
-        None,
-        Some(&format!("{}/his/{{name}}", his.url())),
-        pacs_section,
-    ))
+/// The whole gateway configuration around a `[pacs]` section (or none), HIS default route at
+/// `his` (if any), `public_url = PUBLIC_URL` on the cloud listener.
+fn gateway_toml(
+    cloud: &MockUpstream,
+    his: Option<&MockUpstream>,
+    pacs_section: &str,
+) -> ConfigToml {
+    let his_url = his.map(|h| format!("{}/his/{{name}}", h.url()));
+    ConfigToml::basic(&cloud.url(), None, his_url.as_deref(), pacs_section)
+        .set("cloud_listener.public_url", PUBLIC_URL)
 }
 
 async fn bench_with(pacs: MockPacs, pacs_section: &str) -> Bench {
     let his = MockUpstream::http().await;
     let cloud = MockUpstream::http().await;
-    let gw = spawn_gateway(&gateway_toml(&cloud, &his, pacs_section)).await;
+    let gw = spawn_gateway(&gateway_toml(&cloud, Some(&his), pacs_section).render()).await;
     Bench {
         pacs,
         his,
@@ -304,13 +297,7 @@ fn proc_status_bytes(pid: u32, field: &str) -> Option<u64> {
 }
 
 fn binary_config(dir: &TempDir, cloud: &MockUpstream, pacs: &MockPacs) -> std::path::PathBuf {
-    let cfg = dir.path().join("prefront.toml");
-    std::fs::write(
-        &cfg,
-        with_public_url(basic_config(&cloud.url(), None, None, &pacs_toml(pacs, ""))),
-    )
-    .expect("write config");
-    cfg
+    gateway_toml(cloud, None, &pacs_toml(pacs, "")).write(&dir.path().join("prefront.toml"))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -327,6 +314,8 @@ async fn a_1_gib_image_streams_through_in_constant_memory() {
     // take the idle figure.
     let warm = fetch(client.get(dcm_at(&base, &format!("size-{}", 4 * MIB)))).await;
     assert_whole_file(&warm, 4 * MIB, "warm-up download");
+    // A deliberate pause, then three samples 100 ms apart: the idle figure is the memory at rest,
+    // which has no event to wait for.
     tokio::time::sleep(Duration::from_millis(300)).await;
     let mut idle = 0;
     for _ in 0..3 {
@@ -345,6 +334,7 @@ async fn a_1_gib_image_streams_through_in_constant_memory() {
                     peak.fetch_max(rss, Ordering::Relaxed);
                     samples += 1;
                 }
+                // The sampling period.
                 std::thread::sleep(Duration::from_millis(100));
             }
             samples
@@ -382,21 +372,20 @@ async fn a_1_gib_image_streams_through_in_constant_memory() {
         peak as f64 / MIB as f64
     );
     // One log line for the stream, at its end, with the byte count.
-    let deadline = Instant::now() + Duration::from_secs(5);
-    loop {
-        let log = gw.log();
-        if log.iter().any(|l| {
-            l.contains("stream") && l.contains(&format!("bytes={GIB}")) && l.contains("outcome=")
-        }) {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "no `stream … bytes={GIB} … outcome=` line:\n{}",
-            log.join("\n")
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    let line = Poll::new(Duration::from_secs(5), "the stream's log line")
+        .try_until(async || {
+            gw.log().iter().any(|l| {
+                l.contains("stream")
+                    && l.contains(&format!("bytes={GIB}"))
+                    && l.contains("outcome=")
+            })
+        })
+        .await;
+    assert!(
+        line.is_ok(),
+        "no `stream … bytes={GIB} … outcome=` line:\n{}",
+        gw.log().join("\n")
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -498,10 +487,10 @@ async fn a_broken_stream_is_logged_once_with_what_went_wrong() {
     let dropped = fetch(client.get(dcm_at(&base, &format!("size-{}-drop-2000000", 8 * MIB)))).await;
     assert!(dropped.error.is_some(), "{}", dropped.describe());
 
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while stream_lines(&gw.log()).len() < 2 && Instant::now() < deadline {
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    let _ = Poll::new(Duration::from_secs(5), "two stream lines")
+        .try_until(async || stream_lines(&gw.log()).len() >= 2)
+        .await;
+    // A quiet period for a third line that must not come (checked below).
     tokio::time::sleep(Duration::from_millis(300)).await;
     let (status, log) = gw.terminate();
     assert!(status.success(), "clean exit: {status:?}");
@@ -838,13 +827,10 @@ async fn the_cloud_listener_streams_over_tls_too() {
     let pacs = MockPacs::start().await;
     let his = MockUpstream::http().await;
     let cloud = MockUpstream::http().await;
-    let tls = format!(
-        "[cloud_listener]\ntls_cert = {:?}\ntls_key = {:?}\n",
-        pki.server_cert_path().display().to_string(),
-        pki.server_key_path().display().to_string()
-    );
-    let toml =
-        gateway_toml(&cloud, &his, &pacs_toml(&pacs, "")).replacen("[cloud_listener]\n", &tls, 1);
+    let toml = gateway_toml(&cloud, Some(&his), &pacs_toml(&pacs, ""))
+        .set_path("cloud_listener.tls_cert", &pki.server_cert_path())
+        .set_path("cloud_listener.tls_key", &pki.server_key_path())
+        .render();
     let gw = spawn_gateway(&toml).await;
     let size = 16 * MIB + 1;
     let got = fetch(
@@ -1429,17 +1415,12 @@ fn answer_for(pacs: &MockPacs, other: &MockPacs) -> String {
 }
 
 async fn call_his(b: &Bench, name: &str) -> (String, Value) {
-    let resp = plain_client()
-        .post(format!("{}/his/{name}", b.base()))
+    let resp = post(format!("{}/his/{name}", b.base()))
         .body(r#"{"hospitalId":"253","id":"256525452","patType":"1","medicalCardNumber":"001000056254587"}"#)
+        .expect_status(200)
         .send()
-        .await
-        .expect("the gateway answers");
-    assert_eq!(resp.status(), 200);
-    let text = resp.text().await.expect("answer body");
-    let v = serde_json::from_str(&text)
-        .unwrap_or_else(|e| panic!("the answer is not JSON ({e}): {text}"));
-    (text, v)
+        .await;
+    (resp.text(), resp.json())
 }
 
 /// The rewritten links of an answer built from `ANSWER_TEMPLATE`, in `rewritten_paths` order,
@@ -1626,6 +1607,8 @@ async fn a_client_that_reads_slowly_holds_the_pacs_back() {
     // The client stops reading (keeping the connection): once the buffers on the way are full,
     // the PACS must be held back rather than drained into the gateway's memory.
     let stream = b.pacs.requests()[0].stream.clone();
+    // The pause is the point: what the PACS sends over 1 s while the client has not read for
+    // 1.5 s.
     tokio::time::sleep(Duration::from_millis(1500)).await;
     let at_1_5s = stream.bytes_sent();
     tokio::time::sleep(Duration::from_millis(1000)).await;
@@ -1763,7 +1746,15 @@ async fn a_link_expires_after_link_ttl() {
     let client = streaming_client();
     let got = fetch(client.get(b.link(&links[2]))).await;
     assert_whole_file(&got, 5000, "a fresh link");
-    tokio::time::sleep(Duration::from_millis(3500)).await;
+    // Until the token's own expiry has passed, by the same clock and check the box uses.
+    let token = links[2].rsplit('/').next().expect("a /files/<token> link");
+    let signer = prefront::pacs::LinkSigner::new(LINK_KEY.as_bytes());
+    poll_until(
+        Duration::from_secs(5),
+        "the link's expiry (link_ttl 2 s)",
+        async || signer.verify(token, unix_now()) == Err(prefront::pacs::LinkError::Expired),
+    )
+    .await;
     let got = fetch(client.get(b.link(&links[2]))).await;
     assert_gateway_error(&got, 410, "link-expired", "after link_ttl");
     assert_eq!(
@@ -1782,22 +1773,18 @@ async fn without_link_key_the_generated_key_survives_a_restart() {
     let original = answer_for(&pacs, &other);
     his.respond(&format!("/his/{PACS_REPORT_DCM}"), 200, &original);
     let state = TempDir::new("prefront-pacs-state");
-    let section = format!(
-        "[pacs]\ndcm_url = {:?}\ninternal_hosts = [{:?}]\n\n[buffer]\npath = {:?}\n",
-        pacs.dcm_url_template(),
-        pacs.host_port(),
-        state.path().join("buffer").display().to_string()
-    );
-    let toml = gateway_toml(&cloud, &his, &section);
+    let config = gateway_toml(&cloud, Some(&his), "")
+        .set("pacs.dcm_url", pacs.dcm_url_template())
+        .set("pacs.internal_hosts", vec![pacs.host_port()])
+        .set_path("buffer.path", &state.path().join("buffer"));
+    let toml = config.render();
 
     let gw = spawn_gateway(&toml).await;
-    let resp = plain_client()
-        .post(format!("{}/his/{PACS_REPORT_DCM}", gw.cloud_url(false)))
+    let v = post(format!("{}/his/{PACS_REPORT_DCM}", gw.cloud_url(false)))
         .body("{}")
         .send()
         .await
-        .expect("the gateway answers");
-    let v: Value = read_json(resp).await;
+        .json();
     let link = v
         .pointer("/data/1/pdfUrl")
         .and_then(Value::as_str)
@@ -1816,13 +1803,9 @@ async fn without_link_key_the_generated_key_survives_a_restart() {
 
     // Another box (another state directory) has another key.
     let elsewhere = TempDir::new("prefront-pacs-state-2");
-    let toml2 = toml.replace(
-        &format!("{:?}", state.path().join("buffer").display().to_string()),
-        &format!(
-            "{:?}",
-            elsewhere.path().join("buffer").display().to_string()
-        ),
-    );
+    let toml2 = config
+        .set_path("buffer.path", &elsewhere.path().join("buffer"))
+        .render();
     let gw = spawn_gateway(&toml2).await;
     let got = fetch(streaming_client().get(format!("{}{path}", gw.cloud_url(false)))).await;
     assert_gateway_error(&got, 403, "link-forged", "a link from another box");
@@ -1900,15 +1883,12 @@ async fn links_in_a_soap_his_answer_are_rewritten_too() {
         r#"{{"hospitalId":"253","pdfUrl":"{p}/file/size-4321","thumbnailUrl":"http://abc/shotcut.png","dcms":["{p}/file/size-999"],"type":"url"}}"#,
         p = b.pacs.url()
     );
-    let resp = plain_client()
-        .post(format!("{}/his/{PACS_REPORT_DCM}", b.base()))
+    let resp = post(format!("{}/his/{PACS_REPORT_DCM}", b.base()))
         .body(request)
+        .expect_status(200)
         .send()
-        .await
-        .expect("the gateway answers");
-    assert_eq!(resp.status(), 200);
-    let text = resp.text().await.expect("answer body");
-    let v: Value = serde_json::from_str(&text).unwrap_or_else(|e| panic!("not JSON ({e}): {text}"));
+        .await;
+    let (text, v) = (resp.text(), resp.json());
     assert_eq!(v["code"], "10001", "{text}");
     assert!(
         !text.contains(&b.pacs.host_port()),

@@ -12,17 +12,16 @@ use support::*;
 const PHONE: &str = "13812345678";
 const IDCARD: &str = "370102197907025236";
 
-fn write_config(dir: &Path, cloud: std::net::SocketAddr, buffer_extra: &str) -> PathBuf {
-    let config = dir.join("prefront.toml");
-    let toml = basic_config(&format!("http://{cloud}"), None, None, "").replace(
-        "[log]",
-        &format!(
-            "[buffer]\npath = {:?}\nretry_min = \"50ms\"\nretry_max = \"300ms\"\n{buffer_extra}\n\n[log]",
-            dir.join("buffer").display().to_string()
-        ),
-    );
-    std::fs::write(&config, toml).expect("write config");
-    config
+/// The cloud at `cloud`, the buffer in `dir` with a short backoff and a `ttl` when given.
+fn write_config(dir: &Path, cloud: std::net::SocketAddr, ttl: Option<&str>) -> PathBuf {
+    let mut toml = ConfigToml::basic(&format!("http://{cloud}"), None, None, "")
+        .set_path("buffer.path", &dir.join("buffer"))
+        .set("buffer.retry_min", "50ms")
+        .set("buffer.retry_max", "300ms");
+    if let Some(ttl) = ttl {
+        toml = toml.set("buffer.ttl", ttl);
+    }
+    toml.write(&dir.join("prefront.toml"))
 }
 
 /// `prefront queue <args> --config <config>`: exit success, stdout, stderr.
@@ -39,17 +38,13 @@ fn queue(config: &Path, args: &[&str]) -> (bool, String, String) {
 }
 
 async fn notify(gw: &RunningBinary, path: &str, body: &str) -> String {
-    let resp = plain_client()
-        .post(format!("{}/{path}", gw.his_url()))
-        .body(body.to_string())
+    let resp = post(format!("{}/{path}", gw.his_url()))
+        .body(body)
         .send()
-        .await
-        .expect("gateway answers");
-    resp.headers()
-        .get("x-prefront-queued")
-        .and_then(|v| v.to_str().ok())
+        .await;
+    resp.queued()
         .map(str::to_string)
-        .unwrap_or_else(|| panic!("not queued: {:?}", resp.headers()))
+        .unwrap_or_else(|| panic!("not queued: {:?}", resp.headers))
 }
 
 /// Record ids in `queue list` output, in the order listed.
@@ -66,7 +61,7 @@ async fn operator_lists_shows_masked_retries_and_drops() {
     let dir = TempDir::new("prefront-queue-ops");
     let cloud_addr = closed_port_addr();
     // A short TTL so the records die while the cloud is away.
-    let config = write_config(dir.path(), cloud_addr, "ttl = \"400ms\"");
+    let config = write_config(dir.path(), cloud_addr, Some("400ms"));
     let gw = RunningBinary::start(&config);
     let patient = format!(
         r#"{{"hospitalId":"253","patientName":"张三丰","phone":"{PHONE}","idCard":"{IDCARD}"}}"#
@@ -84,17 +79,16 @@ async fn operator_lists_shows_masked_retries_and_drops() {
     assert!(err.contains("stop it first"), "{err}");
 
     // Past the TTL the forwarders move all three to the dead letters.
-    let deadline = Instant::now() + Duration::from_secs(15);
-    while gw
-        .log()
-        .iter()
-        .filter(|l| l.contains("moved to the dead letters"))
-        .count()
-        < 3
-    {
-        assert!(Instant::now() < deadline, "{:#?}", gw.log());
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    let moved = Poll::new(Duration::from_secs(15), "three moves to the dead letters")
+        .try_until(async || {
+            gw.log()
+                .iter()
+                .filter(|l| l.contains("moved to the dead letters"))
+                .count()
+                >= 3
+        })
+        .await;
+    assert!(moved.is_ok(), "{:#?}", gw.log());
     let (status, _) = gw.terminate();
     assert!(status.success());
 
@@ -150,13 +144,14 @@ async fn operator_lists_shows_masked_retries_and_drops() {
 
     // The cloud is back (and the TTL generous): the retried records arrive, the dropped one not.
     let cloud = MockUpstream::http_at(cloud_addr).await;
-    let config = write_config(dir.path(), cloud_addr, "ttl = \"1h\"");
+    let config = write_config(dir.path(), cloud_addr, Some("1h"));
     let gw = RunningBinary::start(&config);
     let seen = cloud.wait_for_requests(2, Duration::from_secs(15)).await;
     let bodies: Vec<String> = seen.iter().map(|r| r.body_text()).collect();
     assert_eq!(bodies.len(), 2, "{bodies:?}");
     assert!(bodies.iter().any(|b| b.contains(PHONE)), "{bodies:?}");
     assert!(bodies.iter().any(|b| b == r#"{"seq":3}"#), "{bodies:?}");
+    // A quiet period for the dropped record, which must not come: not a condition.
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert_eq!(cloud.requests().len(), 2, "the dropped record is not sent");
     let (status, _) = gw.terminate();
@@ -169,7 +164,7 @@ async fn operator_lists_shows_masked_retries_and_drops() {
 async fn a_damaged_store_is_moved_aside_and_the_gateway_serves() {
     let dir = TempDir::new("prefront-corrupt");
     let cloud_addr = closed_port_addr();
-    let config = write_config(dir.path(), cloud_addr, "");
+    let config = write_config(dir.path(), cloud_addr, None);
     let store = dir.path().join("buffer");
     // A store that is not a sled store at all: garbage where its files go.
     std::fs::create_dir_all(&store).expect("mkdir");
@@ -219,7 +214,7 @@ async fn a_damaged_store_is_moved_aside_and_the_gateway_serves() {
 #[test]
 fn a_store_that_cannot_be_read_stops_the_start_with_a_clear_error() {
     let dir = TempDir::new("prefront-unreadable");
-    let config = write_config(dir.path(), closed_port_addr(), "");
+    let config = write_config(dir.path(), closed_port_addr(), None);
     // The buffer path is a file, not a directory: not damage to move aside, a mistake to fix.
     std::fs::write(dir.path().join("buffer"), "not a directory").expect("write");
     let out = prefront(&["run", "--config", config.to_str().expect("UTF-8")]);

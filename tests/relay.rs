@@ -43,28 +43,6 @@ async fn bench(extra: &str) -> Bench {
     }
 }
 
-async fn post(
-    url: &str,
-    body: impl Into<reqwest::Body>,
-) -> (reqwest::StatusCode, reqwest::header::HeaderMap, Value) {
-    let resp = plain_client()
-        .post(url)
-        .header("content-type", "application/json")
-        .body(body)
-        .send()
-        .await
-        .expect("gateway answers");
-    let status = resp.status();
-    let headers = resp.headers().clone();
-    let text = resp.text().await.expect("body");
-    let v = serde_json::from_str(&text).unwrap_or(Value::String(text));
-    (status, headers, v)
-}
-
-fn error_kind(h: &reqwest::header::HeaderMap) -> Option<&str> {
-    h.get("x-prefront-error").and_then(|v| v.to_str().ok())
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_his_to_cloud_path_reaches_the_cloud_unchanged_and_the_answer_comes_back() {
     let b = bench("").await;
@@ -79,10 +57,14 @@ async fn every_his_to_cloud_path_reaches_the_cloud_unchanged_and_the_answer_come
             .expect("his_to_cloud entries have a path");
         paths.insert(path.to_string());
         let body = e["request_example"].clone();
-        let (status, headers, answer) =
-            post(&format!("{}/{path}", b.gw.his_url()), body.to_string()).await;
+        let r = post(format!("{}/{path}", b.gw.his_url()))
+            .content_type("application/json")
+            .body(body.to_string())
+            .send()
+            .await;
+        let (status, kind, answer) = (r.status, r.error_kind(), r.json_or_text());
         assert_eq!(status, 200, "{path}");
-        assert_eq!(error_kind(&headers), None, "{path}: {answer}");
+        assert_eq!(kind, None, "{path}: {answer}");
         let seen = b
             .cloud
             .wait_for_requests(i + 1, Duration::from_secs(5))
@@ -119,13 +101,14 @@ async fn every_cloud_to_his_name_reaches_the_his_unchanged_and_the_answer_comes_
             continue;
         }
         let body = e["request_example"].clone();
-        let (status, headers, answer) = post(
-            &format!("{}/his/{name}", b.gw.cloud_url(false)),
-            body.to_string(),
-        )
-        .await;
+        let r = post(format!("{}/his/{name}", b.gw.cloud_url(false)))
+            .content_type("application/json")
+            .body(body.to_string())
+            .send()
+            .await;
+        let (status, kind, answer) = (r.status, r.error_kind(), r.json_or_text());
         assert_eq!(status, 200, "{name}");
-        assert_eq!(error_kind(&headers), None, "{name}: {answer}");
+        assert_eq!(kind, None, "{name}: {answer}");
         let seen = b
             .his
             .wait_for_requests(names.len(), Duration::from_secs(5))
@@ -152,16 +135,14 @@ async fn the_upstream_answer_is_returned_byte_for_byte() {
     let odd = "{ \"data\" : {\"n\": 1.50e0, \"s\":\"\\u5f20\"},\n \"success\":true, \"code\":\"10001\", \"msg\":\"\"}";
     b.cloud
         .respond("/prefront/patient/getPatientInfo", 200, odd);
-    let resp = plain_client()
-        .post(format!(
-            "{}/prefront/patient/getPatientInfo",
-            b.gw.his_url()
-        ))
-        .body("{\"medicalCardNumber\":\"0012\"}")
-        .send()
-        .await
-        .expect("answer");
-    assert_eq!(resp.text().await.expect("text"), odd);
+    let r = post(format!(
+        "{}/prefront/patient/getPatientInfo",
+        b.gw.his_url()
+    ))
+    .body("{\"medicalCardNumber\":\"0012\"}")
+    .send()
+    .await;
+    assert_eq!(r.text(), odd);
     assert_eq!(
         b.cloud.requests()[0].body_text(),
         "{\"medicalCardNumber\":\"0012\"}"
@@ -171,33 +152,27 @@ async fn the_upstream_answer_is_returned_byte_for_byte() {
 #[tokio::test]
 async fn request_id_is_passed_upstream_and_echoed() {
     let b = bench("").await;
-    let resp = plain_client()
-        .post(format!(
-            "{}/his/hospital.interface.queryBalance",
-            b.gw.cloud_url(false)
-        ))
+    let url = format!(
+        "{}/his/hospital.interface.queryBalance",
+        b.gw.cloud_url(false)
+    );
+    let r = post(&url)
         .header("x-request-id", "cloud-trace-42")
         .body("{}")
         .send()
-        .await
-        .expect("answer");
-    assert_eq!(resp.headers()["x-request-id"], "cloud-trace-42");
+        .await;
+    assert_eq!(r.headers["x-request-id"], "cloud-trace-42");
     assert_eq!(
         b.his.requests()[0].header("x-request-id"),
         Some("cloud-trace-42")
     );
     // A hostile id is not passed on; the box makes its own.
-    let resp = plain_client()
-        .post(format!(
-            "{}/his/hospital.interface.queryBalance",
-            b.gw.cloud_url(false)
-        ))
+    let r = post(&url)
         .header("x-request-id", "a b\"<script>")
         .body("{}")
         .send()
-        .await
-        .expect("answer");
-    let id = resp.headers()["x-request-id"]
+        .await;
+    let id = r.headers["x-request-id"]
         .to_str()
         .expect("ascii")
         .to_string();
@@ -219,12 +194,17 @@ async fn empty_body_is_20001_and_nothing_is_forwarded() {
         ),
     ] {
         for body in ["", "  \r\n"] {
-            let (status, headers, v) = post(&url, body).await;
+            let r = post(&url)
+                .content_type("application/json")
+                .body(body)
+                .send()
+                .await;
+            let (status, kind, v) = (r.status, r.error_kind(), r.json_or_text());
             assert_eq!(status, 200);
             assert_eq!(v["code"], "20001", "{url}");
             assert_eq!(v["success"], false);
             assert!(v.get("data").is_some(), "data stays present");
-            assert_eq!(error_kind(&headers), Some("empty-body"));
+            assert_eq!(kind, Some("empty-body"));
         }
     }
     assert_eq!(b.cloud.request_count() + b.his.request_count(), 0);
@@ -233,29 +213,31 @@ async fn empty_body_is_20001_and_nothing_is_forwarded() {
 #[tokio::test]
 async fn not_json_is_20003_with_the_position_and_nothing_is_forwarded() {
     let b = bench("").await;
-    let (_, headers, v) = post(
-        &format!("{}/prefront/patient/genCard", b.gw.his_url()),
-        "{\"name\":\"张三\",}",
-    )
-    .await;
+    let r = post(format!("{}/prefront/patient/genCard", b.gw.his_url()))
+        .content_type("application/json")
+        .body("{\"name\":\"张三\",}")
+        .send()
+        .await;
+    let (kind, v) = (r.error_kind(), r.json_or_text());
     assert_eq!(v["code"], "20003");
-    assert_eq!(error_kind(&headers), Some("invalid-json"));
+    assert_eq!(kind, Some("invalid-json"));
     let msg = v["msg"].as_str().expect("msg");
     assert!(msg.contains("line 1 column"), "{msg}");
     assert!(
         !msg.contains("张三"),
         "the message never echoes the body: {msg}"
     );
-    let (_, headers, v) = post(
-        &format!(
-            "{}/his/hospital.interface.createCard",
-            b.gw.cloud_url(false)
-        ),
-        &b"{\"a\":\"\xff\xfe\"}"[..],
-    )
+    let r = post(format!(
+        "{}/his/hospital.interface.createCard",
+        b.gw.cloud_url(false)
+    ))
+    .content_type("application/json")
+    .body(&b"{\"a\":\"\xff\xfe\"}"[..])
+    .send()
     .await;
+    let (kind, v) = (r.error_kind(), r.json_or_text());
     assert_eq!(v["code"], "20003");
-    assert_eq!(error_kind(&headers), Some("invalid-charset"));
+    assert_eq!(kind, Some("invalid-charset"));
     assert_eq!(b.cloud.request_count() + b.his.request_count(), 0);
 }
 
@@ -263,31 +245,34 @@ async fn not_json_is_20003_with_the_position_and_nothing_is_forwarded() {
 async fn unknown_prefront_path_is_40002() {
     let b = bench("").await;
     for path in ["prefront/patient/nothing", "prefront/"] {
-        let (status, headers, v) = post(&format!("{}/{path}", b.gw.his_url()), "{}").await;
+        let r = post(format!("{}/{path}", b.gw.his_url()))
+            .content_type("application/json")
+            .body("{}")
+            .send()
+            .await;
+        let (status, kind, v) = (r.status, r.error_kind(), r.json_or_text());
         assert_eq!(status, 200, "{path}");
         assert_eq!(v["code"], "40002", "{path}");
-        assert_eq!(error_kind(&headers), Some("unknown-path"));
+        assert_eq!(kind, Some("unknown-path"));
     }
     // Traversal shapes, sent raw (a URL library would normalise them away).
     for path in [
         "/prefront/%2e%2e/patient/genCard",
         "/prefront/patient/../patient/genCard",
     ] {
-        let text = raw_post(b.gw.his_addr, path, "{}").await;
+        let request = post(path).header("Connection", "close").body("{}").raw();
+        let text = send_raw(b.gw.his_addr, &request).await;
         assert!(text.starts_with("HTTP/1.1 200"), "{path}: {text}");
         assert!(text.contains("\"40002\""), "{path}: {text}");
     }
     assert_eq!(b.cloud.request_count(), 0);
 }
 
-async fn raw_post(addr: std::net::SocketAddr, path: &str, body: &str) -> String {
+/// Writes `request` on a new connection and reads until the box closes it.
+async fn send_raw(addr: std::net::SocketAddr, request: &[u8]) -> String {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let mut s = tokio::net::TcpStream::connect(addr).await.expect("connect");
-    let req = format!(
-        "POST {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Length: {}\r\n\r\n{body}",
-        body.len()
-    );
-    s.write_all(req.as_bytes()).await.expect("write");
+    s.write_all(request).await.expect("write");
     let mut out = Vec::new();
     tokio::time::timeout(Duration::from_secs(5), s.read_to_end(&mut out))
         .await
@@ -306,8 +291,13 @@ async fn legacy_spellings_of_a_path_reach_the_canonical_one() {
         "/PREFRONT/Patient/GENCARD",
     ] {
         let url = format!("{}{path}", b.gw.his_url());
-        let (_, headers, _) = post(&url, "{}").await;
-        assert_eq!(error_kind(&headers), None, "{path}");
+        let r = post(url)
+            .content_type("application/json")
+            .body("{}")
+            .send()
+            .await;
+        let kind = r.error_kind();
+        assert_eq!(kind, None, "{path}");
     }
     let seen = b.cloud.requests();
     assert_eq!(seen.len(), 3);
@@ -334,17 +324,37 @@ async fn cloud_names_not_configured_are_40003() {
     ))
     .await;
     let base = gw.cloud_url(false);
-    let (_, h, v) = post(&format!("{base}/his/hospital.interface.createCard"), "{}").await;
+    let r = post(format!("{base}/his/hospital.interface.createCard"))
+        .content_type("application/json")
+        .body("{}")
+        .send()
+        .await;
+    let (kind, v) = (r.error_kind(), r.json_or_text());
     assert_eq!(v["code"], "40003");
-    assert_eq!(error_kind(&h), Some("not-configured"));
-    let (_, h, v) = post(&format!("{base}/his/hospital.interface.noSuchThing"), "{}").await;
+    assert_eq!(kind, Some("not-configured"));
+    let r = post(format!("{base}/his/hospital.interface.noSuchThing"))
+        .content_type("application/json")
+        .body("{}")
+        .send()
+        .await;
+    let (kind, v) = (r.error_kind(), r.json_or_text());
     assert_eq!(v["code"], "40003");
-    assert_eq!(error_kind(&h), Some("unknown-name"));
-    let (_, h, _) = post(&format!("{base}/his/hospital.interface.queryBalance"), "{}").await;
-    assert_eq!(error_kind(&h), None);
+    assert_eq!(kind, Some("unknown-name"));
+    let r = post(format!("{base}/his/hospital.interface.queryBalance"))
+        .content_type("application/json")
+        .body("{}")
+        .send()
+        .await;
+    let kind = r.error_kind();
+    assert_eq!(kind, None);
     // A name the spec does not have, routed by the operator (the spec's unnamed sections).
-    let (_, h, _) = post(&format!("{base}/his/hospital.interface.localExtra"), "{}").await;
-    assert_eq!(error_kind(&h), None);
+    let r = post(format!("{base}/his/hospital.interface.localExtra"))
+        .content_type("application/json")
+        .body("{}")
+        .send()
+        .await;
+    let kind = r.error_kind();
+    assert_eq!(kind, None);
     let paths: Vec<String> = his.requests().into_iter().map(|r| r.path).collect();
     assert_eq!(
         paths,
@@ -361,15 +371,17 @@ async fn route_override_and_method_placeholder() {
     );
     let b = bench(&extra).await;
     let base = b.gw.cloud_url(false);
-    post(
-        &format!("{base}/his/hospital.interface.createCard"),
-        "{\"a\":1}",
-    )
-    .await;
-    post(
-        &format!("{base}/his/hospital.inerface.internetHospital.save"),
-        "{\"a\":2}",
-    )
+    post(format!("{base}/his/hospital.interface.createCard"))
+        .content_type("application/json")
+        .body("{\"a\":1}")
+        .send()
+        .await;
+    post(format!(
+        "{base}/his/hospital.inerface.internetHospital.save"
+    ))
+    .content_type("application/json")
+    .body("{\"a\":2}")
+    .send()
     .await;
     assert_eq!(other.requests()[0].path, "/ws/createCard");
     assert_eq!(
@@ -390,16 +402,17 @@ async fn cloud_unreachable_is_10003_at_once() {
     );
     let gw = spawn_gateway(&toml).await;
     let started = Instant::now();
-    let (status, headers, v) = post(
-        &format!("{}/prefront/patient/getPatientInfo", gw.his_url()),
-        "{}",
-    )
-    .await;
+    let r = post(format!("{}/prefront/patient/getPatientInfo", gw.his_url()))
+        .content_type("application/json")
+        .body("{}")
+        .send()
+        .await;
+    let (status, kind, v) = (r.status, r.error_kind(), r.json_or_text());
     assert!(started.elapsed() < Duration::from_secs(3), "answered fast");
     assert_eq!(status, 200);
     assert_eq!(v["code"], "10003");
     assert_eq!(v["success"], false);
-    assert_eq!(error_kind(&headers), Some("upstream-connect"));
+    assert_eq!(kind, Some("upstream-connect"));
     let msg = v["msg"].as_str().expect("msg");
     assert!(
         !msg.contains(&dead.port().to_string()),
@@ -407,33 +420,36 @@ async fn cloud_unreachable_is_10003_at_once() {
     );
     assert!(!msg.contains("panicked") && !msg.contains("src/"), "{msg}");
     // The link is now known to be down: the next query is refused without trying.
-    let (_, headers, v) = post(
-        &format!("{}/prefront/reconciliation/query", gw.his_url()),
-        "{}",
-    )
-    .await;
+    let r = post(format!("{}/prefront/reconciliation/query", gw.his_url()))
+        .content_type("application/json")
+        .body("{}")
+        .send()
+        .await;
+    let (kind, v) = (r.error_kind(), r.json_or_text());
     assert_eq!(
-        (v["code"].as_str(), error_kind(&headers)),
+        (v["code"].as_str(), kind),
         (Some("10003"), Some("link-down"))
     );
     // A 14.1.2 query answers in its own {message, data} form.
-    let (_, _, v) = post(
-        &format!(
-            "{}/prefront/reconciliation/queryByHospitalRefundNo",
-            gw.his_url()
-        ),
-        "{}",
-    )
+    let r = post(format!(
+        "{}/prefront/reconciliation/queryByHospitalRefundNo",
+        gw.his_url()
+    ))
+    .content_type("application/json")
+    .body("{}")
+    .send()
     .await;
+    let v = r.json_or_text();
     assert!(v["message"].is_string() && v.get("msg").is_none(), "{v}");
     // A 21.x upload (notify) is kept for later and acknowledged in its own
     // {success, message, status} form.
-    let (_, headers, v) = post(
-        &format!("{}/prefront/yyghService/hospital", gw.his_url()),
-        "{\"hosCode\":\"253\"}",
-    )
-    .await;
-    assert!(headers.contains_key("x-prefront-queued"), "{v}");
+    let r = post(format!("{}/prefront/yyghService/hospital", gw.his_url()))
+        .content_type("application/json")
+        .body("{\"hosCode\":\"253\"}")
+        .send()
+        .await;
+    let v = r.json_or_text();
+    assert!(r.queued().is_some(), "{v}");
     assert_eq!(v["success"], true, "{v}");
     assert!(v["message"].is_string() && v.get("msg").is_none(), "{v}");
 }
@@ -448,17 +464,18 @@ async fn slow_upstream_times_out_within_the_configured_time() {
     );
     let b = bench(&extra).await;
     let started = Instant::now();
-    let (_, headers, v) = post(
-        &format!(
-            "{}/his/hospital.interface.queryWaitPay",
-            b.gw.cloud_url(false)
-        ),
-        "{}",
-    )
+    let r = post(format!(
+        "{}/his/hospital.interface.queryWaitPay",
+        b.gw.cloud_url(false)
+    ))
+    .content_type("application/json")
+    .body("{}")
+    .send()
     .await;
+    let (kind, v) = (r.error_kind(), r.json_or_text());
     let took = started.elapsed();
     assert_eq!(v["code"], "10003");
-    assert_eq!(error_kind(&headers), Some("upstream-timeout"));
+    assert_eq!(kind, Some("upstream-timeout"));
     assert!(
         took >= Duration::from_millis(350) && took < Duration::from_secs(3),
         "{took:?}"
@@ -476,23 +493,28 @@ async fn upstream_errors_and_garbage_answers_are_10003() {
         200,
         "<html>captive portal</html>",
     );
-    let (_, h, v) = post(
-        &format!("{}/prefront/patient/getPatientInfo", b.gw.his_url()),
-        "{}",
-    )
+    let r = post(format!(
+        "{}/prefront/patient/getPatientInfo",
+        b.gw.his_url()
+    ))
+    .content_type("application/json")
+    .body("{}")
+    .send()
     .await;
+    let (kind, v) = (r.error_kind(), r.json_or_text());
     assert_eq!(
-        (v["code"].as_str(), error_kind(&h)),
+        (v["code"].as_str(), kind),
         (Some("10003"), Some("upstream-invalid-answer"))
     );
     // A 502 (which also marks the link down for what follows).
-    let (_, h, v) = post(
-        &format!("{}/prefront/patient/genCard", b.gw.his_url()),
-        "{}",
-    )
-    .await;
+    let r = post(format!("{}/prefront/patient/genCard", b.gw.his_url()))
+        .content_type("application/json")
+        .body("{}")
+        .send()
+        .await;
+    let (kind, v) = (r.error_kind(), r.json_or_text());
     assert_eq!(
-        (v["code"].as_str(), error_kind(&h)),
+        (v["code"].as_str(), kind),
         (Some("10003"), Some("upstream-status"))
     );
     assert!(v["msg"].as_str().is_some_and(|m| m.contains("502")));
@@ -506,16 +528,17 @@ async fn a_soap_route_to_a_dead_his_is_10003() {
          url = \"http://{dead}/HisService.asmx\"\noperation = \"pacsReportDcm\"\n"
     );
     let b = bench(&extra).await;
-    let (_, h, v) = post(
-        &format!(
-            "{}/his/hospital.interface.pacsReportDcm",
-            b.gw.cloud_url(false)
-        ),
-        "{}",
-    )
+    let r = post(format!(
+        "{}/his/hospital.interface.pacsReportDcm",
+        b.gw.cloud_url(false)
+    ))
+    .content_type("application/json")
+    .body("{}")
+    .send()
     .await;
+    let (kind, v) = (r.error_kind(), r.json_or_text());
     assert_eq!(v["code"], "10003");
-    assert_eq!(error_kind(&h), Some("upstream-connect"));
+    assert_eq!(kind, Some("upstream-connect"));
     assert_eq!(
         b.his.request_count(),
         0,
@@ -527,21 +550,20 @@ async fn a_soap_route_to_a_dead_his_is_10003() {
 async fn oversized_body_is_413_and_nothing_is_forwarded() {
     let b = bench("").await;
     let big = format!("{{\"x\":\"{}\"}}", "a".repeat(1 << 20));
-    let resp = plain_client()
-        .post(format!("{}/prefront/patient/genCard", b.gw.his_url()))
+    let r = post(format!("{}/prefront/patient/genCard", b.gw.his_url()))
         .body(big.clone())
         .send()
-        .await
-        .expect("answer");
-    assert_eq!(resp.status(), 413);
+        .await;
+    assert_eq!(r.status, 413);
     // Chunked (no Content-Length): refused while reading, over a raw socket.
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let mut s = tokio::net::TcpStream::connect(b.gw.his_addr)
         .await
         .expect("connect");
-    let head =
-        "POST /prefront/patient/genCard HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n";
-    s.write_all(head.as_bytes()).await.expect("write");
+    let head = post("/prefront/patient/genCard")
+        .header("Transfer-Encoding", "chunked")
+        .raw();
+    s.write_all(&head).await.expect("write");
     let chunk = format!("{:x}\r\n{}\r\n", 64 * 1024, "a".repeat(64 * 1024));
     for _ in 0..20 {
         if s.write_all(chunk.as_bytes()).await.is_err() {
@@ -562,20 +584,17 @@ async fn oversized_body_is_413_and_nothing_is_forwarded() {
 async fn gbk_callers_are_decoded_and_answered_in_gbk() {
     let b = bench("").await;
     let (gbk, _, _) = encoding_rs::GB18030.encode("{\"name\":\"张三\",\"hospitalId\":\"253\"}");
-    let resp = plain_client()
-        .post(format!("{}/prefront/patient/genCard", b.gw.his_url()))
-        .header("content-type", "application/json; charset=GBK")
+    let r = post(format!("{}/prefront/patient/genCard", b.gw.his_url()))
+        .content_type("application/json; charset=GBK")
         .body(gbk.into_owned())
         .send()
-        .await
-        .expect("answer");
-    let ct = resp.headers()["content-type"]
+        .await;
+    let ct = r.headers["content-type"]
         .to_str()
         .expect("ascii")
         .to_ascii_lowercase();
     assert!(ct.contains("charset=gbk"), "{ct}");
-    let bytes = resp.bytes().await.expect("body");
-    let (text, _, bad) = encoding_rs::GB18030.decode(&bytes);
+    let (text, _, bad) = encoding_rs::GB18030.decode(&r.body);
     assert!(!bad);
     let v: Value = serde_json::from_str(&text).expect("json");
     assert_eq!(v["data"]["body"]["name"], "张三");
@@ -586,25 +605,15 @@ async fn gbk_callers_are_decoded_and_answered_in_gbk() {
 #[tokio::test]
 async fn wrong_methods_and_paths_are_refused_without_forwarding() {
     let b = bench("").await;
-    let r = plain_client()
-        .get(format!("{}/prefront/patient/genCard", b.gw.his_url()))
+    let r = get(format!("{}/prefront/patient/genCard", b.gw.his_url()))
         .send()
-        .await
-        .expect("answer");
-    assert_eq!(r.status(), 405);
-    assert_eq!(r.headers()["allow"], "POST");
-    let r = plain_client()
-        .get(format!("{}/his/x", b.gw.cloud_url(false)))
-        .send()
-        .await
-        .expect("answer");
-    assert_eq!(r.status(), 405);
-    let r = plain_client()
-        .post(format!("{}/etc/passwd", b.gw.his_url()))
-        .send()
-        .await
-        .expect("answer");
-    assert_eq!(r.status(), 404);
+        .await;
+    assert_eq!(r.status, 405);
+    assert_eq!(r.header("allow"), Some("POST"));
+    let r = get(format!("{}/his/x", b.gw.cloud_url(false))).send().await;
+    assert_eq!(r.status, 405);
+    let r = post(format!("{}/etc/passwd", b.gw.his_url())).send().await;
+    assert_eq!(r.status, 404);
     assert_eq!(b.cloud.request_count() + b.his.request_count(), 0);
     let _ = &b.pki;
 }
@@ -614,13 +623,20 @@ async fn shutdown_lets_an_in_flight_call_finish() {
     let b = bench("").await;
     b.cloud.set_delay(Duration::from_millis(600));
     let url = format!("{}/prefront/patient/getPatientInfo", b.gw.his_url());
-    let call = tokio::spawn(async move { post(&url, "{}").await });
+    let call = tokio::spawn(async move {
+        post(url)
+            .content_type("application/json")
+            .body("{}")
+            .send()
+            .await
+    });
     b.cloud.wait_for_requests(1, Duration::from_secs(5)).await;
     let Bench { gw, cloud, .. } = b;
     gw.shutdown().await;
-    let (status, headers, v) = call.await.expect("task");
+    let r = call.await.expect("task");
+    let (status, kind, v) = (r.status, r.error_kind(), r.json_or_text());
     assert_eq!(status, 200);
-    assert_eq!(error_kind(&headers), None, "{v}");
+    assert_eq!(kind, None, "{v}");
     assert_eq!(v["success"], true);
     drop(cloud);
 }

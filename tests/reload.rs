@@ -8,9 +8,9 @@ mod support;
 use std::os::unix::net::UnixDatagram;
 use std::path::Path;
 use std::process::Command;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use support::{MockUpstream, RunningBinary, TempDir, TestPki};
+use support::{post, MockUpstream, Poll, RunningBinary, TempDir, TestPki};
 
 fn config(cloud: &MockUpstream, ca: &Path, buffer: &Path, his_listen: &str, allow: &str) -> String {
     format!(
@@ -46,29 +46,26 @@ fn hup(pid: u32) {
 
 /// Waits until the log has `count` lines containing `needle`.
 fn wait_log(bin: &RunningBinary, needle: &str, count: usize) -> Vec<String> {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let log = bin.log();
-        if log.iter().filter(|l| l.contains(needle)).count() >= count {
-            return log;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "no {count}× {needle:?} in the log:\n{}",
-            log.join("\n")
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    let found = Poll::new(
+        Duration::from_secs(10),
+        format!("{count}× {needle:?} in the log"),
+    )
+    .try_until_blocking(|| bin.log().iter().filter(|l| l.contains(needle)).count() >= count);
+    assert!(
+        found.is_ok(),
+        "no {count}× {needle:?} in the log:\n{}",
+        bin.log().join("\n")
+    );
+    bin.log()
 }
 
 async fn call_status(bin: &RunningBinary) -> u16 {
-    support::plain_client()
-        .post(format!("{}/prefront/patient/getPatientInfo", bin.his_url()))
+    post(format!("{}/prefront/patient/getPatientInfo", bin.his_url()))
         .body(r#"{"medicalCardNumber":"001"}"#)
         .timeout(Duration::from_secs(5))
-        .send()
+        .try_send()
         .await
-        .map(|r| r.status().as_u16())
+        .map(|r| r.status)
         // 0: the connection was closed without an answer (a peer refused at accept).
         .unwrap_or(0)
 }
@@ -255,15 +252,10 @@ path = {:?}
         .to_string();
     let url = format!("https://localhost:{port}/his/hospital.interface.queryBalance");
     let call = |client: reqwest::Client| {
-        let url = url.clone();
-        async move {
-            client
-                .post(url)
-                .body(r#"{"medicalCardNumber":"001"}"#)
-                .send()
-                .await
-                .map(|r| r.status().as_u16())
-        }
+        let call = post(&url)
+            .via(&client)
+            .body(r#"{"medicalCardNumber":"001"}"#);
+        async move { call.try_send().await.map(|r| r.status) }
     };
     assert_eq!(
         call(old_pki.client()).await.ok(),

@@ -8,27 +8,12 @@ mod support;
 
 use std::time::Duration;
 
-use ring::hmac;
-use support::{basic_config, plain_client, spawn_gateway, MockUpstream, TestPki};
+use support::{
+    basic_config, get, poll_until, post, sign, spawn_gateway, unix_now as now, MockUpstream,
+    TestPki,
+};
 
 const SECRET: &str = "the secret agreed with the cloud team, 32+ chars";
-
-fn now() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs())
-}
-
-/// Signs exactly as the README tells the cloud team to, without the box's own code.
-fn sign(method: &str, target: &str, ts: u64, body: &[u8]) -> String {
-    let body_hash = ring::digest::digest(&ring::digest::SHA256, body);
-    let canonical = format!(
-        "{method}\n{target}\n{ts}\n{}",
-        data_encoding::HEXLOWER.encode(body_hash.as_ref())
-    );
-    let key = hmac::Key::new(hmac::HMAC_SHA256, SECRET.as_bytes());
-    data_encoding::HEXLOWER.encode(hmac::sign(&key, canonical.as_bytes()).as_ref())
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_clouds_calls_need_a_valid_fresh_unused_signature() {
@@ -46,43 +31,38 @@ async fn the_clouds_calls_need_a_valid_fresh_unused_signature() {
     let before = now() - 1;
     let gw = spawn_gateway(&toml).await;
     // Calls signed in the start's own second are refused too: sign in a later one.
-    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let started = now();
+    poll_until(
+        Duration::from_secs(2),
+        "the second after the start",
+        async || now() > started,
+    )
+    .await;
     let target = "/his/hospital.interface.queryBalance";
     let url = format!("{}{target}", gw.cloud_url(false));
     let body = r#"{"medicalCardNumber":"001"}"#;
     let send = |ts: Option<String>, sig: Option<String>, body: &'static str| {
-        let mut r = plain_client().post(url.clone()).body(body);
-        if let Some(ts) = ts {
-            r = r.header("X-Prefront-Timestamp", ts);
-        }
-        if let Some(sig) = sig {
-            r = r.header("X-Prefront-Signature", sig);
-        }
+        let call = post(url.clone())
+            .body(body)
+            .signature(ts.as_deref(), sig.as_deref());
         async move {
-            let resp = r.send().await.expect("the gateway answers");
-            let kind = resp
-                .headers()
-                .get("x-prefront-error")
-                .and_then(|v| v.to_str().ok())
-                .unwrap_or("")
-                .to_string();
-            let status = resp.status().as_u16();
-            let bytes = resp.bytes().await.expect("a body");
-            let v: serde_json::Value = serde_json::from_slice(&bytes).expect("a JSON envelope");
+            let resp = call.send().await;
+            let kind = resp.error_kind().unwrap_or("").to_string();
+            let v = resp.json();
             // A refusal is the spec's 50001 in the envelope; a relayed answer is the HIS's.
             let code = v["code"].as_str().unwrap_or("").to_string();
-            (status, kind, code)
+            (resp.status, kind, code)
         }
     };
 
     // Unsigned, wrong, stale, tampered, signed before the start: 50001, nothing forwarded.
     let t = now();
-    let good = sign("POST", target, t, body.as_bytes());
+    let good = sign(SECRET, "POST", target, t, body.as_bytes());
     let cases = [
         (None, None, body, "signature-missing"),
         (
             Some(before.to_string()),
-            Some(sign("POST", target, before, body.as_bytes())),
+            Some(sign(SECRET, "POST", target, before, body.as_bytes())),
             body,
             "signature-before-start",
         ),
@@ -94,7 +74,7 @@ async fn the_clouds_calls_need_a_valid_fresh_unused_signature() {
         ),
         (
             Some((t - 600).to_string()),
-            Some(sign("POST", target, t - 600, body.as_bytes())),
+            Some(sign(SECRET, "POST", target, t - 600, body.as_bytes())),
             body,
             "signature-timestamp",
         ),
@@ -123,31 +103,21 @@ async fn the_clouds_calls_need_a_valid_fresh_unused_signature() {
     assert_eq!(his.request_count(), 1, "a replay reaches nothing");
 
     // The PACS route needs a signature too.
-    let r = plain_client()
-        .get(format!("{}/pacs/dcm?dcmId=1", gw.cloud_url(false)))
+    let r = get(format!("{}/pacs/dcm?dcmId=1", gw.cloud_url(false)))
         .send()
-        .await
-        .expect("answers");
-    assert_eq!(r.status(), 401);
+        .await;
+    assert_eq!(r.status, 401);
     gw.shutdown().await;
 
     // A restart forgets which signatures were used: the captured call is still refused.
     let gw = spawn_gateway(&toml).await;
     let url = format!("{target_base}{target}", target_base = gw.cloud_url(false));
-    let resp = plain_client()
-        .post(url)
-        .header("X-Prefront-Timestamp", t.to_string())
-        .header("X-Prefront-Signature", good)
+    let resp = post(url)
         .body(body)
+        .signature(Some(&t.to_string()), Some(&good))
         .send()
-        .await
-        .expect("the gateway answers");
-    assert_eq!(
-        resp.headers()
-            .get("x-prefront-error")
-            .and_then(|v| v.to_str().ok()),
-        Some("signature-before-start")
-    );
+        .await;
+    assert_eq!(resp.error_kind(), Some("signature-before-start"));
     assert_eq!(
         his.request_count(),
         1,
@@ -169,13 +139,11 @@ async fn the_boxs_calls_to_the_cloud_are_signed_per_the_readme() {
     );
     let gw = spawn_gateway(&toml).await;
     let body = r#"{"medicalCardNumber":"001"}"#;
-    let r = plain_client()
-        .post(format!("{}/prefront/patient/getPatientInfo", gw.his_url()))
+    let r = post(format!("{}/prefront/patient/getPatientInfo", gw.his_url()))
         .body(body)
         .send()
-        .await
-        .expect("answers");
-    assert_eq!(r.status(), 200);
+        .await;
+    assert_eq!(r.status, 200);
     let seen = cloud.wait_for_requests(1, Duration::from_secs(5)).await;
     let req = seen.last().expect("the cloud got the call");
     let ts: u64 = req
@@ -186,7 +154,7 @@ async fn the_boxs_calls_to_the_cloud_are_signed_per_the_readme() {
     let sig = req.header("x-prefront-signature").expect("a signature");
     assert_eq!(
         sig,
-        sign("POST", &req.path, ts, &req.body),
+        sign(SECRET, "POST", &req.path, ts, &req.body),
         "HMAC-SHA256 over METHOD, path, timestamp and body hash, as documented"
     );
     gw.shutdown().await;

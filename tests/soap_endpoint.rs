@@ -9,13 +9,15 @@ use support::*;
 
 const PATH: &str = "/prefront/services/prefrontWebService";
 
-async fn gateway(extra_listener: &str) -> (MockUpstream, TestGateway) {
+/// A gateway in front of an echoing cloud; its HIS listener has `public_url` when given.
+async fn gateway(public_url: Option<&str>) -> (MockUpstream, TestGateway) {
     let cloud = MockUpstream::http().await;
     cloud.echo();
-    let toml = basic_config(&cloud.url(), None, None, "").replace(
-        "[his_listener]\nlisten = \"127.0.0.1:0\"\n",
-        &format!("[his_listener]\nlisten = \"127.0.0.1:0\"\n{extra_listener}\n"),
-    );
+    let mut toml = ConfigToml::basic(&cloud.url(), None, None, "");
+    if let Some(url) = public_url {
+        toml = toml.set("his_listener.public_url", url);
+    }
+    let toml = toml.render();
     let gw = spawn_gateway(&toml).await;
     (cloud, gw)
 }
@@ -26,26 +28,11 @@ fn envelope11(op: &str, param: &str) -> String {
     )
 }
 
-async fn soap(
-    gw: &TestGateway,
-    content_type: &str,
-    body: impl Into<reqwest::Body>,
-) -> (u16, String, String) {
-    let resp = plain_client()
-        .post(format!("{}{PATH}", gw.his_url()))
-        .header("content-type", content_type)
+/// A POST of `body` as `content_type` to the SOAP endpoint.
+fn soap(gw: &TestGateway, content_type: &str, body: impl Into<Vec<u8>>) -> Call {
+    post(format!("{}{PATH}", gw.his_url()))
+        .content_type(content_type)
         .body(body)
-        .send()
-        .await
-        .expect("answer");
-    let status = resp.status().as_u16();
-    let ct = resp
-        .headers()
-        .get("content-type")
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("")
-        .to_string();
-    (status, ct, resp.text().await.expect("text"))
 }
 
 /// The text of `<return>`, unescaped.
@@ -62,15 +49,11 @@ fn return_json(xml: &str) -> Value {
 
 #[tokio::test]
 async fn wsdl_is_served_for_any_case_of_wsdl_with_the_right_address() {
-    let (_cloud, gw) = gateway("").await;
+    let (_cloud, gw) = gateway(None).await;
     for q in ["wsdl", "WSDL", "Wsdl"] {
-        let resp = plain_client()
-            .get(format!("{}{PATH}?{q}", gw.his_url()))
-            .send()
-            .await
-            .expect("answer");
-        assert_eq!(resp.status(), 200, "{q}");
-        let text = resp.text().await.expect("text");
+        let resp = get(format!("{}{PATH}?{q}", gw.his_url())).send().await;
+        assert_eq!(resp.status, 200, "{q}");
+        let text = resp.text();
         assert!(text.contains("<wsdl:definitions"), "{q}");
         assert!(
             text.contains(&format!("location=\"http://{}{PATH}\"", gw.his_addr)),
@@ -79,22 +62,16 @@ async fn wsdl_is_served_for_any_case_of_wsdl_with_the_right_address() {
         assert_eq!(text.matches("<wsdl:operation name=").count(), 78);
     }
     // A forged Host cannot inject markup into the WSDL.
-    let resp = plain_client()
-        .get(format!("{}{PATH}?wsdl", gw.his_url()))
+    let resp = get(format!("{}{PATH}?wsdl", gw.his_url()))
         .header("host", "evil\"><x")
         .send()
-        .await
-        .expect("answer");
-    assert!(!resp.text().await.expect("text").contains("evil"));
-    let (_c, gw) = gateway("public_url = \"https://prefront.hospital.cn:8080\"").await;
-    let text = plain_client()
-        .get(format!("{}{PATH}?wsdl", gw.his_url()))
+        .await;
+    assert!(!resp.text().contains("evil"));
+    let (_c, gw) = gateway(Some("https://prefront.hospital.cn:8080")).await;
+    let text = get(format!("{}{PATH}?wsdl", gw.his_url()))
         .send()
         .await
-        .expect("answer")
-        .text()
-        .await
-        .expect("text");
+        .text();
     assert!(text.contains(&format!(
         "location=\"https://prefront.hospital.cn:8080{PATH}\""
     )));
@@ -102,8 +79,8 @@ async fn wsdl_is_served_for_any_case_of_wsdl_with_the_right_address() {
 
 #[tokio::test]
 async fn soap11_call_is_relayed_and_answered_in_11() {
-    let (cloud, gw) = gateway("").await;
-    let (status, ct, body) = soap(
+    let (cloud, gw) = gateway(None).await;
+    let r = soap(
         &gw,
         "text/xml; charset=utf-8",
         envelope11(
@@ -111,7 +88,9 @@ async fn soap11_call_is_relayed_and_answered_in_11() {
             r#"{"patientId":"1 &amp; 2"}"#,
         ),
     )
+    .send()
     .await;
+    let (status, ct, body) = (r.status, r.header("content-type").unwrap_or(""), r.text());
     assert_eq!(status, 200, "{body}");
     assert!(ct.starts_with("text/xml"), "{ct}");
     assert!(body.contains("http://schemas.xmlsoap.org/soap/envelope/"));
@@ -123,14 +102,16 @@ async fn soap11_call_is_relayed_and_answered_in_11() {
 
 #[tokio::test]
 async fn soap12_call_is_answered_in_12() {
-    let (cloud, gw) = gateway("").await;
+    let (cloud, gw) = gateway(None).await;
     let env = r#"<env:Envelope xmlns:env="http://www.w3.org/2003/05/soap-envelope"><env:Body><m:payment xmlns:m="http://webservice.prefront/"><param>{"a":"1"}</param></m:payment></env:Body></env:Envelope>"#;
-    let (status, ct, body) = soap(
+    let r = soap(
         &gw,
         "application/soap+xml; charset=utf-8; action=\"payment\"",
         env,
     )
+    .send()
     .await;
+    let (status, ct, body) = (r.status, r.header("content-type").unwrap_or(""), r.text());
     assert_eq!(status, 200, "{body}");
     assert!(ct.starts_with("application/soap+xml"), "{ct}");
     assert!(body.contains("http://www.w3.org/2003/05/soap-envelope"));
@@ -143,25 +124,15 @@ async fn soap12_call_is_answered_in_12() {
 
 #[tokio::test]
 async fn gbk_caller_is_answered_in_gbk() {
-    let (cloud, gw) = gateway("").await;
+    let (cloud, gw) = gateway(None).await;
     let env = format!(
         "<?xml version=\"1.0\" encoding=\"GBK\"?>{}",
         envelope11("genCard", r#"{"name":"张三"}"#)
     );
     let (gbk, _, _) = encoding_rs::GBK.encode(&env);
-    let resp = plain_client()
-        .post(format!("{}{PATH}", gw.his_url()))
-        .header("content-type", "text/xml")
-        .body(gbk.into_owned())
-        .send()
-        .await
-        .expect("answer");
-    assert!(resp.headers()["content-type"]
-        .to_str()
-        .unwrap_or("")
-        .contains("GBK"));
-    let bytes = resp.bytes().await.expect("bytes");
-    let (text, _, bad) = encoding_rs::GB18030.decode(&bytes);
+    let resp = soap(&gw, "text/xml", gbk.into_owned()).send().await;
+    assert!(resp.header("content-type").unwrap_or("").contains("GBK"));
+    let (text, _, bad) = encoding_rs::GB18030.decode(&resp.body);
     assert!(!bad);
     assert!(text.starts_with("<?xml version=\"1.0\" encoding=\"GBK\"?>"));
     assert_eq!(return_json(&text)["data"]["body"]["name"], "张三");
@@ -170,14 +141,23 @@ async fn gbk_caller_is_answered_in_gbk() {
 
 #[tokio::test]
 async fn json_outcomes_travel_inside_return() {
-    let (cloud, gw) = gateway("").await;
-    let (status, _, body) = soap(&gw, "text/xml", envelope11("genCard", "{not json")).await;
+    let (cloud, gw) = gateway(None).await;
+    let r = soap(&gw, "text/xml", envelope11("genCard", "{not json"))
+        .send()
+        .await;
+    let (status, body) = (r.status, r.text());
     assert_eq!(status, 200);
     assert_eq!(return_json(&body)["code"], "20003");
-    let (_, _, body) = soap(&gw, "text/xml", envelope11("genCard", "")).await;
+    let r = soap(&gw, "text/xml", envelope11("genCard", ""))
+        .send()
+        .await;
+    let body = r.text();
     assert_eq!(return_json(&body)["code"], "20001");
     // The 21.x uploads keep their own envelope shape inside return.
-    let (_, _, body) = soap(&gw, "text/xml", envelope11("hospital", "[1,")).await;
+    let r = soap(&gw, "text/xml", envelope11("hospital", "[1,"))
+        .send()
+        .await;
+    let body = r.text();
     let v = return_json(&body);
     assert_eq!(
         (v["status"].as_i64(), v["code"].as_str()),
@@ -188,7 +168,7 @@ async fn json_outcomes_travel_inside_return() {
 
 #[tokio::test]
 async fn hostile_or_broken_soap_gets_a_fault_and_nothing_is_forwarded() {
-    let (cloud, gw) = gateway("").await;
+    let (cloud, gw) = gateway(None).await;
     let deep = format!(
         "<soapenv:Envelope xmlns:soapenv=\"http://schemas.xmlsoap.org/soap/envelope/\"><soapenv:Body><genCard>{}{}</genCard></soapenv:Body></soapenv:Envelope>",
         "<a>".repeat(10_000),
@@ -205,7 +185,8 @@ async fn hostile_or_broken_soap_gets_a_fault_and_nothing_is_forwarded() {
         ("element inside param", envelope11("genCard", "<x>1</x>")),
     ];
     for (what, body) in cases {
-        let (status, ct, text) = soap(&gw, "text/xml; charset=utf-8", body).await;
+        let r = soap(&gw, "text/xml; charset=utf-8", body).send().await;
+        let (status, ct, text) = (r.status, r.header("content-type").unwrap_or(""), r.text());
         assert_eq!(status, 500, "{what}: SOAP 1.1 faults are HTTP 500");
         assert!(ct.starts_with("text/xml"), "{what}");
         assert!(
@@ -214,7 +195,8 @@ async fn hostile_or_broken_soap_gets_a_fault_and_nothing_is_forwarded() {
         );
         assert!(!text.contains("root:"), "{what}: nothing read from disk");
     }
-    let (status, _, text) = soap(&gw, "application/soap+xml", "<broken").await;
+    let r = soap(&gw, "application/soap+xml", "<broken").send().await;
+    let (status, text) = (r.status, r.text());
     assert_eq!(status, 400, "SOAP 1.2 Sender faults are 400");
     assert!(text.contains("soap:Sender"));
     assert_eq!(cloud.request_count(), 0, "nothing forwarded");

@@ -69,24 +69,11 @@ fn route(name: &str, url: &str, extra: &str) -> String {
     format!("[[his.route]]\nname = \"{name}\"\nkind = \"soap\"\nurl = \"{url}\"\nnamespace = \"http://his.example/\"\n{timeout}{extra}\n")
 }
 
-async fn call(gw: &TestGateway, name: &str, body: &Value) -> (Option<String>, Value) {
-    let resp = plain_client()
-        .post(format!("{}/his/{name}", gw.cloud_url(false)))
-        .body(body.to_string())
-        .send()
-        .await
-        .expect("gateway answers");
-    assert_eq!(resp.status(), 200);
-    let kind = resp
-        .headers()
-        .get("x-prefront-error")
-        .and_then(|v| v.to_str().ok())
-        .map(str::to_string);
-    let text = resp.text().await.expect("body");
-    (
-        kind,
-        serde_json::from_str(&text).unwrap_or(Value::String(text)),
-    )
+/// The cloud's call of `name` with `body`, which must be answered with HTTP 200.
+fn call(gw: &TestGateway, name: &str, body: &Value) -> Call {
+    post(format!("{}/his/{name}", gw.cloud_url(false)))
+        .body_json(body)
+        .expect_status(200)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -127,39 +114,48 @@ async fn cloud_reaches_a_soap_his_in_every_route_style() {
     let gw = spawn_gateway(&basic_config(&cloud.url(), None, None, &extra)).await;
 
     let card = json!({"hospitalId": "253", "medicalCardNumber": "001000056254587", "name": "张三"});
-    let (kind, v) = call(&gw, "hospital.interface.createCard", &card).await;
+    let r = call(&gw, "hospital.interface.createCard", &card)
+        .send()
+        .await;
+    let (kind, v) = (r.error_kind(), r.json_or_text());
     assert_eq!(kind, None, "{v}");
     assert_eq!(v["code"], "10001");
     assert_eq!(v["data"]["param"], card, "the HIS got the JSON unchanged");
     assert_eq!(v["data"]["soapAction"], "\"http://his.example/createCard\"");
 
-    let (kind, v) = call(
+    let r = call(
         &gw,
         "hospital.interface.queryWaitPay",
         &json!({"medicalCardNumber": "0012"}),
     )
+    .send()
     .await;
+    let (kind, v) = (r.error_kind(), r.json_or_text());
     assert_eq!(kind, None, "{v}");
     assert_eq!(v["data"][0]["id"], "0012", "leading zero kept");
     assert!(v["data"].is_array());
 
-    let (kind, v) = call(
+    let r = call(
         &gw,
         "hospital.interface.queryBalance",
         &json!({"medicalCardNumber": "7"}),
     )
+    .send()
     .await;
+    let (kind, v) = (r.error_kind(), r.json_or_text());
     assert_eq!(kind, None, "{v}");
     assert_eq!(v["data"]["funcCode"], "queryBalance");
     assert_eq!(v["data"]["param"]["medicalCardNumber"], "7");
 
-    let (kind, v) = call(
+    let r = call(
         &gw,
         "hospital.interface.cardRefund",
         &json!({"refundNo": "R1"}),
     )
+    .send()
     .await;
-    assert_eq!(kind.as_deref(), Some("upstream-soap-fault"));
+    let (kind, v) = (r.error_kind(), r.json_or_text());
+    assert_eq!(kind, Some("upstream-soap-fault"));
     assert_eq!(v["code"], "10003");
     // The cloud is told it was a SOAP fault; the fault's own text stays on the LAN.
     let msg = v["msg"].as_str().unwrap_or_default();
@@ -168,16 +164,20 @@ async fn cloud_reaches_a_soap_his_in_every_route_style() {
         "{v}"
     );
 
-    let (kind, v) = call(&gw, "hospital.interface.bindCard", &card).await;
+    let r = call(&gw, "hospital.interface.bindCard", &card).send().await;
+    let (kind, v) = (r.error_kind(), r.json_or_text());
     assert_eq!(kind, None, "{v}");
     assert_eq!(
         v["data"]["param"]["name"], "张三",
         "GBK on the wire, intact both ways"
     );
 
-    let (kind, v) = call(&gw, "hospital.interface.updateHisPatientInfo", &card).await;
+    let r = call(&gw, "hospital.interface.updateHisPatientInfo", &card)
+        .send()
+        .await;
+    let (kind, v) = (r.error_kind(), r.json_or_text());
     // A fault whose text names the HIS's parameter: the kind reaches the cloud, the text not.
-    assert_eq!(kind.as_deref(), Some("upstream-soap-fault"), "{v}");
+    assert_eq!(kind, Some("upstream-soap-fault"), "{v}");
     assert!(
         v["msg"]
             .as_str()
@@ -198,7 +198,10 @@ async fn soap_12_his() {
         "soap_version = \"1.2\"",
     );
     let gw = spawn_gateway(&basic_config(&cloud.url(), None, None, &extra)).await;
-    let (kind, v) = call(&gw, "hospital.interface.createCard", &json!({"a": "1"})).await;
+    let r = call(&gw, "hospital.interface.createCard", &json!({"a": "1"}))
+        .send()
+        .await;
+    let (kind, v) = (r.error_kind(), r.json_or_text());
     assert_eq!(kind, None, "{v}");
     assert_eq!(v["data"]["param"], json!({"a": "1"}));
     // SOAP 1.2 carries the action in the Content-Type.
@@ -265,8 +268,9 @@ async fn broken_his_answers_become_10003_not_crashes() {
         ("hospital.interface.cardRefund", "upstream-timeout"),
     ];
     for (name, expected) in cases {
-        let (kind, v) = call(&gw, name, &json!({"a": "1"})).await;
-        assert_eq!(kind.as_deref(), Some(expected), "{name}: {v}");
+        let r = call(&gw, name, &json!({"a": "1"})).send().await;
+        let (kind, v) = (r.error_kind(), r.json_or_text());
+        assert_eq!(kind, Some(expected), "{name}: {v}");
         assert_eq!(v["code"], "10003", "{name}");
         assert_no_lan_text(name, &v);
     }
@@ -304,7 +308,10 @@ async fn xml_param_route_maps_json_to_elements_and_back_without_guessing() {
     );
     let gw = spawn_gateway(&basic_config("http://127.0.0.1:9", None, None, &extra)).await;
     let req = json!({"hospitalId": "253", "medicalCardNumber": "0012", "items": ["a", "b"]});
-    let (kind, v) = call(&gw, "hospital.interface.queryWaitPay", &req).await;
+    let r = call(&gw, "hospital.interface.queryWaitPay", &req)
+        .send()
+        .await;
+    let (kind, v) = (r.error_kind(), r.json_or_text());
     assert_eq!(kind, None, "{v}");
     // One-element lists stay lists (hinted), digit strings stay strings, leading zeros stay.
     assert_eq!(
@@ -393,8 +400,9 @@ async fn broken_xml_param_answers_become_10003_not_crashes() {
         .collect();
     let gw = spawn_gateway(&basic_config("http://127.0.0.1:9", None, None, &extra)).await;
     for (name, _, expected) in cases {
-        let (kind, v) = call(&gw, name, &json!({"a": "1"})).await;
-        assert_eq!(kind.as_deref(), Some(expected), "{name}: {v}");
+        let r = call(&gw, name, &json!({"a": "1"})).send().await;
+        let (kind, v) = (r.error_kind(), r.json_or_text());
+        assert_eq!(kind, Some(expected), "{name}: {v}");
         assert_eq!(v["code"], "10003", "{name}");
         assert_no_lan_text(name, &v);
     }

@@ -171,16 +171,21 @@ fn try_run_bounded(mut cmd: Command, timeout: Duration) -> Result<Ran, String> {
         let _ = err.read_to_end(&mut v);
         String::from_utf8_lossy(&v).into_owned()
     });
-    let deadline = Instant::now() + timeout;
-    let status = loop {
-        match child.try_wait() {
-            Ok(Some(s)) => break Some(s),
-            Ok(None) if Instant::now() >= deadline => break None,
-            Ok(None) => std::thread::sleep(Duration::from_millis(20)),
-            Err(e) => return Err(format!("waiting for {shown}: {e}")),
-        }
-    };
-    let Some(status) = status else {
+    let mut failed = None;
+    let status =
+        Poll::new(timeout, format!("{shown} to finish")).try_value_blocking(|| {
+            match child.try_wait() {
+                Ok(s) => s,
+                Err(e) => {
+                    failed = Some(format!("waiting for {shown}: {e}"));
+                    Some(std::process::ExitStatus::default())
+                }
+            }
+        });
+    if let Some(e) = failed {
+        return Err(e);
+    }
+    let Ok(status) = status else {
         // Only the group this function started, by its id.
         let _ = Command::new("kill")
             .args(["-KILL", "--", &format!("-{}", child.id())])
@@ -619,32 +624,20 @@ async fn check_fixture(b: &Bench, name: &str, param: &str) -> Result<(), String>
         k.eq_ignore_ascii_case("content-type") && v.to_ascii_lowercase().contains("soap+xml")
     });
     let before = b.cloud.request_count();
-    let mut req = plain_client().post(b.endpoint());
+    let mut req = post(b.endpoint());
     for (k, v) in &headers {
-        req = req.header(k.as_str(), v.as_str());
+        req = req.header(k, v.as_str());
     }
     let resp = req
         .body(body)
-        .send()
+        .try_send()
         .await
         .map_err(|e| format!("no answer: {e}"))?;
-    let status = resp.status();
-    let ct = resp
-        .headers()
-        .get("content-type")
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("")
-        .to_string();
-    let error_kind = resp
-        .headers()
-        .get("x-prefront-error")
-        .and_then(|v| v.to_str().ok())
-        .map(str::to_string);
-    let raw = resp
-        .bytes()
-        .await
-        .map_err(|e| format!("reading answer: {e}"))?;
-    let shown = String::from_utf8_lossy(&raw).into_owned();
+    let status = resp.status;
+    let ct = resp.header("content-type").unwrap_or("").to_string();
+    let error_kind = resp.error_kind();
+    let raw = resp.body.clone();
+    let shown = resp.text();
     let context = || {
         format!(
             "HTTP {status}, Content-Type {ct:?}, X-Prefront-Error {error_kind:?}, body {shown:?}"
@@ -782,13 +775,13 @@ async fn a_gbk_caller_is_answered_in_strict_gbk_even_for_characters_outside_gbk(
         r#"{"success":true,"msg":"成功","code":"10001","data":{"patientName":"𠮷野","note":"😀"}}"#;
     b.cloud.respond(CLOUD_PATH, 200, answer);
     let body = std::fs::read(fixtures_dir().join("gbk.xml")).expect("gbk fixture");
-    let mut req = plain_client().post(b.endpoint());
+    let mut req = post(b.endpoint());
     for (k, v) in read_headers(&fixtures_dir().join("gbk.headers")) {
-        req = req.header(k, v);
+        req = req.header(&k, v);
     }
-    let resp = req.body(body).send().await.expect("gateway answers");
-    assert_eq!(resp.status(), 200);
-    let raw = resp.bytes().await.expect("body");
+    let resp = req.body(body).send().await;
+    assert_eq!(resp.status, 200);
+    let raw = resp.body;
     if let Some(at) = first_non_gbk(&raw) {
         panic!(
             "answer declared GBK is not GBK at byte {at}: {:02X?} in {:?}",

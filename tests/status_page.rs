@@ -14,7 +14,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use support::{basic_config, closed_port_addr, plain_client, spawn_gateway, TempDir, TestGateway};
+use support::{
+    closed_port_addr, get, plain_client, post, spawn_gateway, ConfigToml, TempDir, TestGateway,
+};
 
 /// How long one Chromium run may take before it (and every process it started) is killed.
 const CHROMIUM_TIMEOUT: Duration = Duration::from_secs(60);
@@ -248,7 +250,7 @@ async fn the_status_page_shows_what_metrics_shows() {
         return;
     }
     let closed = closed_port_addr();
-    let toml = basic_config(
+    let toml = ConfigToml::basic(
         &format!("https://{closed}/"),
         None,
         Some(&format!("http://{closed}/his/{{method}}")),
@@ -267,15 +269,10 @@ listen = "127.0.0.1:0"
     // The cloud listener has a certificate that expires in 90 days, so the page shows its expiry.
     let certs_dir = TempDir::new("prefront-status-cert");
     let (cert_path, key_path) = certificate_expiring_in(certs_dir.path(), 90);
-    let toml = toml.replacen(
-        "[cloud_listener]\n",
-        &format!(
-            "[cloud_listener]\ntls_cert = {:?}\ntls_key = {:?}\n",
-            cert_path.display().to_string(),
-            key_path.display().to_string()
-        ),
-        1,
-    );
+    let toml = toml
+        .set_path("cloud_listener.tls_cert", &cert_path)
+        .set_path("cloud_listener.tls_key", &key_path)
+        .render();
     let gw = spawn_gateway(&toml).await;
     let client = plain_client();
     for (path, n) in [
@@ -283,44 +280,28 @@ listen = "127.0.0.1:0"
         ("prefront/sendTipMessage/payment", 1),
     ] {
         for i in 0..n {
-            let r = client
-                .post(format!("{}/{path}", gw.his_url()))
+            let r = post(format!("{}/{path}", gw.his_url()))
+                .via(&client)
                 .body(format!(r#"{{"patientName":"张三","n":{i}}}"#))
                 .send()
-                .await
-                .expect("answers");
-            assert_eq!(r.status(), 200);
-            assert!(
-                r.headers().contains_key("x-prefront-queued"),
-                "{path} buffered"
-            );
+                .await;
+            assert_eq!(r.status, 200);
+            assert!(r.queued().is_some(), "{path} buffered");
         }
     }
-    let r = client
-        .post(format!("{}/prefront/no/such/interface", gw.his_url()))
+    let r = post(format!("{}/prefront/no/such/interface", gw.his_url()))
+        .via(&client)
         .header("x-request-id", "status-page-test-1")
         .body("{}")
         .send()
-        .await
-        .expect("answers");
-    assert_eq!(
-        r.headers()
-            .get("x-prefront-error")
-            .and_then(|v| v.to_str().ok()),
-        Some("unknown-path")
-    );
+        .await;
+    assert_eq!(r.error_kind(), Some("unknown-path"));
 
     // The page itself, as served.
     let url = admin_url(&gw, "/status");
-    let r = client.get(&url).send().await.expect("status answers");
-    assert_eq!(r.status(), 200);
-    let header = |n: &str| {
-        r.headers()
-            .get(n)
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or_default()
-            .to_string()
-    };
+    let r = get(&url).via(&client).send().await;
+    assert_eq!(r.status, 200);
+    let header = |n: &str| r.header(n).unwrap_or_default().to_string();
     assert_eq!(header("content-type"), "text/html; charset=utf-8");
     assert!(header("content-security-policy").contains("default-src 'none'"));
 

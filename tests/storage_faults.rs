@@ -301,41 +301,40 @@ impl Gw {
                 }
             });
         }
-        let deadline = Instant::now() + Duration::from_secs(30);
         let (mut his, mut admin) = (None, None);
-        while his.is_none() || admin.is_none() {
-            {
+        let mut exited = None;
+        let listening = Poll::new(Duration::from_secs(30), "the HIS and admin listeners")
+            .try_until(async || {
                 let k = kept.lock().unwrap_or_else(|p| p.into_inner());
                 for l in &k.head {
                     if l.contains("listener=\"his\"") {
-                        his = his.or_else(|| addr_after(l));
+                        his = his.take().or_else(|| addr_after(l));
                     }
                     if l.contains("listener=\"admin\"") {
-                        admin = admin.or_else(|| addr_after(l));
+                        admin = admin.take().or_else(|| addr_after(l));
                     }
                 }
-            }
-            let exited = child.try_wait().ok().flatten();
-            if exited.is_some() || Instant::now() > deadline {
-                let _ = child.kill();
-                let _ = child.wait();
-                let k = kept.lock().unwrap_or_else(|p| p.into_inner());
-                panic!(
-                    "the binary did not start listening (exit: {exited:?}):\n{}",
-                    k.head.join("\n")
-                );
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
+                exited = child.try_wait().ok().flatten();
+                // An exit ends the wait too: it is judged below.
+                (his.is_some() && admin.is_some()) || exited.is_some()
+            })
+            .await;
+        if exited.is_some() || listening.is_err() {
+            let _ = child.kill();
+            let _ = child.wait();
+            let k = kept.lock().unwrap_or_else(|p| p.into_inner());
+            panic!(
+                "the binary did not start listening (exit: {exited:?}):\n{}",
+                k.head.join("\n")
+            );
         }
         let pid = match inject {
             None => child.id(),
-            Some(_) => loop {
-                if let Some(p) = child_of(child.id()) {
-                    break p;
-                }
-                assert!(Instant::now() < deadline, "strace's tracee not found");
-                tokio::time::sleep(Duration::from_millis(20)).await;
-            },
+            Some(_) => {
+                Poll::new(Duration::from_secs(30), "strace's tracee")
+                    .value(async || child_of(child.id()))
+                    .await
+            }
         };
         Gw {
             child,
@@ -404,22 +403,15 @@ impl Gw {
         let _ = Command::new("kill")
             .args(["-TERM", &self.pid.to_string()])
             .status();
-        let t = Instant::now();
-        while t.elapsed() < Duration::from_secs(15) {
-            if self.gone() {
-                let took = t.elapsed();
-                // Under strace, let strace itself finish too.
-                for _ in 0..50 {
-                    if self.child.try_wait().ok().flatten().is_some() {
-                        break;
-                    }
-                    tokio::time::sleep(Duration::from_millis(20)).await;
-                }
-                return Some(took);
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-        None
+        let took = Poll::new(Duration::from_secs(15), "the exit after SIGTERM")
+            .try_until(async || self.gone())
+            .await
+            .ok()?;
+        // Under strace, let strace itself finish too (for up to a second).
+        let _ = Poll::new(Duration::from_secs(1), "strace's exit")
+            .try_until(async || self.child.try_wait().ok().flatten().is_some())
+            .await;
+        Some(took)
     }
 }
 
@@ -546,29 +538,17 @@ fn body_of(seq: u64, pad: usize) -> String {
     )
 }
 
-async fn post(client: &reqwest::Client, his: &str, body: String) -> Reply {
-    let resp = match client
-        .post(format!("http://{his}{ROUTE}"))
-        .body(body)
-        .send()
-        .await
-    {
+/// What the box's answer to one call was (`Err`: no answer at all).
+fn classify(answer: reqwest::Result<support::Reply>) -> Reply {
+    let resp = match answer {
         Ok(r) => r,
         Err(e) => return Reply::Other(format!("no answer: {e}")),
     };
-    let status = resp.status().as_u16();
-    let queued = resp.headers().contains_key("x-prefront-queued");
-    let error = resp
-        .headers()
-        .get("x-prefront-error")
-        .map(|v| v.to_str().unwrap_or("?").to_string());
-    let text = resp.text().await.unwrap_or_default();
-    let v: serde_json::Value = serde_json::from_str(&text).unwrap_or_default();
-    let code = match &v["code"] {
-        serde_json::Value::String(s) => s.clone(),
-        serde_json::Value::Number(n) => n.to_string(),
-        _ => String::new(),
-    };
+    let status = resp.status;
+    let queued = resp.queued().is_some();
+    let error = resp.error_kind().map(str::to_string);
+    let text = resp.text();
+    let code = resp.code().unwrap_or_default();
     let brief = || {
         format!(
             "HTTP {status} code={code:?} queued={queued} error={error:?} body={:?}",
@@ -611,7 +591,13 @@ impl Sent {
         self.next += 1;
         let body = body_of(seq, pad);
         self.bodies.insert(seq, body.clone());
-        let r = post(client, &gw.his, body).await;
+        let r = classify(
+            post(format!("http://{}{ROUTE}", gw.his))
+                .via(client)
+                .body(body)
+                .try_send()
+                .await,
+        );
         match &r {
             Reply::Queued => {
                 self.acked.insert(seq);
@@ -674,14 +660,14 @@ impl Cloud {
 
     /// Waits (bounded) until every seq of `want` has reached the cloud.
     async fn await_delivery(&self, sent: &Sent, want: &BTreeSet<u64>, limit: Duration) -> Tally {
-        let until = Instant::now() + limit;
-        loop {
-            let t = self.tally(sent);
-            if want.iter().all(|s| t.counts.contains_key(s)) || Instant::now() > until {
-                return t;
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
+        let _ = Poll::new(limit, "the deliveries")
+            .every(Duration::from_millis(100))
+            .try_until(async || {
+                let t = self.tally(sent);
+                want.iter().all(|s| t.counts.contains_key(s))
+            })
+            .await;
+        self.tally(sent)
     }
 }
 
@@ -766,16 +752,12 @@ impl Tally {
 // ---------------------------------------------------------------------------
 
 fn write_config(dir: &Path, buffer: &Path, cloud: SocketAddr) -> PathBuf {
-    let toml = basic_config(&format!("http://{cloud}"), None, None, "").replace(
-        "[log]",
-        &format!(
-            "[admin]\nlisten = \"127.0.0.1:0\"\n\n[buffer]\npath = {:?}\nretry_min = \"50ms\"\nretry_max = \"500ms\"\n\n[log]",
-            buffer.display().to_string()
-        ),
-    );
-    let path = dir.join("prefront.toml");
-    std::fs::write(&path, toml).expect("write config");
-    path
+    ConfigToml::basic(&format!("http://{cloud}"), None, None, "")
+        .set("admin.listen", "127.0.0.1:0")
+        .set_path("buffer.path", buffer)
+        .set("buffer.retry_min", "50ms")
+        .set("buffer.retry_max", "500ms")
+        .write(&dir.join("prefront.toml"))
 }
 
 /// A tmpfs mounted on `dir`; unmounted on drop (also when the test panics).
@@ -859,6 +841,7 @@ async fn call_until_refused(
             return Some(Instant::now());
         }
         if !pause.is_zero() {
+            // The caller's pacing of the load (a deliberate pause between calls).
             tokio::time::sleep(pause).await;
         }
     }
@@ -1017,6 +1000,7 @@ async fn watch(
             ));
         }
         i += 1;
+        // A fixed observation window sampled every 250 ms: the cadence is the point.
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
     w.secs = t0.elapsed().as_secs_f64();
@@ -1038,17 +1022,19 @@ async fn await_recovery(
     pad: usize,
     limit: Duration,
 ) -> (Option<Instant>, Option<Instant>) {
-    let until = Instant::now() + limit;
     let (mut acked, mut ready) = (None, None);
-    while Instant::now() < until && (acked.is_none() || ready.is_none()) {
-        if ready.is_none() && readyz(gw, client).await.is_true() {
-            ready = Some(Instant::now());
-        }
-        if acked.is_none() && matches!(sent.call(gw, client, pad).await, Reply::Queued) {
-            acked = Some(Instant::now());
-        }
-        tokio::time::sleep(Duration::from_millis(250)).await;
-    }
+    let _ = Poll::new(limit, "an acknowledged call and /readyz 200")
+        .every(Duration::from_millis(250))
+        .try_until(async || {
+            if ready.is_none() && readyz(gw, client).await.is_true() {
+                ready = Some(Instant::now());
+            }
+            if acked.is_none() && matches!(sent.call(gw, client, pad).await, Reply::Queued) {
+                acked = Some(Instant::now());
+            }
+            acked.is_some() && ready.is_some()
+        })
+        .await;
     (acked, ready)
 }
 
@@ -1235,6 +1221,7 @@ async fn disk_full_refuses_quietly_and_recovers_without_restart() {
     cloud
         .await_delivery(&sent, &acked_so_far, Duration::from_secs(10))
         .await;
+    // A quiet period for resends that must not come (checked below), not a condition.
     tokio::time::sleep(Duration::from_millis(1500)).await;
     let t = cloud.tally(&sent);
     let undelivered = acked_so_far.iter().filter(|s| !t.delivered(s)).count();
@@ -1282,6 +1269,7 @@ async fn disk_full_refuses_quietly_and_recovers_without_restart() {
         {
             answered_after_up = Some(up_at.elapsed());
         }
+        // Link-up traffic every 500 ms for the whole window (its log and CPU are measured).
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
     c.check(FAULT, answered_after_up.is_some(), || {
@@ -1443,30 +1431,32 @@ async fn fsync_eio_for_a_while_refuses_then_recovers_without_restart() {
     };
     let (l0, cpu0) = (gw.lines(), gw.cpu_ticks());
     // Until the failures stop: readiness, refusals, then recovery.
-    let until = Instant::now() + Duration::from_secs(20);
     let (mut ready_false_at, mut acked_at, mut ready_at) = (None, None, None);
     let (mut false_polls, mut inconsistent) = (0usize, 0usize);
     let mut refused_in_fault = 0usize;
-    while Instant::now() < until && (acked_at.is_none() || ready_at.is_none()) {
-        let r = readyz(&gw, &client).await;
-        if !r.consistent() {
-            inconsistent += 1;
-        }
-        if r.is_false() {
-            ready_false_at.get_or_insert_with(Instant::now);
-            false_polls += 1;
-        } else if r.is_true() && acked_at.is_some() {
-            ready_at.get_or_insert_with(Instant::now);
-        }
-        match sent.call(&gw, &client, PAD).await {
-            Reply::Queued => {
-                acked_at.get_or_insert_with(Instant::now);
+    let _ = Poll::new(Duration::from_secs(20), "recovery after the failures")
+        .every(Duration::from_millis(300))
+        .try_until(async || {
+            let r = readyz(&gw, &client).await;
+            if !r.consistent() {
+                inconsistent += 1;
             }
-            Reply::Refused => refused_in_fault += 1,
-            _ => {}
-        }
-        tokio::time::sleep(Duration::from_millis(300)).await;
-    }
+            if r.is_false() {
+                ready_false_at.get_or_insert_with(Instant::now);
+                false_polls += 1;
+            } else if r.is_true() && acked_at.is_some() {
+                ready_at.get_or_insert_with(Instant::now);
+            }
+            match sent.call(&gw, &client, PAD).await {
+                Reply::Queued => {
+                    acked_at.get_or_insert_with(Instant::now);
+                }
+                Reply::Refused => refused_in_fault += 1,
+                _ => {}
+            }
+            acked_at.is_some() && ready_at.is_some()
+        })
+        .await;
     let recovered_epoch = epoch_now()
         - acked_at
             .max(ready_at)
@@ -1539,6 +1529,7 @@ async fn fsync_eio_for_a_while_refuses_then_recovers_without_restart() {
     cloud
         .await_delivery(&sent, &all, Duration::from_secs(10))
         .await;
+    // A quiet period for resends that must not come (checked below), not a condition.
     tokio::time::sleep(Duration::from_millis(1500)).await;
     let t = cloud.tally(&sent);
     let stopped = gw.terminate().await;
@@ -1623,6 +1614,7 @@ async fn fsync_eio_for_good_refuses_quietly_and_obeys_sigterm() {
         {
             answered_after_up = Some(up_at.elapsed());
         }
+        // Link-up traffic every 400 ms for the whole window (its log and CPU are measured).
         tokio::time::sleep(Duration::from_millis(400)).await;
     }
     c.check(FAULT, answered_after_up.is_some(), || {
@@ -1875,16 +1867,16 @@ async fn lineage(
     let spawned = Instant::now();
     let gw = Gw::start(&config, None).await;
     let (l0, cpu0) = (gw.lines(), gw.cpu_ticks());
-    let mut ready_after = None;
     let mut last = readyz(&gw, &client).await;
-    while spawned.elapsed() < Duration::from_secs(10) {
-        if last.is_true() {
-            ready_after = Some(spawned.elapsed());
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-        last = readyz(&gw, &client).await;
-    }
+    let ready_after = Poll::new(Duration::from_secs(10), "/readyz 200 after the restart")
+        .every(Duration::from_millis(100))
+        .try_until(async || {
+            last = readyz(&gw, &client).await;
+            last.is_true()
+        })
+        .await
+        .ok()
+        .map(|_| spawned.elapsed());
     c.check(fault, ready_after.is_some(), || {
         format!(
             "{what}: the box did not become ready within 10 s (/readyz HTTP {} reason {:?})",
@@ -1914,6 +1906,7 @@ async fn lineage(
     cloud
         .await_delivery(&sent, &want, Duration::from_secs(8))
         .await;
+    // A quiet period for resends that must not come (checked below), not a condition.
     tokio::time::sleep(Duration::from_millis(1000)).await;
     let t = cloud.tally(&sent);
     let lines = gw.lines() - l0;
@@ -2199,12 +2192,14 @@ async fn a_disk_full_at_start_is_not_damage() {
     // The link was marked down by the first call; once the prober sees the cloud, calls go
     // straight through although the buffer cannot write.
     cloud.up().await;
-    let mut direct = sent.call(&gw, &client, 64).await;
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while !matches!(direct, Reply::Direct) && Instant::now() < deadline {
-        tokio::time::sleep(Duration::from_millis(200)).await;
-        direct = sent.call(&gw, &client, 64).await;
-    }
+    let mut direct = Reply::Other("no call made".into());
+    let _ = Poll::new(Duration::from_secs(10), "a direct call")
+        .every(Duration::from_millis(200))
+        .try_until(async || {
+            direct = sent.call(&gw, &client, 64).await;
+            matches!(direct, Reply::Direct)
+        })
+        .await;
     c.check(FAULT, matches!(direct, Reply::Direct), || {
         format!("a direct call on a full disk with the cloud up: {direct:?}")
     });
@@ -2212,15 +2207,11 @@ async fn a_disk_full_at_start_is_not_damage() {
 
     // Space returns: the store opens by itself.
     let _ = std::fs::remove_file(&filler);
-    let freed = Instant::now();
-    let mut recovered = None;
-    while freed.elapsed() < Duration::from_secs(10) {
-        if readyz(&gw, &client).await.is_true() {
-            recovered = Some(freed.elapsed());
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    let recovered = Poll::new(Duration::from_secs(10), "the store to open")
+        .every(Duration::from_millis(100))
+        .try_until(async || readyz(&gw, &client).await.is_true())
+        .await
+        .ok();
     c.check(FAULT, recovered.is_some(), || {
         "the store never opened after space returned".to_string()
     });

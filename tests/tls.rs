@@ -83,20 +83,15 @@ fn query_balance_url(gw: &TestGateway) -> String {
     format!("{}/his/{QUERY_BALANCE}", gw.cloud_url(true))
 }
 
-async fn post(client: &reqwest::Client, url: &str) -> reqwest::Result<reqwest::Response> {
-    client
-        .post(url)
-        .header("content-type", "application/json;charset=UTF-8")
-        .body(REQUEST_BODY)
-        .send()
-        .await
+/// The test's call to `url` through `client`: [`REQUEST_BODY`] as the HIS sends it.
+fn call(client: &reqwest::Client, url: &str) -> Call {
+    post(url).via(client).json_type().body(REQUEST_BODY)
 }
 
 /// Asserts a successful relay to the HIS mock: HTTP 200 with exactly its answer.
-async fn assert_his_answer(resp: reqwest::Result<reqwest::Response>, his: &MockUpstream) {
+async fn assert_his_answer(resp: reqwest::Result<Reply>, his: &MockUpstream) {
     let resp = resp.unwrap_or_else(|e| panic!("HTTPS call to the cloud listener failed: {e:?}"));
-    let status = resp.status();
-    let body = resp.text().await.expect("read answer");
+    let (status, body) = (resp.status, resp.text());
     assert_eq!(status, 200, "body: {body}");
     assert_eq!(body, HIS_ANSWER, "the HIS answer must come back unchanged");
     let reqs = his.wait_for_requests(1, Duration::from_secs(5)).await;
@@ -105,11 +100,11 @@ async fn assert_his_answer(resp: reqwest::Result<reqwest::Response>, his: &MockU
 }
 
 /// Asserts the call failed at the transport level (no HTTP answer at all) and not by timing out.
-fn assert_transport_error(resp: reqwest::Result<reqwest::Response>, what: &str) {
+fn assert_transport_error(resp: reqwest::Result<Reply>, what: &str) {
     match resp {
         Ok(r) => panic!(
             "{what}: expected a TLS/connection failure, got HTTP {}",
-            r.status()
+            r.status
         ),
         Err(e) => assert!(
             !e.is_timeout(),
@@ -155,7 +150,9 @@ async fn cloud_listener_serves_https_with_the_configured_certificate() {
 
     // pki.client() trusts only this CA: success proves the box presented the configured
     // certificate, valid for localhost and chaining to it.
-    let resp = post(&pki.client(), &query_balance_url(&gw)).await;
+    let resp = call(&pki.client(), &query_balance_url(&gw))
+        .try_send()
+        .await;
     assert_his_answer(resp, &his).await;
     gw.shutdown().await;
 }
@@ -168,7 +165,9 @@ async fn client_trusting_another_ca_fails_and_nothing_reaches_the_his() {
     let gw = spawn_gateway(&config(&server_tls(&pki), &cloud.url(), None, &his.url())).await;
 
     let other = TestPki::new();
-    let resp = post(&other.client(), &query_balance_url(&gw)).await;
+    let resp = call(&other.client(), &query_balance_url(&gw))
+        .try_send()
+        .await;
     assert_transport_error(resp, "client trusting another CA");
     assert_nothing_reached(&his, "untrusted server certificate").await;
     gw.shutdown().await;
@@ -182,7 +181,7 @@ async fn plain_http_to_the_tls_listener_is_not_served() {
     let gw = spawn_gateway(&config(&server_tls(&pki), &cloud.url(), None, &his.url())).await;
 
     let url = format!("http://{}/his/{QUERY_BALANCE}", gw.cloud_addr);
-    let resp = post(&plain_client(), &url).await;
+    let resp = call(&plain_client(), &url).try_send().await;
     assert_transport_error(resp, "plain HTTP to the HTTPS listener");
     assert_nothing_reached(&his, "plain HTTP on the TLS listener").await;
     gw.shutdown().await;
@@ -193,19 +192,20 @@ async fn denied_peer_on_the_tls_listener_gets_nothing_through() {
     let pki = TestPki::new();
     let his = his_mock().await;
     let cloud = MockUpstream::http().await;
-    let toml = config(&server_tls(&pki), &cloud.url(), None, &his.url()).replace(
-        "[cloud_listener]\nlisten = \"127.0.0.1:0\"\nallow = [\"127.0.0.0/8\", \"::1/128\"]",
-        "[cloud_listener]\nlisten = \"127.0.0.1:0\"\nallow = [\"10.0.0.0/8\"]",
-    );
-    assert!(toml.contains("10.0.0.0/8"), "test config rewrite failed");
+    let toml = ConfigToml::parse(&config(&server_tls(&pki), &cloud.url(), None, &his.url()))
+        .set("cloud_listener.allow", vec!["10.0.0.0/8"])
+        .render();
     let gw = spawn_gateway(&toml).await;
 
-    match post(&pki.client(), &query_balance_url(&gw)).await {
+    match call(&pki.client(), &query_balance_url(&gw))
+        .try_send()
+        .await
+    {
         // Refused before the handshake: the connection is closed at accept.
         Err(e) => assert!(!e.is_timeout(), "denied TLS peer timed out: {e:?}"),
         Ok(r) => panic!(
             "denied TLS peer must be refused at accept, got HTTP {}",
-            r.status()
+            r.status
         ),
     }
     // On the wire: a ClientHello gets no ServerHello, not one byte.
@@ -358,7 +358,9 @@ async fn mtls_client_without_certificate_is_refused() {
     let cloud = MockUpstream::http().await;
     let gw = mtls_gateway(&pki, &client_ca, &his, &cloud).await;
 
-    let resp = post(&pki.client(), &query_balance_url(&gw)).await;
+    let resp = call(&pki.client(), &query_balance_url(&gw))
+        .try_send()
+        .await;
     assert_transport_error(resp, "no client certificate on an mTLS listener");
     assert_nothing_reached(&his, "client without certificate").await;
     gw.shutdown().await;
@@ -373,7 +375,9 @@ async fn mtls_client_with_certificate_from_client_ca_is_served() {
     let gw = mtls_gateway(&pki, &client_ca, &his, &cloud).await;
 
     let (cert, key) = client_ca.issue("cloud-platform-client");
-    let resp = post(&mtls_client(&pki, cert, key), &query_balance_url(&gw)).await;
+    let resp = call(&mtls_client(&pki, cert, key), &query_balance_url(&gw))
+        .try_send()
+        .await;
     assert_his_answer(resp, &his).await;
     gw.shutdown().await;
 }
@@ -388,7 +392,9 @@ async fn mtls_client_with_certificate_from_another_ca_is_refused() {
 
     let stranger = ClientCa::new("C");
     let (cert, key) = stranger.issue("impostor");
-    let resp = post(&mtls_client(&pki, cert, key), &query_balance_url(&gw)).await;
+    let resp = call(&mtls_client(&pki, cert, key), &query_balance_url(&gw))
+        .try_send()
+        .await;
     assert_transport_error(resp, "client certificate from another CA");
     assert_nothing_reached(&his, "client certificate from another CA").await;
     gw.shutdown().await;
@@ -408,12 +414,16 @@ async fn mtls_client_names_outside_allowed_client_names_are_refused() {
     let gw = spawn_gateway(&config(&extra, &cloud.url(), None, &his.url())).await;
 
     let (cert, key) = client_ca.issue("another-tenant");
-    let resp = post(&mtls_client(&pki, cert, key), &query_balance_url(&gw)).await;
+    let resp = call(&mtls_client(&pki, cert, key), &query_balance_url(&gw))
+        .try_send()
+        .await;
     assert_transport_error(resp, "a certificate from the right CA for another name");
     assert_nothing_reached(&his, "a certificate naming someone else").await;
 
     let (cert, key) = client_ca.issue("cloud-platform-client");
-    let resp = post(&mtls_client(&pki, cert, key), &query_balance_url(&gw)).await;
+    let resp = call(&mtls_client(&pki, cert, key), &query_balance_url(&gw))
+        .try_send()
+        .await;
     assert_his_answer(resp, &his).await;
     gw.shutdown().await;
 }
@@ -447,7 +457,7 @@ async fn narrowing_allowed_client_names_applies_to_open_connections() {
     let (cert, key) = client_ca.issue("cloud-platform-client");
     // One client: its connection is kept alive between the two calls.
     let client = mtls_client(&pki, cert, key);
-    assert_his_answer(post(&client, &url).await, &his).await;
+    assert_his_answer(call(&client, &url).try_send().await, &his).await;
 
     write("another-client");
     let ok = std::process::Command::new("kill")
@@ -455,17 +465,14 @@ async fn narrowing_allowed_client_names_applies_to_open_connections() {
         .status()
         .expect("kill runs");
     assert!(ok.success());
-    let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    while !bin
-        .log()
-        .iter()
-        .any(|l| l.contains("configuration reloaded"))
-    {
-        assert!(std::time::Instant::now() < deadline, "no reload");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    match post(&client, &url).await {
-        Ok(r) => assert_eq!(r.status(), 403, "the narrowed names are in force"),
+    poll_until(Duration::from_secs(10), "the reload", async || {
+        bin.log()
+            .iter()
+            .any(|l| l.contains("configuration reloaded"))
+    })
+    .await;
+    match call(&client, &url).try_send().await {
+        Ok(r) => assert_eq!(r.status, 403, "the narrowed names are in force"),
         Err(e) => assert!(!e.is_timeout(), "refused at once, not timed out: {e}"),
     }
     assert_eq!(his.request_count(), 1, "the refused call reached nothing");
@@ -523,37 +530,36 @@ async fn a_cloud_requiring_a_client_certificate_gets_the_boxs_and_a_pinned_ca() 
         &his.url(),
     ))
     .await;
-    let resp = call_cloud_via_his_listener(&gw).await;
-    let v = read_json(resp).await;
+    let v = call_cloud_via_his_listener(&gw).await.json();
     assert_eq!(v["code"], "10003", "{v}");
     gw.shutdown().await;
 
     // With it (and only the pinned CA trusted): the call goes through.
     let (cert, key) = client_ca.issue_files("prefront-box");
-    let toml = config("", &cloud.url(), Some(&pki.ca_pem_path()), &his.url()).replace(
-        "timeout_ms = 5000\n\n[his]",
-        &format!(
-            "timeout_ms = 5000\npin_ca = true\nclient_cert = {}\nclient_key = {}\n\n[his]",
-            toml_path(&cert),
-            toml_path(&key)
-        ),
-    );
-    assert!(toml.contains("client_cert"), "{toml}");
+    let toml = ConfigToml::parse(&config(
+        "",
+        &cloud.url(),
+        Some(&pki.ca_pem_path()),
+        &his.url(),
+    ))
+    .set("cloud.pin_ca", true)
+    .set_path("cloud.client_cert", &cert)
+    .set_path("cloud.client_key", &key)
+    .render();
     let gw = spawn_gateway(&toml).await;
     let resp = call_cloud_via_his_listener(&gw).await;
-    assert_eq!(resp.status(), 200);
-    assert_eq!(resp.text().await.expect("body"), CLOUD_ANSWER);
+    assert_eq!(resp.status, 200);
+    assert_eq!(resp.text(), CLOUD_ANSWER);
     gw.shutdown().await;
 }
 
-async fn call_cloud_via_his_listener(gw: &TestGateway) -> reqwest::Response {
-    plain_client()
-        .post(format!("{}{GET_PATIENT_INFO}", gw.his_url()))
-        .header("content-type", "application/json;charset=UTF-8")
-        .body(REQUEST_BODY)
-        .send()
-        .await
-        .expect("HIS listener answers")
+async fn call_cloud_via_his_listener(gw: &TestGateway) -> Reply {
+    call(
+        &plain_client(),
+        &format!("{}{GET_PATIENT_INFO}", gw.his_url()),
+    )
+    .send()
+    .await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -572,12 +578,12 @@ async fn cloud_with_configured_ca_is_reached_over_https() {
     .await;
 
     let resp = call_cloud_via_his_listener(&gw).await;
-    assert_eq!(resp.status(), 200);
+    assert_eq!(resp.status, 200);
     assert!(
-        resp.headers().get("x-prefront-error").is_none(),
+        resp.error_kind().is_none(),
         "a relayed answer carries no X-Prefront-Error"
     );
-    assert_eq!(resp.text().await.expect("body"), CLOUD_ANSWER);
+    assert_eq!(resp.text(), CLOUD_ANSWER);
     let reqs = cloud.wait_for_requests(1, Duration::from_secs(5)).await;
     assert_eq!(reqs.len(), 1, "the cloud must have received the call");
     assert_eq!(reqs[0].path, GET_PATIENT_INFO);
@@ -594,13 +600,9 @@ async fn cloud_with_untrusted_certificate_gives_10003_upstream_tls() {
     let gw = spawn_gateway(&config("", &cloud.url(), None, &his.url())).await;
 
     let resp = call_cloud_via_his_listener(&gw).await;
-    assert_eq!(resp.status(), 200, "box-raised outcomes are HTTP 200");
-    let kind = resp
-        .headers()
-        .get("x-prefront-error")
-        .and_then(|v| v.to_str().ok())
-        .map(str::to_string);
-    let body = read_json(resp).await;
+    assert_eq!(resp.status, 200, "box-raised outcomes are HTTP 200");
+    let kind = resp.error_kind();
+    let body = resp.json();
     assert_eq!(body["code"], "10003", "body: {body}");
     assert_eq!(body["success"], false, "body: {body}");
     assert!(body.get("data").is_some(), "envelope keeps `data`: {body}");
@@ -611,18 +613,14 @@ async fn cloud_with_untrusted_certificate_gives_10003_upstream_tls() {
     );
 
     // The box really tried (and refused) a handshake with the mock.
-    let deadline = std::time::Instant::now() + Duration::from_secs(5);
-    while cloud.tls_handshake_failures() == 0 && std::time::Instant::now() < deadline {
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    assert!(
-        cloud.tls_handshake_failures() >= 1,
-        "no TLS handshake was attempted"
-    );
+    let tried = Poll::new(Duration::from_secs(5), "a refused handshake")
+        .try_until(async || cloud.tls_handshake_failures() >= 1)
+        .await;
+    assert!(tried.is_ok(), "no TLS handshake was attempted");
     assert_eq!(cloud.request_count(), 0);
     // An operator must be able to tell a certificate problem from a link that is down.
     assert_eq!(
-        kind.as_deref(),
+        kind,
         Some("upstream-tls"),
         "X-Prefront-Error for an untrusted cloud certificate; body: {body}"
     );
@@ -666,7 +664,9 @@ async fn tls12_only_client_is_served() {
     drop(tls);
 
     // ... and a whole call over it works.
-    let resp = post(&client_with(cfg), &query_balance_url(&gw)).await;
+    let resp = call(&client_with(cfg), &query_balance_url(&gw))
+        .try_send()
+        .await;
     assert_his_answer(resp, &his).await;
     gw.shutdown().await;
 }
@@ -785,26 +785,19 @@ base_url = "{cloud}"
         "https://localhost:{}/prefront/patient/getPatientInfo",
         gw.his_addr.port()
     );
-    let resp = pki
-        .client()
-        .post(&url)
-        .body("{}")
-        .send()
-        .await
-        .expect("HTTPS call");
-    assert_eq!(resp.status(), 200);
-    assert!(resp.headers().get("x-prefront-error").is_none());
+    let resp = post(&url).via(&pki.client()).body("{}").send().await;
+    assert_eq!(resp.status, 200);
+    assert!(resp.error_kind().is_none());
     assert_eq!(cloud.requests().len(), 1);
     // Plain HTTP to the TLS listener gets nothing relayed.
-    let plain = plain_client()
-        .post(format!(
-            "http://{}/prefront/patient/getPatientInfo",
-            gw.his_addr
-        ))
-        .body("{}")
-        .send()
-        .await;
-    assert!(plain.is_err() || plain.is_ok_and(|r| r.status() != 200));
+    let plain = post(format!(
+        "http://{}/prefront/patient/getPatientInfo",
+        gw.his_addr
+    ))
+    .body("{}")
+    .try_send()
+    .await;
+    assert!(plain.is_err() || plain.is_ok_and(|r| r.status != 200));
     assert_eq!(cloud.requests().len(), 1);
     gw.shutdown().await;
 }

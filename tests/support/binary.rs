@@ -3,9 +3,12 @@
 use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::{Child, Command, Output, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::Receiver;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
+
+use super::Poll;
 
 /// A running `prefront run --config …`; killed (and reaped) on drop.
 pub struct RunningBinary {
@@ -14,6 +17,8 @@ pub struct RunningBinary {
     pub his_addr: String,
     /// Every stderr line so far (the log), collected in the background.
     log: Arc<Mutex<Vec<String>>>,
+    /// Set once the log reader has seen the end of stderr.
+    log_ended: Arc<AtomicBool>,
 }
 
 impl RunningBinary {
@@ -36,7 +41,8 @@ impl RunningBinary {
         let stderr = child.stderr.take().expect("stderr");
         let (tx, rx) = std::sync::mpsc::channel::<String>();
         let log = Arc::new(Mutex::new(Vec::new()));
-        let keep = log.clone();
+        let log_ended = Arc::new(AtomicBool::new(false));
+        let (keep, ended) = (log.clone(), log_ended.clone());
         // Keep draining stderr so the child never blocks on a full pipe.
         std::thread::spawn(move || {
             for line in BufReader::new(stderr).lines().map_while(Result::ok) {
@@ -45,12 +51,14 @@ impl RunningBinary {
                 }
                 let _ = tx.send(line);
             }
+            ended.store(true, Ordering::Release);
         });
         match wait_for_listen(&rx) {
             Some(his_addr) => RunningBinary {
                 child,
                 his_addr,
                 log,
+                log_ended,
             },
             None => {
                 let _ = child.kill();
@@ -73,27 +81,19 @@ impl RunningBinary {
     /// The cloud listener's real address (`127.0.0.1:PORT`), from the log line
     /// `listening for the cloud … addr=…`; waits up to 15 s for it.
     pub fn cloud_addr(&self) -> String {
-        let deadline = Instant::now() + Duration::from_secs(15);
-        loop {
-            let found = self.log().iter().find_map(|line| {
-                if !line.contains("listening for the cloud") {
-                    return None;
-                }
-                line.split("addr=")
-                    .nth(1)
-                    .and_then(|s| s.split_whitespace().next())
-                    .map(|a| a.trim_matches('"').to_string())
+        let found = Poll::new(Duration::from_secs(15), "a `listening for the cloud` line")
+            .try_value_blocking(|| {
+                self.log().iter().find_map(|line| {
+                    if !line.contains("listening for the cloud") {
+                        return None;
+                    }
+                    line.split("addr=")
+                        .nth(1)
+                        .and_then(|s| s.split_whitespace().next())
+                        .map(|a| a.trim_matches('"').to_string())
+                })
             });
-            if let Some(addr) = found {
-                return addr;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "no `listening for the cloud` line in the log:\n{}",
-                self.log().join("\n")
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        found.unwrap_or_else(|e| panic!("{e}; the log:\n{}", self.log().join("\n")))
     }
 
     /// `http://<cloud_addr>` (the cloud listener without TLS).
@@ -120,19 +120,12 @@ impl RunningBinary {
             .status()
             .expect("kill runs");
         assert!(sent.success());
-        let started = Instant::now();
-        loop {
-            if let Some(s) = self.child.try_wait().expect("wait") {
-                // Let the reader thread take the last lines.
-                std::thread::sleep(Duration::from_millis(100));
-                return (s, self.log());
-            }
-            assert!(
-                started.elapsed() < Duration::from_secs(15),
-                "did not stop after SIGTERM"
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        let status = Poll::new(Duration::from_secs(15), "the exit after SIGTERM")
+            .value_blocking(|| self.child.try_wait().expect("wait"));
+        // The reader thread takes the last lines (the pipe ends with the process).
+        Poll::new(Duration::from_secs(5), "the end of the binary's stderr")
+            .until_blocking(|| self.log_ended.load(Ordering::Acquire));
+        (status, self.log())
     }
 }
 
@@ -172,4 +165,69 @@ pub fn prefront(args: &[&str]) -> Output {
         .env_remove("RUST_LOG")
         .output()
         .expect("prefront runs")
+}
+
+/// What one run of the binary printed and how it exited.
+pub struct Run {
+    pub code: Option<i32>,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl Run {
+    /// stdout, then stderr.
+    pub fn all(&self) -> String {
+        format!("{}\n{}", self.stdout, self.stderr)
+    }
+}
+
+impl std::fmt::Debug for Run {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "exit {:?}\n--- stdout ---\n{}\n--- stderr ---\n{}",
+            self.code, self.stdout, self.stderr
+        )
+    }
+}
+
+/// Runs `prefront <args>` (in `cwd` when given) to completion, at most 30 s (killed and a panic
+/// after that), stdout and stderr read as it goes.
+pub fn run_prefront(args: &[&str], cwd: Option<&Path>) -> Run {
+    use std::io::Read;
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_prefront"));
+    cmd.args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .env_remove("RUST_LOG");
+    if let Some(dir) = cwd {
+        cmd.current_dir(dir);
+    }
+    let mut child = cmd.spawn().expect("spawn the prefront binary");
+    let drain = |mut r: Box<dyn Read + Send>| {
+        std::thread::spawn(move || {
+            let mut buf = Vec::new();
+            let _ = r.read_to_end(&mut buf);
+            String::from_utf8_lossy(&buf).into_owned()
+        })
+    };
+    let out = drain(Box::new(child.stdout.take().expect("stdout piped")));
+    let err = drain(Box::new(child.stderr.take().expect("stderr piped")));
+    let status = Poll::new(
+        Duration::from_secs(30),
+        format!("prefront {args:?} to finish"),
+    )
+    .every(Duration::from_millis(10))
+    .try_value_blocking(|| child.try_wait().expect("wait for prefront"));
+    let status = status.unwrap_or_else(|e| {
+        let _ = child.kill();
+        let _ = child.wait();
+        panic!("{e}")
+    });
+    Run {
+        code: status.code(),
+        stdout: out.join().expect("stdout reader"),
+        stderr: err.join().expect("stderr reader"),
+    }
 }

@@ -79,12 +79,12 @@ impl Drop for TestGateway {
 pub async fn spawn_gateway_in(toml: &str, base_dir: &Path) -> TestGateway {
     let mut buffer_dir = None;
     let mut toml = toml.to_string();
-    if !toml.contains("[buffer]") {
+    let doc = super::ConfigToml::parse(&toml);
+    if doc.get("buffer").is_none() {
         let dir = super::TempDir::new("prefront-buffer");
-        toml.push_str(&format!(
-            "\n[buffer]\npath = {:?}\n",
-            dir.path().join("buffer").display().to_string()
-        ));
+        toml = doc
+            .set_path("buffer.path", &dir.path().join("buffer"))
+            .render();
         buffer_dir = Some(dir);
     }
     let loaded = match prefront::Config::from_toml(&toml, base_dir) {
@@ -121,7 +121,7 @@ pub async fn spawn_gateway(toml: &str) -> TestGateway {
 /// A minimal valid configuration: both listeners on 127.0.0.1:0 (plain HTTP), loopback allowed,
 /// the cloud at `cloud_url` (trusting `cloud_ca` if given), the HIS default route at `his_url`
 /// (a template with {name}/{method}, or None for no default). `extra` is appended verbatim
-/// (e.g. `[[his.route]]` blocks); use `toml_edit`-free string building in tests.
+/// (e.g. `[[his.route]]` blocks); to change what is there, patch it with [`super::ConfigToml`].
 pub fn basic_config(
     cloud_url: &str,
     cloud_ca: Option<&Path>,

@@ -9,7 +9,13 @@
 //! * [`MockUpstream`]: a hyper 1 HTTP/1.1 server (plain or TLS) on
 //!   `127.0.0.1:0` with canned/echo answers, optional delay and a request log.
 //! * [`plain_client`], [`closed_port_addr`], [`LogCapture`].
-//! * [`pacs`]: a mock PACS serving generated image files of any size (`support::pacs::*`).
+//! * [`ConfigToml`]: a configuration patched by key, rendered back to TOML.
+//! * [`post`] / [`get`] / [`request`]: one call builder (sent with reqwest, or rendered raw for a
+//!   socket) and its [`Reply`]; [`sign`], the `[auth]` signature.
+//! * [`poll_until`] / [`wait_until`] / [`Poll`]: bounded waits for a condition instead of sleeps.
+//! * [`pacs`]: the mock PACS serving generated image files of any size (`support::pacs::*`):
+//!   every test that needs a PACS uses it, not a [`MockUpstream`] with `Answer::File` (that
+//!   simulator answer is `prefront demo`'s PACS, tested through the demo).
 //!
 //! Note on reqwest 0.13 with `rustls-no-provider`: building a `reqwest::Client`
 //! without a preconfigured TLS config panics unless a process-wide rustls
@@ -20,11 +26,19 @@
 #![allow(dead_code)]
 
 mod binary;
+mod config;
 mod gateway;
+mod http;
 pub mod pacs;
+mod wait;
 #[allow(unused_imports)] // not every test file runs the binary
 pub use binary::*;
+pub use config::*;
 pub use gateway::*;
+#[allow(unused_imports)] // not every test file makes calls
+pub use http::*;
+#[allow(unused_imports)] // not every test file waits
+pub use wait::*;
 
 use std::fs;
 use std::io::Write;

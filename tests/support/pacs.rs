@@ -1,4 +1,6 @@
-//! A mock PACS (hyper 1, HTTP/1.1, `127.0.0.1:0`) serving generated image files of any size.
+//! The tests' one PACS fake (hyper 1, HTTP/1.1, `127.0.0.1:0`) serving generated image files of any
+//! size. (`prefront::sim`'s `Answer::File` is the demo's PACS: the demo test exercises it; the
+//! other tests do not use it.)
 //!
 //! Content: byte `i` of every file is `PATTERN[i % PATTERN_LEN]`, a fixed pseudo-random block of
 //! prime length, so any byte range of a file of any size is served by slicing a static buffer
@@ -362,16 +364,12 @@ impl StreamStats {
         }
     }
 
-    /// Polls (every 10 ms) until the body ended or `timeout` elapsed.
+    /// Polls until the body ended or `timeout` elapsed.
     pub async fn wait_end(&self, timeout: Duration) -> Option<StreamEnd> {
-        let deadline = Instant::now() + timeout;
-        loop {
-            let end = self.end();
-            if end.is_some() || Instant::now() >= deadline {
-                return end;
-            }
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
+        super::Poll::new(timeout, "the end of a PACS response body")
+            .try_value(async || self.end())
+            .await
+            .ok()
     }
 }
 
@@ -518,16 +516,12 @@ impl MockPacs {
         lock(&self.state).requests.len()
     }
 
-    /// Polls (every 10 ms) until at least `n` requests arrived or `timeout` elapsed.
+    /// Polls until at least `n` requests arrived or `timeout` elapsed; what arrived by then.
     pub async fn wait_for_requests(&self, n: usize, timeout: Duration) -> Vec<PacsRequest> {
-        let deadline = Instant::now() + timeout;
-        loop {
-            let reqs = self.requests();
-            if reqs.len() >= n || Instant::now() >= deadline {
-                return reqs;
-            }
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
+        let _ = super::Poll::new(timeout, format!("{n} PACS request(s)"))
+            .try_until(async || self.request_count() >= n)
+            .await;
+        self.requests()
     }
 }
 
@@ -561,6 +555,8 @@ async fn accept_loop(
                 let (tcp, peer) = match accepted {
                     Ok(x) => x,
                     Err(_) => {
+                        // A failed accept (out of descriptors, say): back off a moment rather
+                        // than spin; there is no condition to wait for.
                         tokio::time::sleep(Duration::from_millis(10)).await;
                         continue;
                     }
@@ -760,6 +756,7 @@ async fn handle(
         stream: stats,
     });
     if response.body().hang {
+        // `hang`: never answering is what this spec asks for.
         tokio::time::sleep(STALL_FOR).await;
     }
     Ok(response)
@@ -959,6 +956,7 @@ impl Body for PacsBody {
         }
         if let Some(k) = this.stall_after {
             if this.sent >= k {
+                // `stall-K`: going silent with the socket open is what this spec asks for.
                 let sleep = this
                     .sleep
                     .get_or_insert_with(|| Box::pin(tokio::time::sleep(STALL_FOR)));
@@ -978,6 +976,7 @@ impl Body for PacsBody {
                     return Poll::Pending;
                 }
             }
+            // `pace-C-MS`: a slow PACS on purpose, one chunk per period.
             this.sleep = Some(Box::pin(tokio::time::sleep(every)));
             n = n.min(chunk);
         }
