@@ -249,26 +249,10 @@ impl Forwarders {
 
 /// A buffered message's event in the trail (DESIGN.md §8), when this process writes one.
 fn trail(rec: &Record, ev: &str, fill: impl FnOnce(&mut crate::trail::Line)) {
-    if !crate::trail::active() {
-        return;
+    if let Some(mut line) = super::trail_line(rec, ev) {
+        fill(&mut line);
+        crate::trail::record(line);
     }
-    let (key, kh) = rec
-        .key
-        .as_deref()
-        .map_or((None, None), crate::trail::key_fields);
-    let mut line = crate::trail::Line {
-        t: now_ms(),
-        ev: ev.to_string(),
-        rid: rec.request_id.clone(),
-        route: Route::display_name(&rec.route).to_string(),
-        key,
-        kh,
-        mid: Some(rec.message_id.clone()),
-        id: Some(rec.id),
-        ..crate::trail::Line::default()
-    };
-    fill(&mut line);
-    crate::trail::record(line);
 }
 
 /// The `code` of the cloud's JSON answer (附四), if it has one.

@@ -406,6 +406,29 @@ pub enum DeadOrLive {
 
 pub use crate::clock::now_ms;
 
+/// A trail line about a buffered message (DESIGN.md §8): its request id, message id, route and
+/// business key (masked, and hashed for search); `None` when this process writes no trail.
+pub fn trail_line(rec: &Record, ev: &str) -> Option<crate::trail::Line> {
+    if !crate::trail::active() {
+        return None;
+    }
+    let (key, kh) = rec
+        .key
+        .as_deref()
+        .map_or((None, None), crate::trail::key_fields);
+    Some(crate::trail::Line {
+        t: now_ms(),
+        ev: ev.to_string(),
+        rid: rec.request_id.clone(),
+        route: Route::display_name(&rec.route).to_string(),
+        key,
+        kh,
+        mid: Some(rec.message_id.clone()),
+        id: Some(rec.id),
+        ..crate::trail::Line::default()
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

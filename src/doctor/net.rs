@@ -5,34 +5,7 @@ use std::net::SocketAddr;
 
 use super::CHECK_TIMEOUT;
 
-/// Walks an error's causes, opening `io::Error`s too (reqwest and hyper wrap the TLS error in
-/// them and their `source()` skips it), and returns the first `f` says something about.
-pub(super) fn find_cause<R>(
-    e: &(dyn std::error::Error + 'static),
-    mut f: impl FnMut(&(dyn std::error::Error + 'static)) -> Option<R>,
-) -> Option<R> {
-    let mut stack: Vec<&(dyn std::error::Error + 'static)> = vec![e];
-    let mut steps = 0;
-    while let Some(err) = stack.pop() {
-        steps += 1;
-        if steps > 32 {
-            break;
-        }
-        if let Some(r) = f(err) {
-            return Some(r);
-        }
-        if let Some(inner) = err
-            .downcast_ref::<std::io::Error>()
-            .and_then(|io| io.get_ref())
-        {
-            stack.push(inner);
-        }
-        if let Some(next) = err.source() {
-            stack.push(next);
-        }
-    }
-    None
-}
+use crate::upstream::find_cause;
 
 pub(super) fn no_answer(host_port: &str) -> String {
     format!(

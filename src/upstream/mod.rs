@@ -132,10 +132,17 @@ impl UpstreamError {
     }
 }
 
-/// The rustls error behind a reqwest error, if the failure was TLS. reqwest wraps tokio-rustls's
-/// `io::Error(InvalidData, rustls::Error)` in further `io::Error`s, whose `source()` skips the
-/// wrapped error, so each `io::Error` is opened with `get_ref()` as well.
+/// The rustls error behind a reqwest error, if the failure was TLS.
 fn find_tls_error(e: &(dyn std::error::Error + 'static)) -> Option<String> {
+    find_cause(e, |err| err.downcast_ref::<rustls::Error>().map(|t| t.to_string()))
+}
+
+/// Walks an error's causes, opening `io::Error`s too (reqwest and hyper wrap the TLS error in
+/// them and their `source()` skips it), and returns the first `f` says something about.
+pub fn find_cause<R>(
+    e: &(dyn std::error::Error + 'static),
+    mut f: impl FnMut(&(dyn std::error::Error + 'static)) -> Option<R>,
+) -> Option<R> {
     let mut stack: Vec<&(dyn std::error::Error + 'static)> = vec![e];
     let mut steps = 0;
     while let Some(err) = stack.pop() {
@@ -143,8 +150,8 @@ fn find_tls_error(e: &(dyn std::error::Error + 'static)) -> Option<String> {
         if steps > 32 {
             break;
         }
-        if let Some(t) = err.downcast_ref::<rustls::Error>() {
-            return Some(t.to_string());
+        if let Some(r) = f(err) {
+            return Some(r);
         }
         if let Some(inner) = err
             .downcast_ref::<std::io::Error>()

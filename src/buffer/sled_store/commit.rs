@@ -641,22 +641,11 @@ impl Shared {
             self.apply(&mut inner, &open.db, batch)?;
             inner.used = inner.used.saturating_sub(freed);
             for rec in expired {
-                let (key, kh) = rec
-                    .key
-                    .as_deref()
-                    .map_or((None, None), crate::trail::key_fields);
-                crate::trail::record(crate::trail::Line {
-                    t: now,
-                    ev: "expired".into(),
-                    rid: rec.request_id,
-                    route: crate::buffer::Route::display_name(&rec.route).to_string(),
-                    key,
-                    kh,
-                    mid: Some(rec.message_id),
-                    id: Some(rec.id),
-                    why: Some("buffer.dead_ttl".into()),
-                    ..crate::trail::Line::default()
-                });
+                if let Some(mut line) = crate::buffer::trail_line(&rec, "expired") {
+                    line.t = now;
+                    line.why = Some("buffer.dead_ttl".into());
+                    crate::trail::record(line);
+                }
             }
         }
         Ok(n)

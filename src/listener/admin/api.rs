@@ -201,25 +201,10 @@ fn audit(peer: IpAddr, action: &str, id: Option<RecordId>, route: Option<&str>, 
 
 /// What became of a message because an operator acted, in its call's trail.
 fn trail_change(rec: &crate::buffer::Record, ev: &str, peer: IpAddr) {
-    if !crate::trail::active() {
-        return;
+    if let Some(mut line) = crate::buffer::trail_line(rec, ev) {
+        line.why = Some(format!("by the operator at {peer}"));
+        crate::trail::record(line);
     }
-    let (key, kh) = rec
-        .key
-        .as_deref()
-        .map_or((None, None), crate::trail::key_fields);
-    crate::trail::record(crate::trail::Line {
-        t: crate::clock::now_ms(),
-        ev: ev.into(),
-        rid: rec.request_id.clone(),
-        route: Route::display_name(&rec.route).to_string(),
-        key,
-        kh,
-        mid: Some(rec.message_id.clone()),
-        id: Some(rec.id),
-        why: Some(format!("by the operator at {peer}")),
-        ..crate::trail::Line::default()
-    });
 }
 
 /// `/api/…`
