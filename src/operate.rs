@@ -58,7 +58,7 @@ pub enum QueueAction {
         #[arg(long, conflicts_with = "id")]
         all_dead: bool,
         /// With --all-dead: only this route's dead letters
-        #[arg(long, requires = "all_dead")]
+        #[arg(long, conflicts_with = "id")]
         route: Option<String>,
     },
     /// Delete a record, queued or dead, for good
