@@ -7,6 +7,7 @@ use clap::{Parser, Subcommand};
 use prefront::config::{self, Config, ConfigError, Loaded};
 use prefront::sd_notify;
 
+mod operate;
 #[cfg(any(windows, test))]
 mod winservice;
 
@@ -43,11 +44,16 @@ enum Command {
     /// Check this installation: config, certificates, ports, DNS, the cloud, the HIS routes,
     /// the buffer directory, the PACS; one line per check, exit 1 on any FAIL
     Doctor,
-    /// Look into the buffer and fix what is stuck (stop the gateway first: it holds the store)
+    /// Look into the buffer and fix what is stuck, with the gateway running (through its admin
+    /// API at [admin] listen) or stopped (from the store itself)
     Queue {
         #[command(subcommand)]
-        action: QueueAction,
+        action: operate::QueueAction,
     },
+    /// Where is a call? Calls in either direction with what became of them (queued, retried,
+    /// delivered with the cloud's answer code, dead, dropped) and operators' actions, newest
+    /// first; with the gateway running or stopped
+    Trail(operate::TrailArgs),
     /// Print the published WSDL (prefrontWebService), its address taken from
     /// his_listener.public_url when the configuration sets it
     Wsdl {
@@ -63,40 +69,6 @@ enum Command {
     },
 }
 
-#[derive(Subcommand)]
-enum QueueAction {
-    /// Depth and oldest age per route, dead letters, disk use
-    Stats,
-    /// Queued records (or dead letters with --dead), oldest first
-    List {
-        #[arg(long)]
-        dead: bool,
-        /// Only this route, e.g. cloud:prefront/sendTipMessage/payment
-        #[arg(long)]
-        route: Option<String>,
-        #[arg(long, default_value_t = 100)]
-        limit: usize,
-    },
-    /// One record with its payload (patient data masked unless --unmasked)
-    Show {
-        id: u64,
-        #[arg(long)]
-        unmasked: bool,
-    },
-    /// Queue a dead letter again (or every one with --all-dead)
-    Retry {
-        #[arg(required_unless_present = "all_dead")]
-        id: Option<u64>,
-        #[arg(long, conflicts_with = "id")]
-        all_dead: bool,
-    },
-    /// Delete a record, queued or dead, for good
-    Drop { id: u64 },
-    /// Put every intact record of an old or moved-aside store (read as bytes, even if it cannot
-    /// be opened) into the buffer, in order; says how many were salvaged and lost
-    Salvage { path: PathBuf },
-}
-
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command.unwrap_or(Command::Run) {
@@ -105,7 +77,12 @@ fn main() -> ExitCode {
         Command::Run => run(cli.config.as_deref()),
         Command::Demo { any_ports } => demo(!any_ports),
         Command::Wsdl { generate } => wsdl(cli.config.as_deref(), generate),
-        Command::Queue { action } => queue(cli.config.as_deref(), action),
+        Command::Queue { action } => {
+            operator_command(cli.config.as_deref(), |c| operate::queue(c, action))
+        }
+        Command::Trail(args) => {
+            operator_command(cli.config.as_deref(), |c| operate::trail(c, args))
+        }
         #[cfg(windows)]
         Command::Service { action } => winservice::command(action, cli.config.as_deref()),
     }
@@ -172,8 +149,12 @@ fn doctor(explicit: Option<&Path>) -> ExitCode {
     }
 }
 
-fn queue(explicit: Option<&Path>, action: QueueAction) -> ExitCode {
-    use prefront::buffer::{operator, sled_store::SledOutbox};
+/// `prefront queue …`, `prefront trail …`: the text on stdout, or what went wrong on stderr
+/// and exit status 1.
+fn operator_command(
+    explicit: Option<&Path>,
+    command: impl FnOnce(&Config) -> Result<String, String>,
+) -> ExitCode {
     let (source, loaded) = load(explicit);
     let config = match loaded {
         Ok(l) => l.config,
@@ -183,75 +164,7 @@ fn queue(explicit: Option<&Path>, action: QueueAction) -> ExitCode {
             return ExitCode::from(EXIT_CONFIG);
         }
     };
-    let b = &config.buffer;
-    if !b.path.exists() && !matches!(action, QueueAction::Salvage { .. }) {
-        println!(
-            "no buffer at {} (nothing was ever queued)",
-            b.path.display()
-        );
-        return ExitCode::SUCCESS;
-    }
-    // Checked as the gateway checks it at start: sled's own recovery would overwrite the bytes
-    // a salvage of a damaged store needs.
-    let outbox = match SledOutbox::open_checked(&b.path, b.max_bytes, b.result_ttl) {
-        Ok(o) => {
-            if let Some(r) = o.salvage_report() {
-                eprintln!(
-                    "the buffer was damaged ({}): moved to {}; {} record(s) salvaged into a new store, {} lost",
-                    r.reason, r.moved_to, r.salvaged, r.lost
-                );
-            }
-            o
-        }
-        Err(e) => {
-            eprintln!("cannot open the buffer at {}: {e}", b.path.display());
-            eprintln!("if the gateway is running, stop it first (systemctl stop prefront), then run this again");
-            return ExitCode::FAILURE;
-        }
-    };
-    let result = match action {
-        QueueAction::Stats => {
-            operator::queue(&outbox, b.max_bytes).map(|q| operator::render_queue(&q))
-        }
-        QueueAction::List { dead, route, limit } => {
-            operator::messages(&outbox, dead, route.as_deref(), None, limit)
-                .map(|v| operator::render_messages(&v, dead))
-        }
-        QueueAction::Show { id, unmasked } => operator::message(&outbox, id).and_then(|m| {
-            let body = if unmasked {
-                Some(operator::unmasked_body(&outbox, id)?)
-            } else {
-                None
-            };
-            Ok(operator::render_message(&m, body.as_deref()))
-        }),
-        QueueAction::Retry { id, all_dead } => match (id, all_dead) {
-            (Some(id), false) => operator::retry(&outbox, id).map(|c| operator::render_changed(&c)),
-            _ => operator::retry_dead(&outbox, None).map(|(r, _)| operator::render_retried(&r)),
-        },
-        QueueAction::Drop { id } => {
-            operator::drop_message(&outbox, id).map(|c| operator::render_changed(&c))
-        }
-        QueueAction::Salvage { path } => {
-            if path == b.path {
-                eprintln!(
-                    "{} is the buffer itself: name an old or moved-aside store (buffer.corrupt-*)",
-                    path.display()
-                );
-                return ExitCode::FAILURE;
-            }
-            outbox.salvage_from(&path, None, true).map(|r| {
-                format!(
-                    "{}: {} record(s) salvaged into {}, {} acknowledged record(s) lost\n",
-                    path.display(),
-                    r.salvaged,
-                    b.path.display(),
-                    r.lost
-                )
-            })
-        }
-    };
-    match result {
+    match command(&config) {
         Ok(text) => {
             print!("{text}");
             ExitCode::SUCCESS

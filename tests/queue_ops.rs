@@ -1,6 +1,7 @@
 //! The operator's side of the buffer, with the real binary: `prefront queue …` shows what waits
-//! and what died, masks patient data, retries and drops; a damaged store is moved aside at
-//! start-up instead of crash-looping.
+//! and what died, masks patient data, retries and drops, with the gateway running (through its
+//! admin API) or stopped (from the store); a damaged store is moved aside at start-up instead of
+//! crash-looping. The whole story with the box running is `tests/operate_live.rs`.
 
 mod support;
 
@@ -12,8 +13,14 @@ use support::*;
 const PHONE: &str = "13812345678";
 const IDCARD: &str = "370102197907025236";
 
-/// The cloud at `cloud`, the buffer in `dir` with a short backoff and a `ttl` when given.
-fn write_config(dir: &Path, cloud: std::net::SocketAddr, ttl: Option<&str>) -> PathBuf {
+/// The cloud at `cloud`, the buffer in `dir` with a short backoff and a `ttl` when given, and
+/// the admin listener at `admin`, if given.
+fn write_config_admin(
+    dir: &Path,
+    cloud: std::net::SocketAddr,
+    ttl: Option<&str>,
+    admin: Option<std::net::SocketAddr>,
+) -> PathBuf {
     let mut toml = ConfigToml::basic(&format!("http://{cloud}"), None, None, "")
         .set_path("buffer.path", &dir.join("buffer"))
         .set("buffer.retry_min", "50ms")
@@ -21,7 +28,14 @@ fn write_config(dir: &Path, cloud: std::net::SocketAddr, ttl: Option<&str>) -> P
     if let Some(ttl) = ttl {
         toml = toml.set("buffer.ttl", ttl);
     }
+    if let Some(admin) = admin {
+        toml = toml.set("admin.listen", admin.to_string());
+    }
     toml.write(&dir.join("prefront.toml"))
+}
+
+fn write_config(dir: &Path, cloud: std::net::SocketAddr, ttl: Option<&str>) -> PathBuf {
+    write_config_admin(dir, cloud, ttl, None)
 }
 
 /// `prefront queue <args> --config <config>`: exit success, stdout, stderr.
@@ -60,8 +74,9 @@ fn ids(list: &str) -> Vec<String> {
 async fn operator_lists_shows_masked_retries_and_drops() {
     let dir = TempDir::new("prefront-queue-ops");
     let cloud_addr = closed_port_addr();
+    let admin = closed_port_addr();
     // A short TTL so the records die while the cloud is away.
-    let config = write_config(dir.path(), cloud_addr, Some("400ms"));
+    let config = write_config_admin(dir.path(), cloud_addr, Some("400ms"), Some(admin));
     let gw = RunningBinary::start(&config);
     let patient = format!(
         r#"{{"hospitalId":"253","patientName":"张三丰","phone":"{PHONE}","idCard":"{IDCARD}"}}"#
@@ -70,13 +85,23 @@ async fn operator_lists_shows_masked_retries_and_drops() {
     let b = notify(&gw, "prefront/sendTipMessage/payment", r#"{"seq":2}"#).await;
     let c = notify(&gw, "prefront/sendTipMessage/lisReport", r#"{"seq":3}"#).await;
 
-    // The store belongs to the running gateway: the CLI says so instead of fighting over it.
-    let (ok, _, err) = queue(&config, &["stats"]);
-    assert!(
-        !ok,
-        "queue stats must fail while the gateway holds the store"
-    );
-    assert!(err.contains("stop it first"), "{err}");
+    // The store belongs to the running gateway: the CLI asks it through the admin API.
+    let (ok, out, err) = queue(&config, &["stats"]);
+    assert!(ok, "queue stats works while the gateway runs: {err}");
+    let total = out
+        .lines()
+        .find_map(|l| l.strip_prefix("total: "))
+        .unwrap_or_else(|| panic!("{out}"));
+    let counts: Vec<u64> = total
+        .split([' ', ','])
+        .filter_map(|w| w.parse().ok())
+        .take(2)
+        .collect();
+    assert_eq!(counts.iter().sum::<u64>(), 3, "queued + dead: {out}");
+    // Except a salvage, which writes into that store: refused while it runs, with the reason.
+    let (ok, _, err) = queue(&config, &["salvage", "/nonexistent/buffer.corrupt-1"]);
+    assert!(!ok, "salvage must refuse a running gateway");
+    assert!(err.contains("salvage needs it stopped"), "{err}");
 
     // Past the TTL the forwarders move all three to the dead letters.
     let moved = Poll::new(Duration::from_secs(15), "three moves to the dead letters")
@@ -144,7 +169,7 @@ async fn operator_lists_shows_masked_retries_and_drops() {
 
     // The cloud is back (and the TTL generous): the retried records arrive, the dropped one not.
     let cloud = MockUpstream::http_at(cloud_addr).await;
-    let config = write_config(dir.path(), cloud_addr, Some("1h"));
+    let config = write_config_admin(dir.path(), cloud_addr, Some("1h"), Some(admin));
     let gw = RunningBinary::start(&config);
     let seen = cloud.wait_for_requests(2, Duration::from_secs(15)).await;
     let bodies: Vec<String> = seen.iter().map(|r| r.body_text()).collect();
@@ -201,6 +226,14 @@ async fn a_damaged_store_is_moved_aside_and_the_gateway_serves() {
     );
     // The new store works: a call is buffered.
     notify(&gw, "prefront/sendTipMessage/payment", r#"{"seq":1}"#).await;
+    // Without [admin] the CLI cannot ask the running gateway, and the store is its: it says how
+    // to fix that instead of fighting over the store.
+    let (ok, _, err) = queue(&config, &["stats"]);
+    assert!(!ok, "the store is held by the running gateway");
+    assert!(
+        err.contains("no [admin]") && err.contains("stop it first"),
+        "{err}"
+    );
     // And a restart does not meet the damage again.
     gw.kill();
     let gw = RunningBinary::start(&config);

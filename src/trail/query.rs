@@ -3,9 +3,10 @@
 //! Blocks on file reads: call it off the async runtime.
 
 use std::collections::HashMap;
+use std::fmt::Write as _;
 use std::path::Path;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use super::{segment_start, segments, Line};
 
@@ -30,8 +31,9 @@ pub const MAX_LIMIT: usize = 1000;
 /// Later events held while reading backwards; past this the oldest calls show no history.
 const MAX_PENDING: usize = 200_000;
 
-/// One call (or one operator action) with what became of it.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+/// One call (or one operator action) with what became of it: what `GET /api/trail` serves and
+/// `prefront trail` prints.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Entry {
     /// RFC 3339, UTC.
     pub time: String,
@@ -55,12 +57,18 @@ pub struct Entry {
 }
 
 /// One event in a call's life.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Step {
     pub time: String,
     pub event: String,
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub detail: Option<String>,
+}
+
+/// `GET /api/trail`'s answer, `prefront trail --json`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TrailView {
+    pub entries: Vec<Entry>,
 }
 
 /// RFC 3339 in UTC for Unix milliseconds.
@@ -263,6 +271,98 @@ fn audit_entry(f: &Filter, l: &Line) -> Option<Entry> {
     })
 }
 
+/// A call's history on one line: `received → queued → retry ×3 → delivered (10001)`. A step's
+/// detail (the answer code, why it died, who dropped it) is shown in brackets, except a retry's
+/// error kind; repeats of a step are counted.
+pub fn render_history(steps: &[Step]) -> String {
+    let mut parts: Vec<(String, usize)> = Vec::new();
+    for s in steps {
+        let label = match &s.detail {
+            Some(d) if s.event != "retry" => format!("{} ({d})", s.event),
+            _ => s.event.clone(),
+        };
+        match parts.last_mut() {
+            Some((last, n)) if *last == label => *n += 1,
+            _ => parts.push((label, 1)),
+        }
+    }
+    parts
+        .into_iter()
+        .map(|(label, n)| {
+            if n > 1 {
+                format!("{label} ×{n}")
+            } else {
+                label
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(" → ")
+}
+
+/// `prefront trail`: one block per entry, newest first. Times are absolute (RFC 3339, UTC), so
+/// the text is the same whoever reads the trail and when.
+pub fn render(entries: &[Entry]) -> String {
+    let mut out = String::new();
+    let or_dash = |s: &str| {
+        if s.is_empty() {
+            "-".to_string()
+        } else {
+            s.to_string()
+        }
+    };
+    for e in entries {
+        let _ = writeln!(out, "{}  {}  {}", e.time, e.direction, or_dash(&e.route));
+        if e.direction == "operator" {
+            for s in &e.history {
+                let _ = writeln!(
+                    out,
+                    "  action    {}{}",
+                    s.event,
+                    s.detail
+                        .as_deref()
+                        .map(|d| format!(": {d}"))
+                        .unwrap_or_default()
+                );
+            }
+            let _ = writeln!(out, "  by        {}", or_dash(&e.peer));
+        } else {
+            let _ = writeln!(
+                out,
+                "  outcome   {} (HTTP {}, {:.1} ms)",
+                e.outcome, e.status, e.latency_ms
+            );
+            let _ = writeln!(out, "  key       {}", e.key.as_deref().unwrap_or("-"));
+            let _ = writeln!(out, "  request   {}", or_dash(&e.request_id));
+            if let Some(mid) = &e.message_id {
+                let record = e.id.map(|id| format!(" (record {id})")).unwrap_or_default();
+                let _ = writeln!(out, "  message   {mid}{record}");
+            }
+            if let Some(at) = &e.delivered_at {
+                let _ = writeln!(
+                    out,
+                    "  delivered {at}{}{}",
+                    e.attempts
+                        .map(|n| format!(", attempt {n}"))
+                        .unwrap_or_default(),
+                    e.answer_code
+                        .as_deref()
+                        .map(|c| format!(", answer code {c}"))
+                        .unwrap_or_default()
+                );
+            }
+            let _ = writeln!(out, "  history   {}", render_history(&e.history));
+        }
+        out.push('\n');
+    }
+    let _ = writeln!(
+        out,
+        "{} entr{} (newest first)",
+        entries.len(),
+        if entries.len() == 1 { "y" } else { "ies" }
+    );
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -371,6 +471,21 @@ mod tests {
             },
         );
         assert_eq!(delivered.len(), 1);
+        // The text shows the history on one line, with the answer code.
+        let text = render(&found);
+        assert!(
+            text.contains("history   received → queued → retry → delivered (10001)"),
+            "{text}"
+        );
+        assert!(text.contains("message   abc-7 (record 7)"), "{text}");
+        assert!(text.ends_with("1 entry (newest first)\n"), "{text}");
+        // What the API serves reads back as the same entries.
+        let json = serde_json::to_string(&TrailView {
+            entries: all.clone(),
+        })
+        .unwrap_or_default();
+        let back: Result<TrailView, _> = serde_json::from_str(&json);
+        assert_eq!(back.ok().map(|v| v.entries), Some(all));
         let _ = std::fs::remove_dir_all(&dir);
     }
 
@@ -382,5 +497,27 @@ mod tests {
         assert_eq!(parse_time("2025-12-06T13:46:40+08:00", now), Some(now));
         assert_eq!(parse_time("yesterday", now), None);
         assert_eq!(rfc3339(0), "1970-01-01T00:00:00Z");
+    }
+
+    #[test]
+    fn repeated_steps_are_counted_and_retry_reasons_left_out() {
+        let step = |event: &str, detail: Option<&str>| Step {
+            time: String::new(),
+            event: event.into(),
+            detail: detail.map(str::to_string),
+        };
+        let steps = [
+            step("received", None),
+            step("queued", None),
+            step("retry", Some("upstream-status")),
+            step("retry", Some("upstream-connect")),
+            step("retry", None),
+            step("delivered", Some("10002")),
+        ];
+        assert_eq!(
+            render_history(&steps),
+            "received → queued → retry ×3 → delivered (10002)"
+        );
+        assert_eq!(render(&[]), "0 entries (newest first)\n");
     }
 }

@@ -363,6 +363,12 @@ async fn route(
     }
 }
 
+/// The trail query of `GET /api/trail`'s parameters, for `prefront trail` reading the files of a
+/// stopped box: the same checks and the same error texts as the API.
+pub fn trail_query(pairs: &[(String, String)]) -> Result<Filter, String> {
+    trail_filter(pairs).map_err(|e| e.1)
+}
+
 /// The trail query of `GET /api/trail` (and `prefront trail`).
 fn trail_filter(pairs: &[(String, String)]) -> Result<Filter, ApiError> {
     let now = crate::clock::now_ms();

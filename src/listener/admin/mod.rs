@@ -39,6 +39,7 @@ pub fn text(
 }
 
 mod api;
+pub use api::trail_query;
 
 /// The admin pages are not calls through the box: no call log line, no call metric.
 pub async fn handle(state: &Arc<State>, req: Request<Incoming>, call: &Call) -> Reply {
