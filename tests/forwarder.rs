@@ -174,7 +174,7 @@ impl Outbox for MemOutbox {
         Ok(None)
     }
 
-    fn retry(&self, id: RecordId) -> Result<(), OutboxError> {
+    fn retry(&self, id: RecordId) -> Result<RecordId, OutboxError> {
         Err(OutboxError::NotFound(id))
     }
 

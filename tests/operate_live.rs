@@ -35,20 +35,13 @@ fn write_config(dir: &Path, cloud: SocketAddr, admin: SocketAddr) -> PathBuf {
         std::fs::set_permissions(&token_file, std::fs::Permissions::from_mode(0o600))
             .expect("chmod 600");
     }
-    let admin = format!(
-        "[admin]\nlisten = \"{admin}\"\ntoken_file = {:?}\n",
-        token_file.display().to_string()
-    );
-    let toml = basic_config(&format!("http://{cloud}"), None, None, &admin).replace(
-        "[log]",
-        &format!(
-            "[buffer]\npath = {:?}\nretry_min = \"50ms\"\nretry_max = \"300ms\"\n\n[log]",
-            dir.join("buffer").display().to_string()
-        ),
-    );
-    let config = dir.join("prefront.toml");
-    std::fs::write(&config, toml).expect("write config");
-    config
+    ConfigToml::basic(&format!("http://{cloud}"), None, None, "")
+        .set("admin.listen", admin.to_string())
+        .set_path("admin.token_file", &token_file)
+        .set_path("buffer.path", &dir.join("buffer"))
+        .set("buffer.retry_min", "50ms")
+        .set("buffer.retry_max", "300ms")
+        .write(&dir.join("prefront.toml"))
 }
 
 /// One run of `prefront <args> --config <config>`.
@@ -293,7 +286,13 @@ async fn the_operator_works_the_queue_and_the_trail_with_the_box_running() {
     // with the API.
     cloud.respond(&format!("/{PAYMENT}"), 503, DOWN);
     let out = cli_ok(&config, &["queue", "retry", &payment]).await;
-    assert_eq!(out, format!("record {payment} is queued again\n"));
+    let requeued = out
+        .strip_prefix(&format!("record {payment} is queued again as record "))
+        .map(|id| id.trim().to_string())
+        .unwrap_or_else(|| panic!("{out}"));
+    // The id the CLI names is the one the message has now.
+    let shown = cli_ok(&config, &["queue", "show", &requeued]).await;
+    assert!(shown.contains("state:       queued"), "{shown}");
     let out = cli_ok(&config, &["queue", "drop", &phy[1]]).await;
     assert_eq!(out, format!("record {} dropped\n", phy[1]));
     let r = cli(&config, &["queue", "show", &phy[1]]).await;
@@ -302,7 +301,7 @@ async fn the_operator_works_the_queue_and_the_trail_with_the_box_running() {
         &gw,
         &[
             "audit",
-            &format!("message {payment} queued again"),
+            &format!("message {payment} queued again as {requeued}"),
             "peer=127.0.0.1",
         ],
     )
@@ -386,7 +385,7 @@ async fn the_operator_works_the_queue_and_the_trail_with_the_box_running() {
         .send(reqwest::Method::POST, "/api/queue/retry-dead")
         .await;
     assert_eq!((status, &v["retried"]), (200, &Value::from(0)), "{v}");
-    wait_for_log(&gw, &["audit", &format!("message {lis} queued again")]).await;
+    wait_for_log(&gw, &["audit", &format!("message {lis} queued again as ")]).await;
     wait_for_log(&gw, &["audit", &format!("message {} dropped", phy[2])]).await;
     wait_for_log(&gw, &["audit", "0 dead message(s) queued again"]).await;
     let stats = cli_ok(&config, &["queue", "stats"]).await;

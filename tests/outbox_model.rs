@@ -819,7 +819,7 @@ impl Run {
         let Some(id) = self.random_dead_id() else {
             let gone = self.random_gone_id();
             self.outcome(format!("none dead; retry({gone}) instead"));
-            let r = self.store().retry(gone);
+            let r = self.store().retry(gone).map(drop);
             self.expect_not_found("retry(unknown id)", gone, r);
             return;
         };
@@ -828,7 +828,7 @@ impl Run {
         let t0 = now_ms();
         let r = self.store().retry(id);
         let t1 = now_ms();
-        self.ok("retry", r);
+        let said = self.ok("retry", r);
         self.tally.retries += 1;
         // The store gives the record a new id at the back of its queue; find it there.
         let listed = self.ok(
@@ -840,6 +840,13 @@ impl Run {
             other => self.fail(format!("retry({id}): back of {route:?} is {other:?}")),
         };
         self.outcome(format!("id {id} -> new id {} key {:?}", new.id, new.key));
+        self.check(
+            &format!(
+                "retry({id}) said the new id is {said}, the queue has {}",
+                new.id
+            ),
+            said == new.id,
+        );
         self.check(
             &format!(
                 "retry: new id {} is not above every id seen so far ({})",
@@ -938,7 +945,7 @@ impl Run {
                     return;
                 };
                 self.note(format!("retry({id}) on a queued id"));
-                let r = self.store().retry(id);
+                let r = self.store().retry(id).map(drop);
                 self.expect_not_found("retry(queued)", id, r);
             }
             5 => {

@@ -387,8 +387,9 @@ pub trait Outbox: Send + Sync + std::fmt::Debug {
     /// One record by id, queued or dead.
     fn get(&self, id: RecordId) -> Result<Option<DeadOrLive>, OutboxError>;
 
-    /// Puts a dead record back at the back of its route's queue (attempts reset).
-    fn retry(&self, id: RecordId) -> Result<(), OutboxError>;
+    /// Puts a dead record back at the back of its route's queue (attempts reset); returns the
+    /// id it has there (a new one: ids order a queue).
+    fn retry(&self, id: RecordId) -> Result<RecordId, OutboxError>;
 
     /// Deletes a record, queued or dead, for good.
     fn drop_record(&self, id: RecordId) -> Result<(), OutboxError>;

@@ -68,9 +68,13 @@ pub struct MessageView {
 /// The answer to a retry or a drop.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Changed {
+    /// The message's id now: a retried message gets a new one at the tail of its queue.
     pub id: RecordId,
     /// `queued` (retried) or `dropped`.
     pub state: String,
+    /// A retried message's id before the retry.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub was: Option<RecordId>,
 }
 
 /// `POST /api/queue/retry-dead`.
@@ -169,12 +173,12 @@ pub fn unmasked_body(outbox: &dyn Outbox, id: RecordId) -> Result<String, Outbox
     Ok(String::from_utf8_lossy(&r.body).into_owned())
 }
 
-/// Puts a dead message back at the tail of its route.
+/// Puts a dead message back at the tail of its route; the answer names the id it has there.
 pub fn retry(outbox: &dyn Outbox, id: RecordId) -> Result<Changed, OutboxError> {
-    outbox.retry(id)?;
     Ok(Changed {
-        id,
+        id: outbox.retry(id)?,
         state: "queued".into(),
+        was: Some(id),
     })
 }
 
@@ -184,14 +188,16 @@ pub fn drop_message(outbox: &dyn Outbox, id: RecordId) -> Result<Changed, Outbox
     Ok(Changed {
         id,
         state: "dropped".into(),
+        was: None,
     })
 }
 
-/// Puts every dead message (of `route`, if given) back in its queue; returns them.
+/// Puts every dead message (of `route`, if given) back in its queue; returns them, each with
+/// its new id.
 pub fn retry_dead(
     outbox: &dyn Outbox,
     route: Option<&str>,
-) -> Result<(Retried, Vec<Record>), OutboxError> {
+) -> Result<(Retried, Vec<(Record, RecordId)>), OutboxError> {
     let (routes, _) = outbox.stats()?;
     let total: u64 = routes
         .iter()
@@ -213,8 +219,8 @@ pub fn retry_dead(
         });
         for item in page {
             if let DeadOrLive::Dead(d) = item {
-                outbox.retry(d.record.id)?;
-                moved.push(d.record);
+                let new_id = outbox.retry(d.record.id)?;
+                moved.push((d.record, new_id));
             }
         }
     }
@@ -356,7 +362,12 @@ pub fn render_message(m: &MessageView, unmasked: Option<&str>) -> String {
 pub fn render_changed(c: &Changed) -> String {
     match c.state.as_str() {
         "dropped" => format!("record {} dropped\n", c.id),
-        _ => format!("record {} is queued again\n", c.id),
+        _ => match c.was {
+            Some(was) if was != c.id => {
+                format!("record {was} is queued again as record {}\n", c.id)
+            }
+            _ => format!("record {} is queued again\n", c.id),
+        },
     }
 }
 

@@ -210,6 +210,10 @@ fn call_entry(f: &Filter, call: Line, later_newest_first: Vec<Line>) -> Option<E
         if l.att.is_some() {
             e.attempts = l.att;
         }
+        if l.ev == "requeued" && l.id.is_some() {
+            // A retried message has a new id in its queue.
+            e.id = l.id;
+        }
         let state = match l.ev.as_str() {
             "delivered" => {
                 e.delivered_at = Some(rfc3339(l.t));

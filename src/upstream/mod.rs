@@ -134,7 +134,9 @@ impl UpstreamError {
 
 /// The rustls error behind a reqwest error, if the failure was TLS.
 fn find_tls_error(e: &(dyn std::error::Error + 'static)) -> Option<String> {
-    find_cause(e, |err| err.downcast_ref::<rustls::Error>().map(|t| t.to_string()))
+    find_cause(e, |err| {
+        err.downcast_ref::<rustls::Error>().map(|t| t.to_string())
+    })
 }
 
 /// Walks an error's causes, opening `io::Error`s too (reqwest and hyper wrap the TLS error in

@@ -664,7 +664,7 @@ impl Outbox for SledOutbox {
         }
     }
 
-    fn retry(&self, id: RecordId) -> Result<(), OutboxError> {
+    fn retry(&self, id: RecordId) -> Result<RecordId, OutboxError> {
         let mut inner = self.lock();
         let open = self.open_store()?;
         let db = &open.db;
@@ -701,7 +701,8 @@ impl Outbox for SledOutbox {
         inner.used = inner.used.saturating_sub(old.len() as u64) + value.len() as u64;
         *inner.depth.entry(rec.route.clone()).or_default() += 1;
         drop(inner);
-        self.durable()
+        self.durable()?;
+        Ok(rec.id)
     }
 
     fn drop_record(&self, id: RecordId) -> Result<(), OutboxError> {

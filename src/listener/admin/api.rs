@@ -200,8 +200,10 @@ fn audit(peer: IpAddr, action: &str, id: Option<RecordId>, route: Option<&str>, 
 }
 
 /// What became of a message because an operator acted, in its call's trail.
-fn trail_change(rec: &crate::buffer::Record, ev: &str, peer: IpAddr) {
+/// `id`: the message's id after the change (a retried message has a new one).
+fn trail_change(rec: &crate::buffer::Record, ev: &str, id: RecordId, peer: IpAddr) {
     if let Some(mut line) = crate::buffer::trail_line(rec, ev) {
+        line.id = Some(id);
         line.why = Some(format!("by the operator at {peer}"));
         crate::trail::record(line);
     }
@@ -295,8 +297,14 @@ async fn route(
             })
             .await?;
             state.forwarders.wake();
-            audit(peer, "retry", Some(id), Some(&rec.route), format!("message {id} queued again"));
-            trail_change(&rec, "requeued", peer);
+            audit(
+                peer,
+                "retry",
+                Some(id),
+                Some(&rec.route),
+                format!("message {id} queued again as {}", changed.id),
+            );
+            trail_change(&rec, "requeued", changed.id, peer);
             Ok(ok(&changed))
         }
         (["queue", "messages", id], &Method::DELETE) => {
@@ -312,7 +320,7 @@ async fn route(
             })
             .await?;
             audit(peer, "drop", Some(id), Some(&rec.route), format!("message {id} dropped"));
-            trail_change(&rec, "dropped", peer);
+            trail_change(&rec, "dropped", id, peer);
             Ok(ok(&changed))
         }
         (["queue", "retry-dead"], &Method::POST) => {
@@ -329,8 +337,8 @@ async fn route(
                 route.as_deref(),
                 format!("{} dead message(s) queued again", retried.retried),
             );
-            for rec in &moved {
-                trail_change(rec, "requeued", peer);
+            for (rec, new_id) in &moved {
+                trail_change(rec, "requeued", *new_id, peer);
             }
             Ok(ok(&retried))
         }
