@@ -83,7 +83,9 @@ impl Reloader {
         let acceptor = |listener: &'static str, l: &ListenerConfig| listener_tls(listener, l);
         let his_tls = acceptor("his_listener", &config.his_listener)?;
         let cloud_tls = acceptor("cloud_listener", &config.cloud_listener)?;
-        let his = His::new(&config.his).map_err(|e| StartError::Client("HIS", e))?;
+        // A HIS target the old configuration had too keeps its link state.
+        let his =
+            His::keeping(&config.his, Some(&old.his)).map_err(|e| StartError::Client("HIS", e))?;
         let pacs = crate::pacs::Pacs::new(&config, true)?;
         let state = Arc::new(State {
             cloud: old.cloud.clone(),

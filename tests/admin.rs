@@ -209,3 +209,123 @@ ca = {:?}
     );
     gw.shutdown().await;
 }
+
+/// Each HIS target's link as the calls through it saw it: a target that refuses connections is
+/// down with `upstream-connect`, one that answers is up, one never called is unknown — on
+/// `/metrics` and on `/status`. A reload keeps the state of the targets it keeps.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn his_targets_have_a_link_state_from_real_calls() {
+    let refusing = closed_port_addr();
+    let unused = closed_port_addr();
+    let his = MockUpstream::http().await;
+    his.echo();
+    let config = |third: std::net::SocketAddr| {
+        basic_config(
+            "http://127.0.0.1:9/",
+            None,
+            Some(&format!("http://{refusing}/his/{{method}}")),
+            &format!(
+                r#"
+[[his.route]]
+name = "hospital.interface.createCard"
+url = "{}/card"
+
+[[his.route]]
+name = "hospital.interface.queryBalance"
+kind = "soap"
+url = "http://{third}/HisService.asmx"
+namespace = "http://tempuri.org/"
+{ADMIN}"#,
+                his.url()
+            ),
+        )
+    };
+    let gw = spawn_gateway(&config(unused)).await;
+    let state = |m: &str, target: &str| {
+        ["up", "down", "unknown"]
+            .into_iter()
+            .filter(|s| {
+                value(
+                    m,
+                    &format!(r#"prefront_his_link_state{{target="{target}",state="{s}"}}"#),
+                ) == 1.0
+            })
+            .collect::<Vec<_>>()
+    };
+    let m = scrape(&gw).await;
+    for target in [refusing, his.addr(), unused] {
+        assert_eq!(state(&m, &target.to_string()), ["unknown"], "{m}");
+    }
+
+    let call = |name: &str| {
+        plain_client()
+            .post(format!("{}/his/{name}", gw.cloud_url(false)))
+            .body(r#"{"hospitalId":"253"}"#)
+            .send()
+    };
+    let r = call("hospital.interface.queryPatientInfo")
+        .await
+        .expect("answers");
+    assert_eq!(
+        r.headers()
+            .get("x-prefront-error")
+            .and_then(|v| v.to_str().ok()),
+        Some("upstream-connect")
+    );
+    let r = call("hospital.interface.createCard")
+        .await
+        .expect("answers");
+    assert_eq!(r.status(), 200);
+    assert!(r.headers().get("x-prefront-error").is_none());
+
+    let m = scrape(&gw).await;
+    assert_eq!(state(&m, &refusing.to_string()), ["down"], "{m}");
+    assert_eq!(state(&m, &his.addr().to_string()), ["up"], "{m}");
+    assert_eq!(state(&m, &unused.to_string()), ["unknown"], "{m}");
+    assert!(
+        m.contains(&format!(
+            "prefront_his_link_state{{target=\"{refusing}\",state=\"down\"}} 1"
+        )),
+        "{m}"
+    );
+
+    let page = plain_client()
+        .get(admin_url(&gw, "/status"))
+        .send()
+        .await
+        .expect("status answers")
+        .text()
+        .await
+        .expect("a page");
+    let row = |target: &str| {
+        let start = page
+            .find(&format!(r#"<tr class="his-link" data-target="{target}">"#))
+            .unwrap_or_else(|| panic!("a row for {target}:\n{page}"));
+        let rest = &page[start..];
+        rest[..rest.find("</tr>").unwrap_or(rest.len())].to_string()
+    };
+    let down = row(&refusing.to_string());
+    assert!(down.contains(r#"data-value="down""#), "{down}");
+    assert!(
+        down.contains(r#"data-last-error="upstream-connect""#),
+        "{down}"
+    );
+    assert!(down.contains("默认 Default"), "the default route: {down}");
+    assert!(row(&his.addr().to_string()).contains(r#"data-value="up""#));
+    let never = row(&unused.to_string());
+    assert!(
+        never.contains("Never called") && never.contains("soap"),
+        "{never}"
+    );
+
+    // A reload that moves one route: the targets kept keep their state, the new one is unknown,
+    // the old one is gone.
+    let moved = closed_port_addr();
+    gw.reload(&config(moved));
+    let m = scrape(&gw).await;
+    assert_eq!(state(&m, &refusing.to_string()), ["down"], "{m}");
+    assert_eq!(state(&m, &his.addr().to_string()), ["up"], "{m}");
+    assert_eq!(state(&m, &moved.to_string()), ["unknown"], "{m}");
+    assert!(!m.contains(&format!("target=\"{unused}\"")), "{m}");
+    gw.shutdown().await;
+}

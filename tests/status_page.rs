@@ -470,16 +470,33 @@ listen = "127.0.0.1:0"
         "queued calls are not errors: {errors:?}"
     );
 
-    // HIS routes: the configured ones, their hosts, no invented state; names escaped.
-    let his = elements(&dom, "data-route")
+    // HIS targets: the default route's and the named route's (both at the closed port, so one
+    // row), never called yet: "unknown" on the page and in /metrics alike.
+    let his = elements(&dom, "data-target")
         .into_iter()
-        .filter(|e| e.attr("class") == "his-route")
+        .filter(|e| e.attr("class") == "his-link")
         .collect::<Vec<_>>();
-    assert_eq!(his.len(), 2, "default and one named route: {his:?}");
-    assert!(his[0].text.contains(&closed.to_string()), "{:?}", his[0]);
-    assert!(his[1].text.contains("hospital.interface.createCard"));
-    assert!(his.iter().all(|h| h.text.ends_with('—')), "{his:?}");
-    assert!(dom.contains("not tracked"));
+    assert_eq!(his.len(), 1, "one target for both routes: {his:?}");
+    assert_eq!(his[0].attr("data-target"), closed.to_string());
+    assert!(his[0].text.contains("默认 Default"), "{:?}", his[0]);
+    assert!(
+        his[0].text.contains("hospital.interface.createCard"),
+        "{:?}",
+        his[0]
+    );
+    let his_state = cell(
+        &cells,
+        "prefront_his_link_state",
+        &[("data-target", &closed.to_string())],
+    );
+    assert_eq!(his_state.attr("data-value"), "unknown");
+    assert_eq!(
+        sample(
+            &metrics,
+            &format!(r#"prefront_his_link_state{{target="{closed}",state="unknown"}}"#)
+        ),
+        Some(1.0)
+    );
     // Certificates: the cloud listener's, read from its tls_cert as /metrics reads it; the HIS
     // listener has none.
     let certs = elements(&dom, "data-listener");

@@ -4,9 +4,9 @@
 use std::fmt::Write as _;
 
 use super::zone::{local_time, offset_text, unix_s};
-use super::{CertRow, CertificateView, StatusSnapshot};
+use super::{CertRow, CertificateView, HisLinkRow, StatusSnapshot};
 use crate::buffer::forwarder::CLOUD_ROUTE_PREFIX;
-use crate::upstream::link::LinkState;
+use crate::upstream::link::{LinkState, Seen};
 
 /// Escapes text for HTML element content and double- or single-quoted attribute values.
 pub fn escape(s: &str) -> String {
@@ -80,6 +80,7 @@ td.mono, .mono { font-family: ui-monospace, Consolas, "DejaVu Sans Mono", monosp
 .state.probing { background: #e37400; }
 .state.unknown { background: #9aa5b1; }
 .muted { color: #7b8794; }
+.routes { font-size: 12px; color: #52606d; }
 .warn { color: #c5221f; font-weight: 600; }
 .soon { color: #b06000; font-weight: 600; }
 .bar { height: 10px; background: #edf0f3; border-radius: 5px; overflow: hidden; margin-top: 4px; }
@@ -158,6 +159,71 @@ fn cert_row(o: &mut String, r: &CertRow, now_ms: u64) {
     }
 }
 
+/// How many route names a HIS target's row spells out; the rest are counted (all are in its
+/// `title`).
+const NAMES_SHOWN: usize = 3;
+
+fn his_link_label(state: Seen) -> &'static str {
+    match state {
+        Seen::Up => "正常 Up",
+        Seen::Down => "断开 Down",
+        Seen::Unknown => "未调用 Never called",
+    }
+}
+
+/// One HIS target: the routes that call it, its `host:port`, and its link as calls saw it
+/// (since when; the last link failure's kind).
+fn his_link_row(o: &mut String, r: &HisLinkRow, utc_offset_s: i32) {
+    let name = |n: &Option<String>| match n {
+        Some(n) => n.clone(),
+        None => "默认 Default ([his] url)".to_string(),
+    };
+    let all: Vec<String> = r.routes.iter().map(|(n, _)| name(n)).collect();
+    let mut shown: Vec<String> = all.iter().take(NAMES_SHOWN).map(|n| escape(n)).collect();
+    if all.len() > NAMES_SHOWN {
+        shown.push(format!("+{} 个 more", all.len() - NAMES_SHOWN));
+    }
+    let mut kinds: Vec<&str> = r.routes.iter().map(|(_, k)| *k).collect();
+    kinds.sort_unstable();
+    kinds.dedup();
+    let link = &r.link;
+    let state = link.state.as_str();
+    let when = |ms: u64| {
+        let (t, iso) = local_time(ms, utc_offset_s);
+        format!(r#"<time datetime="{iso}">{t}</time>"#)
+    };
+    let mut detail = String::new();
+    if link.state != Seen::Unknown {
+        let _ = write!(
+            detail,
+            r#" <span class="muted">自 since {}</span>"#,
+            when(link.since_ms)
+        );
+    }
+    if let Some(e) = link.last_error {
+        let label = if link.state == Seen::Down {
+            "错误 error"
+        } else {
+            "上次错误 last error"
+        };
+        let _ = write!(
+            detail,
+            r#"<div class="muted">{label} <span class="mono" data-last-error="{kind}">{kind}</span> {}</div>"#,
+            when(link.last_error_ms),
+            kind = e.as_str(),
+        );
+    }
+    let _ = writeln!(
+        o,
+        r#"<tr class="his-link" data-target="{target}"><td>HIS <span class="muted">{kinds}</span><div class="mono routes" title="{title}">{names}</div></td><td class="mono">{target}</td><td data-metric="prefront_his_link_state" data-target="{target}" data-value="{state}"><span class="state {state}">{label}</span>{detail}</td></tr>"#,
+        target = escape(&r.target),
+        kinds = kinds.join(", "),
+        title = escape(&all.join(", ")),
+        names = shown.join(", "),
+        label = his_link_label(link.state),
+    );
+}
+
 /// The page. Pure: everything comes from `s`.
 pub fn render(s: &StatusSnapshot) -> String {
     let mut o = String::with_capacity(16 * 1024);
@@ -199,24 +265,14 @@ pub fn render(s: &StatusSnapshot) -> String {
 "#,
         target = escape(&s.cloud_target),
     );
-    if s.his_routes.is_empty() {
+    if s.his_links.is_empty() {
         o.push_str(
             r#"<tr><td colspan="3" class="muted">未配置 HIS 路由 No HIS route configured</td></tr>
 "#,
         );
     }
-    for r in &s.his_routes {
-        let name = match &r.name {
-            Some(n) => format!(r#"<span class="mono">{}</span>"#, escape(n)),
-            None => "默认 Default <span class=\"muted\">([his] url)</span>".to_string(),
-        };
-        let _ = writeln!(
-            o,
-            r#"<tr class="his-route" data-route="{route}"><td>HIS 接口 HIS route: {name} <span class="muted">{kind}</span></td><td class="mono">{target}</td><td class="muted" title="未监测 HIS 连接状态 HIS link state is not tracked yet">—</td></tr>"#,
-            route = escape(r.name.as_deref().unwrap_or("")),
-            kind = r.kind,
-            target = escape(&r.target),
-        );
+    for r in &s.his_links {
+        his_link_row(&mut o, r, s.utc_offset_s);
     }
     o.push_str("</table>\n</section>\n");
 
@@ -469,9 +525,11 @@ pub fn render(s: &StatusSnapshot) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::listener::status::{BufferRouteRow, ErrorRow, HisRouteRow};
+    use crate::listener::status::{BufferRouteRow, ErrorRow, HisLinkRow};
+    use crate::outcome::Outcome;
     use crate::telemetry::metrics::CallTotals;
     use crate::telemetry::recent::RecentError;
+    use crate::upstream::link::Observed;
 
     fn err(route: &str, outcome: &str) -> ErrorRow {
         ErrorRow {
@@ -538,10 +596,10 @@ mod tests {
         let evil = r#"<script>alert("x")</script>&'"#;
         let s = StatusSnapshot {
             cloud_target: evil.into(),
-            his_routes: vec![HisRouteRow {
-                name: Some(evil.into()),
-                kind: "http",
+            his_links: vec![HisLinkRow {
                 target: evil.into(),
+                routes: vec![(Some(evil.into()), "http")],
+                link: Observed::default(),
             }],
             buffer_routes: vec![BufferRouteRow {
                 route: evil.into(),
@@ -605,6 +663,46 @@ mod tests {
             r#"<time datetime="2025-03-01T14:13:12+08:00">2025-03-01 14:13:12</time>"#,
         ] {
             assert!(html.contains(cell), "{cell}\n{html}");
+        }
+    }
+
+    #[test]
+    fn his_targets_show_their_link_as_calls_saw_it() {
+        let at = 1_740_809_592_000; // 2025-03-01 06:13:12 UTC
+        let s = StatusSnapshot {
+            utc_offset_s: 8 * 3600,
+            his_links: vec![
+                HisLinkRow {
+                    target: "10.1.1.10:8080".into(),
+                    routes: vec![
+                        (None, "http"),
+                        (Some("hospital.interface.a".into()), "http"),
+                        (Some("hospital.interface.b".into()), "soap"),
+                        (Some("hospital.interface.c".into()), "http"),
+                    ],
+                    link: Observed {
+                        state: Seen::Down,
+                        since_ms: at,
+                        last_error: Some(Outcome::UpstreamConnect),
+                        last_error_ms: at,
+                    },
+                },
+                HisLinkRow {
+                    target: "10.1.1.11:80".into(),
+                    routes: vec![(Some("hospital.interface.d".into()), "soap")],
+                    link: Observed::default(),
+                },
+            ],
+            ..StatusSnapshot::default()
+        };
+        let html = render(&s);
+        for want in [
+            r#"<tr class="his-link" data-target="10.1.1.10:8080"><td>HIS <span class="muted">http, soap</span>"#,
+            r#"title="默认 Default ([his] url), hospital.interface.a, hospital.interface.b, hospital.interface.c">默认 Default ([his] url), hospital.interface.a, hospital.interface.b, +1 个 more</div>"#,
+            r#"data-metric="prefront_his_link_state" data-target="10.1.1.10:8080" data-value="down"><span class="state down">断开 Down</span> <span class="muted">自 since <time datetime="2025-03-01T14:13:12+08:00">2025-03-01 14:13:12</time></span><div class="muted">错误 error <span class="mono" data-last-error="upstream-connect">upstream-connect</span>"#,
+            r#"data-target="10.1.1.11:80" data-value="unknown"><span class="state unknown">未调用 Never called</span></td>"#,
+        ] {
+            assert!(html.contains(want), "{want}\n{html}");
         }
     }
 
