@@ -12,6 +12,7 @@
 
 mod metrics;
 mod page;
+mod view;
 mod zone;
 
 use std::time::Duration;
@@ -25,6 +26,7 @@ use crate::upstream::link::{LinkState, Observed};
 
 pub use metrics::render as render_metrics;
 pub use page::{escape, human_bytes, human_duration, render};
+pub use view::{gather_page, DeadLetterRow, Notice, PageView, Search, SearchRow};
 pub use zone::local_time;
 use zone::{local_zone, unix_s, Zone};
 
@@ -64,6 +66,8 @@ pub struct StatusSnapshot {
     /// Newest first; failures only.
     pub errors: Vec<ErrorRow>,
     pub certificates: CertificateView,
+    /// What only the page shows (search, dead letters, forms); empty for `/metrics`.
+    pub page: PageView,
 }
 
 /// One HIS target (`host:port`) and what the calls through it have shown, as
@@ -219,6 +223,7 @@ pub fn gather(state: &State) -> StatusSnapshot {
             })
             .collect(),
         certificates: certificates(state, zone),
+        page: PageView::default(),
     }
 }
 
