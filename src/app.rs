@@ -28,7 +28,8 @@ pub struct Reloader {
 
 impl Reloader {
     /// Puts `config` in force for every new call: allowlists, body limits, TLS certificates,
-    /// HIS routes, `[[cloud.route]]` delivery, `[pacs]`. What needs new sockets or a new store
+    /// HIS routes (a HIS target both configurations name keeps its link state),
+    /// `[[cloud.route]]` delivery, `[pacs]`. What needs new sockets or a new store
     /// (listen addresses, `[cloud]` connection settings, `[buffer]`, `[admin]`, log level) keeps
     /// its old value; each such difference is returned as a line to log. Certificates that do not
     /// load refuse the whole reload, and the old configuration stays in force.
@@ -83,7 +84,9 @@ impl Reloader {
         let acceptor = |listener: &'static str, l: &ListenerConfig| listener_tls(listener, l);
         let his_tls = acceptor("his_listener", &config.his_listener)?;
         let cloud_tls = acceptor("cloud_listener", &config.cloud_listener)?;
-        let his = His::new(&config.his).map_err(|e| StartError::Client("HIS", e))?;
+        // A HIS target the old configuration had too keeps its link state.
+        let his =
+            His::keeping(&config.his, Some(&old.his)).map_err(|e| StartError::Client("HIS", e))?;
         let pacs = crate::pacs::Pacs::new(&config, true)?;
         let state = Arc::new(State {
             cloud: old.cloud.clone(),

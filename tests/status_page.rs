@@ -5,17 +5,26 @@
 //! With `PREFRONT_SCREENSHOT=<file.png>` the test also saves a 1280×900 screenshot of the page
 //! (`docs/make-screenshot.sh` makes `docs/status.png` that way).
 //!
+//! Then an operator uses the page in Chromium, driven over the DevTools protocol as a person
+//! would (typing, clicking; the page runs no script and the test injects none): the search box
+//! finds a queued reminder by its request id, and a dead letter's retry button, with the admin
+//! token typed, puts the message back in the queue.
+//!
 //! One test in this file: the metrics are process-wide, so the totals it checks are its own.
 
 mod support;
 
 use std::collections::HashMap;
+use std::io::{BufRead, BufReader, Write as _};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::time::Duration;
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
 
+use serde_json::{json, Value};
 use support::{
-    closed_port_addr, get, plain_client, post, spawn_gateway, ConfigToml, TempDir, TestGateway,
+    basic_config, closed_port_addr, get, plain_client, post, read_json, spawn_gateway, ConfigToml,
+    MockUpstream, TempDir, TestGateway,
 };
 
 /// How long one Chromium run may take before it (and every process it started) is killed.
@@ -244,11 +253,16 @@ fn calls_by_class(metrics: &str) -> HashMap<&'static str, f64> {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_status_page_shows_what_metrics_shows() {
+async fn the_status_page_shows_what_metrics_shows_and_operators_act_on_it() {
     // Before any setup: without Chromium, skipped (or failed under CI).
     if chromium().is_none() {
         return;
     }
+    the_status_page_shows_what_metrics_shows().await;
+    an_operator_finds_a_reminder_and_retries_a_dead_letter().await;
+}
+
+async fn the_status_page_shows_what_metrics_shows() {
     let closed = closed_port_addr();
     let toml = ConfigToml::basic(
         &format!("https://{closed}/"),
@@ -451,16 +465,33 @@ listen = "127.0.0.1:0"
         "queued calls are not errors: {errors:?}"
     );
 
-    // HIS routes: the configured ones, their hosts, no invented state; names escaped.
-    let his = elements(&dom, "data-route")
+    // HIS targets: the default route's and the named route's (both at the closed port, so one
+    // row), never called yet: "unknown" on the page and in /metrics alike.
+    let his = elements(&dom, "data-target")
         .into_iter()
-        .filter(|e| e.attr("class") == "his-route")
+        .filter(|e| e.attr("class") == "his-link")
         .collect::<Vec<_>>();
-    assert_eq!(his.len(), 2, "default and one named route: {his:?}");
-    assert!(his[0].text.contains(&closed.to_string()), "{:?}", his[0]);
-    assert!(his[1].text.contains("hospital.interface.createCard"));
-    assert!(his.iter().all(|h| h.text.ends_with('—')), "{his:?}");
-    assert!(dom.contains("not tracked"));
+    assert_eq!(his.len(), 1, "one target for both routes: {his:?}");
+    assert_eq!(his[0].attr("data-target"), closed.to_string());
+    assert!(his[0].text.contains("默认 Default"), "{:?}", his[0]);
+    assert!(
+        his[0].text.contains("hospital.interface.createCard"),
+        "{:?}",
+        his[0]
+    );
+    let his_state = cell(
+        &cells,
+        "prefront_his_link_state",
+        &[("data-target", &closed.to_string())],
+    );
+    assert_eq!(his_state.attr("data-value"), "unknown");
+    assert_eq!(
+        sample(
+            &metrics,
+            &format!(r#"prefront_his_link_state{{target="{closed}",state="unknown"}}"#)
+        ),
+        Some(1.0)
+    );
     // Certificates: the cloud listener's, read from its tls_cert as /metrics reads it; the HIS
     // listener has none.
     let certs = elements(&dom, "data-listener");
@@ -506,5 +537,427 @@ listen = "127.0.0.1:0"
         let png = std::fs::read(&path).expect("chromium wrote the screenshot");
         assert!(png.starts_with(b"\x89PNG"), "a PNG at {}", path.display());
     }
+    gw.shutdown().await;
+}
+
+/// Chromium driven over the DevTools protocol (`--remote-debugging-pipe`: JSON messages ending
+/// in NUL on its fds 3 and 4, here two FIFOs) as a person uses a page: typing and clicking at an
+/// element's place on the screen. The whole Chromium process group goes after
+/// `CHROMIUM_TIMEOUT` at the latest; every wait here is bounded.
+struct Browser {
+    child: std::process::Child,
+    to: std::fs::File,
+    from: mpsc::Receiver<Value>,
+    next_id: u64,
+    session: String,
+    /// Events read while waiting for an answer.
+    events: Vec<Value>,
+    profile: TempDir,
+}
+
+/// How long one protocol answer or page load may take.
+const CDP_WAIT: Duration = Duration::from_secs(20);
+
+impl Browser {
+    /// Starts Chromium with a 1280×1600 tab. Blocking: run it off the gateway's runtime.
+    fn start() -> Browser {
+        let chromium = chromium().expect("checked at the start of the test");
+        let profile = TempDir::new("prefront-cdp");
+        let to_path = profile.path().join("to-chromium");
+        let from_path = profile.path().join("from-chromium");
+        for p in [&to_path, &from_path] {
+            let ok = Command::new("mkfifo")
+                .arg(p)
+                .status()
+                .is_ok_and(|s| s.success());
+            assert!(ok, "mkfifo {}", p.display());
+        }
+        let stderr = std::fs::File::create(profile.path().join("stderr.txt")).expect("a file");
+        let child = Command::new("timeout")
+            .arg("--kill-after=5")
+            .arg(format!("{}", CHROMIUM_TIMEOUT.as_secs()))
+            .args(["sh", "-c", r#"exec "$0" "$@" 3<"$CDP_TO" 4>"$CDP_FROM""#])
+            .arg(&chromium)
+            .args([
+                "--headless",
+                "--no-sandbox",
+                "--disable-gpu",
+                "--disable-background-networking",
+                "--disable-dev-shm-usage",
+                "--disable-extensions",
+                "--no-first-run",
+                "--hide-scrollbars",
+                "--remote-debugging-pipe",
+            ])
+            .arg(format!("--user-data-dir={}", profile.path().display()))
+            .arg("about:blank")
+            .env("CDP_TO", &to_path)
+            .env("CDP_FROM", &from_path)
+            .env("HOME", profile.path())
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(stderr)
+            .spawn()
+            .expect("chromium starts");
+        // The shell opens its ends in this order before it becomes Chromium.
+        let to = std::fs::OpenOptions::new()
+            .write(true)
+            .open(&to_path)
+            .expect("the pipe to chromium");
+        let from = std::fs::File::open(&from_path).expect("the pipe from chromium");
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            let mut r = BufReader::new(from);
+            loop {
+                let mut buf = Vec::new();
+                match r.read_until(0, &mut buf) {
+                    Ok(0) | Err(_) => return,
+                    Ok(_) => {
+                        buf.pop();
+                        if let Ok(v) = serde_json::from_slice::<Value>(&buf) {
+                            if tx.send(v).is_err() {
+                                return;
+                            }
+                        }
+                    }
+                }
+            }
+        });
+        let mut b = Browser {
+            child,
+            to,
+            from: rx,
+            next_id: 0,
+            session: String::new(),
+            events: Vec::new(),
+            profile,
+        };
+        let target = b.call("Target.createTarget", json!({ "url": "about:blank" }));
+        let target_id = target["targetId"].as_str().expect("a target").to_string();
+        let attached = b.call(
+            "Target.attachToTarget",
+            json!({ "targetId": target_id, "flatten": true }),
+        );
+        b.session = attached["sessionId"]
+            .as_str()
+            .expect("a session")
+            .to_string();
+        b.call("Page.enable", json!({}));
+        b.call(
+            "Emulation.setDeviceMetricsOverride",
+            json!({ "width": 1280, "height": 1600, "deviceScaleFactor": 1, "mobile": false }),
+        );
+        b
+    }
+
+    fn stderr(&self) -> String {
+        std::fs::read_to_string(self.profile.path().join("stderr.txt")).unwrap_or_default()
+    }
+
+    /// Sends `method` (to the tab once attached) and returns its result.
+    fn call(&mut self, method: &str, params: Value) -> Value {
+        self.next_id += 1;
+        let id = self.next_id;
+        let mut msg = json!({ "id": id, "method": method, "params": params });
+        if !self.session.is_empty() {
+            msg["sessionId"] = json!(self.session);
+        }
+        let mut bytes = serde_json::to_vec(&msg).expect("JSON");
+        bytes.push(0);
+        self.to
+            .write_all(&bytes)
+            .unwrap_or_else(|e| panic!("{method}: chromium is gone ({e})\n{}", self.stderr()));
+        let deadline = Instant::now() + CDP_WAIT;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            let v = self.from.recv_timeout(left).unwrap_or_else(|e| {
+                panic!("{method}: no answer from chromium ({e})\n{}", self.stderr())
+            });
+            if v["id"].as_u64() == Some(id) {
+                if let Some(err) = v.get("error") {
+                    panic!("{method}: {err}");
+                }
+                return v["result"].clone();
+            }
+            self.events.push(v);
+        }
+    }
+
+    /// Waits for the tab's next `Page.loadEventFired` after `events` was cleared.
+    fn wait_loaded(&mut self) {
+        let deadline = Instant::now() + CDP_WAIT;
+        loop {
+            if self
+                .events
+                .iter()
+                .any(|e| e["method"] == "Page.loadEventFired")
+            {
+                self.events.clear();
+                return;
+            }
+            let left = deadline.saturating_duration_since(Instant::now());
+            let v = self
+                .from
+                .recv_timeout(left)
+                .unwrap_or_else(|e| panic!("no page load ({e})\n{}", self.stderr()));
+            self.events.push(v);
+        }
+    }
+
+    fn navigate(&mut self, url: &str) {
+        self.events.clear();
+        self.call("Page.navigate", json!({ "url": url }));
+        self.wait_loaded();
+    }
+
+    /// The page as the browser holds it now.
+    fn dom(&mut self) -> String {
+        let doc = self.call("DOM.getDocument", json!({ "depth": 0 }));
+        let root = doc["root"]["nodeId"].clone();
+        self.call("DOM.getOuterHTML", json!({ "nodeId": root }))["outerHTML"]
+            .as_str()
+            .expect("HTML")
+            .to_string()
+    }
+
+    /// Clicks the middle of the element `selector` names, as a mouse does.
+    fn click(&mut self, selector: &str) {
+        let doc = self.call("DOM.getDocument", json!({ "depth": 0 }));
+        let root = doc["root"]["nodeId"].clone();
+        let node = self.call(
+            "DOM.querySelector",
+            json!({ "nodeId": root, "selector": selector }),
+        )["nodeId"]
+            .clone();
+        assert_ne!(node, json!(0), "no element {selector} on the page");
+        self.call("DOM.scrollIntoViewIfNeeded", json!({ "nodeId": node }));
+        let quads = self.call("DOM.getContentQuads", json!({ "nodeId": node }));
+        let q: Vec<f64> = quads["quads"][0]
+            .as_array()
+            .unwrap_or_else(|| panic!("{selector} is not shown: {quads}"))
+            .iter()
+            .filter_map(Value::as_f64)
+            .collect();
+        assert_eq!(q.len(), 8, "{quads}");
+        let x = (q[0] + q[2] + q[4] + q[6]) / 4.0;
+        let y = (q[1] + q[3] + q[5] + q[7]) / 4.0;
+        for kind in ["mouseMoved", "mousePressed", "mouseReleased"] {
+            self.call(
+                "Input.dispatchMouseEvent",
+                json!({ "type": kind, "x": x, "y": y, "button": "left", "clickCount": 1 }),
+            );
+        }
+    }
+
+    /// Clicks `selector` and waits for the page it leads to.
+    fn click_and_wait(&mut self, selector: &str) {
+        self.events.clear();
+        self.click(selector);
+        self.wait_loaded();
+    }
+
+    /// Types `text` where the focus is, as a keyboard would.
+    fn type_text(&mut self, text: &str) {
+        self.call("Input.insertText", json!({ "text": text }));
+    }
+}
+
+impl Drop for Browser {
+    fn drop(&mut self) {
+        let mut bytes =
+            serde_json::to_vec(&json!({ "id": 0, "method": "Browser.close" })).unwrap_or_default();
+        bytes.push(0);
+        let _ = self.to.write_all(&bytes);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        // `timeout` kills Chromium's group when its own time is up.
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+const TOKEN: &str = "f00dfeedf00dfeedf00dfeedf00dfeed";
+
+/// The JSON API with the token: `GET path`.
+async fn api(gw: &TestGateway, path: &str) -> Value {
+    let r = plain_client()
+        .get(gw.admin_url(path))
+        .bearer_auth(TOKEN)
+        .send()
+        .await
+        .expect("the API answers");
+    read_json(r).await
+}
+
+async fn notify(gw: &TestGateway, path: &str, request_id: &str) -> String {
+    let r = plain_client()
+        .post(format!("{}/{path}", gw.his_url()))
+        .header("x-request-id", request_id)
+        .body(r#"{"patientName":"张三","reportName":"血常规"}"#)
+        .send()
+        .await
+        .expect("answers");
+    r.headers()
+        .get("x-prefront-queued")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_else(|| panic!("{path} buffered: {:?}", r.headers()))
+        .to_string()
+}
+
+/// Polls `f` every 50 ms for up to 15 s.
+async fn eventually<F, Fut>(what: &str, mut f: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while !f().await {
+        assert!(Instant::now() < deadline, "{what}: not within 15 s");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+async fn an_operator_finds_a_reminder_and_retries_a_dead_letter() {
+    let dir = TempDir::new("prefront-status-ops");
+    let token_file = dir.path().join("admin.token");
+    std::fs::write(&token_file, format!("{TOKEN}\n")).expect("write the token");
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&token_file, std::fs::Permissions::from_mode(0o600))
+            .expect("chmod 600");
+    }
+    // The cloud is down while two reminders arrive; then it refuses the payment reminder (400:
+    // a dead letter) and stays busy (503) for the report reminder, which waits in the queue.
+    let cloud = MockUpstream::http().await;
+    cloud.set_down(true);
+    let toml = basic_config(
+        &format!("{}/", cloud.url()),
+        None,
+        None,
+        &format!(
+            "[admin]\nlisten = \"127.0.0.1:0\"\ntoken_file = {:?}\n\n[buffer]\npath = {:?}\nretry_min = \"50ms\"\nretry_max = \"300ms\"\n",
+            token_file.display().to_string(),
+            dir.path().join("buffer").display().to_string(),
+        ),
+    );
+    let gw = spawn_gateway(&toml).await;
+    let dead_id = notify(&gw, "prefront/sendTipMessage/payment", "status-ops-payment").await;
+    notify(
+        &gw,
+        "prefront/sendTipMessage/phyReport",
+        "status-ops-report",
+    )
+    .await;
+    cloud.respond("/prefront/sendTipMessage/phyReport", 503, "busy");
+    cloud.respond(
+        "/prefront/sendTipMessage/payment",
+        400,
+        r#"{"error":"refused"}"#,
+    );
+    cloud.set_down(false);
+    let path = format!("/api/queue/messages/{dead_id}");
+    eventually("the payment reminder is dead", || async {
+        api(&gw, &path).await["state"] == "dead"
+    })
+    .await;
+    // A retried message waits in the queue from now on.
+    cloud.respond("/prefront/sendTipMessage/payment", 503, "busy");
+    // The trail is written once a second.
+    eventually("the report reminder is in the trail", || async {
+        api(&gw, "/api/trail?request_id=status-ops-report").await["entries"]
+            .as_array()
+            .is_some_and(|e| !e.is_empty())
+    })
+    .await;
+
+    let status = gw.admin_url("/status");
+    let dead_row = format!(r#"tr.dead-letter[data-id="{dead_id}"]"#);
+    let (search_dom, notice_dom) = tokio::task::spawn_blocking(move || {
+        let mut b = Browser::start();
+        b.navigate(&status);
+        let dom = b.dom();
+        assert!(
+            dom.contains(r#"data-request-id="status-ops-payment""#),
+            "the dead letter is listed:\n{dom}"
+        );
+        assert!(
+            !dom.contains(r#"http-equiv="refresh""#),
+            "a page asking for the token does not reload under the typing"
+        );
+        // The search box: type the request id, press the button.
+        b.click("#q");
+        b.type_text("status-ops-report");
+        b.click_and_wait("#search-button");
+        let search_dom = b.dom();
+        // The dead letter's retry button, with the token typed.
+        b.click("#token");
+        b.type_text(TOKEN);
+        b.click_and_wait(&format!("{dead_row} button[id^=\"retry-\"]"));
+        let notice_dom = b.dom();
+        (search_dom, notice_dom)
+    })
+    .await
+    .expect("the browser session");
+
+    // The search found the queued reminder by its request id, with its history.
+    let found = elements(&search_dom, "data-outcome")
+        .into_iter()
+        .filter(|e| e.attr("class") == "trail-entry")
+        .collect::<Vec<_>>();
+    assert_eq!(found.len(), 1, "{search_dom}");
+    assert_eq!(found[0].attr("data-request-id"), "status-ops-report");
+    assert_eq!(found[0].attr("data-outcome"), "queued", "{:?}", found[0]);
+    assert!(
+        found[0].text.contains("received → queued"),
+        "{:?}",
+        found[0]
+    );
+    assert!(search_dom.contains(r#"data-by="request_id""#));
+    assert!(
+        search_dom.contains(r#"value="status-ops-report""#),
+        "the box keeps the text"
+    );
+
+    // The retry: the page says so, the dead letter is gone, the message waits in the queue.
+    assert!(
+        !notice_dom.contains(&format!(r#"class="dead-letter" data-id="{dead_id}""#)),
+        "{notice_dom}"
+    );
+    let queued = api(&gw, "/api/queue/messages?dead=false").await;
+    let requeued = queued["messages"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|m| m["request_id"] == "status-ops-payment")
+        .map(|m| m["id"].to_string())
+        .unwrap_or_else(|| panic!("back in the queue: {queued}"));
+    // The notice names the id the message has in its queue now (a retry gives a new one).
+    let notice = elements(&notice_dom, "data-notice");
+    assert_eq!(notice.len(), 1, "{notice_dom}");
+    assert_eq!(notice[0].attr("data-notice"), format!("retried-{requeued}"));
+    // Audited, and in the message's trail.
+    eventually("the retry is in the trail", || async {
+        let t = api(&gw, "/api/trail?request_id=status-ops-payment").await;
+        t["entries"][0]["history"]
+            .as_array()
+            .is_some_and(|h| h.iter().any(|s| s["event"] == "requeued"))
+    })
+    .await;
+    let audit = api(&gw, "/api/trail?outcome=audit").await;
+    assert!(
+        audit["entries"].as_array().into_iter().flatten().any(|e| {
+            e["history"][0]["event"] == "retry"
+                && e["history"][0]["detail"]
+                    .as_str()
+                    .is_some_and(|d| d.contains("(status page)"))
+        }),
+        "{audit}"
+    );
     gw.shutdown().await;
 }

@@ -15,6 +15,10 @@ use ipnet::IpNet;
 
 pub use validate::{parse_duration, parse_size};
 
+/// The spec's sample HIS client (附二) waits 10 s for an answer: the defaults answer a HIS → cloud
+/// call within this, also when its direct attempt times out and it is buffered instead.
+pub const ANSWER_WITHIN: std::time::Duration = std::time::Duration::from_secs(9);
+
 /// The example configuration shipped in the repository; also the embedded default the binary
 /// runs on when no file is given and none is installed.
 pub const EXAMPLE: &str = include_str!("../../config/prefront.toml");

@@ -3,6 +3,7 @@
 //! HIS → cloud interface of the catalogue, relayed to the cloud along one path.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use bytes::Bytes;
 use hyper::body::Incoming;
@@ -18,7 +19,7 @@ use crate::buffer::events::{self, Event};
 use crate::buffer::policy::{self, Wait};
 use crate::buffer::{Enqueued, OutboxError, Route};
 use crate::catalog::{Catalog, Entry, Envelope};
-use crate::config::SoapVersion;
+use crate::config::{SoapVersion, ANSWER_WITHIN};
 use crate::outcome::{Code, Direction, Outcome, Raised};
 use crate::soap::{envelope, wsdl};
 
@@ -208,11 +209,8 @@ async fn enqueue(
     call: &Call,
 ) -> Relayed {
     // The fsync is shared with every call accepted meanwhile (group commit); this task waits for
-    // it without holding a thread.
-    let result = state
-        .outbox
-        .enqueue(queue, key, &body, &call.request_id)
-        .await;
+    // it without holding a thread, and not past what the caller waits for (see `commit_wait`).
+    let result = enqueue_in_time(state, queue, key, body, call).await;
     let (raised, queued) = match result {
         Ok(Enqueued::New(id)) | Ok(Enqueued::AlreadyQueued(id)) => {
             if matches!(result, Ok(Enqueued::New(_))) {
@@ -267,6 +265,71 @@ async fn enqueue(
         outcome: Outcome::Queued,
         queued,
         key: None,
+    }
+}
+
+/// The least time a call's write into the buffer is given before the caller is told it was not
+/// accepted, however long its direct attempt took.
+const MIN_COMMIT_WAIT: Duration = Duration::from_millis(500);
+
+/// How long a call may wait for its write into the buffer to be durable: what is left of
+/// `ANSWER_WITHIN` since the call arrived (a direct attempt that timed out used most of it), and
+/// at least `MIN_COMMIT_WAIT`. A healthy disk commits in milliseconds; a disk that stalls must
+/// not keep the HIS waiting past its own timeout.
+fn commit_wait(call: &Call) -> Duration {
+    ANSWER_WITHIN
+        .saturating_sub(call.started.elapsed())
+        .max(MIN_COMMIT_WAIT)
+}
+
+/// `AsyncOutbox::enqueue` within `commit_wait`. When the commit is late the caller is told the
+/// call was not accepted (10003), which is true of its acknowledgement; the write itself goes on
+/// and, once durable, is delivered like any other (a reminder may then reach the cloud although
+/// the HIS was told 10003, as it would after the HIS gave up waiting).
+async fn enqueue_in_time(
+    state: &State,
+    queue: &Route,
+    key: Option<&str>,
+    body: Bytes,
+    call: &Call,
+) -> Result<Enqueued, OutboxError> {
+    let wait = commit_wait(call);
+    let outbox = state.outbox.clone();
+    let (route, key, request_id) = (
+        queue.clone(),
+        key.map(str::to_string),
+        call.request_id.clone(),
+    );
+    let mut write = Box::pin(async move {
+        let r = outbox
+            .enqueue(&route, key.as_deref(), &body, &request_id)
+            .await;
+        (route, r)
+    });
+    match tokio::time::timeout(wait, &mut write).await {
+        Ok((_, r)) => r,
+        Err(_) => {
+            let forwarders = state.forwarders.clone();
+            tokio::spawn(async move {
+                let (route, r) = write.await;
+                if let Ok(Enqueued::New(id)) = r {
+                    tracing::warn!(
+                        route = route.as_str(),
+                        id,
+                        "buffer: a write acknowledged late is durable now and will be delivered"
+                    );
+                    events::emit(Event::Queued {
+                        route: route.as_str(),
+                        id,
+                    });
+                    forwarders.wake();
+                }
+            });
+            Err(OutboxError::Storage(format!(
+                "the buffer did not confirm the write within {} ms (the disk is slow or stalled); the call was not acknowledged and may still be delivered",
+                wait.as_millis()
+            )))
+        }
     }
 }
 

@@ -1,30 +1,60 @@
 //! The HIS: each `hospital.interface.*` name goes where the config routes it — plain HTTP JSON,
 //! or a SOAP operation with the JSON as one string argument or mapped to XML elements.
 
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
 use bytes::Bytes;
 
+use super::link::{Observed, Watched};
 use super::{accept_json_answer, http_client, post, post_json, root_store, UpstreamError};
 use crate::catalog::short_name;
 use crate::config::{HisConfig, HisRoute, HisTarget, SoapParam, SoapTarget, SoapVersion};
 use crate::soap::envelope::{self, HisAnswer, HisJsonAnswer, Payload};
 use crate::soap::xmljson;
 
-/// The box's connection pool to the HIS and the routing table.
+/// The box's connection pool to the HIS, the routing table, and each HIS target's link state.
 #[derive(Debug, Clone)]
 pub struct His {
     clients: super::Clients,
     config: HisConfig,
+    /// One per target (`host:port`) the config names: a bounded set, fixed until a reload.
+    links: Arc<BTreeMap<String, Arc<Watched>>>,
 }
 
 impl His {
     pub fn new(config: &HisConfig) -> Result<His, String> {
+        His::keeping(config, None)
+    }
+
+    /// `new` for a reload: a target the old configuration had too keeps its link state (the
+    /// same host and port is the same link, whichever routes use it); a new target starts
+    /// unknown, and a target no longer configured is forgotten.
+    pub fn keeping(config: &HisConfig, old: Option<&His>) -> Result<His, String> {
         let roots = root_store(None)?;
+        let links = targets(config)
+            .into_iter()
+            .map(|(target, _)| {
+                let link = old
+                    .and_then(|o| o.links.get(&target).cloned())
+                    .unwrap_or_else(|| Watched::new(format!("his {target}")));
+                (target, link)
+            })
+            .collect();
         Ok(His {
             clients: super::Clients::new(|| {
                 http_client(roots.clone(), std::time::Duration::from_secs(3))
             })?,
             config: config.clone(),
+            links: Arc::new(links),
         })
+    }
+
+    /// What calls have shown of a target's link (`host:port`, as `target_of` spells it).
+    pub fn link(&self, target: &str) -> Observed {
+        self.links
+            .get(target)
+            .map_or_else(Observed::default, |l| l.get())
     }
 
     /// The route for a name, if this hospital serves it.
@@ -34,6 +64,20 @@ impl His {
 
     /// Relays one JSON call to the HIS along `route`.
     pub async fn call(
+        &self,
+        name: &str,
+        route: &HisRoute,
+        request_id: &str,
+        body: Bytes,
+    ) -> Result<Bytes, UpstreamError> {
+        let result = self.call_target(name, route, request_id, body).await;
+        if let Some(link) = self.links.get(&target_of(&route.target)) {
+            link.observe(&result);
+        }
+        result
+    }
+
+    async fn call_target(
         &self,
         name: &str,
         route: &HisRoute,
@@ -150,6 +194,49 @@ impl His {
     }
 }
 
+/// `host:port` of a route's target (the port the scheme implies when the URL names none); `?`
+/// when the URL has no host. A URL template's `{name}` and `{method}` are in its path, never in
+/// its host, so the template's host is the target's.
+pub fn target_of(target: &HisTarget) -> String {
+    let url = match target {
+        HisTarget::Http { url } => url.as_str(),
+        HisTarget::Soap(s) => s.url.as_str(),
+    };
+    match reqwest::Url::parse(url) {
+        Ok(u) => match (u.host_str(), u.port_or_known_default()) {
+            (Some(h), Some(p)) => format!("{h}:{p}"),
+            (Some(h), None) => h.to_string(),
+            _ => "?".to_string(),
+        },
+        Err(_) => "?".to_string(),
+    }
+}
+
+/// A configured route: `None` for the `[his] url` default, else the interface name.
+pub type NamedRoute<'a> = (Option<String>, &'a HisRoute);
+
+/// The configured HIS targets in the order the status page lists them (the `[his] url` default's
+/// first, then those of `[[his.route]]` by name), each with the routes that call it: `None` for
+/// the default, else the interface name.
+pub fn targets(config: &HisConfig) -> Vec<(String, Vec<NamedRoute<'_>>)> {
+    let mut routes: Vec<NamedRoute<'_>> = Vec::new();
+    if let Some(d) = &config.default {
+        routes.push((None, d));
+    }
+    let mut named: Vec<_> = config.routes.iter().collect();
+    named.sort_by(|a, b| a.0.cmp(b.0));
+    routes.extend(named.into_iter().map(|(n, r)| (Some(n.clone()), r)));
+    let mut out: Vec<(String, Vec<NamedRoute<'_>>)> = Vec::new();
+    for (name, route) in routes {
+        let target = target_of(&route.target);
+        match out.iter_mut().find(|(t, _)| *t == target) {
+            Some((_, list)) => list.push((name, route)),
+            None => out.push((target, vec![(name, route)])),
+        }
+    }
+    out
+}
+
 /// A SOAP Fault, whatever the HTTP status it came with: its code and reason, shortened.
 fn soap_fault(code: &str, reason: &str) -> UpstreamError {
     UpstreamError::SoapFault {
@@ -211,6 +298,46 @@ pub fn http_url(template: &str, name: &str) -> Result<reqwest::Url, UpstreamErro
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn targets_are_host_and_port_once_each() {
+        let route = |url: &str| HisRoute {
+            target: HisTarget::Http { url: url.into() },
+            timeout: std::time::Duration::from_secs(1),
+            delivery: None,
+        };
+        assert_eq!(
+            target_of(&route("http://10.1.1.10/his/{method}").target),
+            "10.1.1.10:80"
+        );
+        assert_eq!(
+            target_of(&route("https://[::1]:8443/x").target),
+            "[::1]:8443"
+        );
+        let config = HisConfig {
+            default: Some(route("http://10.1.1.10:8080/his/{name}")),
+            routes: [
+                ("b".to_string(), route("http://10.1.1.10:8080/other")),
+                ("a".to_string(), route("http://10.1.1.11:9000/x")),
+            ]
+            .into_iter()
+            .collect(),
+            max_response: 1,
+            max_file_response: 1,
+        };
+        let t = targets(&config);
+        let names: Vec<(&str, Vec<Option<&str>>)> = t
+            .iter()
+            .map(|(t, r)| (t.as_str(), r.iter().map(|(n, _)| n.as_deref()).collect()))
+            .collect();
+        assert_eq!(
+            names,
+            [
+                ("10.1.1.10:8080", vec![None, Some("b")]),
+                ("10.1.1.11:9000", vec![Some("a")]),
+            ]
+        );
+    }
 
     #[test]
     fn url_template_takes_name_and_method() {

@@ -3,12 +3,13 @@
 //! for its own timeout, and a background probe with backoff brings the link back.
 
 use std::sync::atomic::{AtomicU8, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tokio::sync::Notify;
 
 use super::UpstreamError;
+use crate::outcome::Outcome;
 
 /// The link's state.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -153,6 +154,95 @@ impl Link {
     }
 }
 
+/// A watched link's state as real calls last saw it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Seen {
+    /// No call has gone this way since start (or since the target came into the config).
+    #[default]
+    Unknown,
+    Up,
+    Down,
+}
+
+impl Seen {
+    /// The `state` label of the metric and the page's class.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Seen::Unknown => "unknown",
+            Seen::Up => "up",
+            Seen::Down => "down",
+        }
+    }
+}
+
+/// What real calls have shown of a link nobody probes (a HIS target).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Observed {
+    pub state: Seen,
+    /// Unix milliseconds when `state` began; 0 while `Unknown`.
+    pub since_ms: u64,
+    /// The kind of the last link failure (`upstream-connect`, `upstream-timeout`, …), kept after
+    /// the link came back, and when it happened.
+    pub last_error: Option<Outcome>,
+    pub last_error_ms: u64,
+}
+
+/// A link watched from the calls that use it, without a probe: up when the peer answered
+/// (whatever it answered), down after a link failure (no connection, a timeout, the connection
+/// cut, a gateway's 502–504), as `Link::observe` decides for the cloud. A call that never left
+/// the box (a route the box cannot call) says nothing about the link.
+#[derive(Debug)]
+pub struct Watched {
+    /// What the link is called in logs (`his 10.1.1.10:8080`).
+    name: String,
+    seen: Mutex<Observed>,
+}
+
+impl Watched {
+    pub fn new(name: impl Into<String>) -> Arc<Watched> {
+        Arc::new(Watched {
+            name: name.into(),
+            seen: Mutex::new(Observed::default()),
+        })
+    }
+
+    pub fn get(&self) -> Observed {
+        *self.seen.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Records the outcome of a real call.
+    pub fn observe<T>(&self, result: &Result<T, UpstreamError>) {
+        match result {
+            Err(UpstreamError::Unsupported(_)) => {}
+            Err(e) if Link::is_link_failure(e) => self.mark(Seen::Down, Some(e)),
+            _ => self.mark(Seen::Up, None),
+        }
+    }
+
+    fn mark(&self, state: Seen, why: Option<&UpstreamError>) {
+        let now = crate::clock::now_ms();
+        let mut seen = self.seen.lock().unwrap_or_else(|p| p.into_inner());
+        let before = seen.state;
+        if let Some(e) = why {
+            seen.last_error = Some(e.kind());
+            seen.last_error_ms = now;
+        }
+        if before == state {
+            return;
+        }
+        seen.state = state;
+        seen.since_ms = now;
+        drop(seen);
+        match (before, why) {
+            (_, Some(e)) => {
+                tracing::warn!(link = %self.name, error = %e.public_text(), kind = e.kind().as_str(), "link is down")
+            }
+            (Seen::Down, None) => tracing::info!(link = %self.name, "link is up again"),
+            _ => {}
+        }
+    }
+}
+
 /// `d` scaled by a random factor in [0.5, 1.5), so many boxes (or routes) do not retry in step.
 pub fn jitter(d: Duration) -> Duration {
     let mut b = [0u8; 2];
@@ -175,6 +265,46 @@ mod tests {
         assert!(!Link::is_link_failure(&UpstreamError::Status(500)));
         assert!(!Link::is_link_failure(&UpstreamError::Status(404)));
         assert!(!Link::is_link_failure(&UpstreamError::InvalidAnswer));
+    }
+
+    #[test]
+    fn a_watched_link_follows_the_calls_and_keeps_the_last_error() {
+        let w = Watched::new("his test");
+        assert_eq!(w.get(), Observed::default());
+        assert_eq!(w.get().state, Seen::Unknown);
+        w.observe::<()>(&Err(UpstreamError::Unsupported(
+            "route url is not a valid URL",
+        )));
+        assert_eq!(
+            w.get().state,
+            Seen::Unknown,
+            "a call that never left says nothing"
+        );
+        w.observe::<()>(&Err(UpstreamError::Connect));
+        let down = w.get();
+        assert_eq!(down.state, Seen::Down);
+        assert_eq!(down.last_error, Some(Outcome::UpstreamConnect));
+        assert!(down.since_ms > 0);
+        w.observe::<()>(&Err(UpstreamError::Timeout(Duration::from_secs(1))));
+        let still = w.get();
+        assert_eq!(
+            still.since_ms, down.since_ms,
+            "down since the first failure"
+        );
+        assert_eq!(still.last_error, Some(Outcome::UpstreamTimeout));
+        // An answer, even an unusable one, means the link works.
+        w.observe::<()>(&Err(UpstreamError::Status(500)));
+        let up = w.get();
+        assert_eq!(up.state, Seen::Up);
+        assert_eq!(
+            up.last_error,
+            Some(Outcome::UpstreamTimeout),
+            "kept after recovery"
+        );
+        w.observe::<()>(&Err(UpstreamError::Status(502)));
+        assert_eq!(w.get().state, Seen::Down);
+        w.observe(&Ok(()));
+        assert_eq!(w.get().state, Seen::Up);
     }
 
     #[tokio::test]

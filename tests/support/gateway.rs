@@ -14,6 +14,8 @@ pub struct TestGateway {
     pub admin_addr: Option<SocketAddr>,
     /// The gateway's own buffer directory when the test's TOML names none (removed on drop).
     pub buffer_dir: Option<super::TempDir>,
+    /// Puts a new configuration in force, as SIGHUP does.
+    pub reloader: prefront::app::Reloader,
     stop: Option<oneshot::Sender<()>>,
     task: Option<JoinHandle<()>>,
 }
@@ -51,6 +53,18 @@ impl TestGateway {
             .expect("metrics answer");
         assert_eq!(r.status(), 200);
         r.text().await.expect("metrics body")
+    }
+
+    /// Reloads `toml` (relative paths resolve against the working directory) as SIGHUP would;
+    /// returns what the reload kept from the old configuration. Panics if it does not load.
+    pub fn reload(&self, toml: &str) -> Vec<String> {
+        let loaded = match prefront::Config::from_toml(toml, Path::new(".")) {
+            Ok(l) => l,
+            Err(e) => panic!("test config invalid: {:#?}", e.problems),
+        };
+        self.reloader
+            .reload(loaded.config)
+            .expect("the reload is accepted")
     }
 
     /// Signals shutdown and waits for the drain to finish.
@@ -97,6 +111,7 @@ pub async fn spawn_gateway_in(toml: &str, base_dir: &Path) -> TestGateway {
     let his_addr = gw.his_addr();
     let cloud_addr = gw.cloud_addr();
     let admin_addr = gw.admin_addr();
+    let reloader = gw.reloader();
     let (tx, rx) = oneshot::channel::<()>();
     let task = tokio::spawn(async move {
         gw.run(async {
@@ -109,6 +124,7 @@ pub async fn spawn_gateway_in(toml: &str, base_dir: &Path) -> TestGateway {
         cloud_addr,
         admin_addr,
         buffer_dir,
+        reloader,
         stop: Some(tx),
         task: Some(task),
     }

@@ -1,6 +1,7 @@
 //! `[cloud]` and its `[[cloud.route]]` delivery overrides.
 
 use std::collections::HashMap;
+use std::time::Duration;
 
 use super::values::*;
 use super::{Checker, Step};
@@ -8,6 +9,12 @@ use crate::config::raw;
 use crate::config::*;
 
 use crate::catalog::{self, Catalog};
+
+/// `[cloud] timeout_ms` by default: a call the cloud does not answer is answered (10003, or
+/// 10001 once buffered) within `crate::config::ANSWER_WITHIN`.
+const DEFAULT_CLOUD_TIMEOUT_MS: u64 = 8_000;
+/// Above this `prefront check` warns: the HIS's client may give up before the box answers.
+const MAX_QUIET_CLOUD_TIMEOUT_MS: u64 = 9_000;
 
 pub(super) fn cloud(c: &mut Checker<'_>, raw: Option<raw::RawCloud>) -> Option<CloudConfig> {
     let Some(raw) = raw else {
@@ -44,7 +51,24 @@ pub(super) fn cloud(c: &mut Checker<'_>, raw: Option<raw::RawCloud>) -> Option<C
         },
     };
     let ca = raw.ca.and_then(|p| existing_file(c, &k("ca"), &p));
-    let timeout = millis(c, &k("timeout_ms"), raw.timeout_ms, 10_000);
+    let timeout = millis(
+        c,
+        &k("timeout_ms"),
+        raw.timeout_ms,
+        DEFAULT_CLOUD_TIMEOUT_MS,
+    );
+    if timeout > Duration::from_millis(MAX_QUIET_CLOUD_TIMEOUT_MS) {
+        c.warn(
+            &k("timeout_ms"),
+            format!(
+                "{} ms: the HIS's sample client (附二) gives up after 10 s; a call the cloud does not \
+                 answer is answered only after timeout_ms (a reminder then waits in the buffer and \
+                 is answered 10001), so above {MAX_QUIET_CLOUD_TIMEOUT_MS} ms the HIS may have given \
+                 up first (default {DEFAULT_CLOUD_TIMEOUT_MS})",
+                timeout.as_millis()
+            ),
+        );
+    }
     let connect_timeout = millis(c, &k("connect_timeout_ms"), raw.connect_timeout_ms, 3_000);
     let max_response = size(c, &k("max_response"), raw.max_response.as_deref(), 8 << 20);
     let delivery = cloud_routes(c, &raw.route);

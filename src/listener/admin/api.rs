@@ -2,19 +2,23 @@
 //! Every store and trail read runs on the blocking pool, never on the connection workers that
 //! serve the HIS and the cloud. With `[admin] token_file`, every call needs
 //! `Authorization: Bearer <token>`; every call that changes something leaves an `audit` log line
-//! and a trail entry.
+//! and a trail entry. The status page's buttons post HTML forms to the same calls (`form_post`):
+//! they carry the form key and the token in the body, and are answered with a redirect to the
+//! page.
 
 use std::net::IpAddr;
 use std::sync::Arc;
 
 use bytes::Bytes;
 use hyper::body::Incoming;
-use hyper::header::{HeaderValue, AUTHORIZATION, CONTENT_TYPE};
+use hyper::header::{HeaderValue, AUTHORIZATION, CONTENT_TYPE, LOCATION, ORIGIN};
 use hyper::{Method, Request, Response, StatusCode};
 use serde::Serialize;
 
+use super::form;
 use crate::buffer::operator;
 use crate::buffer::{OutboxError, RecordId, Route};
+use crate::listener::status::Notice;
 use crate::listener::{Body, State};
 use crate::trail::query::{self, Filter};
 
@@ -211,6 +215,20 @@ fn trail_change(rec: &crate::buffer::Record, ev: &str, id: RecordId, peer: IpAdd
 
 /// `/api/…`
 pub async fn handle(state: &Arc<State>, req: Request<Incoming>, peer: IpAddr) -> Response<Body> {
+    if form::is_form_post(&req) {
+        return form_post(state, req, peer).await;
+    }
+    // A browser names the page a call comes from; only the status page's forms (above) may
+    // change anything from a page, so no other site's script can.
+    if req.method() != Method::GET
+        && req.method() != Method::HEAD
+        && req.headers().contains_key(ORIGIN)
+    {
+        return error(ApiError(
+            StatusCode::FORBIDDEN,
+            "a call from a web page changes nothing unless it is a form of the status page (with its form key)".into(),
+        ));
+    }
     if !authorized(state, &req) {
         return error(ApiError(
             StatusCode::UNAUTHORIZED,
@@ -281,47 +299,12 @@ async fn route(
         }
         (["queue", "messages", id, "retry"], &Method::POST) => {
             only(&pairs, &[])?;
-            let id = message_id(id)?;
-            let (changed, rec) = blocking(move || {
-                let rec = match outbox.store().get(id)? {
-                    Some(crate::buffer::DeadOrLive::Dead(d)) => d.record,
-                    Some(crate::buffer::DeadOrLive::Live(_)) => {
-                        return Err(ApiError(
-                            StatusCode::CONFLICT,
-                            format!("message {id} is queued, not dead: nothing to retry"),
-                        ))
-                    }
-                    None => return Err(OutboxError::NotFound(id).into()),
-                };
-                Ok((operator::retry(outbox.store(), id)?, rec))
-            })
-            .await?;
-            state.forwarders.wake();
-            audit(
-                peer,
-                "retry",
-                Some(id),
-                Some(&rec.route),
-                format!("message {id} queued again as {}", changed.id),
-            );
-            trail_change(&rec, "requeued", changed.id, peer);
-            Ok(ok(&changed))
+            Ok(ok(&retry(state, message_id(id)?, peer, "").await?))
         }
-        (["queue", "messages", id], &Method::DELETE) => {
+        (["queue", "messages", id], &Method::DELETE)
+        | (["queue", "messages", id, "drop"], &Method::POST) => {
             only(&pairs, &[])?;
-            let id = message_id(id)?;
-            let (changed, rec) = blocking(move || {
-                let rec = match outbox.store().get(id)? {
-                    Some(crate::buffer::DeadOrLive::Dead(d)) => d.record,
-                    Some(crate::buffer::DeadOrLive::Live(r)) => r,
-                    None => return Err(OutboxError::NotFound(id).into()),
-                };
-                Ok((operator::drop_message(outbox.store(), id)?, rec))
-            })
-            .await?;
-            audit(peer, "drop", Some(id), Some(&rec.route), format!("message {id} dropped"));
-            trail_change(&rec, "dropped", id, peer);
-            Ok(ok(&changed))
+            Ok(ok(&drop_message(state, message_id(id)?, peer, "").await?))
         }
         (["queue", "retry-dead"], &Method::POST) => {
             only(&pairs, &["route"])?;
@@ -357,6 +340,7 @@ async fn route(
             | ["queue", "messages"]
             | ["queue", "messages", _]
             | ["queue", "messages", _, "retry"]
+            | ["queue", "messages", _, "drop"]
             | ["queue", "retry-dead"]
             | ["trail"],
             _,
@@ -366,7 +350,7 @@ async fn route(
         )),
         _ => Err(ApiError(
             StatusCode::NOT_FOUND,
-            "no such API call: /api/queue, /api/queue/messages[/ID[/retry]], /api/queue/retry-dead, /api/trail".into(),
+            "no such API call: /api/queue, /api/queue/messages[/ID[/retry|/drop]], /api/queue/retry-dead, /api/trail".into(),
         )),
     }
 }
@@ -375,6 +359,144 @@ async fn route(
 /// stopped box: the same checks and the same error texts as the API.
 pub fn trail_query(pairs: &[(String, String)]) -> Result<Filter, String> {
     trail_filter(pairs).map_err(|e| e.1)
+}
+
+/// Puts a dead message back at the tail of its queue; audited. `via` is added to the audit line
+/// (` (status page)` for a form).
+async fn retry(
+    state: &Arc<State>,
+    id: RecordId,
+    peer: IpAddr,
+    via: &str,
+) -> Result<operator::Changed, ApiError> {
+    let outbox = state.outbox.clone();
+    let (changed, rec) = blocking(move || {
+        let rec = match outbox.store().get(id)? {
+            Some(crate::buffer::DeadOrLive::Dead(d)) => d.record,
+            Some(crate::buffer::DeadOrLive::Live(_)) => {
+                return Err(ApiError(
+                    StatusCode::CONFLICT,
+                    format!("message {id} is queued, not dead: nothing to retry"),
+                ))
+            }
+            None => return Err(OutboxError::NotFound(id).into()),
+        };
+        Ok((operator::retry(outbox.store(), id)?, rec))
+    })
+    .await?;
+    state.forwarders.wake();
+    audit(
+        peer,
+        "retry",
+        Some(id),
+        Some(&rec.route),
+        format!("message {id} queued again as {}{via}", changed.id),
+    );
+    trail_change(&rec, "requeued", changed.id, peer);
+    Ok(changed)
+}
+
+/// Drops a queued or dead message; audited.
+async fn drop_message(
+    state: &Arc<State>,
+    id: RecordId,
+    peer: IpAddr,
+    via: &str,
+) -> Result<operator::Changed, ApiError> {
+    let outbox = state.outbox.clone();
+    let (changed, rec) = blocking(move || {
+        let rec = match outbox.store().get(id)? {
+            Some(crate::buffer::DeadOrLive::Dead(d)) => d.record,
+            Some(crate::buffer::DeadOrLive::Live(r)) => r,
+            None => return Err(OutboxError::NotFound(id).into()),
+        };
+        Ok((operator::drop_message(outbox.store(), id)?, rec))
+    })
+    .await?;
+    audit(
+        peer,
+        "drop",
+        Some(id),
+        Some(&rec.route),
+        format!("message {id} dropped{via}"),
+    );
+    trail_change(&rec, "dropped", id, peer);
+    Ok(changed)
+}
+
+/// `303 See Other` to the status page with what was done.
+fn see_status(notice: Notice) -> Response<Body> {
+    let mut r = super::text(
+        StatusCode::SEE_OTHER,
+        "text/plain; charset=utf-8",
+        "see /status\n",
+    );
+    if let Ok(v) = HeaderValue::from_str(&format!("/status?done={}", notice.param())) {
+        r.headers_mut().insert(LOCATION, v);
+    }
+    r
+}
+
+/// A status page button: `POST /api/queue/messages/ID/retry` or `…/drop` with an HTML form
+/// body (`form_key`, and `token` when `[admin] token_file` is set). Without this process's form
+/// key: 403 and nothing changes. Otherwise the answer is `303 See Other` to `/status?done=…`.
+async fn form_post(state: &Arc<State>, req: Request<Incoming>, peer: IpAddr) -> Response<Body> {
+    let path = req.uri().path().to_string();
+    let body = match crate::listener::read_body(req, form::MAX_FORM_BYTES).await {
+        Ok((_, body)) => body,
+        Err(e) => return crate::listener::body_error_response(&e),
+    };
+    let fields = form::fields(&body);
+    if !form::key_matches(fields.form_key.as_deref()) {
+        tracing::warn!(target: "audit", peer = %peer, path = %path, "audit: a form post without this process's form key was refused; nothing changed");
+        return super::text(
+            StatusCode::FORBIDDEN,
+            "text/plain; charset=utf-8",
+            "This form did not come from this gateway's status page, or the gateway restarted since the page was loaded: open /status again and retry. Nothing was changed.\n",
+        );
+    }
+    let parts: Vec<&str> = path
+        .trim_start_matches("/api/")
+        .trim_end_matches('/')
+        .split('/')
+        .collect();
+    let (action, id) = match parts.as_slice() {
+        ["queue", "messages", id, action @ ("retry" | "drop")] => match id.parse::<RecordId>() {
+            Ok(id) => (*action, id),
+            Err(_) => {
+                return error(ApiError(
+                    StatusCode::NOT_FOUND,
+                    "message ids are numbers".into(),
+                ))
+            }
+        },
+        _ => {
+            return error(ApiError(
+                StatusCode::NOT_FOUND,
+                "the status page's forms post to /api/queue/messages/ID/retry or /drop".into(),
+            ))
+        }
+    };
+    if let Some(token) = state.config.admin.as_ref().and_then(|a| a.token.as_ref()) {
+        if !token_matches(&token.0, fields.token.as_deref().unwrap_or("")) {
+            tracing::warn!(target: "audit", peer = %peer, action, id, "audit: {action} of message {id} from the status page refused: wrong admin token");
+            return see_status(Notice::WrongToken);
+        }
+    }
+    let result = match action {
+        "retry" => retry(state, id, peer, " (status page)").await,
+        _ => drop_message(state, id, peer, " (status page)").await,
+    };
+    see_status(match result {
+        Ok(changed) if action == "retry" => Notice::Retried(changed.id),
+        Ok(_) => Notice::Dropped(id),
+        Err(ApiError(StatusCode::NOT_FOUND, _)) => Notice::NotFound(id),
+        Err(ApiError(StatusCode::CONFLICT, _)) => Notice::NotDead(id),
+        Err(ApiError(_, why)) => {
+            tracing::warn!(peer = %peer, action, id, error = %why, "a status page {action} failed");
+            Notice::Failed(id)
+        }
+    })
 }
 
 /// The trail query of `GET /api/trail` (and `prefront trail`).

@@ -40,6 +40,7 @@ pub fn text(
 
 mod api;
 pub use api::trail_query;
+pub mod form;
 
 /// The admin pages are not calls through the box: no call log line, no call metric.
 pub async fn handle(state: &Arc<State>, req: Request<Incoming>, call: &Call) -> Reply {
@@ -86,18 +87,27 @@ async fn page(state: &Arc<State>, req: Request<Incoming>) -> Response<Body> {
             let state = state.clone();
             // The buffer store answers from disk and certificates are read from files: off the
             // runtime's threads. The page and the scrape read the same snapshot.
-            let snapshot =
-                match tokio::task::spawn_blocking(move || super::status::gather(&state)).await {
-                    Ok(s) => s,
-                    Err(e) => {
-                        tracing::error!(error = %e, "the status snapshot could not be made");
-                        return text(
-                            StatusCode::INTERNAL_SERVER_ERROR,
-                            "text/plain; charset=utf-8",
-                            "the status could not be read; see the log\n",
-                        );
-                    }
-                };
+            let page = req.uri().path() == "/status";
+            let query = req.uri().query().map(str::to_string);
+            let snapshot = match tokio::task::spawn_blocking(move || {
+                if page {
+                    super::status::gather_page(&state, query.as_deref())
+                } else {
+                    super::status::gather(&state)
+                }
+            })
+            .await
+            {
+                Ok(s) => s,
+                Err(e) => {
+                    tracing::error!(error = %e, "the status snapshot could not be made");
+                    return text(
+                        StatusCode::INTERNAL_SERVER_ERROR,
+                        "text/plain; charset=utf-8",
+                        "the status could not be read; see the log\n",
+                    );
+                }
+            };
             if req.uri().path() == "/metrics" {
                 return text(
                     StatusCode::OK,
@@ -110,11 +120,12 @@ async fn page(state: &Arc<State>, req: Request<Incoming>) -> Response<Body> {
                 "text/html; charset=utf-8",
                 super::status::render(&snapshot),
             );
-            // The page has no scripts and loads nothing: say so to the browser.
+            // The page has no scripts and loads nothing, and its forms post only to this
+            // listener: say so to the browser.
             r.headers_mut().insert(
                 "content-security-policy",
                 HeaderValue::from_static(
-                    "default-src 'none'; style-src 'unsafe-inline'; frame-ancestors 'none'",
+                    "default-src 'none'; style-src 'unsafe-inline'; frame-ancestors 'none'; form-action 'self'",
                 ),
             );
             r.headers_mut().insert(

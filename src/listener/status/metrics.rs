@@ -9,7 +9,7 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
 
 use super::{CertificateView, StatusSnapshot};
-use crate::upstream::link::LinkState;
+use crate::upstream::link::{LinkState, Seen};
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct RouteLabels {
@@ -18,6 +18,12 @@ struct RouteLabels {
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct StateLabels {
+    state: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct TargetStateLabels {
+    target: String,
     state: String,
 }
 
@@ -63,6 +69,23 @@ pub fn render(s: &StatusSnapshot) -> String {
         "cloud_link_state",
         "The link to the cloud: 1 for the current state",
         link,
+    );
+
+    // One series per configured target and state: the targets come from the config only.
+    let his: Family<TargetStateLabels, Gauge> = Family::default();
+    for row in &s.his_links {
+        for state in [Seen::Up, Seen::Down, Seen::Unknown] {
+            his.get_or_create(&TargetStateLabels {
+                target: row.target.clone(),
+                state: state.as_str().to_string(),
+            })
+            .set(i64::from(row.link.state == state));
+        }
+    }
+    r.register(
+        "his_link_state",
+        "Each HIS target's link (host:port) as the calls through it saw it: 1 for the current state",
+        his,
     );
 
     let depth: Family<RouteLabels, Gauge> = Family::default();
@@ -205,7 +228,8 @@ pub fn render(s: &StatusSnapshot) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::listener::status::{BufferRouteRow, CertRow};
+    use crate::listener::status::{BufferRouteRow, CertRow, HisLinkRow};
+    use crate::upstream::link::Observed;
 
     /// Every gauge is the snapshot's figure: the page and the scrape read the same numbers.
     #[test]
@@ -225,6 +249,16 @@ mod tests {
             buffer_unwritable: Some("disk full".into()),
             buffer_salvaged: 3,
             buffer_lost: 1,
+            his_links: vec![HisLinkRow {
+                target: "10.1.1.10:8080".into(),
+                routes: vec![(None, "http")],
+                link: Observed {
+                    state: Seen::Down,
+                    since_ms: 1,
+                    last_error: Some(crate::outcome::Outcome::UpstreamConnect),
+                    last_error_ms: 1,
+                },
+            }],
             certificates: CertificateView::Listeners(vec![CertRow {
                 listener: "cloud",
                 not_after_s: Ok(1_000 + 86_400),
@@ -236,6 +270,9 @@ mod tests {
         for line in [
             "prefront_cloud_link_state{state=\"down\"} 1",
             "prefront_cloud_link_state{state=\"up\"} 0",
+            "prefront_his_link_state{target=\"10.1.1.10:8080\",state=\"down\"} 1",
+            "prefront_his_link_state{target=\"10.1.1.10:8080\",state=\"up\"} 0",
+            "prefront_his_link_state{target=\"10.1.1.10:8080\",state=\"unknown\"} 0",
             "prefront_buffer_depth{route=\"cloud:prefront/sendTipMessage/payment\"} 7",
             "prefront_buffer_oldest_age_seconds{route=\"cloud:prefront/sendTipMessage/payment\"} 42",
             "prefront_buffer_dead_letters{route=\"cloud:prefront/sendTipMessage/payment\"} 2",

@@ -12,19 +12,21 @@
 
 mod metrics;
 mod page;
+mod view;
 mod zone;
 
 use std::time::Duration;
 
 use crate::buffer::events::Totals as BufferTotals;
-use crate::config::{HisRoute, HisTarget};
+use crate::config::HisTarget;
 use crate::listener::State;
 use crate::telemetry::metrics::CallTotals;
 use crate::telemetry::recent::RecentError;
-use crate::upstream::link::LinkState;
+use crate::upstream::link::{LinkState, Observed};
 
 pub use metrics::render as render_metrics;
 pub use page::{escape, human_bytes, human_duration, render};
+pub use view::{gather_page, DeadLetterRow, Notice, PageView, Search, SearchRow};
 pub use zone::local_time;
 use zone::{local_zone, unix_s, Zone};
 
@@ -41,8 +43,9 @@ pub struct StatusSnapshot {
     pub cloud_target: String,
     /// `None` only in a snapshot made by hand without a link.
     pub cloud_link: Option<LinkState>,
-    /// The configured HIS routes (the `[his] url` default first, then `[[his.route]]` by name).
-    pub his_routes: Vec<HisRouteRow>,
+    /// The configured HIS targets with their link state (the `[his] url` default's first, then
+    /// those of `[[his.route]]` by name).
+    pub his_links: Vec<HisLinkRow>,
     /// Per route with calls waiting or dead letters; empty when the store did not answer.
     pub buffer_routes: Vec<BufferRouteRow>,
     /// Why the buffer store did not answer, if it did not.
@@ -63,17 +66,20 @@ pub struct StatusSnapshot {
     /// Newest first; failures only.
     pub errors: Vec<ErrorRow>,
     pub certificates: CertificateView,
+    /// What only the page shows (search, dead letters, forms); empty for `/metrics`.
+    pub page: PageView,
 }
 
-/// One configured HIS route. Its link state is not tracked (yet), so the page shows none.
+/// One HIS target (`host:port`) and what the calls through it have shown, as
+/// `prefront_his_link_state{target=…}` shows it.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct HisRouteRow {
-    /// The interface name, or `None` for the `[his] url` default.
-    pub name: Option<String>,
-    /// `http` or `soap`.
-    pub kind: &'static str,
-    /// `host[:port]` the route calls.
+pub struct HisLinkRow {
+    /// `host:port`: the metric's `target` label.
     pub target: String,
+    /// The routes that call it: `None` for the `[his] url` default, else the interface name;
+    /// each with its kind (`http` or `soap`).
+    pub routes: Vec<(Option<String>, &'static str)>,
+    pub link: Observed,
 }
 
 /// One buffer queue, as `prefront_buffer_*{route=…}` shows it.
@@ -173,13 +179,23 @@ pub fn gather(state: &State) -> StatusSnapshot {
         .moved_to
         .clone()
         .map(|to| (health.salvaged, health.lost, to));
-    let mut his_routes = Vec::new();
-    if let Some(d) = &state.config.his.default {
-        his_routes.push(his_row(None, d));
-    }
-    let mut named: Vec<_> = state.config.his.routes.iter().collect();
-    named.sort_by(|a, b| a.0.cmp(b.0));
-    his_routes.extend(named.into_iter().map(|(n, r)| his_row(Some(n.clone()), r)));
+    let his_links = crate::upstream::his::targets(&state.config.his)
+        .into_iter()
+        .map(|(target, routes)| HisLinkRow {
+            link: state.his.link(&target),
+            routes: routes
+                .into_iter()
+                .map(|(name, r)| {
+                    let kind = match r.target {
+                        HisTarget::Http { .. } => "http",
+                        HisTarget::Soap(_) => "soap",
+                    };
+                    (name, kind)
+                })
+                .collect(),
+            target,
+        })
+        .collect();
     StatusSnapshot {
         version: env!("CARGO_PKG_VERSION").to_string(),
         uptime: crate::telemetry::metrics::uptime(),
@@ -187,7 +203,7 @@ pub fn gather(state: &State) -> StatusSnapshot {
         utc_offset_s: zone.offset_at(unix_s(now_ms)),
         cloud_target: host_of(state.config.cloud.base_url.as_str()),
         cloud_link: Some(state.cloud.link.state()),
-        his_routes,
+        his_links,
         buffer_routes,
         buffer_error,
         buffer_unwritable,
@@ -207,18 +223,7 @@ pub fn gather(state: &State) -> StatusSnapshot {
             })
             .collect(),
         certificates: certificates(state, zone),
-    }
-}
-
-fn his_row(name: Option<String>, r: &HisRoute) -> HisRouteRow {
-    let (kind, url) = match &r.target {
-        HisTarget::Http { url } => ("http", url.as_str()),
-        HisTarget::Soap(s) => ("soap", s.url.as_str()),
-    };
-    HisRouteRow {
-        name,
-        kind,
-        target: host_of(url),
+        page: PageView::default(),
     }
 }
 

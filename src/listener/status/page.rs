@@ -3,10 +3,12 @@
 
 use std::fmt::Write as _;
 
+use super::view::{DEAD_PER_ROUTE, MAX_Q};
 use super::zone::{local_time, offset_text, unix_s};
-use super::{CertRow, CertificateView, StatusSnapshot};
+use super::{CertRow, CertificateView, DeadLetterRow, HisLinkRow, Notice, StatusSnapshot};
 use crate::buffer::forwarder::CLOUD_ROUTE_PREFIX;
-use crate::upstream::link::LinkState;
+use crate::trail::query::Entry;
+use crate::upstream::link::{LinkState, Seen};
 
 /// Escapes text for HTML element content and double- or single-quoted attribute values.
 pub fn escape(s: &str) -> String {
@@ -80,6 +82,7 @@ td.mono, .mono { font-family: ui-monospace, Consolas, "DejaVu Sans Mono", monosp
 .state.probing { background: #e37400; }
 .state.unknown { background: #9aa5b1; }
 .muted { color: #7b8794; }
+.routes { font-size: 12px; color: #52606d; }
 .warn { color: #c5221f; font-weight: 600; }
 .soon { color: #b06000; font-weight: 600; }
 .bar { height: 10px; background: #edf0f3; border-radius: 5px; overflow: hidden; margin-top: 4px; }
@@ -88,6 +91,16 @@ td.mono, .mono { font-family: ui-monospace, Consolas, "DejaVu Sans Mono", monosp
 .bar span.full { background: #c5221f; }
 .placeholder { color: #7b8794; font-style: italic; }
 footer { margin-top: 10px; color: #7b8794; font-size: 12px; }
+header form { display: inline; }
+.notice { max-width: 1240px; margin: 0 0 12px; padding: 8px 14px; border-radius: 6px; border: 1px solid; }
+.notice.ok { background: #e6f4ea; border-color: #1e8e3e; color: #0d652d; }
+.notice.warn { background: #fce8e6; border-color: #c5221f; }
+input, button { font: inherit; }
+input[type=search], input[type=password] { padding: 3px 6px; border: 1px solid #b8c2cc; border-radius: 4px; }
+button { padding: 2px 10px; border: 1px solid #b8c2cc; border-radius: 4px; background: #fff; cursor: pointer; }
+button.danger { color: #c5221f; border-color: #e8a29f; }
+td.actions { white-space: nowrap; }
+td.history { font-size: 13px; }
 "#;
 
 fn link_label(s: Option<LinkState>) -> (&'static str, &'static str) {
@@ -158,9 +171,275 @@ fn cert_row(o: &mut String, r: &CertRow, now_ms: u64) {
     }
 }
 
+/// How many route names a HIS target's row spells out; the rest are counted (all are in its
+/// `title`).
+const NAMES_SHOWN: usize = 3;
+
+fn his_link_label(state: Seen) -> &'static str {
+    match state {
+        Seen::Up => "正常 Up",
+        Seen::Down => "断开 Down",
+        Seen::Unknown => "未调用 Never called",
+    }
+}
+
+/// One HIS target: the routes that call it, its `host:port`, and its link as calls saw it
+/// (since when; the last link failure's kind).
+fn his_link_row(o: &mut String, r: &HisLinkRow, utc_offset_s: i32) {
+    let name = |n: &Option<String>| match n {
+        Some(n) => n.clone(),
+        None => "默认 Default ([his] url)".to_string(),
+    };
+    let all: Vec<String> = r.routes.iter().map(|(n, _)| name(n)).collect();
+    let mut shown: Vec<String> = all.iter().take(NAMES_SHOWN).map(|n| escape(n)).collect();
+    if all.len() > NAMES_SHOWN {
+        shown.push(format!("+{} 个 more", all.len() - NAMES_SHOWN));
+    }
+    let mut kinds: Vec<&str> = r.routes.iter().map(|(_, k)| *k).collect();
+    kinds.sort_unstable();
+    kinds.dedup();
+    let link = &r.link;
+    let state = link.state.as_str();
+    let when = |ms: u64| {
+        let (t, iso) = local_time(ms, utc_offset_s);
+        format!(r#"<time datetime="{iso}">{t}</time>"#)
+    };
+    let mut detail = String::new();
+    if link.state != Seen::Unknown {
+        let _ = write!(
+            detail,
+            r#" <span class="muted">自 since {}</span>"#,
+            when(link.since_ms)
+        );
+    }
+    if let Some(e) = link.last_error {
+        let label = if link.state == Seen::Down {
+            "错误 error"
+        } else {
+            "上次错误 last error"
+        };
+        let _ = write!(
+            detail,
+            r#"<div class="muted">{label} <span class="mono" data-last-error="{kind}">{kind}</span> {}</div>"#,
+            when(link.last_error_ms),
+            kind = e.as_str(),
+        );
+    }
+    let _ = writeln!(
+        o,
+        r#"<tr class="his-link" data-target="{target}"><td>HIS <span class="muted">{kinds}</span><div class="mono routes" title="{title}">{names}</div></td><td class="mono">{target}</td><td data-metric="prefront_his_link_state" data-target="{target}" data-value="{state}"><span class="state {state}">{label}</span>{detail}</td></tr>"#,
+        target = escape(&r.target),
+        kinds = kinds.join(", "),
+        title = escape(&all.join(", ")),
+        names = shown.join(", "),
+        label = his_link_label(link.state),
+    );
+}
+
+/// What the last button did: green when something changed, red when nothing did.
+fn notice(o: &mut String, n: Notice) {
+    let text = match n {
+        Notice::Retried(id) => format!("已重试 Retried: 消息 message {id} 已回到队列 is back in its queue"),
+        Notice::Dropped(id) => format!("已删除 Dropped: 消息 message {id}"),
+        Notice::NotFound(id) => format!("未找到 Not found: 消息 message {id} 已不在缓冲中 is no longer in the buffer; nothing was changed"),
+        Notice::NotDead(id) => format!("未重试 Not retried: 消息 message {id} 在队列中等待，不是死信 is queued, not dead; nothing was changed"),
+        Notice::Failed(id) => format!("失败 Failed: 缓冲未能处理消息 the buffer could not change message {id} (see the log); nothing was changed"),
+        Notice::WrongToken => "令牌错误 Wrong token: 与 [admin] token_file 不符 it is not the one in [admin] token_file; nothing was changed".to_string(),
+    };
+    let _ = writeln!(
+        o,
+        r#"<p id="notice" class="notice {class}" data-notice="{param}">{text}</p>"#,
+        class = if n.is_success() { "ok" } else { "warn" },
+        param = n.param(),
+    );
+}
+
+/// A trail entry's history for people: `received → queued → retry ×3 → delivered (10001)`.
+fn history(e: &Entry) -> String {
+    let mut parts: Vec<(String, &str, usize)> = Vec::new();
+    for step in &e.history {
+        let shown = match (step.event.as_str(), &step.detail) {
+            ("delivered", Some(code)) => format!("delivered ({code})"),
+            (event, _) => event.to_string(),
+        };
+        match parts.last_mut() {
+            Some((last, _, n)) if *last == shown => *n += 1,
+            _ => parts.push((shown, &step.time, 1)),
+        }
+    }
+    parts
+        .into_iter()
+        .map(|(shown, time, n)| {
+            let times = if n > 1 {
+                format!(" ×{n}")
+            } else {
+                String::new()
+            };
+            format!(
+                r#"<span title="{}">{}{times}</span>"#,
+                escape(time),
+                escape(&shown)
+            )
+        })
+        .collect::<Vec<_>>()
+        .join(" → ")
+}
+
+/// The search box over the message trail, and what it found.
+fn search_section(o: &mut String, s: &StatusSnapshot) {
+    let q = s.page.search.as_ref().map_or("", |x| x.q.as_str());
+    let _ = write!(
+        o,
+        r#"<section id="search" class="wide">
+<h2>查找消息 Find a message <span class="muted">(按请求编号或业务号 by request id or business key, e.g. refundNo=RF-1; 最新在前 newest first)</span></h2>
+<form method="get" action="/status" id="search-form"><input type="search" name="q" id="q" value="{q}" maxlength="{max}" size="48" placeholder="请求编号 request id / refundNo=RF-1" aria-label="请求编号或业务号 request id or business key"> <button type="submit" id="search-button">查找 Search</button></form>
+"#,
+        q = escape(q),
+        max = MAX_Q,
+    );
+    let Some(search) = &s.page.search else {
+        o.push_str("</section>\n");
+        return;
+    };
+    if let Some(p) = &search.problem {
+        let _ = writeln!(
+            o,
+            r#"<p class="warn" id="search-problem">{}</p>"#,
+            escape(p)
+        );
+        o.push_str("</section>\n");
+        return;
+    }
+    match search.by {
+        None => {
+            let _ = writeln!(
+                o,
+                r#"<p class="muted" id="search-none">未找到 Nothing in the trail for “{}” (neither a request id nor a business key; the trail keeps [trail] max_age)</p>"#,
+                escape(&search.q)
+            );
+        }
+        Some(by) => {
+            let label = if by == "key" {
+                "按业务号 by business key"
+            } else {
+                "按请求编号 by request id"
+            };
+            let _ = write!(
+                o,
+                r#"<p class="muted" id="search-found" data-by="{by}">{n} 条 entries {label}</p>
+<table id="search-results">
+<tr><th>时间 Time</th><th>请求编号 Request id</th><th>方向 Direction</th><th>接口 Route</th><th>状态 State</th><th>业务号 Key</th><th>经过 History</th></tr>
+"#,
+                n = search.entries.len(),
+            );
+            for r in &search.entries {
+                let e = &r.entry;
+                let (t, iso) = local_time(r.at_ms, r.utc_offset_s);
+                let _ = writeln!(
+                    o,
+                    r#"<tr class="trail-entry" data-request-id="{rid}" data-outcome="{outcome}" data-id="{id}"><td class="mono"><time datetime="{iso}">{t}</time></td><td class="mono">{rid}</td><td>{dir}</td><td class="mono">{route}</td><td class="mono">{outcome}</td><td class="mono">{key}</td><td class="history">{history}</td></tr>"#,
+                    rid = escape(&e.request_id),
+                    outcome = escape(&e.outcome),
+                    id = e.id.map_or(String::new(), |i| i.to_string()),
+                    dir = direction_label(&e.direction),
+                    route = escape(&e.route),
+                    key = escape(e.key.as_deref().unwrap_or("")),
+                    history = history(e),
+                );
+            }
+            o.push_str("</table>\n");
+        }
+    }
+    o.push_str("</section>\n");
+}
+
+/// The dead letters with their retry and drop buttons: one form around the table, so the token
+/// is typed once; each button posts it to its own message's call (`formaction`).
+fn dead_letter_section(o: &mut String, s: &StatusSnapshot) {
+    let p = &s.page;
+    let dead_total: u64 = s.buffer_routes.iter().map(|r| r.dead).sum();
+    if p.dead_letters.is_empty() && p.dead_letters_error.is_none() && dead_total == 0 {
+        return;
+    }
+    let _ = write!(
+        o,
+        r#"<section id="dead-letters" class="wide">
+<h2>死信 Dead letters <span class="muted">(未能送达，等待处理 not delivered, waiting for an operator; 每个接口最多显示 {DEAD_PER_ROUTE} 条 at most {DEAD_PER_ROUTE} per route)</span></h2>
+"#
+    );
+    if let Some(e) = &p.dead_letters_error {
+        let _ = writeln!(
+            o,
+            r#"<p class="warn" id="dead-letters-error">死信无法读取 The dead letters cannot be read: {}</p>"#,
+            escape(e)
+        );
+    }
+    let enabled = p.form_key.is_some();
+    if let Some(key) = &p.form_key {
+        // The first submit button is the form's default: disabled, so Enter in the token field
+        // submits nothing.
+        let _ = writeln!(
+            o,
+            r#"<form method="post" id="dead-form"><input type="hidden" name="form_key" value="{}"><button type="submit" disabled hidden aria-hidden="true"></button>"#,
+            escape(key)
+        );
+        if p.token_required {
+            o.push_str(
+                r#"<p><label>管理令牌 Admin token <input type="password" name="token" id="token" required autocomplete="off" size="40"></label> <span class="muted">重试或删除需要 needed to retry or drop ([admin] token_file)</span></p>
+"#,
+            );
+        }
+    } else {
+        o.push_str(
+            r#"<p class="warn">按钮不可用 The buttons are off: this process has no form key (its random source failed); use `prefront queue retry|drop`</p>
+"#,
+        );
+    }
+    o.push_str(
+        r#"<table id="dead-letter-list">
+<tr><th>接口 Route</th><th class="n">编号 Id</th><th>请求编号 Request id</th><th class="n">已等待 Age</th><th class="n">尝试 Attempts</th><th>原因 Reason</th><th></th></tr>
+"#,
+    );
+    let disabled = if enabled { "" } else { " disabled" };
+    for r in &s.buffer_routes {
+        let rows: Vec<&DeadLetterRow> = p
+            .dead_letters
+            .iter()
+            .filter(|d| d.route == r.route)
+            .collect();
+        let shown_route = escape(r.route.strip_prefix(CLOUD_ROUTE_PREFIX).unwrap_or(&r.route));
+        for d in &rows {
+            let _ = writeln!(
+                o,
+                r#"<tr class="dead-letter" data-id="{id}" data-route="{route}" data-request-id="{rid}"><td class="mono">{shown_route}</td><td class="n mono">{id}</td><td class="mono">{rid}</td><td class="n">{age}</td><td class="n">{attempts}</td><td>{reason}</td><td class="actions"><button type="submit" formaction="/api/queue/messages/{id}/retry" id="retry-{id}"{disabled}>重试 Retry</button> <button type="submit" formaction="/api/queue/messages/{id}/drop" id="drop-{id}" class="danger"{disabled}>删除 Drop</button></td></tr>"#,
+                id = d.id,
+                route = escape(&d.route),
+                rid = escape(&d.request_id),
+                age = human_duration(d.age_s),
+                attempts = d.attempts,
+                reason = escape(&d.reason),
+            );
+        }
+        let more = r.dead.saturating_sub(rows.len() as u64);
+        if more > 0 && p.dead_letters_error.is_none() {
+            let _ = writeln!(
+                o,
+                r#"<tr class="muted"><td class="mono">{shown_route}</td><td colspan="6">还有 {more} 条 {more} more: prefront queue list --dead --route {}</td></tr>"#,
+                escape(&r.route)
+            );
+        }
+    }
+    o.push_str("</table>\n");
+    if enabled {
+        o.push_str("</form>\n");
+    }
+    o.push_str("</section>\n");
+}
+
 /// The page. Pure: everything comes from `s`.
 pub fn render(s: &StatusSnapshot) -> String {
     let mut o = String::with_capacity(16 * 1024);
+    let refreshes = s.page.refreshes();
     let (now, now_iso) = local_time(s.now_ms, s.utc_offset_s);
     let _ = write!(
         o,
@@ -168,8 +447,7 @@ pub fn render(s: &StatusSnapshot) -> String {
 <html lang="zh-CN">
 <head>
 <meta charset="utf-8">
-<meta http-equiv="refresh" content="5">
-<meta name="viewport" content="width=device-width, initial-scale=1">
+{refresh}<meta name="viewport" content="width=device-width, initial-scale=1">
 <title>prefront 前置机状态 Status</title>
 <style>{STYLE}</style>
 </head>
@@ -179,13 +457,29 @@ pub fn render(s: &StatusSnapshot) -> String {
 <span class="meta">版本 Version <b id="version" data-metric="prefront_build_info" data-value="{v}">{v}</b></span>
 <span class="meta">运行时间 Uptime <b id="uptime" data-metric="prefront_uptime_seconds" data-value="{up}">{up_h}</b></span>
 <span class="meta">更新于 Updated <time id="now" datetime="{now_iso}">{now}</time></span>
-</header>
-<main>
+{paused}</header>
 "#,
+        refresh = if refreshes {
+            "<meta http-equiv=\"refresh\" content=\"5\">\n"
+        } else {
+            ""
+        },
+        paused = if refreshes {
+            ""
+        } else {
+            r#"<form method="get" action="/status" class="meta" id="refresh-paused">自动刷新已暂停 Auto-refresh paused <button type="submit">刷新 Refresh</button></form>
+"#
+        },
         v = escape(&s.version),
         up = s.uptime.as_secs(),
         up_h = human_duration(s.uptime.as_secs()),
     );
+
+    if let Some(n) = s.page.notice {
+        notice(&mut o, n);
+    }
+    o.push_str("<main>\n");
+    search_section(&mut o, s);
 
     // Links.
     let (class, label) = link_label(s.cloud_link);
@@ -199,24 +493,14 @@ pub fn render(s: &StatusSnapshot) -> String {
 "#,
         target = escape(&s.cloud_target),
     );
-    if s.his_routes.is_empty() {
+    if s.his_links.is_empty() {
         o.push_str(
             r#"<tr><td colspan="3" class="muted">未配置 HIS 路由 No HIS route configured</td></tr>
 "#,
         );
     }
-    for r in &s.his_routes {
-        let name = match &r.name {
-            Some(n) => format!(r#"<span class="mono">{}</span>"#, escape(n)),
-            None => "默认 Default <span class=\"muted\">([his] url)</span>".to_string(),
-        };
-        let _ = writeln!(
-            o,
-            r#"<tr class="his-route" data-route="{route}"><td>HIS 接口 HIS route: {name} <span class="muted">{kind}</span></td><td class="mono">{target}</td><td class="muted" title="未监测 HIS 连接状态 HIS link state is not tracked yet">—</td></tr>"#,
-            route = escape(r.name.as_deref().unwrap_or("")),
-            kind = r.kind,
-            target = escape(&r.target),
-        );
+    for r in &s.his_links {
+        his_link_row(&mut o, r, s.utc_offset_s);
     }
     o.push_str("</table>\n</section>\n");
 
@@ -424,6 +708,8 @@ pub fn render(s: &StatusSnapshot) -> String {
     }
     o.push_str("</table>\n</section>\n");
 
+    dead_letter_section(&mut o, s);
+
     // Recent errors.
     let _ = write!(
         o,
@@ -457,10 +743,15 @@ pub fn render(s: &StatusSnapshot) -> String {
     o.push_str("</table>\n</section>\n</main>\n");
     let _ = write!(
         o,
-        r#"<footer>每 5 秒自动刷新 Refreshes every 5 s · 时区 Time zone UTC{} · 数字与 /metrics 同源 The numbers are the ones /metrics exposes</footer>
+        r#"<footer>{} · 时区 Time zone UTC{} · 数字与 /metrics 同源 The numbers are the ones /metrics exposes</footer>
 </body>
 </html>
 "#,
+        if refreshes {
+            "每 5 秒自动刷新 Refreshes every 5 s"
+        } else {
+            "此视图不自动刷新 This view does not refresh itself"
+        },
         offset_text(s.utc_offset_s)
     );
     o
@@ -469,9 +760,13 @@ pub fn render(s: &StatusSnapshot) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::listener::status::{BufferRouteRow, ErrorRow, HisRouteRow};
+    use crate::listener::status::{
+        BufferRouteRow, DeadLetterRow, ErrorRow, HisLinkRow, PageView, Search, SearchRow,
+    };
+    use crate::outcome::Outcome;
     use crate::telemetry::metrics::CallTotals;
     use crate::telemetry::recent::RecentError;
+    use crate::upstream::link::Observed;
 
     fn err(route: &str, outcome: &str) -> ErrorRow {
         ErrorRow {
@@ -538,10 +833,10 @@ mod tests {
         let evil = r#"<script>alert("x")</script>&'"#;
         let s = StatusSnapshot {
             cloud_target: evil.into(),
-            his_routes: vec![HisRouteRow {
-                name: Some(evil.into()),
-                kind: "http",
+            his_links: vec![HisLinkRow {
                 target: evil.into(),
+                routes: vec![(Some(evil.into()), "http")],
+                link: Observed::default(),
             }],
             buffer_routes: vec![BufferRouteRow {
                 route: evil.into(),
@@ -606,6 +901,198 @@ mod tests {
         ] {
             assert!(html.contains(cell), "{cell}\n{html}");
         }
+    }
+
+    #[test]
+    fn his_targets_show_their_link_as_calls_saw_it() {
+        let at = 1_740_809_592_000; // 2025-03-01 06:13:12 UTC
+        let s = StatusSnapshot {
+            utc_offset_s: 8 * 3600,
+            his_links: vec![
+                HisLinkRow {
+                    target: "10.1.1.10:8080".into(),
+                    routes: vec![
+                        (None, "http"),
+                        (Some("hospital.interface.a".into()), "http"),
+                        (Some("hospital.interface.b".into()), "soap"),
+                        (Some("hospital.interface.c".into()), "http"),
+                    ],
+                    link: Observed {
+                        state: Seen::Down,
+                        since_ms: at,
+                        last_error: Some(Outcome::UpstreamConnect),
+                        last_error_ms: at,
+                    },
+                },
+                HisLinkRow {
+                    target: "10.1.1.11:80".into(),
+                    routes: vec![(Some("hospital.interface.d".into()), "soap")],
+                    link: Observed::default(),
+                },
+            ],
+            ..StatusSnapshot::default()
+        };
+        let html = render(&s);
+        for want in [
+            r#"<tr class="his-link" data-target="10.1.1.10:8080"><td>HIS <span class="muted">http, soap</span>"#,
+            r#"title="默认 Default ([his] url), hospital.interface.a, hospital.interface.b, hospital.interface.c">默认 Default ([his] url), hospital.interface.a, hospital.interface.b, +1 个 more</div>"#,
+            r#"data-metric="prefront_his_link_state" data-target="10.1.1.10:8080" data-value="down"><span class="state down">断开 Down</span> <span class="muted">自 since <time datetime="2025-03-01T14:13:12+08:00">2025-03-01 14:13:12</time></span><div class="muted">错误 error <span class="mono" data-last-error="upstream-connect">upstream-connect</span>"#,
+            r#"data-target="10.1.1.11:80" data-value="unknown"><span class="state unknown">未调用 Never called</span></td>"#,
+        ] {
+            assert!(html.contains(want), "{want}\n{html}");
+        }
+    }
+
+    fn entry(rid: &str, events: &[(&str, Option<&str>)]) -> Entry {
+        Entry {
+            time: "2025-03-01T06:13:12Z".into(),
+            request_id: rid.into(),
+            direction: "his_to_cloud".into(),
+            route: "prefront/sendTipMessage/phyReport".into(),
+            peer: "127.0.0.1".into(),
+            outcome: "delivered".into(),
+            status: 200,
+            latency_ms: 1.0,
+            key: Some("refundNo=RF-1".into()),
+            message_id: None,
+            id: Some(7),
+            attempts: Some(4),
+            delivered_at: None,
+            answer_code: Some("10001".into()),
+            history: events
+                .iter()
+                .map(|(e, d)| crate::trail::query::Step {
+                    time: "2025-03-01T06:13:12Z".into(),
+                    event: (*e).into(),
+                    detail: d.map(str::to_string),
+                })
+                .collect(),
+        }
+    }
+
+    fn dead(id: u64, route: &str) -> DeadLetterRow {
+        DeadLetterRow {
+            route: route.into(),
+            id,
+            request_id: format!("pf-{id}"),
+            age_s: 192,
+            attempts: 3,
+            reason: "cloud answered HTTP 400".into(),
+        }
+    }
+
+    #[test]
+    fn a_search_shows_each_call_with_its_history() {
+        let e = entry(
+            "pf-<1>",
+            &[
+                ("received", None),
+                ("queued", None),
+                ("retry", Some("upstream-connect")),
+                ("retry", Some("upstream-connect")),
+                ("retry", Some("upstream-connect")),
+                ("delivered", Some("10001")),
+            ],
+        );
+        let html = render(&StatusSnapshot {
+            page: PageView {
+                search: Some(Search {
+                    q: "pf-<1>".into(),
+                    by: Some("request_id"),
+                    entries: vec![SearchRow {
+                        entry: e,
+                        at_ms: 1_740_809_592_000,
+                        utc_offset_s: 8 * 3600,
+                    }],
+                    problem: None,
+                }),
+                ..PageView::default()
+            },
+            ..StatusSnapshot::default()
+        });
+        for want in [
+            r#"<form method="get" action="/status" id="search-form"><input type="search" name="q" id="q" value="pf-&lt;1&gt;""#,
+            r#"<p class="muted" id="search-found" data-by="request_id">1 条 entries 按请求编号 by request id</p>"#,
+            r#"<tr class="trail-entry" data-request-id="pf-&lt;1&gt;" data-outcome="delivered" data-id="7"><td class="mono"><time datetime="2025-03-01T14:13:12+08:00">2025-03-01 14:13:12</time></td>"#,
+            r#">received</span> → <span title="2025-03-01T06:13:12Z">queued</span> → <span title="2025-03-01T06:13:12Z">retry ×3</span> → <span title="2025-03-01T06:13:12Z">delivered (10001)</span></td>"#,
+            r#"id="refresh-paused""#,
+            "此视图不自动刷新 This view does not refresh itself",
+        ] {
+            assert!(html.contains(want), "{want}\n{html}");
+        }
+        assert!(
+            !html.contains("http-equiv=\"refresh\""),
+            "search results stay put"
+        );
+        let none = render(&StatusSnapshot {
+            page: PageView {
+                search: Some(Search {
+                    q: "nothing".into(),
+                    ..Search::default()
+                }),
+                ..PageView::default()
+            },
+            ..StatusSnapshot::default()
+        });
+        assert!(none.contains(r#"id="search-none""#), "{none}");
+    }
+
+    #[test]
+    fn dead_letters_have_retry_and_drop_buttons_with_the_form_key() {
+        let route = "cloud:prefront/sendTipMessage/payment";
+        let base = StatusSnapshot {
+            buffer_routes: vec![BufferRouteRow {
+                route: route.into(),
+                depth: 0,
+                oldest_age_s: None,
+                dead: 25,
+            }],
+            page: PageView {
+                dead_letters: vec![dead(3, route), dead(9, route)],
+                form_key: Some("k3y".into()),
+                ..PageView::default()
+            },
+            ..StatusSnapshot::default()
+        };
+        let html = render(&base);
+        for want in [
+            r#"<form method="post" id="dead-form"><input type="hidden" name="form_key" value="k3y"><button type="submit" disabled hidden aria-hidden="true"></button>"#,
+            r#"<tr class="dead-letter" data-id="3" data-route="cloud:prefront/sendTipMessage/payment" data-request-id="pf-3"><td class="mono">prefront/sendTipMessage/payment</td><td class="n mono">3</td><td class="mono">pf-3</td><td class="n">3 min 12 s</td><td class="n">3</td><td>cloud answered HTTP 400</td>"#,
+            r#"<button type="submit" formaction="/api/queue/messages/9/retry" id="retry-9">重试 Retry</button> <button type="submit" formaction="/api/queue/messages/9/drop" id="drop-9" class="danger">删除 Drop</button>"#,
+            "还有 23 条 23 more",
+        ] {
+            assert!(html.contains(want), "{want}\n{html}");
+        }
+        assert!(!html.contains(r#"name="token""#), "no token configured");
+        assert!(
+            html.contains(r#"<meta http-equiv="refresh" content="5">"#),
+            "a click needs no typing: the page keeps refreshing"
+        );
+
+        let with_token = render(&StatusSnapshot {
+            page: PageView {
+                token_required: true,
+                notice: Some(Notice::Retried(3)),
+                ..base.page.clone()
+            },
+            ..base.clone()
+        });
+        assert!(with_token.contains(r#"<input type="password" name="token" id="token" required"#));
+        assert!(with_token.contains(r#"<p id="notice" class="notice ok" data-notice="retried-3">已重试 Retried: 消息 message 3"#));
+        assert!(
+            !with_token.contains("http-equiv=\"refresh\""),
+            "the token is being typed"
+        );
+
+        let no_key = render(&StatusSnapshot {
+            page: PageView {
+                form_key: None,
+                ..base.page.clone()
+            },
+            ..base
+        });
+        assert!(no_key.contains(r#"id="retry-3" disabled>"#), "{no_key}");
+        assert!(!no_key.contains("<form method=\"post\""));
     }
 
     #[test]
