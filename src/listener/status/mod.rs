@@ -10,6 +10,7 @@
 //! The snapshot and `gather` live here; the HTML is `page.rs`; the machine's time zone and the
 //! times people read are `zone.rs`.
 
+mod actions;
 mod metrics;
 mod page;
 mod view;
