@@ -1006,7 +1006,7 @@ def main():
                                                         "pacs_runs", "outbox_secs", "quiet_logs")}
     RESULTS["load_at_start"] = loadavg()
     build()
-    up = Upstream() if ONLY & {"1", "2", "3", "4", "6", "c"} else None
+    up = Upstream() if ONLY & {"1", "2", "3", "4", "6", "7", "c"} else None
     if ONLY & {"1", "2", "3"}:
         RESULTS["scenarios"].update(scenario_1_2_3(up))
     if "4" in ONLY:

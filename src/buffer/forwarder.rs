@@ -248,7 +248,7 @@ impl Forwarders {
 }
 
 /// A buffered message's event in the trail (DESIGN.md §8), when this process writes one.
-fn trail(rec: &Record, ev: &str, fill: impl FnOnce(&mut crate::trail::Line)) {
+fn trail(rec: &Record, ev: &'static str, fill: impl FnOnce(&mut crate::trail::Line)) {
     if let Some(mut line) = super::trail_line(rec, ev) {
         fill(&mut line);
         crate::trail::record(line);

@@ -409,7 +409,7 @@ pub use crate::clock::now_ms;
 
 /// A trail line about a buffered message (DESIGN.md §8): its request id, message id, route and
 /// business key (masked, and hashed for search); `None` when this process writes no trail.
-pub fn trail_line(rec: &Record, ev: &str) -> Option<crate::trail::Line> {
+pub fn trail_line(rec: &Record, ev: &'static str) -> Option<crate::trail::Line> {
     if !crate::trail::active() {
         return None;
     }
@@ -419,9 +419,9 @@ pub fn trail_line(rec: &Record, ev: &str) -> Option<crate::trail::Line> {
         .map_or((None, None), crate::trail::key_fields);
     Some(crate::trail::Line {
         t: now_ms(),
-        ev: ev.to_string(),
+        ev: ev.into(),
         rid: rec.request_id.clone(),
-        route: Route::display_name(&rec.route).to_string(),
+        route: Route::display_name(&rec.route).to_string().into(),
         key,
         kh,
         mid: Some(rec.message_id.clone()),

@@ -11,6 +11,7 @@ pub mod state;
 pub mod status;
 pub mod tls;
 
+use std::borrow::Cow;
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
@@ -584,12 +585,12 @@ impl Call {
         let latency_ms = (self.started.elapsed().as_secs_f64() * 10_000.0).round() / 10.0;
         crate::trail::record(crate::trail::Line {
             t: crate::clock::now_ms(),
-            ev: "call".into(),
+            ev: Cow::Borrowed("call"),
             rid: self.request_id.clone(),
-            dir: l.direction.as_str().into(),
-            route: l.route.to_string(),
+            dir: Cow::Borrowed(l.direction.as_str()),
+            route: l.route.clone(),
             peer: self.client.to_string(),
-            out: l.outcome.as_str().into(),
+            out: Cow::Borrowed(l.outcome.as_str()),
             st: status,
             lat: latency_ms,
             key,

@@ -11,11 +11,11 @@
 
 pub mod query;
 
+use std::borrow::Cow;
 use std::fs::{File, OpenOptions};
 use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::mpsc::{sync_channel, Receiver, RecvTimeoutError, SyncSender, TrySendError};
 use std::sync::{Mutex, OnceLock};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -32,19 +32,19 @@ pub struct Line {
     pub t: u64,
     /// What happened: `call`, `delivered`, `retry`, `dead`, `dropped`, `expired`, `requeued`,
     /// `audit`.
-    pub ev: String,
+    pub ev: Cow<'static, str>,
     /// The call's request id (the trail's thread through a message's life).
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub rid: String,
-    #[serde(default, skip_serializing_if = "String::is_empty")]
-    pub dir: String,
-    #[serde(default, skip_serializing_if = "String::is_empty")]
-    pub route: String,
+    #[serde(default, skip_serializing_if = "is_empty")]
+    pub dir: Cow<'static, str>,
+    #[serde(default, skip_serializing_if = "is_empty")]
+    pub route: Cow<'static, str>,
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub peer: String,
     /// `call`: the call's outcome; `audit`: the action.
-    #[serde(default, skip_serializing_if = "String::is_empty")]
-    pub out: String,
+    #[serde(default, skip_serializing_if = "is_empty")]
+    pub out: Cow<'static, str>,
     #[serde(default, skip_serializing_if = "is_zero_u16")]
     pub st: u16,
     #[serde(default, skip_serializing_if = "is_zero_f64")]
@@ -72,6 +72,10 @@ pub struct Line {
     pub why: Option<String>,
 }
 
+fn is_empty(v: &str) -> bool {
+    v.is_empty()
+}
+
 fn is_zero_u16(v: &u16) -> bool {
     *v == 0
 }
@@ -81,8 +85,10 @@ fn is_zero_f64(v: &f64) -> bool {
 }
 
 /// Lines waiting for the writer; past this, new lines are dropped (and counted) rather than
-/// slow a call.
-const QUEUE: usize = 16_384;
+/// slow a call or grow without bound (a disk that stalls the writer).
+const QUEUE: usize = 65_536;
+/// How often the writer takes the waiting lines.
+const BATCH_EVERY: Duration = Duration::from_millis(100);
 /// A segment is closed and a new one started past this size (or at the first line of a new
 /// day), so the oldest can be deleted whole.
 const SEGMENT_BYTES: u64 = 8 << 20;
@@ -90,8 +96,12 @@ const SEGMENT_BYTES: u64 = 8 << 20;
 const FLUSH_EVERY: Duration = Duration::from_secs(1);
 const PRUNE_EVERY: Duration = Duration::from_secs(60);
 
-static SINK: OnceLock<Mutex<Option<SyncSender<Line>>>> = OnceLock::new();
+/// Lines waiting for the writer. A call pushes its line under the lock and wakes nobody; the
+/// writer takes the whole batch every `BATCH_EVERY` (a wake-up per call cost more than the line).
+static PENDING: Mutex<Vec<Line>> = Mutex::new(Vec::new());
 static ACTIVE: AtomicBool = AtomicBool::new(false);
+/// Set when the writer is to write what is left and end.
+static STOP: AtomicBool = AtomicBool::new(false);
 /// The key of the business-key hashes of the trail being written.
 static KEY: OnceLock<hmac::Key> = OnceLock::new();
 /// The file beside the segments that holds that key (only the service may read it).
@@ -162,23 +172,18 @@ fn load_or_create_key(dir: &Path) -> std::io::Result<Vec<u8>> {
     Ok(key.to_vec())
 }
 
-/// Adds a line to the trail, if one is being written in this process. Never blocks.
+/// Adds a line to the trail, if one is being written in this process. Never waits for the disk.
 pub fn record(line: Line) {
-    let Some(sink) = SINK.get() else {
+    if !active() {
         return;
-    };
-    let guard = sink.lock().unwrap_or_else(|p| p.into_inner());
-    let Some(tx) = guard.as_ref() else {
-        return;
-    };
-    match tx.try_send(line) {
-        Ok(()) => {
-            WRITTEN.fetch_add(1, Ordering::Relaxed);
-        }
-        Err(TrySendError::Full(_)) | Err(TrySendError::Disconnected(_)) => {
-            DROPPED.fetch_add(1, Ordering::Relaxed);
-        }
     }
+    let mut pending = PENDING.lock().unwrap_or_else(|p| p.into_inner());
+    if pending.len() >= QUEUE {
+        DROPPED.fetch_add(1, Ordering::Relaxed);
+        return;
+    }
+    pending.push(line);
+    WRITTEN.fetch_add(1, Ordering::Relaxed);
 }
 
 /// The trail's writer thread; flushes what it holds when dropped.
@@ -212,14 +217,12 @@ impl Writer {
                 return None;
             }
         }
-        let (tx, rx) = sync_channel::<Line>(QUEUE);
-        let sink = SINK.get_or_init(|| Mutex::new(None));
-        *sink.lock().unwrap_or_else(|p| p.into_inner()) = Some(tx);
+        STOP.store(false, Ordering::Relaxed);
         ACTIVE.store(true, Ordering::Relaxed);
         let config = config.clone();
         let thread = std::thread::Builder::new()
             .name("prefront-trail".into())
-            .spawn(move || write_loop(&config, &rx))
+            .spawn(move || write_loop(&config))
             .ok()?;
         Some(Writer {
             thread: Some(thread),
@@ -230,11 +233,10 @@ impl Writer {
 impl Drop for Writer {
     fn drop(&mut self) {
         ACTIVE.store(false, Ordering::Relaxed);
-        if let Some(sink) = SINK.get() {
-            // Closing the channel ends the writer after it wrote what it holds.
-            *sink.lock().unwrap_or_else(|p| p.into_inner()) = None;
-        }
+        // The writer writes what is waiting, then ends.
+        STOP.store(true, Ordering::Relaxed);
         if let Some(t) = self.thread.take() {
+            t.thread().unpark();
             let _ = t.join();
         }
     }
@@ -276,19 +278,21 @@ struct Current {
     day: u64,
 }
 
-fn write_loop(config: &TrailConfig, rx: &Receiver<Line>) {
+fn write_loop(config: &TrailConfig) {
     let mut current: Option<Current> = None;
     let mut last_flush = Instant::now();
     let mut last_prune: Option<Instant> = None;
     let mut failing = false;
+    let mut scratch = Vec::with_capacity(512);
+    let mut batch = Vec::new();
     loop {
-        let line = match rx.recv_timeout(FLUSH_EVERY) {
-            Ok(l) => Some(l),
-            Err(RecvTimeoutError::Timeout) => None,
-            Err(RecvTimeoutError::Disconnected) => break,
-        };
-        if let Some(line) = line {
-            match append(config, &mut current, &line) {
+        let stopping = STOP.load(Ordering::Relaxed);
+        std::mem::swap(
+            &mut batch,
+            &mut *PENDING.lock().unwrap_or_else(|p| p.into_inner()),
+        );
+        for line in batch.drain(..) {
+            match append(config, &mut current, &line, &mut scratch) {
                 Ok(()) => failing = false,
                 Err(e) => {
                     DROPPED.fetch_add(1, Ordering::Relaxed);
@@ -300,6 +304,9 @@ fn write_loop(config: &TrailConfig, rx: &Receiver<Line>) {
                 }
             }
         }
+        if stopping {
+            break;
+        }
         if last_flush.elapsed() >= FLUSH_EVERY {
             if let Some(c) = current.as_mut() {
                 let _ = c.out.flush();
@@ -310,6 +317,7 @@ fn write_loop(config: &TrailConfig, rx: &Receiver<Line>) {
             prune(config, current.as_ref().map(|c| c.path.as_path()));
             last_prune = Some(Instant::now());
         }
+        std::thread::park_timeout(BATCH_EVERY);
     }
     if let Some(mut c) = current {
         let _ = c.out.flush();
@@ -317,8 +325,14 @@ fn write_loop(config: &TrailConfig, rx: &Receiver<Line>) {
     }
 }
 
-fn append(config: &TrailConfig, current: &mut Option<Current>, line: &Line) -> std::io::Result<()> {
-    let mut text = serde_json::to_vec(line).map_err(std::io::Error::other)?;
+fn append(
+    config: &TrailConfig,
+    current: &mut Option<Current>,
+    line: &Line,
+    text: &mut Vec<u8>,
+) -> std::io::Result<()> {
+    text.clear();
+    serde_json::to_writer(&mut *text, line).map_err(std::io::Error::other)?;
     text.push(b'\n');
     let day = line.t / 86_400_000;
     let rotate = current
@@ -346,7 +360,7 @@ fn append(config: &TrailConfig, current: &mut Option<Current>, line: &Line) -> s
         });
     }
     if let Some(c) = current.as_mut() {
-        c.out.write_all(&text)?;
+        c.out.write_all(text)?;
         c.bytes += text.len() as u64;
     }
     Ok(())
@@ -432,7 +446,7 @@ mod tests {
                 route: "prefront/sendTipMessage/payment".into(),
                 ..Line::default()
             };
-            append(&c, &mut current, &line).unwrap_or_default();
+            append(&c, &mut current, &line, &mut Vec::new()).unwrap_or_default();
         }
         if let Some(cur) = current.as_mut() {
             cur.out.flush().unwrap_or_default();

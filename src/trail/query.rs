@@ -125,7 +125,7 @@ pub fn query(dir: &Path, f: &Filter) -> Vec<Entry> {
             let Ok(line) = serde_json::from_str::<Line>(raw) else {
                 continue;
             };
-            match line.ev.as_str() {
+            match line.ev.as_ref() {
                 "call" => {
                     let later = pending.remove(&line.rid).unwrap_or_default();
                     pending_lines = pending_lines.saturating_sub(later.len());
@@ -178,10 +178,10 @@ fn call_entry(f: &Filter, call: Line, later_newest_first: Vec<Line>) -> Option<E
     let mut e = Entry {
         time: rfc3339(call.t),
         request_id: call.rid,
-        direction: call.dir,
-        route: call.route,
+        direction: call.dir.into_owned(),
+        route: call.route.into_owned(),
         peer: call.peer,
-        outcome: call.out.clone(),
+        outcome: call.out.to_string(),
         status: call.st,
         latency_ms: call.lat,
         key: call.key,
@@ -199,7 +199,7 @@ fn call_entry(f: &Filter, call: Line, later_newest_first: Vec<Line>) -> Option<E
     if call.out != "ok" {
         e.history.push(Step {
             time: rfc3339(call.t),
-            event: call.out.clone(),
+            event: call.out.to_string(),
             detail: None,
         });
     }
@@ -214,7 +214,7 @@ fn call_entry(f: &Filter, call: Line, later_newest_first: Vec<Line>) -> Option<E
             // A retried message has a new id in its queue.
             e.id = l.id;
         }
-        let state = match l.ev.as_str() {
+        let state = match l.ev.as_ref() {
             "delivered" => {
                 e.delivered_at = Some(rfc3339(l.t));
                 e.answer_code = l.code.clone();
@@ -231,7 +231,7 @@ fn call_entry(f: &Filter, call: Line, later_newest_first: Vec<Line>) -> Option<E
         }
         e.history.push(Step {
             time: rfc3339(l.t),
-            event: l.ev,
+            event: l.ev.into_owned(),
             detail: l.code.or(l.why),
         });
     }
@@ -256,7 +256,7 @@ fn audit_entry(f: &Filter, l: &Line) -> Option<Entry> {
         time: rfc3339(l.t),
         request_id: String::new(),
         direction: "operator".into(),
-        route: l.route.clone(),
+        route: l.route.to_string(),
         peer: l.peer.clone(),
         outcome: "audit".into(),
         status: 0,
@@ -269,7 +269,7 @@ fn audit_entry(f: &Filter, l: &Line) -> Option<Entry> {
         answer_code: None,
         history: vec![Step {
             time: rfc3339(l.t),
-            event: l.out.clone(),
+            event: l.out.to_string(),
             detail: l.why.clone(),
         }],
     })
@@ -382,14 +382,14 @@ mod tests {
         };
         let mut cur = None;
         for l in lines {
-            super::super::append(&c, &mut cur, l).unwrap_or_default();
+            super::super::append(&c, &mut cur, l, &mut Vec::new()).unwrap_or_default();
         }
         if let Some(c) = cur.as_mut() {
             std::io::Write::flush(&mut c.out).unwrap_or_default();
         }
     }
 
-    fn line(t: u64, ev: &str, rid: &str) -> Line {
+    fn line(t: u64, ev: &'static str, rid: &str) -> Line {
         Line {
             t,
             ev: ev.into(),

@@ -180,7 +180,13 @@ async fn blocking<T: Send + 'static>(
 }
 
 /// One operator action: an `audit` log line and a trail entry.
-fn audit(peer: IpAddr, action: &str, id: Option<RecordId>, route: Option<&str>, detail: String) {
+fn audit(
+    peer: IpAddr,
+    action: &'static str,
+    id: Option<RecordId>,
+    route: Option<&str>,
+    detail: String,
+) {
     tracing::info!(
         target: "audit",
         peer = %peer,
@@ -195,7 +201,7 @@ fn audit(peer: IpAddr, action: &str, id: Option<RecordId>, route: Option<&str>, 
         peer: peer.to_string(),
         out: action.into(),
         route: route
-            .map(|r| Route::display_name(r).to_string())
+            .map(|r| Route::display_name(r).to_string().into())
             .unwrap_or_default(),
         id,
         why: Some(detail),
@@ -205,7 +211,7 @@ fn audit(peer: IpAddr, action: &str, id: Option<RecordId>, route: Option<&str>, 
 
 /// What became of a message because an operator acted, in its call's trail.
 /// `id`: the message's id after the change (a retried message has a new one).
-fn trail_change(rec: &crate::buffer::Record, ev: &str, id: RecordId, peer: IpAddr) {
+fn trail_change(rec: &crate::buffer::Record, ev: &'static str, id: RecordId, peer: IpAddr) {
     if let Some(mut line) = crate::buffer::trail_line(rec, ev) {
         line.id = Some(id);
         line.why = Some(format!("by the operator at {peer}"));
