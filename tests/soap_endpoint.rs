@@ -201,3 +201,41 @@ async fn hostile_or_broken_soap_gets_a_fault_and_nothing_is_forwarded() {
     assert!(text.contains("soap:Sender"));
     assert_eq!(cloud.request_count(), 0, "nothing forwarded");
 }
+
+/// An Axis 1.4 client writes 𠮷 (U+20BB7) as a surrogate pair: the cloud receives the one
+/// character; a lone or reversed surrogate is a Fault and nothing is forwarded.
+#[tokio::test]
+async fn axis_surrogate_pairs_are_read_and_lone_ones_refused() {
+    let (cloud, gw) = gateway(None).await;
+    let r = soap(
+        &gw,
+        "text/xml; charset=utf-8",
+        envelope11(
+            "getQrCodeForHospitalEducation",
+            r#"{"patientName":"&#xD842;&#xDFB7;&#x5409;"}"#,
+        ),
+    )
+    .send()
+    .await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(cloud.requests()[0].json()["patientName"], "𠮷吉");
+    for bad in ["&#xD842;", "&#xDFB7;&#xD842;", "&#xD842;x&#xDFB7;"] {
+        let r = soap(
+            &gw,
+            "text/xml; charset=utf-8",
+            envelope11(
+                "getQrCodeForHospitalEducation",
+                &format!(r#"{{"patientName":"{bad}"}}"#),
+            ),
+        )
+        .send()
+        .await;
+        assert_eq!(r.status, 500, "{bad}: {}", r.text());
+        assert!(r.text().contains("surrogate"), "{bad}: {}", r.text());
+    }
+    assert_eq!(
+        cloud.requests().len(),
+        1,
+        "nothing forwarded for a lone surrogate"
+    );
+}

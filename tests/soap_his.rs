@@ -426,3 +426,78 @@ fn assert_no_lan_text(name: &str, v: &serde_json::Value) {
         assert!(!msg.contains(lan), "{name}: {v}");
     }
 }
+
+/// A .NET asmx whose namespace has no trailing `/` (DESIGN.md §2): the default SOAPAction is
+/// .NET's (`ns/operation`), the elements keep the namespace exactly; and an Axis 1.4 HIS that
+/// writes 𠮷 (U+20BB7) as a surrogate pair is read as the one character, in both `param`
+/// styles, while a lone surrogate is still an invalid answer.
+#[tokio::test]
+async fn dot_net_soap_action_and_axis_surrogate_pairs() {
+    let ns = "http://his.example.cn/ws";
+    let answer = |ret: &str| {
+        format!(
+            "<soap:Envelope xmlns:soap=\"http://schemas.xmlsoap.org/soap/envelope/\"><soap:Body><ns1:createCardResponse xmlns:ns1=\"{ns}\"><return>{ret}</return></ns1:createCardResponse></soap:Body></soap:Envelope>"
+        )
+    };
+    let his = MockUpstream::http().await;
+    his.respond(
+        "/pair",
+        200,
+        &answer("{&quot;success&quot;:true,&quot;patientName&quot;:&quot;&#xD842;&#xDFB7;&#20013;&quot;}"),
+    );
+    his.respond(
+        "/lone",
+        200,
+        &answer("{&quot;patientName&quot;:&quot;&#xD842;x&quot;}"),
+    );
+    his.respond(
+        "/xml",
+        200,
+        &format!(
+            "<soap:Envelope xmlns:soap=\"http://schemas.xmlsoap.org/soap/envelope/\"><soap:Body><r xmlns=\"{ns}\"><success>true</success><name>&#55362;&#57271;</name></r></soap:Body></soap:Envelope>"
+        ),
+    );
+    let base = his.url();
+    let r = |name: &str, path: &str, extra: &str| {
+        format!("[[his.route]]\nname = \"{name}\"\nkind = \"soap\"\nurl = \"{base}{path}\"\nnamespace = \"{ns}\"\ntimeout_ms = 5000\n{extra}\n")
+    };
+    let extra = [
+        r("hospital.interface.createCard", "/pair", ""),
+        r("hospital.interface.bindCard", "/lone", ""),
+        r("hospital.interface.queryWaitPay", "/xml", "param = \"xml\""),
+    ]
+    .concat();
+    let gw = spawn_gateway(&basic_config("http://127.0.0.1:9", None, None, &extra)).await;
+
+    let got = call(&gw, "hospital.interface.createCard", &json!({"a": "1"}))
+        .send()
+        .await;
+    let (kind, v) = (got.error_kind(), got.json_or_text());
+    assert_eq!(kind, None, "{v}");
+    assert_eq!(v["patientName"], "𠮷中", "{v}");
+    let sent = &his.requests()[0];
+    assert_eq!(
+        sent.header("soapaction"),
+        Some("\"http://his.example.cn/ws/createCard\""),
+        ".NET's default for a namespace without a trailing `/`"
+    );
+    assert!(
+        sent.body_text().contains(&format!("xmlns:tns=\"{ns}\"")),
+        "the element namespace stays exactly as configured: {}",
+        sent.body_text()
+    );
+
+    let xml = call(&gw, "hospital.interface.queryWaitPay", &json!({"a": "1"}))
+        .send()
+        .await;
+    let (kind, v) = (xml.error_kind(), xml.json_or_text());
+    assert_eq!(kind, None, "{v}");
+    assert_eq!(v["name"], "𠮷", "{v}");
+
+    let lone = call(&gw, "hospital.interface.bindCard", &json!({"a": "1"}))
+        .send()
+        .await;
+    let (kind, v) = (lone.error_kind(), lone.json_or_text());
+    assert_eq!(kind, Some("upstream-invalid-answer"), "{v}");
+    assert_eq!(v["code"], "10003");
+}

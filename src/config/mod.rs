@@ -169,7 +169,8 @@ pub struct SoapTarget {
     pub namespace: String,
     pub version: SoapVersion,
     pub param: SoapParam,
-    /// `None`: `<namespace><operation>`; `Some("")` sends an empty SOAPAction. A template:
+    /// `None`: .NET's default, `<namespace>[/]<operation>` (`envelope::default_soap_action`);
+    /// `Some("")` sends an empty SOAPAction. A template:
     /// `{namespace}`, `{operation}`, `{name}`, `{method}` are filled in.
     pub soap_action: Option<String>,
     /// Element that carries the JSON text with `param = "string"` (`arg0`/`in0` for Java stacks).

@@ -418,12 +418,17 @@ fn convert(
     }
     let mut stack: Vec<Frame> = Vec::new();
     let mut root: Option<Map<String, Value>> = None;
+    // Axis 1.4 writes a character outside the BMP as a pair of surrogate references.
+    let mut surrogates = super::charref::Surrogates::default();
     loop {
         let event = match reader.read_event() {
             Ok(event) => event,
             Err(e) => return Err(malformed(reader.error_position(), e)),
         };
         let at = reader.buffer_position();
+        if !matches!(event, Event::GeneralRef(_)) {
+            surrogates.other_event().map_err(|e| malformed(at, e))?;
+        }
         match event {
             Event::DocType(_) => return Err(XmlJsonError::DoctypeRefused),
             Event::Start(start) => {
@@ -447,9 +452,11 @@ fn convert(
                 push_text(&mut stack, &s, at)?;
             }
             Event::GeneralRef(r) => {
-                let resolved = match r.resolve_char_ref() {
-                    Ok(Some(c)) => c.to_string(),
-                    Ok(None) => {
+                use super::charref::Resolved;
+                let resolved = match surrogates.reference(&r).map_err(|e| malformed(at, e))? {
+                    Resolved::Char(c) => c.to_string(),
+                    Resolved::Pending => continue,
+                    Resolved::Entity => {
                         let name = r.decode().map_err(|e| malformed(at, e))?;
                         match quick_xml::escape::resolve_xml_entity(&name) {
                             Some(s) => s.to_owned(),
@@ -459,7 +466,6 @@ fn convert(
                             }
                         }
                     }
-                    Err(e) => return Err(malformed(at, e)),
                 };
                 if stack.is_empty() {
                     return Err(malformed(at, "reference outside the root element"));

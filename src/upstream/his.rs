@@ -121,7 +121,7 @@ impl His {
                 .replace("{method}", short_name(name))
         };
         let action = match &t.soap_action {
-            None => format!("{}{operation}", t.namespace),
+            None => envelope::default_soap_action(&t.namespace, &operation),
             Some(a) => fill(a),
         };
         let args: Vec<(String, String)> =

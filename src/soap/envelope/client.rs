@@ -290,9 +290,36 @@ fn collect_fault(
     }
 }
 
+/// The SOAPAction a SOAP route sends unless it sets `soap_action` (DESIGN.md §2): the one .NET
+/// asmx builds by default — the namespace, a `/` when it does not already end with one, then the
+/// operation (`http://tempuri.org/` + `createCard`; `http://his.example.cn/ws` →
+/// `http://his.example.cn/ws/createCard`). The elements' namespace is never altered to fit it.
+pub fn default_soap_action(namespace: &str, operation: &str) -> String {
+    if namespace.ends_with('/') {
+        format!("{namespace}{operation}")
+    } else {
+        format!("{namespace}/{operation}")
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_default_soap_action_is_dot_nets() {
+        // asmx: [WebService(Namespace = "http://tempuri.org/")]
+        assert_eq!(
+            default_soap_action("http://tempuri.org/", "createCard"),
+            "http://tempuri.org/createCard"
+        );
+        // A namespace without the trailing `/`: .NET adds one.
+        assert_eq!(
+            default_soap_action("http://his.example.cn/ws", "createCard"),
+            "http://his.example.cn/ws/createCard"
+        );
+        assert_eq!(default_soap_action("urn:his", "delete"), "urn:his/delete");
+    }
     use crate::soap::envelope::{call_response, client_fault, parse_call};
 
     #[test]

@@ -10,6 +10,7 @@ mod server;
 
 use std::borrow::Cow;
 
+use super::charref::{Resolved, Surrogates};
 use encoding_rs::{Encoding, UTF_8};
 use quick_xml::events::{BytesStart, Event};
 use quick_xml::Reader;
@@ -17,7 +18,8 @@ use quick_xml::Reader;
 use crate::config::SoapVersion;
 
 pub use client::{
-    his_request, parse_his_answer, parse_his_answer_json, HisAnswer, HisJsonAnswer, Payload,
+    default_soap_action, his_request, parse_his_answer, parse_his_answer_json, HisAnswer,
+    HisJsonAnswer, Payload,
 };
 pub use server::{call_response, client_fault, parse_call, SoapCall};
 
@@ -106,6 +108,8 @@ struct Walker<'a> {
     /// Names of the elements opened before the text began, outermost first (`inside`); `depth`
     /// counts them too.
     outer: Vec<Vec<u8>>,
+    /// Joins Axis 1.4's surrogate-pair references into one character.
+    surrogates: Surrogates,
 }
 
 enum Step<'a> {
@@ -131,6 +135,7 @@ impl<'a> Walker<'a> {
             reader,
             depth: outer.len(),
             outer,
+            surrogates: Surrogates::default(),
         }
     }
 
@@ -146,6 +151,11 @@ impl<'a> Walker<'a> {
     fn next(&mut self) -> Result<Step<'a>, EnvelopeError> {
         loop {
             let ev = self.reader.read_event().map_err(|e| self.malformed(e))?;
+            if !matches!(ev, Event::GeneralRef(_)) {
+                self.surrogates
+                    .other_event()
+                    .map_err(|e| self.malformed(e))?;
+            }
             return Ok(match ev {
                 Event::Start(s) => {
                     self.depth += 1;
@@ -177,24 +187,26 @@ impl<'a> Walker<'a> {
                 Event::Text(t) => Step::Text(t.decode().map_err(|e| self.malformed(e))?),
                 Event::CData(c) => Step::Text(c.decode().map_err(|e| self.malformed(e))?),
                 Event::GeneralRef(r) => {
-                    if r.is_char_ref() {
-                        match r.resolve_char_ref().map_err(|e| self.malformed(e))? {
-                            Some(c) => Step::Text(Cow::Owned(c.to_string())),
-                            None => return Err(self.malformed("invalid character reference")),
+                    let resolved = self.surrogates.reference(&r);
+                    match resolved.map_err(|e| self.malformed(e))? {
+                        Resolved::Char(c) => Step::Text(Cow::Owned(c.to_string())),
+                        Resolved::Pending => continue,
+                        Resolved::Entity => {
+                            let name = r.decode().map_err(|e| self.malformed(e))?;
+                            let c = match name.as_ref() {
+                                "amp" => "&",
+                                "lt" => "<",
+                                "gt" => ">",
+                                "quot" => "\"",
+                                "apos" => "'",
+                                other => {
+                                    return Err(
+                                        self.malformed(format!("undefined entity `&{other};`"))
+                                    )
+                                }
+                            };
+                            Step::Text(Cow::Borrowed(c))
                         }
-                    } else {
-                        let name = r.decode().map_err(|e| self.malformed(e))?;
-                        let c = match name.as_ref() {
-                            "amp" => "&",
-                            "lt" => "<",
-                            "gt" => ">",
-                            "quot" => "\"",
-                            "apos" => "'",
-                            other => {
-                                return Err(self.malformed(format!("undefined entity `&{other};`")))
-                            }
-                        };
-                        Step::Text(Cow::Borrowed(c))
                     }
                 }
                 Event::DocType(_) => return Err(EnvelopeError::Doctype),
