@@ -58,11 +58,20 @@ pub(super) fn explain_proxy_error(
                  and password with the network team"
             ),
         },
-        UpstreamError::ProxyRefused(_) => format!(
-            "the proxy {at} refused the CONNECT to {host_port}: it must allow CONNECT to this \
-             host and port (squid: SSL_ports and http_access; tinyproxy: ConnectPort), and \
-             reach the cloud itself"
-        ),
+        UpstreamError::ProxyRefused(_) => {
+            let credentials = match proxy.auth {
+                Some(_) => {
+                    "accept proxy_auth_file's credentials (some proxies answer wrong ones \
+                            with 401 or 403), "
+                }
+                None => "",
+            };
+            format!(
+                "the proxy {at} refused the CONNECT to {host_port}: it must {credentials}allow \
+                 CONNECT to this host and port (squid: SSL_ports and http_access; tinyproxy: \
+                 ConnectPort), and reach the cloud itself"
+            )
+        }
         other => format!("{other} ({at}): check [cloud] proxy with the network team"),
     })
 }

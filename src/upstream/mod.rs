@@ -63,8 +63,9 @@ pub enum UpstreamError {
     /// The cloud's HTTP proxy could not be reached (refused, unreachable, closed at once).
     #[error("the proxy could not be reached: {0}")]
     ProxyUnreachable(String),
-    /// The cloud's HTTP proxy answered the CONNECT with something else than 200: 407 (its
-    /// credentials), 403 (a port or host it forbids), 5xx (it cannot reach the cloud).
+    /// The cloud's HTTP proxy answered the CONNECT with something else than 200: 407 (no
+    /// credentials; tinyproxy answers wrong ones with 401), 403 (a port or host it forbids), 5xx
+    /// (it cannot reach the cloud).
     #[error("the proxy refused the tunnel to the cloud: {0}")]
     ProxyRefused(&'static str),
     #[error("SOAP fault {code}: {reason}")]
@@ -166,8 +167,8 @@ pub fn proxy_failure(e: &(dyn std::error::Error + 'static)) -> Option<UpstreamEr
                 "407 proxy authentication required (check proxy_auth_file)",
             ),
             "unsuccessful" | "proxy response headers too long" => UpstreamError::ProxyRefused(
-                "it answered the CONNECT with an error (a forbidden host or port, or the proxy \
-                 cannot reach the cloud)",
+                "it answered the CONNECT with an error (credentials refused, a forbidden host or \
+                 port, or the proxy cannot reach the cloud)",
             ),
             "unexpected end of file" => UpstreamError::ProxyUnreachable(
                 "it closed the connection during the CONNECT".into(),
