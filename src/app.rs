@@ -58,8 +58,9 @@ impl Reloader {
             || nc.timeout != oc.timeout
             || nc.connect_timeout != oc.connect_timeout
             || nc.max_response != oc.max_response
+            || nc.proxy != oc.proxy
         {
-            kept.push("[cloud] base_url/ca/timeouts/max_response".to_string());
+            kept.push("[cloud] base_url/ca/timeouts/max_response/proxy".to_string());
             let delivery = std::mem::take(&mut config.cloud.delivery);
             config.cloud = o.cloud.clone();
             config.cloud.delivery = delivery;

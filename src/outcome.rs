@@ -109,6 +109,10 @@ pub enum Outcome {
     UpstreamSoapFault,
     /// The route cannot be called as configured.
     RouteUnsupported,
+    /// The HTTP proxy in front of the cloud could not be reached.
+    ProxyUnreachable,
+    /// The HTTP proxy in front of the cloud refused the tunnel (407, 403, …).
+    ProxyRefused,
     /// A signed call without its signature headers (50001).
     SignatureMissing,
     /// A signed call with a bad or stale timestamp (50001).
@@ -189,6 +193,8 @@ impl Outcome {
         Outcome::UpstreamProtocol,
         Outcome::UpstreamSoapFault,
         Outcome::RouteUnsupported,
+        Outcome::ProxyUnreachable,
+        Outcome::ProxyRefused,
         Outcome::SignatureMissing,
         Outcome::SignatureTimestamp,
         Outcome::SignatureWrong,
@@ -239,6 +245,8 @@ impl Outcome {
             Outcome::UpstreamProtocol => "upstream-protocol",
             Outcome::UpstreamSoapFault => "upstream-soap-fault",
             Outcome::RouteUnsupported => "route-unsupported",
+            Outcome::ProxyUnreachable => "proxy-unreachable",
+            Outcome::ProxyRefused => "proxy-refused",
             Outcome::SignatureMissing => "signature-missing",
             Outcome::SignatureTimestamp => "signature-timestamp",
             Outcome::SignatureWrong => "signature-wrong",

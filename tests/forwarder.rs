@@ -214,6 +214,7 @@ fn cloud_for(upstream: &Upstream) -> Cloud {
         pin_ca: false,
         client_cert: None,
         client_key: None,
+        proxy: None,
     };
     Cloud::new(&config, None).expect("cloud client")
 }

@@ -113,6 +113,36 @@ pub struct CloudConfig {
     /// The box's own certificate for a cloud that requires mutual TLS.
     pub client_cert: Option<PathBuf>,
     pub client_key: Option<PathBuf>,
+    /// `[cloud] proxy`: the cloud link (calls, prober, `doctor`) goes through this HTTP CONNECT
+    /// proxy; HIS and PACS calls never do.
+    pub proxy: Option<CloudProxy>,
+}
+
+/// An HTTP CONNECT proxy in front of the cloud (`[cloud] proxy`, `proxy_auth_file`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CloudProxy {
+    /// `http://host:port/`: no user, path, query or fragment.
+    pub url: reqwest::Url,
+    /// Basic credentials for the proxy (`Proxy-Authorization`), from `proxy_auth_file`.
+    pub auth: Option<ProxyAuth>,
+}
+
+impl CloudProxy {
+    /// `host:port` of the proxy, for messages.
+    pub fn host_port(&self) -> String {
+        let host = self.url.host_str().unwrap_or("?");
+        match self.url.port_or_known_default() {
+            Some(p) => format!("{host}:{p}"),
+            None => host.to_string(),
+        }
+    }
+}
+
+/// The proxy's user and password; the password is a [`Secret`] (Debug shows `***`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProxyAuth {
+    pub user: String,
+    pub password: Secret,
 }
 
 #[derive(Debug, Clone)]

@@ -68,6 +68,10 @@ pub struct RawCloud {
     pub pin_ca: Option<bool>,
     pub client_cert: Option<String>,
     pub client_key: Option<String>,
+    /// `http://host:port` of an HTTP CONNECT proxy the cloud link goes through.
+    pub proxy: Option<String>,
+    /// One line `user:password` for the proxy (read at load, never logged).
+    pub proxy_auth_file: Option<String>,
     #[serde(default)]
     pub route: Vec<RawCloudRoute>,
 }

@@ -2,10 +2,12 @@
 
 use std::time::{Duration, Instant, SystemTime};
 
-use super::net::{explain_request_error, host_port, no_answer, resolve, shown};
+use super::net::{
+    connect, explain_proxy_error, explain_request_error, host_port, no_answer, resolve, shown,
+};
 use super::{Check, Status, CHECK_TIMEOUT};
 use crate::certinfo;
-use crate::config::CloudConfig;
+use crate::config::{CloudConfig, CloudProxy};
 
 /// Clock skew against the cloud above this is a warning …
 const SKEW_WARNING: Duration = Duration::from_secs(30);
@@ -15,12 +17,36 @@ const SKEW_FAILURE: Duration = Duration::from_secs(300);
 const CLOUD_DNS: &str = "cloud DNS (cloud.base_url)";
 const CLOUD_HTTPS: &str = "cloud HTTPS (HEAD cloud.base_url)";
 const CLOUD_CLOCK: &str = "clock vs the cloud's Date";
+const CLOUD_PROXY: &str = "cloud proxy (cloud.proxy)";
+
 pub(super) async fn cloud_checks(cloud: &CloudConfig) -> Vec<Check> {
     let url = &cloud.base_url;
     let port = url.port_or_known_default().unwrap_or(443);
     let host = url
         .host_str()
         .map(|h| h.trim_start_matches('[').trim_end_matches(']'));
+    if let Some(proxy) = &cloud.proxy {
+        // Through a proxy this machine never resolves the cloud's name: the proxy does.
+        let reach = proxy_check(proxy).await;
+        let dns = Check::pass(
+            CLOUD_DNS,
+            format!(
+                "{}: resolved by the proxy ({}), not by this machine",
+                host.unwrap_or("?"),
+                proxy.host_port()
+            ),
+        );
+        if reach.status == Status::Fail {
+            return vec![
+                reach,
+                dns,
+                Check::fail(CLOUD_HTTPS, "not tried: the proxy cannot be reached"),
+                Check::warn(CLOUD_CLOCK, "not checked: the cloud did not answer"),
+            ];
+        }
+        let (https, clock) = cloud_head(cloud).await;
+        return vec![reach, dns, https, clock];
+    }
     let dns = match host {
         Some(h) if h.parse::<std::net::IpAddr>().is_ok() => {
             Check::pass(CLOUD_DNS, "IP address, no DNS needed")
@@ -72,15 +98,41 @@ pub(super) async fn cloud_checks(cloud: &CloudConfig) -> Vec<Check> {
     vec![dns, https, clock]
 }
 
-/// `HEAD <base_url>` with the gateway's own client setup (system roots plus `cloud.ca`), and the
-/// clock compared with the answer's `Date`.
+/// A TCP connection to the proxy (its name resolved like the gateway's).
+async fn proxy_check(proxy: &CloudProxy) -> Check {
+    let deadline = tokio::time::Instant::now() + CHECK_TIMEOUT;
+    let auth = if proxy.auth.is_some() {
+        "credentials from proxy_auth_file"
+    } else {
+        "no credentials"
+    };
+    match connect(&proxy.url, deadline).await {
+        Ok(()) => Check::pass(
+            CLOUD_PROXY,
+            format!(
+                "{} accepts connections ({auth}); the cloud is checked through it",
+                proxy.host_port()
+            ),
+        ),
+        Err(e) => Check::fail(
+            CLOUD_PROXY,
+            format!("{e}: check [cloud] proxy with the hospital's network team"),
+        ),
+    }
+}
+
+/// `HEAD <base_url>` with the gateway's own client setup (system roots plus `cloud.ca`, through
+/// `cloud.proxy` when set), and the clock compared with the answer's `Date`.
 async fn cloud_head(cloud: &CloudConfig) -> (Check, Check) {
     let url = cloud.base_url.clone();
     let ca = cloud.ca.clone();
     let connect_timeout = cloud.connect_timeout.min(CHECK_TIMEOUT);
+    let proxy = cloud.proxy.clone();
     let client = tokio::task::spawn_blocking(move || {
         crate::upstream::root_store(ca.as_deref())
-            .and_then(|roots| crate::upstream::http_client(roots, connect_timeout))
+            .and_then(|roots| crate::upstream::client_builder(roots, connect_timeout))
+            .and_then(|b| crate::upstream::with_proxy(b, proxy.as_ref()))
+            .and_then(|b| b.build().map_err(|e| crate::upstream::error_root(&e)))
     })
     .await
     .map_err(|e| e.to_string())
@@ -106,13 +158,15 @@ async fn cloud_head(cloud: &CloudConfig) -> (Check, Check) {
     let resp = match answer {
         Ok(Ok(r)) => r,
         Ok(Err(e)) => {
+            let why = match &cloud.proxy {
+                Some(proxy) => explain_proxy_error(&e, proxy, &host_port)
+                    .unwrap_or_else(|| explain_request_error(&e, &host_port)),
+                None => explain_request_error(&e, &host_port),
+            };
             return (
-                Check::fail(
-                    CLOUD_HTTPS,
-                    format!("{}: {}", shown(&url), explain_request_error(&e, &host_port)),
-                ),
+                Check::fail(CLOUD_HTTPS, format!("{}: {why}", shown(&url))),
                 Check::warn(CLOUD_CLOCK, "not checked: the cloud did not answer"),
-            )
+            );
         }
         Err(_) => {
             return (
@@ -141,10 +195,14 @@ async fn cloud_head(cloud: &CloudConfig) -> (Check, Check) {
             ),
         )
     } else {
+        let via = match &cloud.proxy {
+            Some(p) => format!(", through the proxy {}", p.host_port()),
+            None => String::new(),
+        };
         Check::pass(
             CLOUD_HTTPS,
             format!(
-                "{}: answered HTTP {status} in {ms} ms ({security})",
+                "{}: answered HTTP {status} in {ms} ms ({security}{via})",
                 shown(&url)
             ),
         )

@@ -38,6 +38,44 @@ pub(super) fn explain_request_error(e: &reqwest::Error, host_port: &str) -> Stri
     }
 }
 
+/// One sentence for a request that failed at the cloud's proxy (`None`: it failed elsewhere):
+/// what the proxy did and what to do about it.
+pub(super) fn explain_proxy_error(
+    e: &reqwest::Error,
+    proxy: &crate::config::CloudProxy,
+    host_port: &str,
+) -> Option<String> {
+    use crate::upstream::UpstreamError;
+    let at = proxy.host_port();
+    Some(match crate::upstream::proxy_failure(e)? {
+        UpstreamError::ProxyRefused(why) if why.starts_with("407") => match proxy.auth {
+            None => format!(
+                "the proxy {at} asks for credentials (407): put `user:password` in a file and \
+                 name it in [cloud] proxy_auth_file"
+            ),
+            Some(_) => format!(
+                "the proxy {at} refuses the credentials of proxy_auth_file (407): check the user \
+                 and password with the network team"
+            ),
+        },
+        UpstreamError::ProxyRefused(_) => {
+            let credentials = match proxy.auth {
+                Some(_) => {
+                    "accept proxy_auth_file's credentials (some proxies answer wrong ones \
+                            with 401 or 403), "
+                }
+                None => "",
+            };
+            format!(
+                "the proxy {at} refused the CONNECT to {host_port}: it must {credentials}allow \
+                 CONNECT to this host and port (squid: SSL_ports and http_access; tinyproxy: \
+                 ConnectPort), and reach the cloud itself"
+            )
+        }
+        other => format!("{other} ({at}): check [cloud] proxy with the network team"),
+    })
+}
+
 pub(super) fn explain_io(kind: std::io::ErrorKind, host_port: &str) -> String {
     use std::io::ErrorKind as K;
     match kind {

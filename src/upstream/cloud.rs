@@ -37,13 +37,14 @@ impl Cloud {
         };
         Ok(Cloud {
             clients: super::Clients::new(|| {
-                super::client_builder_with_identity(
+                let builder = super::client_builder_with_identity(
                     roots.clone(),
                     config.connect_timeout,
                     identity.clone(),
-                )?
-                .build()
-                .map_err(|e| super::error_root(&e))
+                )?;
+                super::with_proxy(builder, config.proxy.as_ref())?
+                    .build()
+                    .map_err(|e| super::error_root(&e))
             })?,
             base_url: config.base_url.clone(),
             urls: Arc::new(
@@ -113,7 +114,8 @@ impl Cloud {
     }
 
     /// A harmless request to learn whether the cloud answers at all: `HEAD <base_url>`. Any HTTP
-    /// answer but 502/503/504 means the link works.
+    /// answer but 502/503/504 means the link works. Through `[cloud] proxy` when set: a proxy
+    /// that is down or refuses keeps the link down.
     pub async fn probe(&self) -> bool {
         let mut req = self
             .clients

@@ -60,6 +60,14 @@ pub enum UpstreamError {
     Protocol(String),
     #[error("{0}")]
     Unsupported(&'static str),
+    /// The cloud's HTTP proxy could not be reached (refused, unreachable, closed at once).
+    #[error("the proxy could not be reached: {0}")]
+    ProxyUnreachable(String),
+    /// The cloud's HTTP proxy answered the CONNECT with something else than 200: 407 (no
+    /// credentials; tinyproxy answers wrong ones with 401), 403 (a port or host it forbids), 5xx
+    /// (it cannot reach the cloud).
+    #[error("the proxy refused the tunnel to the cloud: {0}")]
+    ProxyRefused(&'static str),
     #[error("SOAP fault {code}: {reason}")]
     SoapFault { code: String, reason: String },
 }
@@ -77,6 +85,8 @@ impl UpstreamError {
             UpstreamError::Protocol(_) => Outcome::UpstreamProtocol,
             UpstreamError::Unsupported(_) => Outcome::RouteUnsupported,
             UpstreamError::SoapFault { .. } => Outcome::UpstreamSoapFault,
+            UpstreamError::ProxyUnreachable(_) => Outcome::ProxyUnreachable,
+            UpstreamError::ProxyRefused(_) => Outcome::ProxyRefused,
         }
     }
 
@@ -93,6 +103,8 @@ impl UpstreamError {
             UpstreamError::Protocol(_) => "connection broken".into(),
             UpstreamError::Unsupported(what) => (*what).into(),
             UpstreamError::SoapFault { .. } => "answered with a SOAP fault".into(),
+            UpstreamError::ProxyUnreachable(_) => "the proxy could not be reached".into(),
+            UpstreamError::ProxyRefused(why) => format!("the proxy refused the tunnel: {why}"),
         }
     }
 
@@ -104,6 +116,9 @@ impl UpstreamError {
             UpstreamError::Connect | UpstreamError::Timeout(_) | UpstreamError::Protocol(_) => {
                 Retry::AfterLink
             }
+            // The cloud is out of reach while the proxy is down or refuses: buffered calls wait
+            // for it like for any link down, and are not dead letters.
+            UpstreamError::ProxyUnreachable(_) | UpstreamError::ProxyRefused(_) => Retry::AfterLink,
             UpstreamError::Status(502..=504) => Retry::AfterLink,
             UpstreamError::Status(408 | 429) => Retry::Later,
             UpstreamError::Status(400..=499) => Retry::Never,
@@ -121,6 +136,9 @@ impl UpstreamError {
         if e.is_timeout() {
             return UpstreamError::Timeout(timeout);
         }
+        if let Some(proxy) = proxy_failure(e) {
+            return proxy;
+        }
         if let Some(tls) = find_tls_error(e) {
             return UpstreamError::Tls(tls);
         }
@@ -130,6 +148,40 @@ impl UpstreamError {
         // The detail names the failure class only; reqwest's Display would add the URL.
         UpstreamError::Protocol(root_cause(e))
     }
+}
+
+/// What `hyper_util`'s CONNECT tunnel (which reqwest uses for an https URL through an HTTP
+/// proxy) says when it fails, by its `Display` (`tunnel error: …`): its error type is not
+/// exported, so its words are all there is. `tests::a_proxy_failure_is_told_from_the_clouds`
+/// pins them against real answers, so an upgrade that changes them fails there.
+const TUNNEL_ERROR: &str = "tunnel error: ";
+
+/// A failure of the HTTP proxy in front of the cloud, if that is what `e` is: no connection to
+/// the proxy, or the proxy's refusal of the CONNECT.
+pub fn proxy_failure(e: &(dyn std::error::Error + 'static)) -> Option<UpstreamError> {
+    find_cause(e, |err| {
+        let text = err.to_string();
+        let what = text.strip_prefix(TUNNEL_ERROR)?;
+        Some(match what {
+            "proxy authorization required" => UpstreamError::ProxyRefused(
+                "407 proxy authentication required (check proxy_auth_file)",
+            ),
+            "unsuccessful" | "proxy response headers too long" => UpstreamError::ProxyRefused(
+                "it answered the CONNECT with an error (credentials refused, a forbidden host or \
+                 port, or the proxy cannot reach the cloud)",
+            ),
+            "unexpected end of file" => UpstreamError::ProxyUnreachable(
+                "it closed the connection during the CONNECT".into(),
+            ),
+            // "failed to create underlying connection", "io error establishing tunnel": the
+            // cause says why (connection refused, reset, …).
+            _ => UpstreamError::ProxyUnreachable(
+                err.source()
+                    .map(root_cause)
+                    .unwrap_or_else(|| what.to_string()),
+            ),
+        })
+    })
 }
 
 /// The rustls error behind a reqwest error, if the failure was TLS.
@@ -316,6 +368,26 @@ pub fn client_builder_with_identity(
         .user_agent(concat!("prefront/", env!("CARGO_PKG_VERSION"))))
 }
 
+/// `builder` sending every request through `proxy` (`[cloud] proxy`): an https URL through an
+/// HTTP CONNECT tunnel, TLS end to end with the cloud; the proxy's own host name is resolved
+/// like every other (`dns`), the cloud's by the proxy. `None`: no proxy, not even the
+/// environment's `HTTPS_PROXY`.
+pub fn with_proxy(
+    builder: reqwest::ClientBuilder,
+    proxy: Option<&crate::config::CloudProxy>,
+) -> Result<reqwest::ClientBuilder, String> {
+    let Some(proxy) = proxy else {
+        return Ok(builder.no_proxy());
+    };
+    // reqwest's own error would quote the URL; the URL holds no password, but say only what.
+    let mut p = reqwest::Proxy::all(proxy.url.clone())
+        .map_err(|_| format!("cloud.proxy {}: not usable", proxy.host_port()))?;
+    if let Some(auth) = &proxy.auth {
+        p = p.basic_auth(&auth.user, &auth.password.0);
+    }
+    Ok(builder.no_proxy().proxy(p))
+}
+
 /// The deepest cause of an error, for a one-line message.
 pub fn error_root(e: &(dyn std::error::Error + 'static)) -> String {
     root_cause(e)
@@ -454,7 +526,32 @@ mod tests {
                 },
                 Retry::Unusable,
             ),
+            (
+                UpstreamError::Unsupported("route url is not a valid URL"),
+                Retry::Unusable,
+            ),
+            (
+                UpstreamError::ProxyUnreachable("refused".into()),
+                Retry::AfterLink,
+            ),
+            (UpstreamError::ProxyRefused("407"), Retry::AfterLink),
         ];
+        // Every variant has a row: a new variant fails to compile here until it gets one.
+        let variant = |e: &UpstreamError| match e {
+            UpstreamError::Connect => 0,
+            UpstreamError::Tls(_) => 1,
+            UpstreamError::Timeout(_) => 2,
+            UpstreamError::Status(_) => 3,
+            UpstreamError::InvalidAnswer => 4,
+            UpstreamError::TooLarge(_) => 5,
+            UpstreamError::Protocol(_) => 6,
+            UpstreamError::Unsupported(_) => 7,
+            UpstreamError::SoapFault { .. } => 8,
+            UpstreamError::ProxyUnreachable(_) => 9,
+            UpstreamError::ProxyRefused(_) => 10,
+        };
+        let seen: std::collections::BTreeSet<i32> = cases.iter().map(|(e, _)| variant(e)).collect();
+        assert_eq!(seen, (0..=10).collect(), "a variant without a row");
         for (e, want) in cases {
             assert_eq!(e.retry(), want, "{e}");
             assert_eq!(
@@ -463,5 +560,146 @@ mod tests {
                 "{e}"
             );
         }
+    }
+
+    /// A fake HTTP proxy on loopback: answers every CONNECT with `answer` (or closes the
+    /// connection at once when it is empty), and hands the CONNECT request's head to the test.
+    async fn fake_proxy(
+        answer: &'static str,
+    ) -> (
+        std::net::SocketAddr,
+        tokio::sync::mpsc::UnboundedReceiver<String>,
+    ) {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+        tokio::spawn(async move {
+            while let Ok((mut sock, _)) = listener.accept().await {
+                if answer.is_empty() {
+                    continue; // dropped: closed at once
+                }
+                let mut head = Vec::new();
+                let mut buf = [0u8; 1024];
+                while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match sock.read(&mut buf).await {
+                        Ok(0) | Err(_) => break,
+                        Ok(n) => head.extend_from_slice(&buf[..n]),
+                    }
+                }
+                let _ = tx.send(String::from_utf8_lossy(&head).into_owned());
+                let _ = sock.write_all(answer.as_bytes()).await;
+                let _ = sock.shutdown().await;
+            }
+        });
+        (addr, rx)
+    }
+
+    fn proxied_client(addr: std::net::SocketAddr, auth: bool) -> reqwest::Client {
+        let proxy = crate::config::CloudProxy {
+            url: reqwest::Url::parse(&format!("http://{addr}")).expect("proxy url"),
+            auth: auth.then(|| crate::config::ProxyAuth {
+                user: "box".into(),
+                password: crate::config::Secret("s3cret-pw".into()),
+            }),
+        };
+        let builder = client_builder(rustls::RootCertStore::empty(), Duration::from_secs(2))
+            .expect("builder");
+        with_proxy(builder, Some(&proxy))
+            .expect("proxy")
+            .build()
+            .expect("client")
+    }
+
+    async fn call_through(client: &reqwest::Client) -> UpstreamError {
+        let url =
+            reqwest::Url::parse("https://cloud.example.invalid:8443/prefront/x").expect("url");
+        let timeout = Duration::from_secs(5);
+        match post_json(client, url, "rid", Bytes::from_static(b"{}"), timeout, 1024).await {
+            Ok(a) => panic!("no answer can come through this proxy: {a:?}"),
+            Err(e) => e,
+        }
+    }
+
+    /// How reqwest reports a CONNECT the proxy refuses, and a proxy that is not there, against
+    /// real answers on loopback (this pins the tunnel's words `proxy_failure` reads).
+    #[tokio::test]
+    async fn a_proxy_failure_is_told_from_the_clouds() {
+        let (addr, mut heads) =
+            fake_proxy("HTTP/1.1 407 Proxy Authentication Required\r\nContent-Length: 0\r\n\r\n")
+                .await;
+        let client = proxied_client(addr, true);
+        assert!(
+            !format!("{client:?}").contains("s3cret-pw"),
+            "the client's Debug never shows the proxy password"
+        );
+        let e = call_through(&client).await;
+        assert!(matches!(e, UpstreamError::ProxyRefused(_)), "{e:?}");
+        assert_eq!(e.kind(), Outcome::ProxyRefused);
+        assert!(e.to_string().contains("407"), "{e}");
+        assert_eq!(e.retry(), Retry::AfterLink);
+        let head = heads.recv().await.expect("the CONNECT");
+        assert!(
+            head.starts_with("CONNECT cloud.example.invalid:8443 HTTP/1.1\r\n"),
+            "only the host name and port go to the proxy: {head}"
+        );
+        // base64("box:s3cret-pw")
+        assert!(
+            head.to_ascii_lowercase()
+                .contains("proxy-authorization: basic ym94onmzy3jldc1wdw=="),
+            "{head}"
+        );
+        assert!(
+            !head.contains("/prefront/x"),
+            "the path stays in the tunnel"
+        );
+
+        let (addr, _h) = fake_proxy("HTTP/1.1 403 Forbidden\r\nContent-Length: 0\r\n\r\n").await;
+        let e = call_through(&proxied_client(addr, false)).await;
+        assert!(matches!(e, UpstreamError::ProxyRefused(_)), "{e:?}");
+        assert!(!e.to_string().contains("407"), "{e}");
+
+        let (addr, _h) = fake_proxy("").await;
+        let e = call_through(&proxied_client(addr, false)).await;
+        assert!(matches!(e, UpstreamError::ProxyUnreachable(_)), "{e:?}");
+        assert_eq!(e.kind(), Outcome::ProxyUnreachable);
+
+        let closed = {
+            let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+            l.local_addr().expect("addr")
+        };
+        let e = call_through(&proxied_client(closed, false)).await;
+        assert!(matches!(e, UpstreamError::ProxyUnreachable(_)), "{e:?}");
+        assert!(e.to_string().to_lowercase().contains("refused"), "{e}");
+        assert_eq!(e.retry(), Retry::AfterLink);
+    }
+
+    /// Without a proxy, a closed port is the cloud's own connect failure, not the proxy's.
+    #[tokio::test]
+    async fn without_a_proxy_a_closed_port_is_upstream_connect() {
+        let closed = {
+            let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+            l.local_addr().expect("addr")
+        };
+        let builder = client_builder(rustls::RootCertStore::empty(), Duration::from_secs(2))
+            .expect("builder");
+        let client = with_proxy(builder, None)
+            .expect("no proxy")
+            .build()
+            .expect("client");
+        let url = reqwest::Url::parse(&format!("https://{closed}/x")).expect("url");
+        let e = post_json(
+            &client,
+            url,
+            "rid",
+            Bytes::new(),
+            Duration::from_secs(5),
+            10,
+        )
+        .await
+        .err();
+        assert!(matches!(e, Some(UpstreamError::Connect)), "{e:?}");
     }
 }

@@ -101,6 +101,7 @@ pub(super) fn cloud(c: &mut Checker<'_>, raw: Option<raw::RawCloud>) -> Option<C
             (None, None)
         }
     };
+    let proxy = cloud_proxy(c, raw.proxy.as_deref(), raw.proxy_auth_file.as_deref());
     Some(CloudConfig {
         base_url: base_url?,
         ca,
@@ -111,7 +112,126 @@ pub(super) fn cloud(c: &mut Checker<'_>, raw: Option<raw::RawCloud>) -> Option<C
         pin_ca,
         client_cert,
         client_key,
+        proxy,
     })
+}
+
+/// `[cloud] proxy` (`http://host:port`, nothing else) and its `proxy_auth_file`.
+fn cloud_proxy(
+    c: &mut Checker<'_>,
+    proxy: Option<&str>,
+    auth_file: Option<&str>,
+) -> Option<CloudProxy> {
+    let k = |key| [Step::Key("cloud"), Step::Key(key)];
+    let Some(text) = proxy else {
+        if auth_file.is_some() {
+            c.warn(
+                &k("proxy_auth_file"),
+                "set without [cloud] proxy: not used (the cloud is called directly)",
+            );
+        }
+        return None;
+    };
+    let url = match proxy_url(text) {
+        Ok(u) => Some(u),
+        Err(e) => {
+            c.problem(&k("proxy"), e);
+            None
+        }
+    };
+    let auth = auth_file.and_then(|f| proxy_auth(c, f));
+    // A file that did not read is reported above; the proxy is not used half-configured.
+    if auth_file.is_some() && auth.is_none() {
+        return None;
+    }
+    Some(CloudProxy { url: url?, auth })
+}
+
+/// The proxy's URL: `http://host:port`, with an explicit port and nothing after it. The box
+/// speaks plain HTTP to the proxy and TLS through it (CONNECT), so `https://` is refused, as is
+/// any path, query, fragment or user (credentials go in `proxy_auth_file`).
+fn proxy_url(text: &str) -> Result<reqwest::Url, String> {
+    const FORM: &str = "only http://host:port is supported (e.g. \"http://10.0.0.5:3128\")";
+    let s = text.trim();
+    let Some(scheme_end) = s.find("://") else {
+        return Err(format!("`{s}` is not a URL: {FORM}"));
+    };
+    let scheme = &s[..scheme_end];
+    if !scheme.eq_ignore_ascii_case("http") {
+        return Err(format!(
+            "`{scheme}://`: {FORM}; the box speaks plain HTTP to the proxy and TLS to the cloud \
+             through it (CONNECT), so the proxy never sees the calls"
+        ));
+    }
+    let u = reqwest::Url::parse(s).map_err(|e| format!("`{s}` is not a URL: {e}; {FORM}"))?;
+    if !u.username().is_empty() || u.password().is_some() {
+        // Never echo the URL: it holds a password.
+        return Err(format!(
+            "the proxy URL carries a user or password: {FORM}; put `user:password` in \
+             proxy_auth_file"
+        ));
+    }
+    if u.host_str().is_none_or(str::is_empty) {
+        return Err(format!("`{s}` has no host: {FORM}"));
+    }
+    if u.path() != "/" {
+        return Err(format!("`{s}` has a path ({}): {FORM}", u.path()));
+    }
+    if u.query().is_some() || u.fragment().is_some() {
+        return Err(format!("`{s}` has a query or fragment: {FORM}"));
+    }
+    // `Url` drops a port equal to the scheme's default, so look at what was written.
+    let authority = s[scheme_end + 3..]
+        .split(['/', '?', '#'])
+        .next()
+        .unwrap_or_default();
+    let has_port = authority
+        .rsplit_once(':')
+        .is_some_and(|(_, p)| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()));
+    if !has_port {
+        return Err(format!("`{s}` has no port: {FORM}"));
+    }
+    Ok(u)
+}
+
+/// `proxy_auth_file`: one line `user:password`, readable only by the service (warning otherwise).
+/// Nothing of its content is ever echoed.
+fn proxy_auth(c: &mut Checker<'_>, file: &str) -> Option<ProxyAuth> {
+    let k = [Step::Key("cloud"), Step::Key("proxy_auth_file")];
+    let path = existing_file(c, &k, file)?;
+    private_key_permissions(c, &k, &path);
+    let text = match std::fs::read_to_string(&path) {
+        Ok(s) => s,
+        Err(e) => {
+            c.problem(&k, format!("cannot read {}: {e}", path.display()));
+            return None;
+        }
+    };
+    let mut lines = text.lines().filter(|l| !l.trim().is_empty());
+    let line = lines.next().unwrap_or_default().trim_end_matches('\r');
+    let one_line = lines.next().is_none();
+    let parsed = line
+        .split_once(':')
+        .filter(|(user, password)| {
+            one_line
+                && !user.is_empty()
+                && !password.is_empty()
+                && !line.chars().any(char::is_control)
+        })
+        .map(|(user, password)| ProxyAuth {
+            user: user.to_string(),
+            password: Secret(password.to_string()),
+        });
+    if parsed.is_none() {
+        c.problem(
+            &k,
+            format!(
+                "{} must hold one line `user:password` (user and password not empty)",
+                path.display()
+            ),
+        );
+    }
+    parsed
 }
 
 /// `[[cloud.route]]`: `delivery` overrides the catalogue's buffering choice for one HIS → cloud
