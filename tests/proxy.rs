@@ -438,7 +438,10 @@ async fn a_proxy_refusing_the_box_is_10003_proxy_refused_and_notify_calls_wait()
     let r = his_call(&gw, NOTIFY, &json!({"hospitalId": "253", "seq": 1})).await;
     assert_eq!(r.json()["code"], "10001", "{}", r.text());
     assert!(r.queued().is_some(), "queued: {}", r.text());
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    // With the link down, a call that cannot wait still hears it is the proxy, not "link down".
+    let r = his_call(&gw, GET_PATIENT_INFO, &json!({"patientId": "P2"})).await;
+    assert_eq!(r.error_kind(), Some("proxy-refused"), "{}", r.json());
+    tokio::time::sleep(Duration::from_millis(500)).await; // a quiet window: nothing may arrive
     assert_eq!(s.cloud.request_count(), 0, "nothing reached the cloud");
     assert!(
         proxy.connects_to(&s.cloud_host_port()) >= 1,
@@ -497,7 +500,10 @@ async fn a_proxy_outage_buffers_notify_calls_and_they_are_delivered_when_it_is_b
         assert_eq!(v["code"], "10001", "accepted while the proxy is down: {v}");
         assert!(r.queued().is_some(), "queued: {v}");
     }
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    // With the link down, a call that cannot wait still hears it is the proxy, not "link down".
+    let r = his_call(&gw, GET_PATIENT_INFO, &json!({"patientId": "P2"})).await;
+    assert_eq!(r.error_kind(), Some("proxy-unreachable"), "{}", r.json());
+    tokio::time::sleep(Duration::from_millis(500)).await; // a quiet window: nothing may arrive
     assert_eq!(s.cloud.request_count(), 0, "nothing reached the cloud");
 
     // The proxy comes back: the prober finds the link up and the buffer is delivered, in order.

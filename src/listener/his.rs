@@ -150,9 +150,14 @@ async fn relay_with_key(
             return enqueue(state, entry, &queue, key.as_deref(), body, call).await;
         }
     } else if !state.cloud.link.is_up() {
+        // A proxy that refuses or is gone says so (DESIGN.md §9); any other cause is the link.
+        let kind = match state.cloud.link.down_kind() {
+            Some(k @ (Outcome::ProxyRefused | Outcome::ProxyUnreachable)) => k,
+            _ => Outcome::LinkDown,
+        };
         let raised = Raised::new(
             Code::SystemError,
-            Outcome::LinkDown,
+            kind,
             "系统错误：云平台暂不可达，请稍后重试 (the cloud link is down; try again later)",
         );
         return Relayed {

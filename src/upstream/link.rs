@@ -30,6 +30,8 @@ pub struct Link {
     went_down: Notify,
     /// Wakes whoever waits for the link to come back (the forwarders).
     came_up: Notify,
+    /// The kind of the failure that took the link down (what a caller is told while it is).
+    down_kind: Mutex<Option<Outcome>>,
 }
 
 const UP: u8 = 0;
@@ -43,6 +45,7 @@ impl Link {
             state: AtomicU8::new(UP),
             went_down: Notify::new(),
             came_up: Notify::new(),
+            down_kind: Mutex::new(None),
         })
     }
 
@@ -91,8 +94,17 @@ impl Link {
             .is_ok()
         {
             tracing::warn!(link = self.name, error = %why, kind = why.kind().as_str(), "link is down");
+            *self.down_kind.lock().unwrap_or_else(|p| p.into_inner()) = Some(why.kind());
             self.went_down.notify_one();
         }
+    }
+
+    /// The kind of the failure that took the link down, while it is down.
+    pub fn down_kind(&self) -> Option<Outcome> {
+        if self.is_up() {
+            return None;
+        }
+        *self.down_kind.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// Completes when the link is up (at once if it already is).
