@@ -2,12 +2,15 @@
 //! service (spyne with lxml schema validation, `tests/his/spyne_his.py`) and answers with the
 //! HIS's JSON. Also the failure shapes a HIS produces: faults, HTML error pages, silence.
 
+#[path = "his/procs.rs"]
+mod procs;
 mod support;
 
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
+use procs::*;
 use serde_json::{json, Value};
 use support::*;
 
@@ -500,4 +503,87 @@ async fn dot_net_soap_action_and_axis_surrogate_pairs() {
     let (kind, v) = (lone.error_kind(), lone.json_or_text());
     assert_eq!(kind, Some("upstream-invalid-answer"), "{v}");
     assert_eq!(v["code"], "10003");
+}
+
+// ---------------------------------------------------------------------------
+// Real HIS toolkits (issue 19): PHP SoapServer, an Axis 1.4 service, a Mono asmx
+// ---------------------------------------------------------------------------
+
+/// What the cloud sends each toolkit HIS: Chinese text with 𠮷 (U+20BB7, outside the BMP) and
+/// the characters XML must escape.
+const HIS_BODY: &str = r#"{"hospitalId":"253","medicalCardNumber":"001000056254587","name":"𠮷野 张三","remark":"a<b & c>\"d\""}"#;
+
+/// The name every toolkit HIS puts in its answer.
+const HIS_ANSWER_NAME: &str = "𠮷野 张三";
+
+/// The cloud calls `name` with [`HIS_BODY`] through a gateway with `routes`: the toolkit HIS got
+/// exactly that JSON text, and its answer (with 𠮷) reached the cloud intact. Returns the
+/// answer's `data`.
+async fn cloud_calls_toolkit_his(his: &HisServer, name: &str, routes: &str) -> Value {
+    let toolkit = his.name();
+    let cloud = MockUpstream::http().await;
+    let gw = spawn_gateway(&basic_config(&cloud.url(), None, None, routes)).await;
+    let r = post(format!("{}/his/{name}", gw.cloud_url(false)))
+        .body(HIS_BODY)
+        .json_type()
+        .expect_status(200)
+        .send()
+        .await;
+    let (kind, v) = (r.error_kind(), r.json_or_text());
+    assert_eq!(kind, None, "{toolkit}: {v}\n--- its log:\n{}", his.log());
+    println!("{toolkit}: the cloud sent {HIS_BODY}\n{toolkit}: the cloud got {v}");
+    assert_eq!(v["code"], "10001", "{toolkit}: {v}");
+    assert_eq!(
+        v["data"]["param"].as_str(),
+        Some(HIS_BODY),
+        "{toolkit}: the HIS got exactly the cloud's JSON"
+    );
+    assert_eq!(
+        v["data"]["patientName"], HIS_ANSWER_NAME,
+        "{toolkit}: the HIS's answer came back intact"
+    );
+    assert_eq!(cloud.request_count(), 0);
+    v["data"].clone()
+}
+
+fn toolkit_route(name: &str, url: &str, namespace: &str, extra: &str) -> String {
+    format!("[[his.route]]\nname = \"{name}\"\nkind = \"soap\"\nurl = \"{url}\"\nnamespace = \"{namespace}\"\ntimeout_ms = 8000\n{extra}\n")
+}
+
+/// PHP's ext/soap `SoapServer` (WSDL mode, `tests/his/php/his.php`) under `php -S`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn php_soapserver_his() {
+    let mut missing = Vec::new();
+    if !runs_ok("php", &["-r", "exit(class_exists('SoapServer') ? 0 : 1);"]) {
+        missing.push("php with ext/soap (SoapServer) does not run".to_string());
+    }
+    let install = "apt-get install -y --no-install-recommends php-cli php-soap";
+    if !toolkit_here("PHP SoapServer", missing, install) {
+        return;
+    }
+    let tmp = TempDir::new("prefront-php-his");
+    let port = free_port();
+    let mut php = Command::new("php");
+    php.arg("-S").arg(format!("127.0.0.1:{port}")).arg(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/his/php/his.php"
+    ));
+    let his = HisServer::start(
+        "PHP SoapServer",
+        php,
+        &[port],
+        &tmp.path().join("php.log"),
+        Duration::from_secs(20),
+    );
+    let ns = "http://his.example.cn/php/";
+    let name = "hospital.interface.createCard";
+    let routes = toolkit_route(name, &format!("http://127.0.0.1:{port}/his"), ns, "");
+    let data = cloud_calls_toolkit_his(&his, name, &routes).await;
+    assert_eq!(data["soapAction"], format!("\"{ns}createCard\""));
+    assert!(
+        data["toolkit"]
+            .as_str()
+            .is_some_and(|t| t.starts_with("PHP 8.")),
+        "{data}"
+    );
 }

@@ -510,6 +510,198 @@ async fn gsoap_client_with_all_operations_calls_through_the_gateway() {
 }
 
 // ---------------------------------------------------------------------------
+// The calls of the PHP, Axis 1.4 and Mono clients (issue 19)
+// ---------------------------------------------------------------------------
+
+/// Chinese text with a character outside the BMP (𠮷, U+20BB7, in Chinese names) and
+/// characters XML must escape.
+const ZH_PARAM: &str = r#"{"hospitalId":"253","medicalCardNumber":"001000056254587","patientName":"𠮷野 张三","address":"上海市徐汇区 & <12号>"}"#;
+
+/// One call a client makes: the operation, in SOAP 1.2 or 1.1, the JSON it sends and the cloud
+/// path it must reach.
+struct ToolkitCall {
+    op: &'static str,
+    soap12: bool,
+    param: &'static str,
+    path: &'static str,
+}
+
+/// getPatientInfo, the oddly spelled `hisRefun`, `delete`, and the non-BMP Chinese text; a
+/// client that speaks SOAP 1.2 (PHP, Mono) then sends that text again in 1.2.
+fn toolkit_calls(soap12: bool) -> Vec<ToolkitCall> {
+    let mut calls = vec![
+        ToolkitCall {
+            op: "getPatientInfo",
+            soap12: false,
+            param: TOOLKIT_PARAM,
+            path: CLOUD_PATH,
+        },
+        ToolkitCall {
+            op: "hisRefun",
+            soap12: false,
+            param: r#"{"hospitalId":"253","refundNo":"R20261206001","refundAmount":"12.50"}"#,
+            path: "/prefront/hospitalizationCosts/hisRefund",
+        },
+        ToolkitCall {
+            op: "delete",
+            soap12: false,
+            param: r#"{"hosCode":"253","deptCode":"0101","doctors":[{"docCode":"D001"}]}"#,
+            path: "/prefront/yyghService/delete",
+        },
+        ToolkitCall {
+            op: "getPatientInfo",
+            soap12: false,
+            param: ZH_PARAM,
+            path: CLOUD_PATH,
+        },
+    ];
+    if soap12 {
+        calls.push(ToolkitCall {
+            op: "getPatientInfo",
+            soap12: true,
+            param: ZH_PARAM,
+            path: CLOUD_PATH,
+        });
+    }
+    calls
+}
+
+/// Writes `calls` as the clients' calls file: `<op> TAB <1.1|1.2> TAB <json>` a line.
+fn write_calls_file(path: &Path, calls: &[ToolkitCall]) {
+    let text: String = calls
+        .iter()
+        .map(|c| {
+            let v = if c.soap12 { "1.2" } else { "1.1" };
+            format!("{}\t{v}\t{}\n", c.op, c.param)
+        })
+        .collect();
+    std::fs::write(path, text).expect("write the calls file");
+}
+
+impl Bench {
+    /// The client printed one answer a line for `calls`; the cloud got exactly those calls, in
+    /// order, each with exactly the JSON the client sent, and each answer is the cloud's.
+    async fn assert_calls(&self, toolkit: &str, ran: &Ran, calls: &[ToolkitCall]) {
+        let printed = ran.stdout_text();
+        println!(
+            "{toolkit}: what the client sent (its own account):\n{}",
+            ran.stderr
+        );
+        let lines: Vec<&str> = printed.lines().collect();
+        assert_eq!(
+            lines.len(),
+            calls.len(),
+            "{toolkit}: one answer a call; printed {printed:?}"
+        );
+        let seen = self
+            .cloud
+            .wait_for_requests(calls.len(), Duration::from_secs(5))
+            .await;
+        assert_eq!(seen.len(), calls.len(), "{toolkit}: one cloud call a call");
+        for ((call, line), req) in calls.iter().zip(&lines).zip(&seen) {
+            let what = format!(
+                "{toolkit} {} (SOAP {})",
+                call.op,
+                if call.soap12 { "1.2" } else { "1.1" }
+            );
+            println!(
+                "{what}: sent {} -> cloud {} -> got {line}",
+                call.param, req.path
+            );
+            assert_eq!(req.method, "POST", "{what}");
+            assert_eq!(
+                req.path, call.path,
+                "{what}: forwarded to the operation's path"
+            );
+            assert_eq!(
+                req.body_text(),
+                call.param,
+                "{what}: the cloud got exactly the JSON the client sent"
+            );
+            let answer: Value = serde_json::from_str(line)
+                .unwrap_or_else(|e| panic!("{what}: the client printed no JSON ({e}): {line:?}"));
+            assert_eq!(
+                answer,
+                echo_answer_at(call.path, call.param),
+                "{what}: the client got the cloud's answer"
+            );
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------
+// PHP SoapClient
+// ---------------------------------------------------------------------------
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn php_soapclient_calls_through_the_gateway_in_soap_11_and_12() {
+    let mut missing = Vec::new();
+    if !runs_ok("php", &["-r", "exit(class_exists('SoapClient') ? 0 : 1);"]) {
+        missing.push("php with ext/soap (SoapClient) does not run".to_string());
+    }
+    let install = "apt-get install -y --no-install-recommends php-cli php-soap";
+    if require("PHP SoapClient", missing, install).is_err() {
+        return;
+    }
+    let b = Bench::new().await;
+    let script = toolkits_dir().join("php/client.php");
+    let version = run_ok(
+        "php --version",
+        {
+            let mut c = Command::new("php");
+            c.args(["-r", "echo PHP_VERSION;"]);
+            c
+        },
+        Duration::from_secs(30),
+    )
+    .await;
+    println!("PHP {} ext/soap, WSDL mode", version.stdout_text());
+
+    // What SoapClient makes of the served WSDL: one function per operation.
+    let mut list = Command::new("php");
+    list.arg(&script).arg("list").arg(b.wsdl_url());
+    let ran = run_ok("PHP: load the served WSDL", list, Duration::from_secs(60)).await;
+    let functions = ran.stdout_text();
+    let ops: BTreeSet<String> = functions
+        .lines()
+        .filter_map(|l| l.split_whitespace().nth(1)?.split('(').next())
+        .map(str::to_string)
+        .collect();
+    assert_eq!(ops, wsdl_operations(), "SoapClient sees every operation");
+    println!(
+        "PHP SoapClient::__getFunctions(): {} functions, e.g. {:?}",
+        ops.len(),
+        functions
+            .lines()
+            .filter(|l| l.contains(" delete(") || l.contains(" hisRefun("))
+            .collect::<Vec<_>>()
+    );
+    assert!(
+        functions.contains("deleteResponse delete(delete $parameters)"),
+        "{functions}"
+    );
+
+    let tmp = TempDir::new("prefront-php");
+    let calls = toolkit_calls(true);
+    let calls_file = tmp.path().join("calls.tsv");
+    write_calls_file(&calls_file, &calls);
+    let mut call = Command::new("php");
+    call.arg(&script)
+        .arg("call")
+        .arg(b.wsdl_url())
+        .arg(b.endpoint())
+        .arg(&calls_file);
+    let ran = run_ok("PHP SoapClient calls", call, Duration::from_secs(60)).await;
+    b.assert_calls("PHP SoapClient", &ran, &calls).await;
+    // The last call went out as SOAP 1.2 (the client says how it sent each call).
+    let last = ran.stderr.lines().last().unwrap_or_default();
+    assert!(
+        last.contains("SOAP 1.2") && last.contains("application/soap+xml"),
+        "the SOAP 1.2 call: {last}"
+    );
+}
+
+// ---------------------------------------------------------------------------
 // Recorded envelopes
 // ---------------------------------------------------------------------------
 
