@@ -587,3 +587,104 @@ async fn php_soapserver_his() {
         "{data}"
     );
 }
+
+/// Axis 1.4 and what it needs at run time (Debian `libaxis-java`).
+const AXIS_JARS: &[&str] = &[
+    "/usr/share/java/axis.jar",
+    "/usr/share/java/axis-jaxrpc.jar",
+    "/usr/share/java/axis-saaj.jar",
+    "/usr/share/java/wsdl4j.jar",
+    "/usr/share/java/commons-discovery.jar",
+    "/usr/share/java/commons-logging.jar",
+];
+
+/// An Axis 1.4 service (`tests/his/axis1`, Axis's default rpc/encoded RPC provider) in
+/// `SimpleAxisServer`, configured as its own WSDL says: unqualified parts, `soapAction=""`. Its
+/// answer writes 𠮷 as a surrogate pair of references, which the box reads as the one character.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn axis1_simpleaxisserver_his() {
+    let mut missing: Vec<String> = AXIS_JARS
+        .iter()
+        .filter(|j| !std::path::Path::new(j).exists())
+        .map(|j| format!("{j} missing"))
+        .collect();
+    for tool in ["java", "javac"] {
+        if !runs_ok(tool, &["-version"]) {
+            missing.push(format!("`{tool} -version` fails"));
+        }
+    }
+    let install = "apt-get install -y --no-install-recommends libaxis-java openjdk-17-jdk-headless";
+    if !toolkit_here("Axis 1.4 SimpleAxisServer", missing, install) {
+        return;
+    }
+    let src = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/his/axis1");
+    let tmp = TempDir::new("prefront-axis1-his");
+    let classes = tmp.path().join("classes");
+    std::fs::create_dir_all(&classes).expect("mkdir classes");
+    let axis_cp = AXIS_JARS.join(":");
+    // Java 8 class files: Axis 1.4 reads parameter names from the bytecode and cannot parse
+    // what javac 17 writes for string concatenation (invokedynamic constants).
+    let mut javac = Command::new("javac");
+    javac
+        .args(["--release", "8", "-g", "-nowarn", "-encoding", "UTF-8"])
+        .args(["-cp", &axis_cp, "-d"])
+        .arg(&classes)
+        .arg(format!("{src}/HisService.java"));
+    run_step(
+        "javac HisService.java",
+        javac,
+        &tmp.path().join("javac.log"),
+        Duration::from_secs(120),
+    );
+    std::fs::copy(
+        format!("{src}/server-config.wsdd"),
+        tmp.path().join("server-config.wsdd"),
+    )
+    .expect("copy server-config.wsdd");
+    let port = free_port();
+    let mut java = Command::new("java");
+    java.current_dir(tmp.path())
+        .arg("-cp")
+        .arg(format!("{}:{axis_cp}", classes.display()))
+        .args(["org.apache.axis.transport.http.SimpleAxisServer", "-p"])
+        .arg(port.to_string());
+    let his = HisServer::start(
+        "Axis 1.4 SimpleAxisServer",
+        java,
+        &[port],
+        &tmp.path().join("axis.log"),
+        Duration::from_secs(60),
+    );
+    let url = format!("http://127.0.0.1:{port}/axis/services/HisService");
+    let wsdl = get(format!("{url}?wsdl"))
+        .expect_status(200)
+        .send()
+        .await
+        .text();
+    assert!(
+        wsdl.contains("style=\"rpc\"") && wsdl.contains("soapAction=\"\""),
+        "Axis publishes an rpc/encoded service with soapAction=\"\": {wsdl}"
+    );
+    // What Axis writes for 𠮷 (U+20BB7): a pair of surrogate references, not well-formed XML.
+    let raw = post(&url)
+        .header("SOAPAction", "\"\"")
+        .content_type("text/xml; charset=utf-8")
+        .body("<s:Envelope xmlns:s=\"http://schemas.xmlsoap.org/soap/envelope/\"><s:Body><createCard xmlns=\"http://his.example.cn/axis\"><param xmlns=\"\">{}</param></createCard></s:Body></s:Envelope>")
+        .expect_status(200)
+        .send()
+        .await
+        .text();
+    assert!(raw.contains("&#xD842;&#xDFB7;"), "{raw}");
+    println!("Axis 1.4 answers 𠮷 as &#xD842;&#xDFB7;");
+
+    let name = "hospital.interface.createCard";
+    let routes = toolkit_route(
+        name,
+        &url,
+        "http://his.example.cn/axis",
+        "qualified = false\nsoap_action = \"\"",
+    );
+    let data = cloud_calls_toolkit_his(&his, name, &routes).await;
+    assert_eq!(data["soapAction"], "", "{data}");
+    assert_eq!(data["toolkit"], "Apache Axis 1.4", "{data}");
+}

@@ -702,6 +702,121 @@ async fn php_soapclient_calls_through_the_gateway_in_soap_11_and_12() {
 }
 
 // ---------------------------------------------------------------------------
+// Apache Axis 1.4 WSDL2Java
+// ---------------------------------------------------------------------------
+
+/// Axis 1.4 and what it needs at run time (Debian `libaxis-java`).
+const AXIS_JARS: &[&str] = &[
+    "/usr/share/java/axis.jar",
+    "/usr/share/java/axis-jaxrpc.jar",
+    "/usr/share/java/axis-saaj.jar",
+    "/usr/share/java/wsdl4j.jar",
+    "/usr/share/java/commons-discovery.jar",
+    "/usr/share/java/commons-logging.jar",
+];
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn axis1_wsdl2java_client_calls_through_the_gateway() {
+    let mut missing = Vec::new();
+    check_files(&mut missing, AXIS_JARS);
+    for tool in ["java", "javac"] {
+        if !runs_ok(tool, &["-version"]) {
+            missing.push(format!("`{tool} -version` fails"));
+        }
+    }
+    let install = "apt-get install -y --no-install-recommends libaxis-java openjdk-17-jdk-headless";
+    if require("Axis 1.4 WSDL2Java", missing, install).is_err() {
+        return;
+    }
+    let b = Bench::new().await;
+    let tmp = TempDir::new("prefront-axis1");
+    let gen = tmp.path().join("gen");
+    let classes = tmp.path().join("classes");
+    std::fs::create_dir_all(&classes).expect("mkdir classes");
+    let axis_cp = AXIS_JARS.join(":");
+
+    // What a HIS vendor on Axis 1.4 does: WSDL2Java straight from the box's ?wsdl.
+    let mut wsdl2java = Command::new("java");
+    wsdl2java
+        .args(["-cp", &axis_cp, "org.apache.axis.wsdl.WSDL2Java", "-o"])
+        .arg(&gen)
+        .args(["-p", "prefront.axis"])
+        .arg(b.wsdl_url());
+    run_ok("WSDL2Java", wsdl2java, Duration::from_secs(120)).await;
+    let pkg = gen.join("prefront/axis");
+    let mut sources: Vec<PathBuf> = std::fs::read_dir(&pkg)
+        .expect("read generated package")
+        .map(|e| e.expect("dir entry").path())
+        .filter(|p| p.extension().is_some_and(|x| x == "java"))
+        .collect();
+    sources.sort();
+    let port_type = std::fs::read_to_string(pkg.join("PrefrontWebService_PortType.java"))
+        .expect("WSDL2Java wrote the port type");
+    let methods: Vec<&str> = port_type
+        .lines()
+        .filter(|l| l.trim_start().starts_with("public java.lang.String "))
+        .map(str::trim)
+        .collect();
+    let names: BTreeSet<String> = methods
+        .iter()
+        .filter_map(|m| {
+            m.strip_prefix("public java.lang.String ")?
+                .split('(')
+                .next()
+        })
+        .map(str::to_string)
+        .collect();
+    assert_eq!(
+        names,
+        wsdl_operations(),
+        "WSDL2Java: one method per operation"
+    );
+    println!(
+        "Axis 1.4 WSDL2Java generated {:?}; e.g. {:?}",
+        sources
+            .iter()
+            .filter_map(|p| p.file_name())
+            .collect::<Vec<_>>(),
+        methods
+            .iter()
+            .filter(|m| m.contains(" delete(") || m.contains(" hisRefun("))
+            .collect::<Vec<_>>()
+    );
+
+    sources.push(toolkits_dir().join("axis1/AxisClient.java"));
+    let mut javac = Command::new("javac");
+    javac
+        .args(["-nowarn", "-encoding", "UTF-8", "-cp", &axis_cp, "-d"])
+        .arg(&classes)
+        .args(&sources);
+    run_ok(
+        "javac (Axis stubs + client)",
+        javac,
+        Duration::from_secs(180),
+    )
+    .await;
+
+    let calls = toolkit_calls(false);
+    let calls_file = tmp.path().join("calls.tsv");
+    write_calls_file(&calls_file, &calls);
+    let mut java = Command::new("java");
+    java.arg("-cp")
+        .arg(format!("{}:{axis_cp}", classes.display()))
+        .arg("AxisClient")
+        .arg(b.endpoint())
+        .arg(&calls_file);
+    let ran = run_ok("Axis 1.4 client", java, Duration::from_secs(60)).await;
+    b.assert_calls("Axis 1.4", &ran, &calls).await;
+    // Axis 1.4 wrote 𠮷 as a surrogate pair of character references (DESIGN.md §2), and the box
+    // read it as the one character (the cloud got it above).
+    assert!(
+        ran.stderr.contains("wrote U+20BB7 as &#xD842;&#xDFB7;"),
+        "{}",
+        ran.stderr
+    );
+}
+
+// ---------------------------------------------------------------------------
 // Recorded envelopes
 // ---------------------------------------------------------------------------
 

@@ -85,7 +85,6 @@ pub fn run_logged(cmd: Command, log: &Path, timeout: Duration) -> Result<(), Str
 }
 
 /// [`run_logged`] that panics on failure, and prints what it ran and how long it took.
-#[allow(dead_code)] // used once a toolkit HIS is built first (Axis, Mono)
 pub fn run_step(what: &str, cmd: Command, log: &Path, timeout: Duration) {
     let started = Instant::now();
     if let Err(e) = run_logged(cmd, log, timeout) {
