@@ -817,6 +817,106 @@ async fn axis1_wsdl2java_client_calls_through_the_gateway() {
 }
 
 // ---------------------------------------------------------------------------
+// .NET (Mono) wsdl + mcs
+// ---------------------------------------------------------------------------
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mono_wsdl_proxy_calls_through_the_gateway_in_soap_11_and_12() {
+    let mut missing = Vec::new();
+    for (tool, arg) in [("mono", "--version"), ("mcs", "--version")] {
+        if !runs_ok(tool, &[arg]) {
+            missing.push(format!("`{tool} {arg}` fails"));
+        }
+    }
+    check_files(
+        &mut missing,
+        &[
+            "/usr/lib/mono/4.5/wsdl.exe",
+            "/usr/lib/mono/4.5/System.Web.Services.dll",
+        ],
+    );
+    if !runs_ok("wsdl", &[]) {
+        missing.push("`wsdl` fails".to_string());
+    }
+    let install = "apt-get install -y --no-install-recommends mono-devel";
+    if require(".NET (Mono) wsdl", missing, install).is_err() {
+        return;
+    }
+    let b = Bench::new().await;
+    let tmp = TempDir::new("prefront-mono");
+    let dir = tmp.path();
+    let mut version = Command::new("mono");
+    version.arg("--version");
+    let version = run_ok("mono --version", version, Duration::from_secs(30)).await;
+    println!(
+        "{}",
+        version.stdout_text().lines().next().unwrap_or_default()
+    );
+
+    // What a .NET HIS vendor does: "Add Web Reference", i.e. wsdl.exe on the box's ?wsdl.
+    let mut wsdl = Command::new("wsdl");
+    wsdl.current_dir(dir)
+        .args(["-nologo", "-namespace:Prefront.Client", "-out:Proxy.cs"])
+        .arg(b.wsdl_url());
+    run_ok("wsdl", wsdl, Duration::from_secs(120)).await;
+    let proxy = std::fs::read_to_string(dir.join("Proxy.cs")).expect("wsdl wrote Proxy.cs");
+    let methods: Vec<&str> = proxy
+        .lines()
+        .map(str::trim)
+        .filter(|l| l.starts_with("public string ") && l.ends_with(" string param) {"))
+        .collect();
+    let names: BTreeSet<String> = methods
+        .iter()
+        .filter_map(|m| m.strip_prefix("public string ")?.split('(').next())
+        .map(str::to_string)
+        .collect();
+    assert_eq!(
+        names,
+        wsdl_operations(),
+        "wsdl: one proxy method per operation"
+    );
+    println!(
+        "Mono wsdl generated Proxy.cs ({} bytes, class PrefrontWebService : SoapHttpClientProtocol); e.g. {:?}",
+        proxy.len(),
+        methods
+            .iter()
+            .filter(|m| m.contains(" delete(") || m.contains(" hisRefun("))
+            .collect::<Vec<_>>()
+    );
+
+    std::fs::copy(
+        toolkits_dir().join("mono/MonoClient.cs"),
+        dir.join("MonoClient.cs"),
+    )
+    .expect("copy MonoClient.cs");
+    let mut mcs = Command::new("mcs");
+    mcs.current_dir(dir).args([
+        "-nologo",
+        "-out:client.exe",
+        "-r:System.Web.Services.dll",
+        "Proxy.cs",
+        "MonoClient.cs",
+    ]);
+    run_ok("mcs (proxy + client)", mcs, Duration::from_secs(180)).await;
+
+    let calls = toolkit_calls(true);
+    let calls_file = dir.join("calls.tsv");
+    write_calls_file(&calls_file, &calls);
+    let mut mono = Command::new("mono");
+    mono.current_dir(dir)
+        .arg("client.exe")
+        .arg(b.endpoint())
+        .arg(&calls_file);
+    let ran = run_ok("Mono client", mono, Duration::from_secs(60)).await;
+    b.assert_calls(".NET (Mono)", &ran, &calls).await;
+    let last = ran.stderr.lines().last().unwrap_or_default();
+    assert!(
+        last.contains("SOAP 1.2") && last.contains("application/soap+xml"),
+        "the SOAP 1.2 call: {last}"
+    );
+}
+
+// ---------------------------------------------------------------------------
 // Recorded envelopes
 // ---------------------------------------------------------------------------
 
