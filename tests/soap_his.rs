@@ -516,13 +516,17 @@ const HIS_BODY: &str = r#"{"hospitalId":"253","medicalCardNumber":"0010000562545
 /// The name every toolkit HIS puts in its answer.
 const HIS_ANSWER_NAME: &str = "𠮷野 张三";
 
-/// The cloud calls `name` with [`HIS_BODY`] through a gateway with `routes`: the toolkit HIS got
-/// exactly that JSON text, and its answer (with 𠮷) reached the cloud intact. Returns the
-/// answer's `data`.
-async fn cloud_calls_toolkit_his(his: &HisServer, name: &str, routes: &str) -> Value {
-    let toolkit = his.name();
+/// A gateway with `routes` (and a cloud it must never call).
+async fn toolkit_gateway(routes: &str) -> (MockUpstream, TestGateway) {
     let cloud = MockUpstream::http().await;
     let gw = spawn_gateway(&basic_config(&cloud.url(), None, None, routes)).await;
+    (cloud, gw)
+}
+
+/// The cloud calls `name` with [`HIS_BODY`] through `gw`: the toolkit HIS got exactly that JSON
+/// text, and its answer (with 𠮷) reached the cloud intact. Returns the answer's `data`.
+async fn cloud_calls_toolkit_his(his: &HisServer, gw: &TestGateway, name: &str) -> Value {
+    let toolkit = his.name();
     let r = post(format!("{}/his/{name}", gw.cloud_url(false)))
         .body(HIS_BODY)
         .json_type()
@@ -542,7 +546,6 @@ async fn cloud_calls_toolkit_his(his: &HisServer, name: &str, routes: &str) -> V
         v["data"]["patientName"], HIS_ANSWER_NAME,
         "{toolkit}: the HIS's answer came back intact"
     );
-    assert_eq!(cloud.request_count(), 0);
     v["data"].clone()
 }
 
@@ -578,7 +581,9 @@ async fn php_soapserver_his() {
     let ns = "http://his.example.cn/php/";
     let name = "hospital.interface.createCard";
     let routes = toolkit_route(name, &format!("http://127.0.0.1:{port}/his"), ns, "");
-    let data = cloud_calls_toolkit_his(&his, name, &routes).await;
+    let (cloud, gw) = toolkit_gateway(&routes).await;
+    let data = cloud_calls_toolkit_his(&his, &gw, name).await;
+    assert_eq!(cloud.request_count(), 0);
     assert_eq!(data["soapAction"], format!("\"{ns}createCard\""));
     assert!(
         data["toolkit"]
@@ -684,7 +689,144 @@ async fn axis1_simpleaxisserver_his() {
         "http://his.example.cn/axis",
         "qualified = false\nsoap_action = \"\"",
     );
-    let data = cloud_calls_toolkit_his(&his, name, &routes).await;
+    let (cloud, gw) = toolkit_gateway(&routes).await;
+    let data = cloud_calls_toolkit_his(&his, &gw, name).await;
+    assert_eq!(cloud.request_count(), 0);
     assert_eq!(data["soapAction"], "", "{data}");
     assert_eq!(data["toolkit"], "Apache Axis 1.4", "{data}");
+}
+
+/// A .NET asmx (`tests/his/asmx/His.asmx`, Mono's ASP.NET in `fastcgi-mono-server4` behind
+/// nginx) whose namespace has no trailing `/`: the route's default SOAPAction is .NET's own
+/// (`http://his.example.cn/ws/createCard`), in SOAP 1.1 and 1.2; the SOAPAction the box sent
+/// before issue 19 (`…/wscreateCard`) is refused by the asmx.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mono_asmx_his_namespace_without_trailing_slash() {
+    const FASTCGI: &str = "/usr/lib/mono/4.5/fastcgi-mono-server4.exe";
+    let nginx = ["/usr/sbin/nginx", "/usr/bin/nginx"]
+        .into_iter()
+        .find(|p| std::path::Path::new(p).exists());
+    let mut missing = Vec::new();
+    if !runs_ok("mono", &["--version"]) {
+        missing.push("`mono --version` fails".to_string());
+    }
+    if !std::path::Path::new(FASTCGI).exists() {
+        missing.push(format!("{FASTCGI} missing"));
+    }
+    if nginx.is_none() {
+        missing.push("nginx missing".to_string());
+    }
+    let install =
+        "apt-get install -y --no-install-recommends mono-devel mono-fastcgi-server4 nginx-light";
+    if !toolkit_here(".NET asmx (Mono)", missing, install) {
+        return;
+    }
+    let src = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/his/asmx");
+    let tmp = TempDir::new("prefront-asmx-his");
+    let dir = tmp.path();
+    for sub in ["app", "tmp", "aspnet"] {
+        std::fs::create_dir_all(dir.join(sub)).expect("mkdir");
+    }
+    for f in ["His.asmx", "web.config"] {
+        std::fs::copy(format!("{src}/{f}"), dir.join("app").join(f)).expect("copy the asmx app");
+    }
+    let (port, fcgi_port) = (free_port(), free_port());
+    let conf = std::fs::read_to_string(format!("{src}/nginx.conf"))
+        .expect("nginx.conf template")
+        .replace("@DIR@", &dir.display().to_string())
+        .replace("@FCGI_PORT@", &fcgi_port.to_string())
+        .replace("@PORT@", &port.to_string());
+    std::fs::write(dir.join("nginx.conf"), conf).expect("write nginx.conf");
+
+    let mut fcgi = Command::new("mono");
+    fcgi.env("TMPDIR", dir.join("aspnet"))
+        .arg(FASTCGI)
+        .arg(format!("/applications=/:{}", dir.join("app").display()))
+        .arg(format!("/socket=tcp:127.0.0.1:{fcgi_port}"))
+        .arg("/printlog");
+    let asmx = HisServer::start(
+        ".NET asmx (Mono fastcgi-mono-server4)",
+        fcgi,
+        &[fcgi_port],
+        &dir.join("fastcgi.log"),
+        Duration::from_secs(60),
+    );
+    let mut ngx = Command::new(nginx.expect("checked above"));
+    ngx.arg("-e")
+        .arg(dir.join("nginx-error.log"))
+        .arg("-p")
+        .arg(dir)
+        .arg("-c")
+        .arg(dir.join("nginx.conf"))
+        .args(["-g", "daemon off;"]);
+    let _nginx = HisServer::start(
+        "nginx",
+        ngx,
+        &[port],
+        &dir.join("nginx.log"),
+        Duration::from_secs(20),
+    );
+
+    // The first request compiles the asmx: bounded, and it shows what .NET publishes.
+    let url = format!("http://127.0.0.1:{port}/His.asmx");
+    let wsdl = get(format!("{url}?wsdl"))
+        .timeout(Duration::from_secs(90))
+        .send()
+        .await;
+    assert_eq!(
+        wsdl.status,
+        200,
+        "{}\n--- log:\n{}",
+        wsdl.text(),
+        asmx.log()
+    );
+    let wsdl = wsdl.text();
+    assert!(
+        wsdl.contains("soapAction=\"http://his.example.cn/ws/createCard\"")
+            && wsdl.contains("elementFormDefault=\"qualified\""),
+        "{wsdl}"
+    );
+    println!("the asmx publishes soapAction=\"http://his.example.cn/ws/createCard\"");
+
+    let ns = "http://his.example.cn/ws";
+    let routes = [
+        toolkit_route("hospital.interface.createCard", &url, ns, ""),
+        toolkit_route(
+            "hospital.interface.queryWaitPay",
+            &url,
+            ns,
+            "operation = \"createCard\"\nsoap_version = \"1.2\"",
+        ),
+        // The rule before issue 19: namespace + operation with no `/` between.
+        toolkit_route(
+            "hospital.interface.bindCard",
+            &url,
+            ns,
+            "operation = \"createCard\"\nsoap_action = \"{namespace}{operation}\"",
+        ),
+    ]
+    .concat();
+    let (cloud, gw) = toolkit_gateway(&routes).await;
+    let data = cloud_calls_toolkit_his(&asmx, &gw, "hospital.interface.createCard").await;
+    assert_eq!(data["soapAction"], format!("\"{ns}/createCard\""), "{data}");
+    assert!(
+        data["toolkit"]
+            .as_str()
+            .is_some_and(|t| t.starts_with("Mono 6.")),
+        "{data}"
+    );
+    // SOAP 1.2: the action travels in the Content-Type (no SOAPAction header).
+    let data = cloud_calls_toolkit_his(&asmx, &gw, "hospital.interface.queryWaitPay").await;
+    assert_eq!(data["soapAction"], Value::Null, "{data}");
+
+    let r = call(&gw, "hospital.interface.bindCard", &json!({"a": "1"}))
+        .send()
+        .await;
+    let (kind, v) = (r.error_kind(), r.json_or_text());
+    assert_eq!(
+        kind,
+        Some("upstream-soap-fault"),
+        "the asmx refuses SOAPAction {ns}createCard: {v}"
+    );
+    assert_eq!(cloud.request_count(), 0);
 }
