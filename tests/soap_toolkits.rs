@@ -42,11 +42,13 @@ const FIXTURE_PARAM_ZH: &str =
 
 /// Every fixture in tests/fixtures/soap/ and the JSON text its `param` carries.
 const FIXTURES: &[(&str, &str)] = &[
+    ("asmx_qualified", FIXTURE_PARAM),
     ("axis1_in0", FIXTURE_PARAM),
     ("bom", FIXTURE_PARAM),
     ("cdata", FIXTURE_PARAM),
     ("delphi", FIXTURE_PARAM),
     ("dotnet_asmx", FIXTURE_PARAM),
+    ("dotnet_asmx_soap12", FIXTURE_PARAM),
     ("gbk", FIXTURE_PARAM_ZH),
     ("gsoap", FIXTURE_PARAM),
     ("jaxws", FIXTURE_PARAM),
