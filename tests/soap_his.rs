@@ -2,12 +2,15 @@
 //! service (spyne with lxml schema validation, `tests/his/spyne_his.py`) and answers with the
 //! HIS's JSON. Also the failure shapes a HIS produces: faults, HTML error pages, silence.
 
+#[path = "his/procs.rs"]
+mod procs;
 mod support;
 
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
+use procs::*;
 use serde_json::{json, Value};
 use support::*;
 
@@ -500,4 +503,330 @@ async fn dot_net_soap_action_and_axis_surrogate_pairs() {
     let (kind, v) = (lone.error_kind(), lone.json_or_text());
     assert_eq!(kind, Some("upstream-invalid-answer"), "{v}");
     assert_eq!(v["code"], "10003");
+}
+
+// ---------------------------------------------------------------------------
+// Real HIS toolkits (issue 19): PHP SoapServer, an Axis 1.4 service, a Mono asmx
+// ---------------------------------------------------------------------------
+
+/// What the cloud sends each toolkit HIS: Chinese text with 𠮷 (U+20BB7, outside the BMP) and
+/// the characters XML must escape.
+const HIS_BODY: &str = r#"{"hospitalId":"253","medicalCardNumber":"001000056254587","name":"𠮷野 张三","remark":"a<b & c>\"d\""}"#;
+
+/// The name every toolkit HIS puts in its answer.
+const HIS_ANSWER_NAME: &str = "𠮷野 张三";
+
+/// A gateway with `routes` (and a cloud it must never call).
+async fn toolkit_gateway(routes: &str) -> (MockUpstream, TestGateway) {
+    let cloud = MockUpstream::http().await;
+    let gw = spawn_gateway(&basic_config(&cloud.url(), None, None, routes)).await;
+    (cloud, gw)
+}
+
+/// The cloud calls `name` with [`HIS_BODY`] through `gw`: the toolkit HIS got exactly that JSON
+/// text, and its answer (with 𠮷) reached the cloud intact. Returns the answer's `data`.
+async fn cloud_calls_toolkit_his(his: &HisServer, gw: &TestGateway, name: &str) -> Value {
+    let toolkit = his.name();
+    let r = post(format!("{}/his/{name}", gw.cloud_url(false)))
+        .body(HIS_BODY)
+        .json_type()
+        .expect_status(200)
+        .send()
+        .await;
+    let (kind, v) = (r.error_kind(), r.json_or_text());
+    assert_eq!(kind, None, "{toolkit}: {v}\n--- its log:\n{}", his.log());
+    println!("{toolkit}: the cloud sent {HIS_BODY}\n{toolkit}: the cloud got {v}");
+    assert_eq!(v["code"], "10001", "{toolkit}: {v}");
+    assert_eq!(
+        v["data"]["param"].as_str(),
+        Some(HIS_BODY),
+        "{toolkit}: the HIS got exactly the cloud's JSON"
+    );
+    assert_eq!(
+        v["data"]["patientName"], HIS_ANSWER_NAME,
+        "{toolkit}: the HIS's answer came back intact"
+    );
+    v["data"].clone()
+}
+
+fn toolkit_route(name: &str, url: &str, namespace: &str, extra: &str) -> String {
+    format!("[[his.route]]\nname = \"{name}\"\nkind = \"soap\"\nurl = \"{url}\"\nnamespace = \"{namespace}\"\ntimeout_ms = 8000\n{extra}\n")
+}
+
+/// PHP's ext/soap `SoapServer` (WSDL mode, `tests/his/php/his.php`) under `php -S`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn php_soapserver_his() {
+    let mut missing = Vec::new();
+    if !runs_ok("php", &["-r", "exit(class_exists('SoapServer') ? 0 : 1);"]) {
+        missing.push("php with ext/soap (SoapServer) does not run".to_string());
+    }
+    let install = "apt-get install -y --no-install-recommends php-cli php-soap";
+    if !toolkit_here("PHP SoapServer", missing, install) {
+        return;
+    }
+    let tmp = TempDir::new("prefront-php-his");
+    let port = free_port();
+    let mut php = Command::new("php");
+    php.arg("-S").arg(format!("127.0.0.1:{port}")).arg(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/his/php/his.php"
+    ));
+    let his = HisServer::start(
+        "PHP SoapServer",
+        php,
+        &[port],
+        &tmp.path().join("php.log"),
+        Duration::from_secs(20),
+    );
+    let ns = "http://his.example.cn/php/";
+    let name = "hospital.interface.createCard";
+    let routes = toolkit_route(name, &format!("http://127.0.0.1:{port}/his"), ns, "");
+    let (cloud, gw) = toolkit_gateway(&routes).await;
+    let data = cloud_calls_toolkit_his(&his, &gw, name).await;
+    assert_eq!(cloud.request_count(), 0);
+    assert_eq!(data["soapAction"], format!("\"{ns}createCard\""));
+    assert!(
+        data["toolkit"]
+            .as_str()
+            .is_some_and(|t| t.starts_with("PHP 8.")),
+        "{data}"
+    );
+}
+
+/// Axis 1.4 and what it needs at run time (Debian `libaxis-java`).
+const AXIS_JARS: &[&str] = &[
+    "/usr/share/java/axis.jar",
+    "/usr/share/java/axis-jaxrpc.jar",
+    "/usr/share/java/axis-saaj.jar",
+    "/usr/share/java/wsdl4j.jar",
+    "/usr/share/java/commons-discovery.jar",
+    "/usr/share/java/commons-logging.jar",
+];
+
+/// An Axis 1.4 service (`tests/his/axis1`, Axis's default rpc/encoded RPC provider) in
+/// `SimpleAxisServer`, configured as its own WSDL says: unqualified parts, `soapAction=""`. Its
+/// answer writes 𠮷 as a surrogate pair of references, which the box reads as the one character.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn axis1_simpleaxisserver_his() {
+    let mut missing: Vec<String> = AXIS_JARS
+        .iter()
+        .filter(|j| !std::path::Path::new(j).exists())
+        .map(|j| format!("{j} missing"))
+        .collect();
+    for tool in ["java", "javac"] {
+        if !runs_ok(tool, &["-version"]) {
+            missing.push(format!("`{tool} -version` fails"));
+        }
+    }
+    let install = "apt-get install -y --no-install-recommends libaxis-java openjdk-17-jdk-headless";
+    if !toolkit_here("Axis 1.4 SimpleAxisServer", missing, install) {
+        return;
+    }
+    let src = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/his/axis1");
+    let tmp = TempDir::new("prefront-axis1-his");
+    let classes = tmp.path().join("classes");
+    std::fs::create_dir_all(&classes).expect("mkdir classes");
+    let axis_cp = AXIS_JARS.join(":");
+    // Java 8 class files: Axis 1.4 reads parameter names from the bytecode and cannot parse
+    // what javac 17 writes for string concatenation (invokedynamic constants).
+    let mut javac = Command::new("javac");
+    javac
+        .args(["--release", "8", "-g", "-nowarn", "-encoding", "UTF-8"])
+        .args(["-cp", &axis_cp, "-d"])
+        .arg(&classes)
+        .arg(format!("{src}/HisService.java"));
+    run_step(
+        "javac HisService.java",
+        javac,
+        &tmp.path().join("javac.log"),
+        Duration::from_secs(120),
+    );
+    std::fs::copy(
+        format!("{src}/server-config.wsdd"),
+        tmp.path().join("server-config.wsdd"),
+    )
+    .expect("copy server-config.wsdd");
+    let port = free_port();
+    let mut java = Command::new("java");
+    java.current_dir(tmp.path())
+        .arg("-cp")
+        .arg(format!("{}:{axis_cp}", classes.display()))
+        .args(["org.apache.axis.transport.http.SimpleAxisServer", "-p"])
+        .arg(port.to_string());
+    let his = HisServer::start(
+        "Axis 1.4 SimpleAxisServer",
+        java,
+        &[port],
+        &tmp.path().join("axis.log"),
+        Duration::from_secs(60),
+    );
+    let url = format!("http://127.0.0.1:{port}/axis/services/HisService");
+    let wsdl = get(format!("{url}?wsdl"))
+        .expect_status(200)
+        .send()
+        .await
+        .text();
+    assert!(
+        wsdl.contains("style=\"rpc\"") && wsdl.contains("soapAction=\"\""),
+        "Axis publishes an rpc/encoded service with soapAction=\"\": {wsdl}"
+    );
+    // What Axis writes for 𠮷 (U+20BB7): a pair of surrogate references, not well-formed XML.
+    let raw = post(&url)
+        .header("SOAPAction", "\"\"")
+        .content_type("text/xml; charset=utf-8")
+        .body("<s:Envelope xmlns:s=\"http://schemas.xmlsoap.org/soap/envelope/\"><s:Body><createCard xmlns=\"http://his.example.cn/axis\"><param xmlns=\"\">{}</param></createCard></s:Body></s:Envelope>")
+        .expect_status(200)
+        .send()
+        .await
+        .text();
+    assert!(raw.contains("&#xD842;&#xDFB7;"), "{raw}");
+    println!("Axis 1.4 answers 𠮷 as &#xD842;&#xDFB7;");
+
+    let name = "hospital.interface.createCard";
+    let routes = toolkit_route(
+        name,
+        &url,
+        "http://his.example.cn/axis",
+        "qualified = false\nsoap_action = \"\"",
+    );
+    let (cloud, gw) = toolkit_gateway(&routes).await;
+    let data = cloud_calls_toolkit_his(&his, &gw, name).await;
+    assert_eq!(cloud.request_count(), 0);
+    assert_eq!(data["soapAction"], "", "{data}");
+    assert_eq!(data["toolkit"], "Apache Axis 1.4", "{data}");
+}
+
+/// A .NET asmx (`tests/his/asmx/His.asmx`, Mono's ASP.NET in `fastcgi-mono-server4` behind
+/// nginx) whose namespace has no trailing `/`: the route's default SOAPAction is .NET's own
+/// (`http://his.example.cn/ws/createCard`), in SOAP 1.1 and 1.2; the SOAPAction the box sent
+/// before issue 19 (`…/wscreateCard`) is refused by the asmx.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mono_asmx_his_namespace_without_trailing_slash() {
+    const FASTCGI: &str = "/usr/lib/mono/4.5/fastcgi-mono-server4.exe";
+    let nginx = ["/usr/sbin/nginx", "/usr/bin/nginx"]
+        .into_iter()
+        .find(|p| std::path::Path::new(p).exists());
+    let mut missing = Vec::new();
+    if !runs_ok("mono", &["--version"]) {
+        missing.push("`mono --version` fails".to_string());
+    }
+    if !std::path::Path::new(FASTCGI).exists() {
+        missing.push(format!("{FASTCGI} missing"));
+    }
+    if nginx.is_none() {
+        missing.push("nginx missing".to_string());
+    }
+    let install =
+        "apt-get install -y --no-install-recommends mono-devel mono-fastcgi-server4 nginx-light";
+    if !toolkit_here(".NET asmx (Mono)", missing, install) {
+        return;
+    }
+    let src = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/his/asmx");
+    let tmp = TempDir::new("prefront-asmx-his");
+    let dir = tmp.path();
+    for sub in ["app", "tmp", "aspnet"] {
+        std::fs::create_dir_all(dir.join(sub)).expect("mkdir");
+    }
+    for f in ["His.asmx", "web.config"] {
+        std::fs::copy(format!("{src}/{f}"), dir.join("app").join(f)).expect("copy the asmx app");
+    }
+    let (port, fcgi_port) = (free_port(), free_port());
+    let conf = std::fs::read_to_string(format!("{src}/nginx.conf"))
+        .expect("nginx.conf template")
+        .replace("@DIR@", &dir.display().to_string())
+        .replace("@FCGI_PORT@", &fcgi_port.to_string())
+        .replace("@PORT@", &port.to_string());
+    std::fs::write(dir.join("nginx.conf"), conf).expect("write nginx.conf");
+
+    let mut fcgi = Command::new("mono");
+    fcgi.env("TMPDIR", dir.join("aspnet"))
+        .arg(FASTCGI)
+        .arg(format!("/applications=/:{}", dir.join("app").display()))
+        .arg(format!("/socket=tcp:127.0.0.1:{fcgi_port}"))
+        .arg("/printlog");
+    let asmx = HisServer::start(
+        ".NET asmx (Mono fastcgi-mono-server4)",
+        fcgi,
+        &[fcgi_port],
+        &dir.join("fastcgi.log"),
+        Duration::from_secs(60),
+    );
+    let mut ngx = Command::new(nginx.expect("checked above"));
+    ngx.arg("-e")
+        .arg(dir.join("nginx-error.log"))
+        .arg("-p")
+        .arg(dir)
+        .arg("-c")
+        .arg(dir.join("nginx.conf"))
+        .args(["-g", "daemon off;"]);
+    let _nginx = HisServer::start(
+        "nginx",
+        ngx,
+        &[port],
+        &dir.join("nginx.log"),
+        Duration::from_secs(20),
+    );
+
+    // The first request compiles the asmx: bounded, and it shows what .NET publishes.
+    let url = format!("http://127.0.0.1:{port}/His.asmx");
+    let wsdl = get(format!("{url}?wsdl"))
+        .timeout(Duration::from_secs(90))
+        .send()
+        .await;
+    assert_eq!(
+        wsdl.status,
+        200,
+        "{}\n--- log:\n{}",
+        wsdl.text(),
+        asmx.log()
+    );
+    let wsdl = wsdl.text();
+    assert!(
+        wsdl.contains("soapAction=\"http://his.example.cn/ws/createCard\"")
+            && wsdl.contains("elementFormDefault=\"qualified\""),
+        "{wsdl}"
+    );
+    println!("the asmx publishes soapAction=\"http://his.example.cn/ws/createCard\"");
+
+    let ns = "http://his.example.cn/ws";
+    let routes = [
+        toolkit_route("hospital.interface.createCard", &url, ns, ""),
+        toolkit_route(
+            "hospital.interface.queryWaitPay",
+            &url,
+            ns,
+            "operation = \"createCard\"\nsoap_version = \"1.2\"",
+        ),
+        // The rule before issue 19: namespace + operation with no `/` between.
+        toolkit_route(
+            "hospital.interface.bindCard",
+            &url,
+            ns,
+            "operation = \"createCard\"\nsoap_action = \"{namespace}{operation}\"",
+        ),
+    ]
+    .concat();
+    let (cloud, gw) = toolkit_gateway(&routes).await;
+    let data = cloud_calls_toolkit_his(&asmx, &gw, "hospital.interface.createCard").await;
+    assert_eq!(data["soapAction"], format!("\"{ns}/createCard\""), "{data}");
+    assert!(
+        data["toolkit"]
+            .as_str()
+            .is_some_and(|t| t.starts_with("Mono 6.")),
+        "{data}"
+    );
+    // SOAP 1.2: the action travels in the Content-Type (no SOAPAction header).
+    let data = cloud_calls_toolkit_his(&asmx, &gw, "hospital.interface.queryWaitPay").await;
+    assert_eq!(data["soapAction"], Value::Null, "{data}");
+
+    let r = call(&gw, "hospital.interface.bindCard", &json!({"a": "1"}))
+        .send()
+        .await;
+    let (kind, v) = (r.error_kind(), r.json_or_text());
+    assert_eq!(
+        kind,
+        Some("upstream-soap-fault"),
+        "the asmx refuses SOAPAction {ns}createCard: {v}"
+    );
+    assert_eq!(cloud.request_count(), 0);
 }

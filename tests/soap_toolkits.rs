@@ -42,11 +42,13 @@ const FIXTURE_PARAM_ZH: &str =
 
 /// Every fixture in tests/fixtures/soap/ and the JSON text its `param` carries.
 const FIXTURES: &[(&str, &str)] = &[
+    ("asmx_qualified", FIXTURE_PARAM),
     ("axis1_in0", FIXTURE_PARAM),
     ("bom", FIXTURE_PARAM),
     ("cdata", FIXTURE_PARAM),
     ("delphi", FIXTURE_PARAM),
     ("dotnet_asmx", FIXTURE_PARAM),
+    ("dotnet_asmx_soap12", FIXTURE_PARAM),
     ("gbk", FIXTURE_PARAM_ZH),
     ("gsoap", FIXTURE_PARAM),
     ("jaxws", FIXTURE_PARAM),
@@ -507,6 +509,413 @@ async fn gsoap_client_with_all_operations_calls_through_the_gateway() {
         param,
     )
     .await;
+}
+
+// ---------------------------------------------------------------------------
+// The calls of the PHP, Axis 1.4 and Mono clients (issue 19)
+// ---------------------------------------------------------------------------
+
+/// Chinese text with a character outside the BMP (𠮷, U+20BB7, in Chinese names) and
+/// characters XML must escape.
+const ZH_PARAM: &str = r#"{"hospitalId":"253","medicalCardNumber":"001000056254587","patientName":"𠮷野 张三","address":"上海市徐汇区 & <12号>"}"#;
+
+/// One call a client makes: the operation, in SOAP 1.2 or 1.1, the JSON it sends and the cloud
+/// path it must reach.
+struct ToolkitCall {
+    op: &'static str,
+    soap12: bool,
+    param: &'static str,
+    path: &'static str,
+}
+
+/// getPatientInfo, the oddly spelled `hisRefun`, `delete`, and the non-BMP Chinese text; a
+/// client that speaks SOAP 1.2 (PHP, Mono) then sends that text again in 1.2.
+fn toolkit_calls(soap12: bool) -> Vec<ToolkitCall> {
+    let mut calls = vec![
+        ToolkitCall {
+            op: "getPatientInfo",
+            soap12: false,
+            param: TOOLKIT_PARAM,
+            path: CLOUD_PATH,
+        },
+        ToolkitCall {
+            op: "hisRefun",
+            soap12: false,
+            param: r#"{"hospitalId":"253","refundNo":"R20261206001","refundAmount":"12.50"}"#,
+            path: "/prefront/hospitalizationCosts/hisRefund",
+        },
+        ToolkitCall {
+            op: "delete",
+            soap12: false,
+            param: r#"{"hosCode":"253","deptCode":"0101","doctors":[{"docCode":"D001"}]}"#,
+            path: "/prefront/yyghService/delete",
+        },
+        ToolkitCall {
+            op: "getPatientInfo",
+            soap12: false,
+            param: ZH_PARAM,
+            path: CLOUD_PATH,
+        },
+    ];
+    if soap12 {
+        calls.push(ToolkitCall {
+            op: "getPatientInfo",
+            soap12: true,
+            param: ZH_PARAM,
+            path: CLOUD_PATH,
+        });
+    }
+    calls
+}
+
+/// Writes `calls` as the clients' calls file: `<op> TAB <1.1|1.2> TAB <json>` a line.
+fn write_calls_file(path: &Path, calls: &[ToolkitCall]) {
+    let text: String = calls
+        .iter()
+        .map(|c| {
+            let v = if c.soap12 { "1.2" } else { "1.1" };
+            format!("{}\t{v}\t{}\n", c.op, c.param)
+        })
+        .collect();
+    std::fs::write(path, text).expect("write the calls file");
+}
+
+impl Bench {
+    /// The client printed one answer a line for `calls`; the cloud got exactly those calls, in
+    /// order, each with exactly the JSON the client sent, and each answer is the cloud's.
+    async fn assert_calls(&self, toolkit: &str, ran: &Ran, calls: &[ToolkitCall]) {
+        let printed = ran.stdout_text();
+        println!(
+            "{toolkit}: what the client sent (its own account):\n{}",
+            ran.stderr
+        );
+        let lines: Vec<&str> = printed.lines().collect();
+        assert_eq!(
+            lines.len(),
+            calls.len(),
+            "{toolkit}: one answer a call; printed {printed:?}"
+        );
+        let seen = self
+            .cloud
+            .wait_for_requests(calls.len(), Duration::from_secs(5))
+            .await;
+        assert_eq!(seen.len(), calls.len(), "{toolkit}: one cloud call a call");
+        for ((call, line), req) in calls.iter().zip(&lines).zip(&seen) {
+            let what = format!(
+                "{toolkit} {} (SOAP {})",
+                call.op,
+                if call.soap12 { "1.2" } else { "1.1" }
+            );
+            println!(
+                "{what}: sent {} -> cloud {} -> got {line}",
+                call.param, req.path
+            );
+            assert_eq!(req.method, "POST", "{what}");
+            assert_eq!(
+                req.path, call.path,
+                "{what}: forwarded to the operation's path"
+            );
+            assert_eq!(
+                req.body_text(),
+                call.param,
+                "{what}: the cloud got exactly the JSON the client sent"
+            );
+            let answer: Value = serde_json::from_str(line)
+                .unwrap_or_else(|e| panic!("{what}: the client printed no JSON ({e}): {line:?}"));
+            assert_eq!(
+                answer,
+                echo_answer_at(call.path, call.param),
+                "{what}: the client got the cloud's answer"
+            );
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------
+// PHP SoapClient
+// ---------------------------------------------------------------------------
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn php_soapclient_calls_through_the_gateway_in_soap_11_and_12() {
+    let mut missing = Vec::new();
+    if !runs_ok("php", &["-r", "exit(class_exists('SoapClient') ? 0 : 1);"]) {
+        missing.push("php with ext/soap (SoapClient) does not run".to_string());
+    }
+    let install = "apt-get install -y --no-install-recommends php-cli php-soap";
+    if require("PHP SoapClient", missing, install).is_err() {
+        return;
+    }
+    let b = Bench::new().await;
+    let script = toolkits_dir().join("php/client.php");
+    let version = run_ok(
+        "php --version",
+        {
+            let mut c = Command::new("php");
+            c.args(["-r", "echo PHP_VERSION;"]);
+            c
+        },
+        Duration::from_secs(30),
+    )
+    .await;
+    println!("PHP {} ext/soap, WSDL mode", version.stdout_text());
+
+    // What SoapClient makes of the served WSDL: one function per operation.
+    let mut list = Command::new("php");
+    list.arg(&script).arg("list").arg(b.wsdl_url());
+    let ran = run_ok("PHP: load the served WSDL", list, Duration::from_secs(60)).await;
+    let functions = ran.stdout_text();
+    let ops: BTreeSet<String> = functions
+        .lines()
+        .filter_map(|l| l.split_whitespace().nth(1)?.split('(').next())
+        .map(str::to_string)
+        .collect();
+    assert_eq!(ops, wsdl_operations(), "SoapClient sees every operation");
+    println!(
+        "PHP SoapClient::__getFunctions(): {} functions, e.g. {:?}",
+        ops.len(),
+        functions
+            .lines()
+            .filter(|l| l.contains(" delete(") || l.contains(" hisRefun("))
+            .collect::<Vec<_>>()
+    );
+    assert!(
+        functions.contains("deleteResponse delete(delete $parameters)"),
+        "{functions}"
+    );
+
+    let tmp = TempDir::new("prefront-php");
+    let calls = toolkit_calls(true);
+    let calls_file = tmp.path().join("calls.tsv");
+    write_calls_file(&calls_file, &calls);
+    let mut call = Command::new("php");
+    call.arg(&script)
+        .arg("call")
+        .arg(b.wsdl_url())
+        .arg(b.endpoint())
+        .arg(&calls_file);
+    let ran = run_ok("PHP SoapClient calls", call, Duration::from_secs(60)).await;
+    b.assert_calls("PHP SoapClient", &ran, &calls).await;
+    // The last call went out as SOAP 1.2 (the client says how it sent each call).
+    let last = ran.stderr.lines().last().unwrap_or_default();
+    assert!(
+        last.contains("SOAP 1.2") && last.contains("application/soap+xml"),
+        "the SOAP 1.2 call: {last}"
+    );
+}
+
+// ---------------------------------------------------------------------------
+// Apache Axis 1.4 WSDL2Java
+// ---------------------------------------------------------------------------
+
+/// Axis 1.4 and what it needs at run time (Debian `libaxis-java`).
+const AXIS_JARS: &[&str] = &[
+    "/usr/share/java/axis.jar",
+    "/usr/share/java/axis-jaxrpc.jar",
+    "/usr/share/java/axis-saaj.jar",
+    "/usr/share/java/wsdl4j.jar",
+    "/usr/share/java/commons-discovery.jar",
+    "/usr/share/java/commons-logging.jar",
+];
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn axis1_wsdl2java_client_calls_through_the_gateway() {
+    let mut missing = Vec::new();
+    check_files(&mut missing, AXIS_JARS);
+    for tool in ["java", "javac"] {
+        if !runs_ok(tool, &["-version"]) {
+            missing.push(format!("`{tool} -version` fails"));
+        }
+    }
+    let install = "apt-get install -y --no-install-recommends libaxis-java openjdk-17-jdk-headless";
+    if require("Axis 1.4 WSDL2Java", missing, install).is_err() {
+        return;
+    }
+    let b = Bench::new().await;
+    let tmp = TempDir::new("prefront-axis1");
+    let gen = tmp.path().join("gen");
+    let classes = tmp.path().join("classes");
+    std::fs::create_dir_all(&classes).expect("mkdir classes");
+    let axis_cp = AXIS_JARS.join(":");
+
+    // What a HIS vendor on Axis 1.4 does: WSDL2Java straight from the box's ?wsdl.
+    let mut wsdl2java = Command::new("java");
+    wsdl2java
+        .args(["-cp", &axis_cp, "org.apache.axis.wsdl.WSDL2Java", "-o"])
+        .arg(&gen)
+        .args(["-p", "prefront.axis"])
+        .arg(b.wsdl_url());
+    run_ok("WSDL2Java", wsdl2java, Duration::from_secs(120)).await;
+    let pkg = gen.join("prefront/axis");
+    let mut sources: Vec<PathBuf> = std::fs::read_dir(&pkg)
+        .expect("read generated package")
+        .map(|e| e.expect("dir entry").path())
+        .filter(|p| p.extension().is_some_and(|x| x == "java"))
+        .collect();
+    sources.sort();
+    let port_type = std::fs::read_to_string(pkg.join("PrefrontWebService_PortType.java"))
+        .expect("WSDL2Java wrote the port type");
+    let methods: Vec<&str> = port_type
+        .lines()
+        .filter(|l| l.trim_start().starts_with("public java.lang.String "))
+        .map(str::trim)
+        .collect();
+    let names: BTreeSet<String> = methods
+        .iter()
+        .filter_map(|m| {
+            m.strip_prefix("public java.lang.String ")?
+                .split('(')
+                .next()
+        })
+        .map(str::to_string)
+        .collect();
+    assert_eq!(
+        names,
+        wsdl_operations(),
+        "WSDL2Java: one method per operation"
+    );
+    println!(
+        "Axis 1.4 WSDL2Java generated {:?}; e.g. {:?}",
+        sources
+            .iter()
+            .filter_map(|p| p.file_name())
+            .collect::<Vec<_>>(),
+        methods
+            .iter()
+            .filter(|m| m.contains(" delete(") || m.contains(" hisRefun("))
+            .collect::<Vec<_>>()
+    );
+
+    sources.push(toolkits_dir().join("axis1/AxisClient.java"));
+    let mut javac = Command::new("javac");
+    javac
+        .args(["-nowarn", "-encoding", "UTF-8", "-cp", &axis_cp, "-d"])
+        .arg(&classes)
+        .args(&sources);
+    run_ok(
+        "javac (Axis stubs + client)",
+        javac,
+        Duration::from_secs(180),
+    )
+    .await;
+
+    let calls = toolkit_calls(false);
+    let calls_file = tmp.path().join("calls.tsv");
+    write_calls_file(&calls_file, &calls);
+    let mut java = Command::new("java");
+    java.arg("-cp")
+        .arg(format!("{}:{axis_cp}", classes.display()))
+        .arg("AxisClient")
+        .arg(b.endpoint())
+        .arg(&calls_file);
+    let ran = run_ok("Axis 1.4 client", java, Duration::from_secs(60)).await;
+    b.assert_calls("Axis 1.4", &ran, &calls).await;
+    // Axis 1.4 wrote 𠮷 as a surrogate pair of character references (DESIGN.md §2), and the box
+    // read it as the one character (the cloud got it above).
+    assert!(
+        ran.stderr.contains("wrote U+20BB7 as &#xD842;&#xDFB7;"),
+        "{}",
+        ran.stderr
+    );
+}
+
+// ---------------------------------------------------------------------------
+// .NET (Mono) wsdl + mcs
+// ---------------------------------------------------------------------------
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mono_wsdl_proxy_calls_through_the_gateway_in_soap_11_and_12() {
+    let mut missing = Vec::new();
+    for (tool, arg) in [("mono", "--version"), ("mcs", "--version")] {
+        if !runs_ok(tool, &[arg]) {
+            missing.push(format!("`{tool} {arg}` fails"));
+        }
+    }
+    check_files(
+        &mut missing,
+        &[
+            "/usr/lib/mono/4.5/wsdl.exe",
+            "/usr/lib/mono/4.5/System.Web.Services.dll",
+        ],
+    );
+    if !runs_ok("wsdl", &[]) {
+        missing.push("`wsdl` fails".to_string());
+    }
+    let install = "apt-get install -y --no-install-recommends mono-devel";
+    if require(".NET (Mono) wsdl", missing, install).is_err() {
+        return;
+    }
+    let b = Bench::new().await;
+    let tmp = TempDir::new("prefront-mono");
+    let dir = tmp.path();
+    let mut version = Command::new("mono");
+    version.arg("--version");
+    let version = run_ok("mono --version", version, Duration::from_secs(30)).await;
+    println!(
+        "{}",
+        version.stdout_text().lines().next().unwrap_or_default()
+    );
+
+    // What a .NET HIS vendor does: "Add Web Reference", i.e. wsdl.exe on the box's ?wsdl.
+    let mut wsdl = Command::new("wsdl");
+    wsdl.current_dir(dir)
+        .args(["-nologo", "-namespace:Prefront.Client", "-out:Proxy.cs"])
+        .arg(b.wsdl_url());
+    run_ok("wsdl", wsdl, Duration::from_secs(120)).await;
+    let proxy = std::fs::read_to_string(dir.join("Proxy.cs")).expect("wsdl wrote Proxy.cs");
+    let methods: Vec<&str> = proxy
+        .lines()
+        .map(str::trim)
+        .filter(|l| l.starts_with("public string ") && l.ends_with(" string param) {"))
+        .collect();
+    let names: BTreeSet<String> = methods
+        .iter()
+        .filter_map(|m| m.strip_prefix("public string ")?.split('(').next())
+        .map(str::to_string)
+        .collect();
+    assert_eq!(
+        names,
+        wsdl_operations(),
+        "wsdl: one proxy method per operation"
+    );
+    println!(
+        "Mono wsdl generated Proxy.cs ({} bytes, class PrefrontWebService : SoapHttpClientProtocol); e.g. {:?}",
+        proxy.len(),
+        methods
+            .iter()
+            .filter(|m| m.contains(" delete(") || m.contains(" hisRefun("))
+            .collect::<Vec<_>>()
+    );
+
+    std::fs::copy(
+        toolkits_dir().join("mono/MonoClient.cs"),
+        dir.join("MonoClient.cs"),
+    )
+    .expect("copy MonoClient.cs");
+    let mut mcs = Command::new("mcs");
+    mcs.current_dir(dir).args([
+        "-nologo",
+        "-out:client.exe",
+        "-r:System.Web.Services.dll",
+        "Proxy.cs",
+        "MonoClient.cs",
+    ]);
+    run_ok("mcs (proxy + client)", mcs, Duration::from_secs(180)).await;
+
+    let calls = toolkit_calls(true);
+    let calls_file = dir.join("calls.tsv");
+    write_calls_file(&calls_file, &calls);
+    let mut mono = Command::new("mono");
+    mono.current_dir(dir)
+        .arg("client.exe")
+        .arg(b.endpoint())
+        .arg(&calls_file);
+    let ran = run_ok("Mono client", mono, Duration::from_secs(60)).await;
+    b.assert_calls(".NET (Mono)", &ran, &calls).await;
+    let last = ran.stderr.lines().last().unwrap_or_default();
+    assert!(
+        last.contains("SOAP 1.2") && last.contains("application/soap+xml"),
+        "the SOAP 1.2 call: {last}"
+    );
 }
 
 // ---------------------------------------------------------------------------

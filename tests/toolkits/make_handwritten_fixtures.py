@@ -1,9 +1,11 @@
 #!/usr/bin/env python3
 """Writes the hand-written client-family envelopes in tests/fixtures/soap/ (see the README there).
 
-These stacks cannot run on this machine (.NET, WCF, Delphi, PowerBuilder, Axis 1), so their
-envelopes are written after each stack's documented output for a document/literal (or rpc-ish)
-call of getPatientInfo. The captured ones (zeep, jaxws, gsoap) are made with capture_server.py.
+These stacks cannot run on this machine (Microsoft WCF, Delphi, PowerBuilder, an Axis 1 rpc/encoded
+Call.invoke, string-built clients), so their envelopes are written after each stack's documented
+output for a document/literal (or rpc-ish) call of getPatientInfo. The captured ones (zeep, jaxws,
+gsoap, and the .NET ones from Mono: dotnet_asmx, dotnet_asmx_soap12, bom) are made with
+capture_server.py.
 
 usage: python3 tests/toolkits/make_handwritten_fixtures.py [out-dir]   (default: tests/fixtures/soap)
 """
@@ -26,10 +28,11 @@ def esc_quot(s):
 
 
 FIXTURES = {
-    # .NET 2.0-4.x asmx-style client (SoapHttpClientProtocol / hand-built after an asmx service):
-    # SOAP 1.1, xsi/xsd declared on the Envelope, the wrapper and <param> qualified through the
-    # default namespace, SOAPAction = namespace + operation (the asmx convention).
-    "dotnet_asmx": (
+    # A client hand-built after an asmx service (what a proxy of an asmx's own WSDL sends): SOAP
+    # 1.1, xsi/xsd declared on the Envelope, the wrapper and <param> qualified through the default
+    # namespace, SOAPAction = namespace + operation (the asmx convention). What Mono's wsdl proxy
+    # of *our* WSDL sends is captured in dotnet_asmx.xml.
+    "asmx_qualified": (
         '<?xml version="1.0" encoding="utf-8"?>'
         f'<soap:Envelope xmlns:soap="{SOAP11}" xmlns:xsi="{XSI}" xmlns:xsd="{XSD}">'
         f'<soap:Body><getPatientInfo xmlns="{NS}"><param>{PARAM}</param></getPatientInfo>'
@@ -109,16 +112,6 @@ FIXTURES = {
         '</soapenv:Body></soapenv:Envelope>',
         ["Content-Type: text/xml; charset=GBK", 'SOAPAction: ""'],
         "gbk",
-    ),
-    # .NET hand-built client writing the envelope through a StreamWriter(Encoding.UTF8), which
-    # puts a UTF-8 BOM (EF BB BF) before the prolog.
-    "bom": (
-        '\ufeff<?xml version="1.0" encoding="utf-8"?>'
-        f'<soap:Envelope xmlns:soap="{SOAP11}" xmlns:xsi="{XSI}" xmlns:xsd="{XSD}">'
-        f'<soap:Body><getPatientInfo xmlns="{NS}"><param xmlns="">{PARAM}</param>'
-        '</getPatientInfo></soap:Body></soap:Envelope>',
-        ["Content-Type: text/xml; charset=utf-8", 'SOAPAction: ""'],
-        "utf-8",
     ),
 }
 
