@@ -246,13 +246,15 @@ fn build(c: &mut Checker<'_>, raw: RawConfig) -> Option<Config> {
         if f.tls.is_none() {
             c.warn(
                 &[Step::Key(FILES_LISTENER)],
-                "no tls_cert/tls_key: the files listener serves patients' reports over plain                  HTTP; use this only behind a proxy that terminates TLS, or for tests",
+                "no tls_cert/tls_key: the files listener serves patients' reports over plain \
+                 HTTP; use this only behind a proxy that terminates TLS, or for tests",
             );
         }
         if f.public_url.is_none() {
             c.warn(
                 &[Step::Key(FILES_LISTENER), Step::Key("public_url")],
-                "no public_url: links in HIS answers still lead to cloud_listener.public_url,                  so phones never reach this listener",
+                "no public_url: links in HIS answers still lead to cloud_listener.public_url, \
+                 so phones never reach this listener",
             );
         }
     }
