@@ -70,7 +70,17 @@ async fn bench() -> Bench {
 
 /// A client whose connections come from `ip` (any 127/8 address is loopback on Linux).
 fn client_from(ip: [u8; 4]) -> reqwest::Client {
+    // Plain HTTP only: a TLS configuration that trusts nothing (and needs no process-wide
+    // crypto provider).
+    let tls = rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .expect("rustls: ring supports the default protocol versions")
+    .with_root_certificates(rustls::RootCertStore::empty())
+    .with_no_client_auth();
     reqwest::Client::builder()
+        .tls_backend_preconfigured(tls)
         .local_address(IpAddr::from(ip))
         .no_proxy()
         .timeout(Duration::from_secs(10))
@@ -127,11 +137,15 @@ impl Bench {
     }
 
     fn token(&self) -> String {
-        let signer = prefront::pacs::LinkSigner::new(LINK_KEY.as_bytes());
-        signer
-            .mint(&self.pacs.file_url("size-1000"), now_unix() + 600)
-            .expect("minted")
+        token_for(&self.pacs)
     }
+}
+
+/// A genuine link token for `size-1000` on `pacs`, valid for 10 minutes.
+fn token_for(pacs: &MockPacs) -> String {
+    prefront::pacs::LinkSigner::new(LINK_KEY.as_bytes())
+        .mint(&pacs.file_url("size-1000"), now_unix() + 600)
+        .expect("minted")
 }
 
 /// Reads a whole answer and checks it is file `size` of the mock PACS.
@@ -496,4 +510,77 @@ fn the_configuration_checks_the_files_listener() {
         p.iter().any(|p| p.contains("files_listener.tls_key")),
         "{p:?}"
     );
+}
+
+/// The files listener's address, from the binary's `listening for patients' phones` line.
+fn files_addr_of(gw: &RunningBinary) -> String {
+    Poll::new(
+        Duration::from_secs(15),
+        "a `listening for patients' phones` line",
+    )
+    .value_blocking(|| {
+        gw.log().iter().find_map(|line| {
+            if !line.contains("listening for patients' phones") {
+                return None;
+            }
+            line.split("addr=")
+                .nth(1)
+                .and_then(|s| s.split_whitespace().next())
+                .map(|a| a.trim_matches('"').to_string())
+        })
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_binary_serves_links_on_the_files_listener_and_logs_them_like_the_cloud_s() {
+    let pacs = MockPacs::start().await;
+    let his = MockUpstream::http().await;
+    let cloud = MockUpstream::http().await;
+    let dir = TempDir::new("prefront-files-listener");
+    let config = bench_toml(&cloud, &his, &pacs)
+        .remove("admin")
+        .write(&dir.path().join("prefront.toml"));
+    let gw = RunningBinary::start(&config);
+    let files = format!("http://{}", files_addr_of(&gw));
+    let token = token_for(&pacs);
+    let phone = client_from([127, 0, 0, 1]);
+    let r = phone
+        .get(format!("{files}/files/{token}"))
+        .send()
+        .await
+        .expect("answer");
+    assert_file(r, 1000, "the file from the binary's files listener").await;
+    for path in ["/status", "/his/x", "/files"] {
+        let r = phone
+            .get(format!("{files}{path}"))
+            .send()
+            .await
+            .expect("answer");
+        assert_eq!(r.status(), 404, "{path}");
+    }
+
+    let (status, log) = gw.terminate();
+    assert!(status.success(), "clean exit: {status:?}");
+    let all = log.join("\n");
+    let streams: Vec<&String> = log
+        .iter()
+        .filter(|l| l.contains("bytes=") && l.contains("route=\"files\""))
+        .collect();
+    assert_eq!(streams.len(), 1, "one line for the download:\n{all}");
+    assert!(
+        streams[0].contains("cloud_to_pacs") && streams[0].contains("bytes=1000"),
+        "{all}"
+    );
+    let refused: Vec<&String> = log
+        .iter()
+        .filter(|l| l.contains("not-found") && l.contains("cloud_to_pacs"))
+        .collect();
+    assert_eq!(
+        refused.len(),
+        1,
+        "other paths are logged once a minute per caller:\n{all}"
+    );
+    assert!(!all.contains(&token), "the token is not logged:\n{all}");
+    assert_eq!(pacs.request_count(), 1);
+    assert_eq!(his.request_count(), 0);
 }
