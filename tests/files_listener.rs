@@ -584,3 +584,44 @@ async fn the_binary_serves_links_on_the_files_listener_and_logs_them_like_the_cl
     assert_eq!(pacs.request_count(), 1);
     assert_eq!(his.request_count(), 0);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn doctor_checks_the_files_listener_s_port_and_certificate() {
+    let pki = TestPki::new();
+    let pacs = MockPacs::start().await;
+    let his = MockUpstream::http().await;
+    let cloud = MockUpstream::http().await;
+    let dir = TempDir::new("prefront-files-doctor");
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = taken.local_addr().expect("addr").port();
+    let config = bench_toml(&cloud, &his, &pacs)
+        .remove("admin")
+        .set("files_listener.listen", format!("127.0.0.1:{port}"))
+        .set_path("files_listener.tls_cert", &pki.server_cert_path())
+        .set_path("files_listener.tls_key", &pki.server_key_path())
+        .set_path("buffer.path", &dir.path().join("buffer"))
+        .write(&dir.path().join("prefront.toml"));
+    let run = tokio::task::spawn_blocking(move || {
+        let config = config.to_str().expect("UTF-8 path").to_string();
+        run_prefront(&["doctor", "--config", &config], None)
+    })
+    .await
+    .expect("runner thread");
+    let line = |what: &str| {
+        run.stdout
+            .lines()
+            .find(|l| l.contains(what))
+            .unwrap_or_else(|| panic!("no {what:?} line: {run:?}"))
+            .to_string()
+    };
+    let port_line = line("port files_listener.listen");
+    assert!(port_line.starts_with("FAIL"), "{run:?}");
+    assert!(
+        port_line.contains(&format!("port {port} is in use")),
+        "{run:?}"
+    );
+    let cert_line = line("certificate files_listener.tls_cert");
+    assert!(cert_line.starts_with("PASS"), "{run:?}");
+    assert!(cert_line.contains("localhost"), "{run:?}");
+    drop(taken);
+}
