@@ -30,9 +30,10 @@ impl Reloader {
     /// Puts `config` in force for every new call: allowlists, body limits, TLS certificates,
     /// HIS routes (a HIS target both configurations name keeps its link state),
     /// `[[cloud.route]]` delivery, `[pacs]`. What needs new sockets or a new store
-    /// (listen addresses, `[cloud]` connection settings, `[buffer]`, `[admin]`, log level) keeps
-    /// its old value; each such difference is returned as a line to log. Certificates that do not
-    /// load refuse the whole reload, and the old configuration stays in force.
+    /// (listen addresses, a `[files_listener]` added or removed, `[cloud]` connection settings,
+    /// `[buffer]`, `[admin]`, log level) keeps its old value; each such difference is returned
+    /// as a line to log. Certificates that do not load refuse the whole reload, and the old
+    /// configuration stays in force.
     pub fn reload(&self, mut config: Config) -> Result<Vec<String>, StartError> {
         let old = self.live.current();
         let mut kept = Vec::new();
@@ -44,6 +45,20 @@ impl Reloader {
         if config.cloud_listener.listen != o.cloud_listener.listen {
             kept.push("cloud_listener.listen".to_string());
             config.cloud_listener.listen = o.cloud_listener.listen;
+        }
+        // A files listener that appears or goes away needs a restart too: the one running keeps
+        // its whole section (its public_url is the links' address); one that stays reloads all
+        // but its address.
+        match (&mut config.files_listener, &o.files_listener) {
+            (Some(n), Some(f)) if n.listen != f.listen => {
+                kept.push("files_listener.listen".to_string());
+                n.listen = f.listen;
+            }
+            (Some(_), None) | (None, Some(_)) => {
+                kept.push("[files_listener]".to_string());
+                config.files_listener = o.files_listener.clone();
+            }
+            _ => {}
         }
         if config.admin.as_ref().map(|a| a.listen) != o.admin.as_ref().map(|a| a.listen) {
             kept.push("admin.listen".to_string());
@@ -85,6 +100,7 @@ impl Reloader {
         let acceptor = |listener: &'static str, l: &ListenerConfig| listener_tls(listener, l);
         let his_tls = acceptor("his_listener", &config.his_listener)?;
         let cloud_tls = acceptor("cloud_listener", &config.cloud_listener)?;
+        let files_tls = files_tls(&config)?;
         // A HIS target the old configuration had too keeps its link state.
         let his =
             His::keeping(&config.his, Some(&old.his)).map_err(|e| StartError::Client("HIS", e))?;
@@ -98,8 +114,10 @@ impl Reloader {
             his_policy: policy(&config.his_listener),
             cloud_policy: policy(&config.cloud_listener),
             admin_policy: admin_policy(&config),
+            files_policy: files_policy(&config),
             his_tls: his_tls.map(ListenerTls),
             cloud_tls: cloud_tls.map(ListenerTls),
+            files_tls: files_tls.map(ListenerTls),
             // The same replay memory across the reload.
             verifier: old.verifier.clone(),
             config,
@@ -167,6 +185,10 @@ impl Gateway {
         let forwarders = Forwarders::new(outbox.clone(), prepared.cloud.clone(), buffer.clone());
         let his_tcp = bind("his_listener", config.his_listener.listen).await?;
         let cloud_tcp = bind("cloud_listener", config.cloud_listener.listen).await?;
+        let files_tcp = match &config.files_listener {
+            Some(f) => Some(bind("files_listener", f.listen).await?),
+            None => None,
+        };
         let admin_tcp = match &config.admin {
             Some(a) => Some(bind("admin", a.listen).await?),
             None => None,
@@ -178,8 +200,10 @@ impl Gateway {
             his_policy: policy(&config.his_listener),
             cloud_policy: policy(&config.cloud_listener),
             admin_policy: admin_policy(&config),
+            files_policy: files_policy(&config),
             his_tls: prepared.his_tls.map(ListenerTls),
             cloud_tls: prepared.cloud_tls.map(ListenerTls),
+            files_tls: prepared.files_tls.map(ListenerTls),
             verifier: verifier(&config),
             cloud: prepared.cloud,
             his: prepared.his,
@@ -196,6 +220,12 @@ impl Gateway {
                 tcp: cloud_tcp,
             },
         ];
+        if let Some(tcp) = files_tcp {
+            listeners.push(Listener {
+                side: Side::Files,
+                tcp,
+            });
+        }
         if let Some(tcp) = admin_tcp {
             listeners.push(Listener {
                 side: Side::Admin,
@@ -230,10 +260,19 @@ impl Gateway {
 
     /// The admin listener's address, if `[admin]` is configured.
     pub fn admin_addr(&self) -> Option<SocketAddr> {
+        self.optional_addr(Side::Admin)
+    }
+
+    /// The files listener's address, if `[files_listener]` is configured.
+    pub fn files_addr(&self) -> Option<SocketAddr> {
+        self.optional_addr(Side::Files)
+    }
+
+    fn optional_addr(&self, side: Side) -> Option<SocketAddr> {
         self.listeners
             .iter()
-            .any(|l| l.side == Side::Admin)
-            .then(|| self.addr(Side::Admin))
+            .any(|l| l.side == side)
+            .then(|| self.addr(side))
     }
 
     fn addr(&self, side: Side) -> SocketAddr {
@@ -263,6 +302,9 @@ impl Gateway {
                 }
                 Side::Cloud => {
                     tracing::info!(listener = "cloud", addr = %addr, scheme, "listening for the cloud: POST /his/<name>")
+                }
+                Side::Files => {
+                    tracing::info!(listener = "files", addr = %addr, scheme, "listening for patients' phones: GET /files/<token> only")
                 }
                 Side::Admin => {
                     tracing::info!(listener = "admin", addr = %addr, scheme, "admin: GET /status, /healthz, /readyz, /metrics")
@@ -315,6 +357,7 @@ struct Prepared {
     pacs: crate::pacs::Pacs,
     his_tls: Option<TlsAcceptor>,
     cloud_tls: Option<TlsAcceptor>,
+    files_tls: Option<TlsAcceptor>,
 }
 
 /// Everything `bind` builds before touching a socket; `prefront check` runs it too.
@@ -322,6 +365,7 @@ fn prepare(config: &Config, for_real: bool) -> Result<Prepared, StartError> {
     Ok(Prepared {
         his_tls: listener_tls("his_listener", &config.his_listener)?,
         cloud_tls: listener_tls("cloud_listener", &config.cloud_listener)?,
+        files_tls: files_tls(config)?,
         cloud: Cloud::new(&config.cloud, config.auth.as_ref())
             .map_err(|e| StartError::Client("cloud", e))?,
         his: His::new(&config.his).map_err(|e| StartError::Client("HIS", e))?,
@@ -359,6 +403,13 @@ fn listener_tls(
         .transpose()
 }
 
+fn files_tls(config: &Config) -> Result<Option<TlsAcceptor>, StartError> {
+    match &config.files_listener {
+        Some(l) => listener_tls("files_listener", l),
+        None => Ok(None),
+    }
+}
+
 fn verifier(config: &Config) -> Option<Arc<crate::auth::Signer>> {
     config.auth.as_ref().map(|a| {
         Arc::new(crate::auth::Signer::verifier(
@@ -378,6 +429,14 @@ fn admin_policy(config: &Config) -> Arc<AccessPolicy> {
             .unwrap_or_default(),
         Vec::new(),
     ))
+}
+
+/// Without `[files_listener]` nothing is bound; the empty list refuses everyone all the same.
+fn files_policy(config: &Config) -> Arc<AccessPolicy> {
+    match &config.files_listener {
+        Some(l) => policy(l),
+        None => Arc::new(AccessPolicy::new(Vec::new(), Vec::new())),
+    }
 }
 
 fn policy(l: &ListenerConfig) -> Arc<AccessPolicy> {

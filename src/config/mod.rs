@@ -31,6 +31,10 @@ pub const INSTALLED_PATH: &str = "/etc/prefront/prefront.toml";
 pub struct Config {
     pub his_listener: ListenerConfig,
     pub cloud_listener: ListenerConfig,
+    /// `[files_listener]`: `/files/<token>` only, for patients' phones (DESIGN.md §9); `None`:
+    /// the links are served by the cloud listener alone. Its `max_body` is 0 (no body is read)
+    /// and it asks for no client certificate.
+    pub files_listener: Option<ListenerConfig>,
     /// Accepted now so operators' files stay valid; served by the admin listener.
     pub admin: Option<AdminConfig>,
     pub cloud: CloudConfig,

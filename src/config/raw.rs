@@ -13,6 +13,7 @@ use serde::Deserialize;
 pub struct RawConfig {
     pub his_listener: Option<RawListener>,
     pub cloud_listener: Option<RawListener>,
+    pub files_listener: Option<RawFilesListener>,
     pub admin: Option<RawAdmin>,
     pub cloud: Option<RawCloud>,
     pub his: Option<RawHis>,
@@ -38,6 +39,39 @@ pub struct RawListener {
     pub max_connections: Option<usize>,
     pub max_connections_per_peer: Option<usize>,
     pub idle_timeout: Option<String>,
+}
+
+/// `[files_listener]`: `/files/<token>` for patients' phones. A listener's keys less those
+/// that make no sense where only sealed links are served (no bodies, no client certificates).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawFilesListener {
+    pub listen: Option<String>,
+    pub allow: Option<Vec<String>>,
+    pub trusted_proxies: Option<Vec<String>>,
+    pub tls_cert: Option<String>,
+    pub tls_key: Option<String>,
+    pub public_url: Option<String>,
+    pub max_connections: Option<usize>,
+    pub max_connections_per_peer: Option<usize>,
+    pub idle_timeout: Option<String>,
+}
+
+impl From<RawFilesListener> for RawListener {
+    fn from(f: RawFilesListener) -> RawListener {
+        RawListener {
+            listen: f.listen,
+            allow: f.allow,
+            trusted_proxies: f.trusted_proxies,
+            tls_cert: f.tls_cert,
+            tls_key: f.tls_key,
+            public_url: f.public_url,
+            max_connections: f.max_connections,
+            max_connections_per_peer: f.max_connections_per_peer,
+            idle_timeout: f.idle_timeout,
+            ..RawListener::default()
+        }
+    }
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -171,6 +205,7 @@ pub fn table_keys(table: &str) -> Option<Vec<&'static str>> {
     let keys = match table {
         "" => keys_of::<RawConfig>(),
         "his_listener" | "cloud_listener" => keys_of::<RawListener>(),
+        "files_listener" => keys_of::<RawFilesListener>(),
         "admin" => keys_of::<RawAdmin>(),
         "cloud" => keys_of::<RawCloud>(),
         "cloud.route" => keys_of::<RawCloudRoute>(),
@@ -240,6 +275,7 @@ mod tests {
             [
                 "his_listener",
                 "cloud_listener",
+                "files_listener",
                 "admin",
                 "cloud",
                 "his",
@@ -273,6 +309,20 @@ mod tests {
         assert!(table_keys("his_listener")
             .expect("listener")
             .contains(&"max_connections_per_peer"));
+        let files = table_keys("files_listener").expect("[files_listener]");
+        for k in [
+            "listen",
+            "allow",
+            "tls_cert",
+            "tls_key",
+            "public_url",
+            "idle_timeout",
+        ] {
+            assert!(files.contains(&k), "[files_listener] {k}");
+        }
+        for k in ["max_body", "client_ca", "allowed_client_names"] {
+            assert!(!files.contains(&k), "[files_listener] has no {k}");
+        }
         assert_eq!(table_keys("his.args"), None);
         assert_eq!(table_keys("hospital"), None);
     }

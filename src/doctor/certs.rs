@@ -16,11 +16,12 @@ const EXPIRY_WARNING: Duration = Duration::from_secs(30 * 86_400);
 pub(super) fn cert_checks(config: &Config) -> Vec<Check> {
     let now = SystemTime::now();
     let mut out = Vec::new();
-    let listeners: [(&str, &ListenerConfig); 2] = [
-        ("his_listener", &config.his_listener),
-        ("cloud_listener", &config.cloud_listener),
+    let listeners: [(&str, Option<&ListenerConfig>); 3] = [
+        ("his_listener", Some(&config.his_listener)),
+        ("cloud_listener", Some(&config.cloud_listener)),
+        ("files_listener", config.files_listener.as_ref()),
     ];
-    for (name, l) in listeners {
+    for (name, l) in listeners.into_iter().filter_map(|(n, l)| Some((n, l?))) {
         if let Some(files) = &l.tls {
             out.push(server_cert_check(name, files, now));
             if let Some(ca) = &files.client_ca {

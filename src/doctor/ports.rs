@@ -10,6 +10,9 @@ pub(super) fn port_checks(config: &Config) -> Vec<Check> {
         ("his_listener", config.his_listener.listen),
         ("cloud_listener", config.cloud_listener.listen),
     ];
+    if let Some(f) = &config.files_listener {
+        listeners.push(("files_listener", f.listen));
+    }
     if let Some(a) = &config.admin {
         listeners.push(("admin", a.listen));
     }

@@ -1,5 +1,6 @@
 //! The cloud listener's requests: `POST /his/<name>` for every cloud → HIS interface, relayed to
-//! the HIS endpoint the config routes the name to.
+//! the HIS endpoint the config routes the name to; `GET|HEAD /pacs/dcm` and `/files/<token>`
+//! (shared with the files listener, `files.rs`).
 
 use std::borrow::Cow;
 use std::sync::Arc;
@@ -7,14 +8,12 @@ use std::sync::Arc;
 use hyper::body::Incoming;
 use hyper::{Method, Request, Response};
 
-use super::State;
 use super::{
-    body_error_response, debug_body, json_body, json_response, method_not_allowed, not_found,
-    plain_refusal, raised_response, read_body, Body, Call, Reply,
+    body_error_response, debug_body, files, json_body, json_response, method_not_allowed,
+    not_found, plain_refusal, raised_response, read_body, Body, Call, Reply, State,
 };
 use crate::catalog::{is_valid_name, Catalog, Envelope};
 use crate::outcome::{Code, Direction, Outcome, Raised};
-use crate::pacs::{Caller, Fetched};
 
 const DIRECTION: Direction = Direction::CloudToHis;
 
@@ -24,8 +23,11 @@ fn reply(response: Response<Body>, route: impl Into<Cow<'static, str>>, outcome:
 
 pub async fn handle(state: &Arc<State>, req: Request<Incoming>, call: &Call) -> Reply {
     let path = req.uri().path();
-    if path == "/pacs/dcm" || path.starts_with("/files/") {
-        return files(state, req, call).await;
+    if path.starts_with("/files/") {
+        return files::file(state, req, call).await;
+    }
+    if path == "/pacs/dcm" {
+        return pacs_dcm(state, req, call).await;
     }
     let Some(name) = path.strip_prefix("/his/") else {
         let r = not_found(
@@ -134,62 +136,27 @@ pub async fn handle(state: &Arc<State>, req: Request<Incoming>, call: &Call) -> 
     }
 }
 
-/// `GET|HEAD /pacs/dcm` and `/files/<token>`: streamed from the LAN, never buffered whole.
-async fn files(state: &Arc<State>, req: Request<Incoming>, call: &Call) -> Reply {
-    const PACS: Direction = Direction::CloudToPacs;
+/// `GET|HEAD /pacs/dcm`: streamed from the LAN, never buffered whole.
+async fn pacs_dcm(state: &Arc<State>, req: Request<Incoming>, call: &Call) -> Reply {
+    const PACS: Direction = files::DIRECTION;
     if req.method() != Method::GET && req.method() != Method::HEAD {
         let r = method_not_allowed("GET, HEAD");
         return Reply::logged(r, PACS, "files", Outcome::MethodNotAllowed);
     }
     // A GET carries no body worth reading; whatever is sent is left unread.
     let (parts, _body) = req.into_parts();
-    let caller = Caller {
-        request_id: call.request_id.clone(),
-        peer: call.client,
-        started: call.started,
-    };
-    let (route, fetched) = match parts.uri.path().strip_prefix("/files/") {
-        // A link is its own credential (sealed and expiring): patients' phones open it.
-        Some(token) => ("files", state.pacs.file(token, &parts, &caller).await),
-        None => {
-            if let Some(err) = signature_error(state, &parts, b"") {
-                // The file routes refuse a bad signature with a plain 401.
-                let r = plain_refusal(
-                    hyper::StatusCode::UNAUTHORIZED,
-                    err.kind(),
-                    format!("signed call refused: {err}\n"),
-                    &call.request_id,
-                );
-                return Reply::logged(r, DIRECTION, "pacs-dcm", err.kind());
-            }
-            ("pacs-dcm", state.pacs.dcm(&parts, &caller).await)
-        }
-    };
-    match fetched {
-        Fetched::Refused(refusal) => {
-            let mut r = plain_refusal(
-                refusal.status,
-                refusal.outcome,
-                refusal.text.into_owned(),
-                &call.request_id,
-            );
-            if let Some(range) = refusal.content_range {
-                r.headers_mut().insert(hyper::header::CONTENT_RANGE, range);
-            }
-            Reply::logged(r, PACS, route, refusal.outcome)
-        }
-        Fetched::Streamed(stream) => {
-            let body = stream.body.map_or_else(Body::default, Body::stream);
-            let mut r = Response::new(body);
-            *r.status_mut() = stream.status;
-            *r.headers_mut() = stream.headers;
-            if let Ok(v) = hyper::header::HeaderValue::from_str(&call.request_id) {
-                r.headers_mut().insert("x-request-id", v);
-            }
-            // The stream writes its own line when it ends.
-            Reply::unlogged(r)
-        }
+    if let Some(err) = signature_error(state, &parts, b"") {
+        // The file routes refuse a bad signature with a plain 401.
+        let r = plain_refusal(
+            hyper::StatusCode::UNAUTHORIZED,
+            err.kind(),
+            format!("signed call refused: {err}\n"),
+            &call.request_id,
+        );
+        return Reply::logged(r, DIRECTION, "pacs-dcm", err.kind());
     }
+    let fetched = state.pacs.dcm(&parts, &files::caller(call)).await;
+    files::reply(fetched, "pacs-dcm", call)
 }
 
 /// With `[auth]` set, a call from the cloud must carry a valid, fresh, unused signature.

@@ -1,10 +1,12 @@
-//! What the box accepts: the HIS listener (hospital LAN) and the cloud listener (internet side).
-//! One accept loop serves both; the allowlist is applied to the TCP peer before any body is
+//! What the box accepts: the HIS listener (hospital LAN), the cloud listener (internet side),
+//! the files listener (patients' phones: `/files/<token>` only) and the admin listener. One
+//! accept loop serves them all; the allowlist is applied to the TCP peer before any body is
 //! read; each side has its own request handler.
 
 pub mod admin;
 pub mod allowlist;
 pub mod cloud;
+pub mod files;
 pub mod his;
 mod http;
 pub mod state;
@@ -38,6 +40,8 @@ pub enum Side {
     Cloud,
     /// Health, metrics and status for the operator (loopback by default).
     Admin,
+    /// `[files_listener]`: `GET|HEAD /files/<token>` for patients' phones, nothing else.
+    Files,
 }
 
 impl Side {
@@ -46,6 +50,7 @@ impl Side {
             Side::His => "his",
             Side::Cloud => "cloud",
             Side::Admin => "admin",
+            Side::Files => "files",
         }
     }
 }
@@ -346,11 +351,7 @@ async fn handle(state: Arc<State>, req: Request<Incoming>, mut conn: Conn) -> Re
             return forbidden();
         }
         PeerAccess::Proxy => {
-            let policy = match conn.side {
-                Side::His => &state.his_policy,
-                Side::Cloud => &state.cloud_policy,
-                Side::Admin => &state.admin_policy,
-            };
+            let policy = state.policy(conn.side);
             match policy.client_behind_proxy(conn.peer.ip(), req.headers()) {
                 Some(ip) if policy.allows(ip) => ip,
                 Some(ip) => {
@@ -369,6 +370,7 @@ async fn handle(state: Arc<State>, req: Request<Incoming>, mut conn: Conn) -> Re
         Side::His => his::handle(&state, req, &call).await,
         Side::Cloud => cloud::handle(&state, req, &call).await,
         Side::Admin => admin::handle(&state, req, &call).await,
+        Side::Files => files::handle(&state, req, &call).await,
     };
     // The call's one log line and metric, from what the handler says became of it, and its
     // trail entry.
@@ -537,10 +539,14 @@ impl Call {
                 request_id = %self.request_id,
                 "call"
             );
-        } else if outcome == Outcome::BodyRefused
-            && !crate::telemetry::limits::hit(self.conn.side.as_str(), "body", self.client)
+        } else if (outcome == Outcome::BodyRefused
+            && !crate::telemetry::limits::hit(self.conn.side.as_str(), "body", self.client))
+            || (self.conn.side == Side::Files
+                && matches!(outcome, Outcome::NotFound | Outcome::MethodNotAllowed)
+                && !crate::telemetry::limits::once_a_minute("files-other-path", self.client))
         {
-            // A size or time limit: logged once a minute per caller, counted every time.
+            // A size or time limit, or the internet probing the files listener for other paths:
+            // logged once a minute per caller, counted every time.
             tracing::debug!(
                 direction,
                 peer = %self.client,

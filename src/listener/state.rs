@@ -27,9 +27,12 @@ pub struct State {
     pub his_policy: Arc<AccessPolicy>,
     pub cloud_policy: Arc<AccessPolicy>,
     pub admin_policy: Arc<AccessPolicy>,
+    /// `[files_listener]`'s allowlist (refuses everyone when there is no such listener).
+    pub files_policy: Arc<AccessPolicy>,
     /// TLS for the listeners that have a certificate (reloaded with the config).
     pub his_tls: Option<ListenerTls>,
     pub cloud_tls: Option<ListenerTls>,
+    pub files_tls: Option<ListenerTls>,
     /// Checks the cloud's signed calls when `[auth]` is set.
     pub verifier: Option<Arc<crate::auth::Signer>>,
 }
@@ -51,22 +54,27 @@ impl State {
             Side::His => &self.his_policy,
             Side::Cloud => &self.cloud_policy,
             Side::Admin => &self.admin_policy,
+            Side::Files => &self.files_policy,
         }
     }
 
     /// The connection limits of a listener.
     pub fn limits(&self, side: Side) -> super::Limits {
+        let fixed = || super::Limits {
+            max_connections: 64,
+            max_per_peer: 64,
+            idle_timeout: Duration::from_secs(10),
+            client_names: Arc::from(Vec::new()),
+        };
         let l = match side {
             Side::His => &self.config.his_listener,
             Side::Cloud => &self.config.cloud_listener,
-            Side::Admin => {
-                return super::Limits {
-                    max_connections: 64,
-                    max_per_peer: 64,
-                    idle_timeout: Duration::from_secs(10),
-                    client_names: Arc::from(Vec::new()),
-                }
-            }
+            Side::Files => match &self.config.files_listener {
+                Some(l) => l,
+                // Not bound without the section; a reload keeps the section while it runs.
+                None => return fixed(),
+            },
+            Side::Admin => return fixed(),
         };
         super::Limits {
             max_connections: l.max_connections,
@@ -86,6 +94,7 @@ impl State {
         match side {
             Side::His => self.his_tls.as_ref().map(|t| &t.0),
             Side::Cloud => self.cloud_tls.as_ref().map(|t| &t.0),
+            Side::Files => self.files_tls.as_ref().map(|t| &t.0),
             Side::Admin => None,
         }
     }

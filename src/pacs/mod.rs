@@ -60,7 +60,8 @@ const ID_SAFE: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
 #[derive(Debug)]
 pub struct Pacs {
     config: PacsConfig,
-    /// `cloud_listener.public_url`, without a trailing slash.
+    /// Where minted links lead: `files_listener.public_url` when set, else
+    /// `cloud_listener.public_url`; without a trailing slash.
     public_url: Option<String>,
     /// Present when links are rewritten (`internal_hosts` set).
     signer: Option<LinkSigner>,
@@ -198,7 +199,11 @@ impl Pacs {
             .build()
             .map_err(|e| PacsError::Client(crate::upstream::error_root(&e)))?;
         Ok(Pacs {
-            public_url: config.cloud_listener.public_url.clone(),
+            public_url: config
+                .files_listener
+                .as_ref()
+                .and_then(|f| f.public_url.clone())
+                .or_else(|| config.cloud_listener.public_url.clone()),
             config: pacs,
             signer,
             client,

@@ -16,16 +16,22 @@ static LAST: Mutex<Option<HashMap<(&'static str, IpAddr), Instant>>> = Mutex::ne
 /// Counts a hit of `limit` by `peer` on `listener`, and says whether to log it now.
 pub fn hit(listener: &'static str, limit: &'static str, peer: IpAddr) -> bool {
     crate::telemetry::metrics::limit_hit(listener, limit);
+    once_a_minute(limit, peer)
+}
+
+/// Whether to log `what` for `peer` now (once a minute per caller), without counting it as a
+/// limit hit: for refusals the call's own metric already counts.
+pub fn once_a_minute(what: &'static str, peer: IpAddr) -> bool {
     let mut guard = LAST.lock().unwrap_or_else(|p| p.into_inner());
     let map = guard.get_or_insert_with(HashMap::new);
     if map.len() >= REMEMBER {
         map.clear();
     }
     let now = Instant::now();
-    match map.get(&(limit, peer)) {
+    match map.get(&(what, peer)) {
         Some(t) if now.duration_since(*t) < EVERY => false,
         _ => {
-            map.insert((limit, peer), now);
+            map.insert((what, peer), now);
             true
         }
     }

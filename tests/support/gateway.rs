@@ -12,6 +12,8 @@ pub struct TestGateway {
     pub cloud_addr: SocketAddr,
     /// The admin listener's address when the TOML has an `[admin]` section.
     pub admin_addr: Option<SocketAddr>,
+    /// The files listener's address when the TOML has a `[files_listener]` section.
+    pub files_addr: Option<SocketAddr>,
     /// The gateway's own buffer directory when the test's TOML names none (removed on drop).
     pub buffer_dir: Option<super::TempDir>,
     /// Puts a new configuration in force, as SIGHUP does.
@@ -41,6 +43,15 @@ impl TestGateway {
         format!(
             "http://{}{path}",
             self.admin_addr.expect("the config has an [admin] section")
+        )
+    }
+
+    /// `http://<files listener><path>`; panics when the TOML has no `[files_listener]`.
+    pub fn files_url(&self, path: &str) -> String {
+        format!(
+            "http://{}{path}",
+            self.files_addr
+                .expect("the config has a [files_listener] section")
         )
     }
 
@@ -111,6 +122,7 @@ pub async fn spawn_gateway_in(toml: &str, base_dir: &Path) -> TestGateway {
     let his_addr = gw.his_addr();
     let cloud_addr = gw.cloud_addr();
     let admin_addr = gw.admin_addr();
+    let files_addr = gw.files_addr();
     let reloader = gw.reloader();
     let (tx, rx) = oneshot::channel::<()>();
     let task = tokio::spawn(async move {
@@ -123,6 +135,7 @@ pub async fn spawn_gateway_in(toml: &str, base_dir: &Path) -> TestGateway {
         his_addr,
         cloud_addr,
         admin_addr,
+        files_addr,
         buffer_dir,
         reloader,
         stop: Some(tx),

@@ -1,10 +1,11 @@
-//! `[his_listener]`, `[cloud_listener]`: where the box listens and whom it lets in.
+//! `[his_listener]`, `[cloud_listener]`, `[files_listener]`: where the box listens and whom it
+//! lets in.
 
 use std::time::Duration;
 
 use super::values::*;
 use super::{Checker, Step};
-use crate::config::raw::RawListener;
+use crate::config::raw::{RawFilesListener, RawListener};
 use crate::config::*;
 
 pub(super) fn loopback_nets() -> Vec<IpNet> {
@@ -12,6 +13,23 @@ pub(super) fn loopback_nets() -> Vec<IpNet> {
         .iter()
         .filter_map(|s| s.parse().ok())
         .collect()
+}
+
+/// Everyone, IPv4 and IPv6: whom `[files_listener]` lets in without an `allow` list (patients'
+/// phones open its links from anywhere; a link is its own credential).
+const FILES_DEFAULT_ALLOW: [&str; 2] = ["0.0.0.0/0", "::/0"];
+
+/// `[files_listener]`: read like the other listeners, but without `allow` it lets everyone in,
+/// and it reads no request body (`max_body` 0).
+pub(super) fn files_listener(
+    c: &mut Checker<'_>,
+    table: &'static str,
+    raw: RawFilesListener,
+) -> Option<ListenerConfig> {
+    let mut raw = RawListener::from(raw);
+    raw.allow
+        .get_or_insert_with(|| FILES_DEFAULT_ALLOW.map(String::from).to_vec());
+    listener(c, table, Some(raw), 0)
 }
 
 pub(super) fn listener(

@@ -22,7 +22,7 @@ use toml::Spanned;
 
 use super::raw::RawConfig;
 use super::*;
-use listeners::{listener, loopback_nets};
+use listeners::{files_listener, listener, loopback_nets};
 use values::{nets, socket_addr};
 pub use values::{parse_duration, parse_size};
 
@@ -206,6 +206,7 @@ impl Checker<'_> {
 
 const HIS_LISTENER: &str = "his_listener";
 const CLOUD_LISTENER: &str = "cloud_listener";
+const FILES_LISTENER: &str = "files_listener";
 
 fn build(c: &mut Checker<'_>, raw: RawConfig) -> Option<Config> {
     let his_listener = listener(c, HIS_LISTENER, raw.his_listener, 1 << 20);
@@ -226,6 +227,37 @@ fn build(c: &mut Checker<'_>, raw: RawConfig) -> Option<Config> {
             );
         }
     }
+    let files = raw
+        .files_listener
+        .and_then(|f| files_listener(c, FILES_LISTENER, f));
+    if let Some(f) = &files {
+        let others = [
+            (HIS_LISTENER, his_listener.as_ref().map(|l| l.listen)),
+            (CLOUD_LISTENER, cloud_listener.as_ref().map(|l| l.listen)),
+        ];
+        for (name, addr) in others {
+            if addr == Some(f.listen) && f.listen.port() != 0 {
+                c.problem(
+                    &[Step::Key(FILES_LISTENER), Step::Key("listen")],
+                    format!("same address as {name}.listen ({})", f.listen),
+                );
+            }
+        }
+        if f.tls.is_none() {
+            c.warn(
+                &[Step::Key(FILES_LISTENER)],
+                "no tls_cert/tls_key: the files listener serves patients' reports over plain \
+                 HTTP; use this only behind a proxy that terminates TLS, or for tests",
+            );
+        }
+        if f.public_url.is_none() {
+            c.warn(
+                &[Step::Key(FILES_LISTENER), Step::Key("public_url")],
+                "no public_url: links in HIS answers still lead to cloud_listener.public_url, \
+                 so phones never reach this listener",
+            );
+        }
+    }
     let admin = raw.admin.and_then(|a| {
         let listen = socket_addr(c, &[Step::Key("admin"), Step::Key("listen")], a.listen)?;
         let allow = nets(c, &[Step::Key("admin"), Step::Key("allow")], a.allow)
@@ -237,6 +269,14 @@ fn build(c: &mut Checker<'_>, raw: RawConfig) -> Option<Config> {
             token,
         })
     });
+    if let (Some(f), Some(a)) = (&files, &admin) {
+        if f.listen == a.listen && f.listen.port() != 0 {
+            c.problem(
+                &[Step::Key(FILES_LISTENER), Step::Key("listen")],
+                format!("same address as admin.listen ({})", f.listen),
+            );
+        }
+    }
     let cloud = cloud::cloud(c, raw.cloud);
     let his = his::his(c, raw.his);
     let buffer = buffer::buffer(c, raw.buffer.unwrap_or_default());
@@ -257,17 +297,27 @@ fn build(c: &mut Checker<'_>, raw: RawConfig) -> Option<Config> {
         && cloud_listener
             .as_ref()
             .is_some_and(|l| l.public_url.is_none())
+        && files.as_ref().is_none_or(|f| f.public_url.is_none())
     {
         c.problem(
             &[Step::Key("cloud_listener"), Step::Key("public_url")],
             "[pacs] internal_hosts is set, so links in HIS answers are rewritten to \
              <public_url>/files/<token>: set public_url to the address the cloud uses to reach \
-             this box (e.g. \"https://prefront.example-hospital.cn:8443\")",
+             this box (e.g. \"https://prefront.example-hospital.cn:8443\"), or \
+             [files_listener] public_url to the address patients' phones use",
+        );
+    }
+    if pacs.internal_hosts.is_empty() && files.is_some() {
+        c.warn(
+            &[Step::Key(FILES_LISTENER)],
+            "[pacs] internal_hosts is empty, so no links are handed out: this listener answers \
+             every /files/<token> with 404",
         );
     }
     Some(Config {
         his_listener: his_listener?,
         cloud_listener: cloud_listener?,
+        files_listener: files,
         admin,
         cloud: cloud?,
         his: his?,

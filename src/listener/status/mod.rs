@@ -106,14 +106,14 @@ pub enum CertificateView {
     /// Not read (a snapshot made by hand): one row with "—".
     #[default]
     NotAvailable,
-    /// One row per listener with a certificate (`tls_cert`); none: both speak plain HTTP.
+    /// One row per listener with a certificate (`tls_cert`); none: all speak plain HTTP.
     Listeners(Vec<CertRow>),
 }
 
 /// A listener's certificate expiry.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CertRow {
-    /// `cloud` or `his`: the `listener` label of `prefront_tls_cert_expiry_seconds`.
+    /// `cloud`, `his` or `files`: the `listener` label of `prefront_tls_cert_expiry_seconds`.
     pub listener: &'static str,
     /// `notAfter` of the certificate file's first certificate, in Unix seconds, or why it could
     /// not be read.
@@ -126,23 +126,27 @@ pub struct CertRow {
 /// `prefront_tls_cert_expiry_seconds`. Blocks (file reads).
 fn certificates(state: &State, zone: &Zone) -> CertificateView {
     let c = &state.config;
-    let rows = [("cloud", &c.cloud_listener), ("his", &c.his_listener)]
-        .into_iter()
-        .filter_map(|(listener, l)| {
-            let tls = l.tls.as_ref()?;
-            let not_after_s = crate::certinfo::cert_not_after(&tls.cert).map(|t| {
-                match t.duration_since(std::time::UNIX_EPOCH) {
-                    Ok(d) => i64::try_from(d.as_secs()).unwrap_or(i64::MAX),
-                    Err(e) => -i64::try_from(e.duration().as_secs()).unwrap_or(i64::MAX),
-                }
-            });
-            Some(CertRow {
-                listener,
-                utc_offset_s: not_after_s.as_ref().map_or(0, |t| zone.offset_at(*t)),
-                not_after_s,
-            })
+    let rows = [
+        ("cloud", Some(&c.cloud_listener)),
+        ("his", Some(&c.his_listener)),
+        ("files", c.files_listener.as_ref()),
+    ]
+    .into_iter()
+    .filter_map(|(listener, l)| {
+        let tls = l?.tls.as_ref()?;
+        let not_after_s = crate::certinfo::cert_not_after(&tls.cert).map(|t| {
+            match t.duration_since(std::time::UNIX_EPOCH) {
+                Ok(d) => i64::try_from(d.as_secs()).unwrap_or(i64::MAX),
+                Err(e) => -i64::try_from(e.duration().as_secs()).unwrap_or(i64::MAX),
+            }
+        });
+        Some(CertRow {
+            listener,
+            utc_offset_s: not_after_s.as_ref().map_or(0, |t| zone.offset_at(*t)),
+            not_after_s,
         })
-        .collect();
+    })
+    .collect();
     CertificateView::Listeners(rows)
 }
 
