@@ -377,7 +377,11 @@ async fn handle(state: Arc<State>, req: Request<Incoming>, mut conn: Conn) -> Re
     if let Some(l) = &reply.log {
         let status = reply.response.status().as_u16();
         call.log(l.direction, &l.route, l.outcome, status);
-        if crate::trail::active() {
+        // A path the box has nothing at names no interface: nobody searches for it, and the
+        // internet's scanners would fill the trail with it (the files listener is public).
+        if crate::trail::active()
+            && !matches!(l.outcome, Outcome::NotFound | Outcome::MethodNotAllowed)
+        {
             call.trail(l, status, &state);
         }
     }
