@@ -21,6 +21,9 @@ pub struct RawConfig {
     pub trail: Option<RawTrail>,
     pub auth: Option<RawAuth>,
     pub log: Option<RawLog>,
+    /// `[[hospital]]`: one per `hospitalId` behind this box (a county's 医共体).
+    #[serde(default)]
+    pub hospital: Vec<RawHospital>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -95,6 +98,18 @@ pub struct RawHis {
 pub struct RawHisOwn {
     pub max_response: Option<String>,
     pub max_file_response: Option<String>,
+    #[serde(default)]
+    pub route: Vec<RawRoute>,
+}
+
+/// A `[[hospital]]`: its own HIS (shaped like `[his]`, so a key added there is a key here too),
+/// its own PACS template and its own `[[hospital.route]]` overrides.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawHospital {
+    pub id: Option<String>,
+    pub his: Option<RawHis>,
+    pub dcm_url: Option<String>,
     #[serde(default)]
     pub route: Vec<RawRoute>,
 }
@@ -176,6 +191,11 @@ pub fn table_keys(table: &str) -> Option<Vec<&'static str>> {
             return Some(route.chain(keys_of::<RawHisOwn>()).copied().collect());
         }
         "his.route" => keys_of::<RawRoute>(),
+        "hospital" => keys_of::<RawHospital>(),
+        // A hospital's `his` has the keys of `[his]`: `validate/hospital.rs` says which of them
+        // belong to `[his]` alone.
+        "hospital.his" => return table_keys("his"),
+        "hospital.route" | "hospital.his.route" => keys_of::<RawRoute>(),
         "pacs" => keys_of::<RawPacs>(),
         "buffer" => keys_of::<RawBuffer>(),
         "trail" => keys_of::<RawTrail>(),
@@ -243,7 +263,8 @@ mod tests {
                 "buffer",
                 "trail",
                 "auth",
-                "log"
+                "log",
+                "hospital"
             ]
         );
         for section in top {
@@ -270,6 +291,12 @@ mod tests {
             .expect("listener")
             .contains(&"max_connections_per_peer"));
         assert_eq!(table_keys("his.args"), None);
-        assert_eq!(table_keys("hospital"), None);
+        assert_eq!(
+            table_keys("hospital"),
+            Some(vec!["id", "his", "dcm_url", "route"])
+        );
+        assert_eq!(table_keys("hospital.his"), table_keys("his"));
+        assert_eq!(table_keys("hospital.route"), table_keys("his.route"));
+        assert_eq!(table_keys("hospital.args"), None);
     }
 }
