@@ -179,6 +179,106 @@ mod tests {
         }
     }
 
+    const BOX: &str = r#"
+[his_listener]
+listen = "127.0.0.1:0"
+[cloud_listener]
+listen = "127.0.0.1:1"
+public_url = "https://box.example"
+[cloud]
+base_url = "https://cloud.example.com"
+[his]
+url = "http://10.1.1.10/his/{name}"
+timeout_ms = 3000
+[[his.route]]
+name = "hospital.interface.createCard"
+url = "http://10.1.1.12/card"
+[pacs]
+internal_hosts = ["10.2.1.20"]
+[[hospital]]
+id = "253"
+his = { kind = "http", url = "http://10.2.1.10:8080/his/{name}" }
+dcm_url = "http://10.2.1.20/pacs/dcm?dcmId={dcmId}"
+[[hospital.route]]
+name = "hospital.interface.pacsReportDcm"
+kind = "soap"
+url = "http://10.2.1.11/HisService.asmx"
+[[hospital]]
+id = "254"
+[[hospital.route]]
+name = "hospital.interface.getDepositRecord"
+url = "http://10.3.1.10/deposit"
+[[hospital]]
+id = "255"
+his = { url = "http://10.2.1.10:8080/his/{name}" }
+"#;
+
+    /// A hospital's route, else its his, else the box's own; lists when all agree.
+    #[test]
+    fn calls_are_routed_by_hospital_then_the_box() {
+        let loaded = Config::from_toml(BOX, std::path::Path::new("/nonexistent"));
+        let config = match loaded {
+            Ok(l) => l.config,
+            Err(e) => panic!("{:?}", e.problems),
+        };
+        let his = &config.his;
+        let url = |h: Option<&str>, name: &str| match his.route_in(h, name) {
+            Ok(Some(r)) => match &r.target {
+                HisTarget::Http { url } => url.clone(),
+                HisTarget::Soap(s) => format!("soap {}", s.url),
+            },
+            Ok(None) => "none".into(),
+            Err(e) => format!("{e:?}"),
+        };
+        let dcm = "hospital.interface.pacsReportDcm";
+        let card = "hospital.interface.createCard";
+        let deposit = "hospital.interface.getDepositRecord";
+        assert_eq!(
+            url(Some("253"), dcm),
+            "soap http://10.2.1.11/HisService.asmx"
+        );
+        // Its his comes before the box's [[his.route]].
+        assert_eq!(url(Some("253"), card), "http://10.2.1.10:8080/his/{name}");
+        assert_eq!(url(Some("254"), deposit), "http://10.3.1.10/deposit");
+        assert_eq!(url(Some("254"), card), "http://10.1.1.12/card");
+        assert_eq!(url(Some("254"), dcm), "http://10.1.1.10/his/{name}");
+        assert_eq!(url(None, card), "http://10.1.1.12/card");
+        assert_eq!(url(None, dcm), "http://10.1.1.10/his/{name}");
+        assert_eq!(url(Some("256"), dcm), "Unknown");
+        assert_eq!(
+            url(Some("253,255"), card),
+            "http://10.2.1.10:8080/his/{name}"
+        );
+        assert_eq!(
+            url(Some("253, 255"), card),
+            "http://10.2.1.10:8080/his/{name}"
+        );
+        assert_eq!(url(Some("253,254"), card), "Split");
+        assert_eq!(url(Some("253,256"), card), "Unknown");
+        // A hospital's his inherits nothing from [his]; its routes inherit from its his.
+        let timeout = |h: &str, n: &str| his.route_in(Some(h), n).ok().flatten().map(|r| r.timeout);
+        assert_eq!(
+            timeout("253", card),
+            Some(std::time::Duration::from_secs(10))
+        );
+        assert_eq!(
+            timeout("254", deposit),
+            Some(std::time::Duration::from_secs(3))
+        );
+        assert!(his.routes_name(deposit));
+        assert_eq!(
+            config
+                .pacs
+                .hospitals
+                .get("253")
+                .cloned()
+                .flatten()
+                .as_deref(),
+            Some("http://10.2.1.20/pacs/dcm?dcmId={dcmId}")
+        );
+        assert_eq!(config.pacs.hospitals.get("254"), Some(&None));
+    }
+
     #[test]
     fn pacs_hosts_outside_internal_hosts_are_named() {
         let hosts = [
