@@ -397,7 +397,9 @@ mod tests {
             .collect(),
         };
         let t = targets(&config);
-        let names: Vec<(Option<&str>, &str, Vec<Option<&str>>)> = t
+        /// A row as (hospital, target, route names).
+        type Row<'a> = (Option<&'a str>, &'a str, Vec<Option<&'a str>>);
+        let names: Vec<Row<'_>> = t
             .iter()
             .map(|t| {
                 let routes = t.routes.iter().map(|(n, _)| n.as_deref()).collect();
