@@ -28,7 +28,8 @@ pub struct Reloader {
 
 impl Reloader {
     /// Puts `config` in force for every new call: allowlists, body limits, TLS certificates,
-    /// HIS routes (a HIS target both configurations name keeps its link state),
+    /// HIS routes and `[[hospital]]` tables (a HIS target both configurations name keeps its
+    /// link state),
     /// `[[cloud.route]]` delivery, `[pacs]`. What needs new sockets or a new store
     /// (listen addresses, a `[files_listener]` added or removed, `[cloud]` connection settings,
     /// `[buffer]`, `[admin]`, log level) keeps its old value; each such difference is returned

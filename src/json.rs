@@ -16,21 +16,61 @@ use serde::de::{self, Deserialize, DeserializeSeed, Deserializer, MapAccess, Seq
 
 /// Checks `text`; the error names the problem and its position, never the offending value.
 pub fn validate(text: &[u8]) -> Result<(), serde_json::Error> {
+    validate_noting(text, None).map(|_| ())
+}
+
+/// A member of the top-level object, as `validate_noting` saw it (only its kind when it is
+/// neither a string nor an integer).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Member {
+    Str(String),
+    /// An integer, in decimal.
+    Int(String),
+    /// `object`, `array`, `boolean`, `null` or `number with a fraction`.
+    Other(&'static str),
+}
+
+/// `validate`, noting on the way the value of the top-level object's member `key` (the
+/// document is read once): `None` when there is no such member or the document is not an object.
+pub fn validate_noting(
+    text: &[u8],
+    key: Option<&str>,
+) -> Result<Option<Member>, serde_json::Error> {
     let mut keys = Vec::new();
+    let mut found = None;
+    let note = key.map(|key| Note {
+        key,
+        found: &mut found,
+    });
     match std::str::from_utf8(text) {
         // Checked once here, so serde_json does not check each string again.
         Ok(text) => {
             let mut de = serde_json::Deserializer::from_str(text);
-            CheckSeed { keys: &mut keys }.deserialize(&mut de)?;
-            de.end()
+            CheckSeed {
+                keys: &mut keys,
+                note,
+            }
+            .deserialize(&mut de)?;
+            de.end()?;
         }
         // serde_json's own error names where the bad byte is.
         Err(_) => {
             let mut de = serde_json::Deserializer::from_slice(text);
-            CheckSeed { keys: &mut keys }.deserialize(&mut de)?;
-            de.end()
+            CheckSeed {
+                keys: &mut keys,
+                note,
+            }
+            .deserialize(&mut de)?;
+            de.end()?;
         }
     }
+    Ok(found)
+}
+
+/// The top-level member `validate_noting` looks for, and where it puts what it found.
+struct Note<'a> {
+    key: &'a str,
+    found: &'a mut Option<Member>,
 }
 
 /// 2^64: the first integer a 64-bit field cannot hold.
@@ -41,6 +81,8 @@ const TWO_POW_64: f64 = 18_446_744_073_709_551_616.0;
 /// object.
 struct CheckSeed<'a, 'de> {
     keys: &'a mut Vec<Key<'de>>,
+    /// Only on the document itself: nested objects' members are not looked at.
+    note: Option<Note<'a>>,
 }
 
 impl<'de> DeserializeSeed<'de> for CheckSeed<'_, 'de> {
@@ -95,13 +137,14 @@ impl<'de> Visitor<'de> for CheckSeed<'_, 'de> {
         while seq
             .next_element_seed(CheckSeed {
                 keys: &mut *self.keys,
+                note: None,
             })?
             .is_some()
         {}
         Ok(())
     }
 
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+    fn visit_map<A: MapAccess<'de>>(mut self, mut map: A) -> Result<(), A::Error> {
         // Keys are borrowed from the input where they can be (no escapes); a small object is
         // checked with a linear scan, a large one with a set, so the common case allocates
         // nothing on this per-call path.
@@ -121,20 +164,100 @@ impl<'de> Visitor<'de> for CheckSeed<'_, 'de> {
                 let shown: String = key.0.chars().take(64).collect();
                 break Err(de::Error::custom(format_args!("duplicate key `{shown}`")));
             }
+            let noted = self.note.as_ref().is_some_and(|n| key.0 == n.key);
             if set.is_none() {
                 self.keys.push(key);
                 if self.keys.len() - base > SCAN_UP_TO {
                     set = Some(self.keys.drain(base..).collect());
                 }
             }
-            if let Err(e) = map.next_value_seed(CheckSeed {
-                keys: &mut *self.keys,
-            }) {
+            let value = match &mut self.note {
+                Some(note) if noted => map.next_value_seed(NoteSeed {
+                    keys: &mut *self.keys,
+                    found: &mut *note.found,
+                }),
+                _ => map.next_value_seed(CheckSeed {
+                    keys: &mut *self.keys,
+                    note: None,
+                }),
+            };
+            if let Err(e) = value {
                 break Err(e);
             }
         };
         self.keys.truncate(base);
         result
+    }
+}
+
+/// Checks the noted member like any value, and notes what it is.
+struct NoteSeed<'a, 'de> {
+    keys: &'a mut Vec<Key<'de>>,
+    found: &'a mut Option<Member>,
+}
+
+impl<'de> DeserializeSeed<'de> for NoteSeed<'_, 'de> {
+    type Value = ();
+
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+        d.deserialize_any(self)
+    }
+}
+
+impl<'a, 'de> NoteSeed<'a, 'de> {
+    fn check(self, kind: Member) -> CheckSeed<'a, 'de> {
+        *self.found = Some(kind);
+        CheckSeed {
+            keys: self.keys,
+            note: None,
+        }
+    }
+}
+
+impl<'de> Visitor<'de> for NoteSeed<'_, 'de> {
+    type Value = ();
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a JSON value")
+    }
+
+    // Booleans, integers, strings and null need no check beyond being noted.
+    fn visit_bool<E>(self, _: bool) -> Result<(), E> {
+        *self.found = Some(Member::Other("boolean"));
+        Ok(())
+    }
+
+    fn visit_i64<E>(self, v: i64) -> Result<(), E> {
+        *self.found = Some(Member::Int(v.to_string()));
+        Ok(())
+    }
+
+    fn visit_u64<E>(self, v: u64) -> Result<(), E> {
+        *self.found = Some(Member::Int(v.to_string()));
+        Ok(())
+    }
+
+    fn visit_f64<E: de::Error>(self, v: f64) -> Result<(), E> {
+        self.check(Member::Other("number with a fraction"))
+            .visit_f64(v)
+    }
+
+    fn visit_str<E>(self, v: &str) -> Result<(), E> {
+        *self.found = Some(Member::Str(v.to_string()));
+        Ok(())
+    }
+
+    fn visit_unit<E>(self) -> Result<(), E> {
+        *self.found = Some(Member::Other("null"));
+        Ok(())
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<(), A::Error> {
+        self.check(Member::Other("array")).visit_seq(seq)
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<(), A::Error> {
+        self.check(Member::Other("object")).visit_map(map)
     }
 }
 
@@ -190,6 +313,48 @@ mod tests {
             assert!(validate(ok.as_bytes()).is_ok(), "{ok}");
         }
         assert!(validate(nested(127).as_bytes()).is_ok());
+    }
+
+    #[test]
+    fn a_top_level_member_is_noted_on_the_way() {
+        let note = |text: &str| validate_noting(text.as_bytes(), Some("hospitalId"));
+        assert_eq!(
+            note(r#"{"a":{"hospitalId":"1"},"hospitalId":"253"}"#).ok(),
+            Some(Some(Member::Str("253".into())))
+        );
+        assert_eq!(
+            note(r#"{"hospitalId":253}"#).ok(),
+            Some(Some(Member::Int("253".into())))
+        );
+        assert_eq!(
+            note(r#"{"hospitalId":-7}"#).ok(),
+            Some(Some(Member::Int("-7".into())))
+        );
+        assert_eq!(
+            note(r#"{"h\u006fspitalId":"x"}"#).ok(),
+            Some(Some(Member::Str("x".into())))
+        );
+        for (text, kind) in [
+            (r#"{"hospitalId":{"id":"253"}}"#, "object"),
+            (r#"{"hospitalId":["253"]}"#, "array"),
+            (r#"{"hospitalId":null}"#, "null"),
+            (r#"{"hospitalId":true}"#, "boolean"),
+            (r#"{"hospitalId":2.5}"#, "number with a fraction"),
+        ] {
+            assert_eq!(note(text).ok(), Some(Some(Member::Other(kind))), "{text}");
+        }
+        // Only the top level; nothing at all without a key to look for.
+        assert_eq!(note(r#"{"x":{"hospitalId":"1"}}"#).ok(), Some(None));
+        assert_eq!(note(r#"[{"hospitalId":"1"}]"#).ok(), Some(None));
+        assert_eq!(
+            validate_noting(br#"{"hospitalId":"1"}"#, None).ok(),
+            Some(None)
+        );
+        // The member is checked like the rest.
+        assert!(note(r#"{"hospitalId":"1","hospitalId":"2"}"#).is_err());
+        assert!(note(r#"{"hospitalId":{"a":1,"a":1}}"#).is_err());
+        assert!(note(r#"{"hospitalId":1e999}"#).is_err());
+        assert!(note(&format!(r#"{{"hospitalId":{}}}"#, nested(10_000))).is_err());
     }
 
     #[test]

@@ -91,6 +91,11 @@ pub enum Outcome {
     UnknownName,
     /// This hospital has not routed the name (40003).
     NotConfigured,
+    /// A `hospitalId` that names no `[[hospital]]` of this box (40003; 404 on `/pacs/dcm`).
+    UnknownHospital,
+    /// A `hospitalId` that cannot be one: an object, an array, empty, too long, control
+    /// characters (20003).
+    BadHospitalId,
     /// The peer refused the connection or could not be reached.
     UpstreamConnect,
     /// The TLS handshake with the peer failed.
@@ -184,6 +189,8 @@ impl Outcome {
         Outcome::BufferError,
         Outcome::UnknownName,
         Outcome::NotConfigured,
+        Outcome::UnknownHospital,
+        Outcome::BadHospitalId,
         Outcome::UpstreamConnect,
         Outcome::UpstreamTls,
         Outcome::UpstreamTimeout,
@@ -236,6 +243,8 @@ impl Outcome {
             Outcome::BufferError => "buffer-error",
             Outcome::UnknownName => "unknown-name",
             Outcome::NotConfigured => "not-configured",
+            Outcome::UnknownHospital => "unknown-hospital",
+            Outcome::BadHospitalId => "bad-hospital-id",
             Outcome::UpstreamConnect => "upstream-connect",
             Outcome::UpstreamTls => "upstream-tls",
             Outcome::UpstreamTimeout => "upstream-timeout",

@@ -223,7 +223,7 @@ invalid_fixture!(
 invalid_fixture!(
     unknown_array_of_tables,
     "invalid_unknown_array_table.toml",
-    &[e(&["hospital"], &["[[hospital]]\nname = \"one\""])]
+    &[e(&["hospitals"], &["[[hospitals]]\nname = \"one\""])]
 );
 
 /// Issue 19 item 3: an unknown sub-table or array of tables is one clear error, not that error
@@ -348,6 +348,34 @@ invalid_fixture!(
         &["his.route[2].name"],
         &["name = \"hospital.interface.createCard\"\nurl = \"http://10.1.1.12/card-again\""]
     )]
+);
+
+invalid_fixture!(
+    hospitals,
+    "invalid_hospital.toml",
+    &[
+        e(
+            &["hospital[0].his.max_response"],
+            &["max_response = \"8MiB\" }"]
+        ),
+        // A name routed twice in one hospital: the second is reported.
+        e(
+            &["hospital[0].route[1].name"],
+            &["name = \"hospital.interface.pacsReportDcm\"\nurl = \"http://10.2.1.12/again\""]
+        ),
+        e(
+            &["hospital[1].id"],
+            &["id = \"253\"\ndcm_url = \"http://10.2.1.21"]
+        ),
+        e(&["hospital[2].id"], &["id = \"\""]),
+        e(&["hospital[3]"], &["[[hospital]]\ndcm_ulr"]),
+        e(&["hospital[3].dcm_ulr"], &["dcm_ulr ="]),
+        // Its PACS host is not in [pacs] internal_hosts.
+        e(
+            &["hospital[4].dcm_url"],
+            &["dcm_url = \"http://10.3.1.21:8080"]
+        ),
+    ]
 );
 
 invalid_fixture!(
@@ -617,9 +645,45 @@ fn valid_minimal_fixture_loads_with_safe_defaults() {
     }
 }
 
+/// A county box: each hospital's his, routes and PACS template; `[his]` and `[pacs]` for the
+/// calls without a hospitalId.
+#[test]
+fn valid_hospitals_fixture_loads_every_hospital() {
+    let path = fixture("valid_hospitals.toml");
+    let c = Config::from_file(&path)
+        .unwrap_or_else(|e| panic!("{e}: {:#?}", e.problems))
+        .config;
+    let ids: Vec<&str> = c.his.hospitals.keys().map(String::as_str).collect();
+    assert_eq!(ids, ["253", "254"]);
+    let h253 = &c.his.hospitals["253"];
+    assert_eq!(
+        h253.default.as_ref().map(|r| (r.target.clone(), r.timeout)),
+        Some((
+            HisTarget::Http {
+                url: "http://10.2.1.10:8080/his/{name}".into()
+            },
+            Duration::from_millis(5000)
+        ))
+    );
+    assert!(matches!(
+        h253.routes.get("hospital.interface.pacsReportDcm").map(|r| &r.target),
+        Some(HisTarget::Soap(s)) if s.url == "http://10.2.1.11/HisService.asmx"
+    ));
+    assert!(c.his.hospitals["254"].default.is_none());
+    assert_eq!(
+        c.pacs.hospitals.get("254").cloned().flatten().as_deref(),
+        Some("http://10.3.1.20:8080/pacs/{dcmId}")
+    );
+    assert!(c.his.default.is_some() && c.pacs.dcm_url.is_some());
+}
+
 #[test]
 fn check_accepts_the_valid_fixtures() {
-    for name in ["valid_full.toml", "valid_minimal.toml"] {
+    for name in [
+        "valid_full.toml",
+        "valid_minimal.toml",
+        "valid_hospitals.toml",
+    ] {
         let run = check(&fixture(name));
         assert_check_ok(&run, name);
     }

@@ -5,7 +5,7 @@
 mod raw;
 mod validate;
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::fmt;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -22,6 +22,9 @@ pub const ANSWER_WITHIN: std::time::Duration = std::time::Duration::from_secs(9)
 /// The example configuration shipped in the repository; also the embedded default the binary
 /// runs on when no file is given and none is installed.
 pub const EXAMPLE: &str = include_str!("../../config/prefront.toml");
+
+/// Longest `[[hospital]]` id (and longest id in a body's `hospitalId` list).
+pub const MAX_HOSPITAL_ID: usize = 64;
 
 /// Where an installed box keeps its configuration.
 pub const INSTALLED_PATH: &str = "/etc/prefront/prefront.toml";
@@ -161,12 +164,68 @@ pub struct HisConfig {
     /// Largest answer on the routes that carry whole documents as base64 (lab report PDFs,
     /// invoices, ECG images, pathology files).
     pub max_file_response: u64,
+    /// `[[hospital]]` by id: empty on a box for one hospital, and then the body's `hospitalId`
+    /// is never looked at.
+    pub hospitals: BTreeMap<String, HospitalHis>,
+}
+
+/// One `[[hospital]]`'s way to its HIS.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct HospitalHis {
+    /// Its `his`: replaces `[his]` (and `[[his.route]]`) for this hospital.
+    pub default: Option<HisRoute>,
+    /// Its `[[hospital.route]]` overrides by exact name.
+    pub routes: HashMap<String, HisRoute>,
+}
+
+/// Why a call's `hospitalId` has no route.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum HospitalMiss {
+    /// No `[[hospital]]` has this id.
+    Unknown,
+    /// A list (`"253,254"`) whose hospitals are reached through different HIS routes.
+    Split,
 }
 
 impl HisConfig {
-    /// The route a cloud → HIS name takes, if any.
+    /// The route a cloud → HIS name takes, if any (the box's own `[his]`/`[[his.route]]`).
     pub fn route_for(&self, name: &str) -> Option<&HisRoute> {
         self.routes.get(name).or(self.default.as_ref())
+    }
+
+    /// The route for `name` in a call for `hospital` (the body's `hospitalId`; `None` without
+    /// one): that hospital's `[[hospital.route]]`, else its `his`, else `[[his.route]]`/`[his]`.
+    /// A list of ids (`"253,254"`, 40.1.1 and 41.1.1) is served when all of them are reached
+    /// the same way. `Ok(None)`: a known hospital (or none) that does not serve `name`.
+    pub fn route_in(
+        &self,
+        hospital: Option<&str>,
+        name: &str,
+    ) -> Result<Option<&HisRoute>, HospitalMiss> {
+        let Some(ids) = hospital.filter(|_| !self.hospitals.is_empty()) else {
+            return Ok(self.route_for(name));
+        };
+        let mut chosen: Option<Option<&HisRoute>> = None;
+        for id in ids.split(',').map(str::trim) {
+            let h = self.hospitals.get(id).ok_or(HospitalMiss::Unknown)?;
+            let route = h
+                .routes
+                .get(name)
+                .or(h.default.as_ref())
+                .or_else(|| self.route_for(name));
+            match chosen {
+                Some(c) if c != route => return Err(HospitalMiss::Split),
+                _ => chosen = Some(route),
+            }
+        }
+        Ok(chosen.flatten())
+    }
+
+    /// Whether any hospital routes `name` explicitly (`[[his.route]]` or `[[hospital.route]]`):
+    /// such a name is served even when the catalogue does not know it.
+    pub fn routes_name(&self, name: &str) -> bool {
+        self.routes.contains_key(name)
+            || self.hospitals.values().any(|h| h.routes.contains_key(name))
     }
 
     /// The answer size limit for a name: documents get the larger one.
@@ -263,6 +322,9 @@ pub struct PacsConfig {
     /// A stream that receives nothing for this long is abandoned (not a total time limit).
     pub read_timeout: Duration,
     pub connect_timeout: Duration,
+    /// `[[hospital]]` ids and their `dcm_url` (`None`: the hospital uses `[pacs] dcm_url`).
+    /// Empty on a box for one hospital, and then `hospitalId` only fills in the template.
+    pub hospitals: BTreeMap<String, Option<String>>,
 }
 
 /// `[auth]`: the secret shared with the cloud team, and how far clocks may drift.

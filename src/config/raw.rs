@@ -22,6 +22,9 @@ pub struct RawConfig {
     pub trail: Option<RawTrail>,
     pub auth: Option<RawAuth>,
     pub log: Option<RawLog>,
+    /// `[[hospital]]`: one per `hospitalId` behind this box (a county's 医共体).
+    #[serde(default)]
+    pub hospital: Vec<RawHospital>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -137,6 +140,18 @@ pub struct RawHisOwn {
     pub route: Vec<RawRoute>,
 }
 
+/// A `[[hospital]]`: its own HIS (shaped like `[his]`, so a key added there is a key here too),
+/// its own PACS template and its own `[[hospital.route]]` overrides.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawHospital {
+    pub id: Option<String>,
+    pub his: Option<RawHis>,
+    pub dcm_url: Option<String>,
+    #[serde(default)]
+    pub route: Vec<RawRoute>,
+}
+
 /// One way to reach the HIS: the `[his]` default or a `[[his.route]]` override.
 #[derive(Debug, Default, Deserialize)]
 pub struct RawRoute {
@@ -215,6 +230,11 @@ pub fn table_keys(table: &str) -> Option<Vec<&'static str>> {
             return Some(route.chain(keys_of::<RawHisOwn>()).copied().collect());
         }
         "his.route" => keys_of::<RawRoute>(),
+        "hospital" => keys_of::<RawHospital>(),
+        // A hospital's `his` has the keys of `[his]`: `validate/hospital.rs` says which of them
+        // belong to `[his]` alone.
+        "hospital.his" => return table_keys("his"),
+        "hospital.route" | "hospital.his.route" => keys_of::<RawRoute>(),
         "pacs" => keys_of::<RawPacs>(),
         "buffer" => keys_of::<RawBuffer>(),
         "trail" => keys_of::<RawTrail>(),
@@ -283,7 +303,8 @@ mod tests {
                 "buffer",
                 "trail",
                 "auth",
-                "log"
+                "log",
+                "hospital"
             ]
         );
         for section in top {
@@ -324,6 +345,12 @@ mod tests {
             assert!(!files.contains(&k), "[files_listener] has no {k}");
         }
         assert_eq!(table_keys("his.args"), None);
-        assert_eq!(table_keys("hospital"), None);
+        assert_eq!(
+            table_keys("hospital"),
+            Some(vec!["id", "his", "dcm_url", "route"])
+        );
+        assert_eq!(table_keys("hospital.his"), table_keys("his"));
+        assert_eq!(table_keys("hospital.route"), table_keys("his.route"));
+        assert_eq!(table_keys("hospital.args"), None);
     }
 }

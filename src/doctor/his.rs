@@ -1,4 +1,5 @@
-//! HIS routes: each configured route's URL probed once (`HEAD` for HTTP, `?wsdl` for SOAP).
+//! HIS routes: each configured route's URL (`[his]`, `[[his.route]]`, and every `[[hospital]]`'s
+//! own) probed once (`HEAD` for HTTP, `?wsdl` for SOAP).
 
 use std::collections::{BTreeSet, HashMap};
 use std::time::Instant;
@@ -63,10 +64,26 @@ pub(super) async fn his_checks(config: &Config) -> Vec<Check> {
     for (name, route) in named {
         routes.push((format!("HIS route {name}"), route, Some(name.as_str())));
     }
+    // Every [[hospital]]'s own routes, in id order (one that has none uses those above).
+    for (id, h) in &his.hospitals {
+        if let Some(d) = &h.default {
+            routes.push((format!("HIS route hospital {id} his (default)"), d, None));
+        }
+        let mut named: Vec<(&String, &HisRoute)> = h.routes.iter().collect();
+        named.sort_by(|a, b| a.0.cmp(b.0));
+        for (name, route) in named {
+            routes.push((
+                format!("HIS route hospital {id} {name}"),
+                route,
+                Some(name.as_str()),
+            ));
+        }
+    }
     if routes.is_empty() {
         return vec![Check::warn(
             "HIS routes",
-            "no [his] url and no [[his.route]]: every call from the cloud gets code 40003",
+            "no [his] url, no [[his.route]] and no hospital's his or [[hospital.route]]: every \
+             call from the cloud gets code 40003",
         )];
     }
     let client = match tokio::task::spawn_blocking(|| {

@@ -9,10 +9,13 @@ use hyper::body::Incoming;
 use hyper::{Method, Request, Response};
 
 use super::{
-    body_error_response, debug_body, files, json_body, json_response, method_not_allowed,
-    not_found, plain_refusal, raised_response, read_body, Body, Call, Reply, State,
+    body_error_response, debug_body, files, json_body, json_body_noting, json_response,
+    method_not_allowed, not_found, plain_refusal, raised_response, read_body, Body, Call, Reply,
+    State,
 };
 use crate::catalog::{is_valid_name, Catalog, Envelope};
+use crate::config::HospitalMiss;
+use crate::json::Member;
 use crate::outcome::{Code, Direction, Outcome, Raised};
 
 const DIRECTION: Direction = Direction::CloudToHis;
@@ -49,7 +52,7 @@ pub async fn handle(state: &Arc<State>, req: Request<Incoming>, call: &Call) -> 
         Err(e) => return reply(body_error_response(&e), "none", Outcome::BodyRefused),
     };
     let known = is_valid_name(&name)
-        && (Catalog::get().by_name(&name).is_some() || state.config.his.routes.contains_key(&name));
+        && (Catalog::get().by_name(&name).is_some() || state.config.his.routes_name(&name));
     // Metric labels only ever carry names the box knows (a caller cannot grow them).
     let log_name: Cow<'static, str> = if known {
         Cow::Owned(name.clone())
@@ -75,21 +78,65 @@ pub async fn handle(state: &Arc<State>, req: Request<Incoming>, call: &Call) -> 
         let r = raised_response(&raised, Envelope::Standard, None, &call.request_id);
         return reply(r, "unknown", raised.kind);
     }
-    let Some(route) = state.his.route(&name).cloned() else {
-        let raised = Raised::new(
-            Code::NotConfigured,
-            Outcome::NotConfigured,
-            "接口未配置 (this hospital has not configured this interface)",
-        );
-        let r = raised_response(&raised, Envelope::Standard, None, &call.request_id);
-        return reply(r, name, raised.kind);
-    };
-    let (body, charset) = match json_body(&parts, &body) {
-        Ok(x) => x,
+    // With [[hospital]], the body's top-level hospitalId chooses the hospital: the body is
+    // checked (and the id noted) before the route is chosen. Without, nothing in it is read
+    // before the route is known.
+    let mut checked = None;
+    if state.his.has_hospitals() {
+        match json_body_noting(&parts, &body, Some("hospitalId")) {
+            Ok(x) => checked = Some(x),
+            Err(raised) => {
+                let r = raised_response(&raised, Envelope::Standard, None, &call.request_id);
+                return reply(r, name, raised.kind);
+            }
+        }
+    }
+    let hospital = match hospital_id(checked.as_mut().and_then(|c| c.2.take())) {
+        Ok(h) => h,
         Err(raised) => {
             let r = raised_response(&raised, Envelope::Standard, None, &call.request_id);
             return reply(r, name, raised.kind);
         }
+    };
+    let route = match state.his.route_in(hospital.as_deref(), &name) {
+        Ok(Some(route)) => route.clone(),
+        Ok(None) => {
+            let raised = Raised::new(
+                Code::NotConfigured,
+                Outcome::NotConfigured,
+                "接口未配置 (this hospital has not configured this interface)",
+            );
+            let r = raised_response(&raised, Envelope::Standard, None, &call.request_id);
+            return reply(r, name, raised.kind);
+        }
+        Err(miss) => {
+            let raised = match miss {
+                HospitalMiss::Unknown => Raised::new(
+                    Code::NotConfigured,
+                    Outcome::UnknownHospital,
+                    "接口未配置：本前置机未配置该医院 (no [[hospital]] on this box has this \
+                     hospitalId; nothing was sent to any HIS)",
+                ),
+                HospitalMiss::Split => Raised::new(
+                    Code::NotConfigured,
+                    Outcome::NotConfigured,
+                    "接口未配置：这些医院的院内系统不同 (the hospitals in this hospitalId list \
+                     are reached through different HIS routes; send one hospitalId per call)",
+                ),
+            };
+            let r = raised_response(&raised, Envelope::Standard, None, &call.request_id);
+            return reply(r, name, raised.kind);
+        }
+    };
+    let (body, charset) = match checked {
+        Some((body, charset, _)) => (body, charset),
+        None => match json_body(&parts, &body) {
+            Ok(x) => x,
+            Err(raised) => {
+                let r = raised_response(&raised, Envelope::Standard, None, &call.request_id);
+                return reply(r, name, raised.kind);
+            }
+        },
     };
     debug_body("request from cloud", &call.request_id, &body);
     // For the trail: the business key of interfaces that have one (`orderId=…`).
@@ -113,6 +160,7 @@ pub async fn handle(state: &Arc<State>, req: Request<Incoming>, call: &Call) -> 
             tracing::warn!(
                 request_id = %call.request_id,
                 route = %name,
+                hospital = hospital.as_deref().unwrap_or(""),
                 kind = e.kind().as_str(),
                 error = %crate::telemetry::redact::mask_text(&e.to_string()),
                 "HIS call failed"
@@ -134,6 +182,56 @@ pub async fn handle(state: &Arc<State>, req: Request<Incoming>, call: &Call) -> 
             reply(r, name, raised.kind).with_trail(key, None)
         }
     }
+}
+
+/// Longest `hospitalId` a body may carry: 16 ids of the longest a `[[hospital]]` may have.
+const MAX_HOSPITAL_IDS: usize = 16 * crate::config::MAX_HOSPITAL_ID;
+
+/// The body's top-level `hospitalId` as the routing reads it: a string (`"253"`, or a list
+/// `"253,254"`) or an integer (`253`); `None` without one. Anything else is refused with 20003
+/// before a route is chosen, so nothing is sent anywhere.
+fn hospital_id(member: Option<Member>) -> Result<Option<String>, Raised> {
+    let bad = |why: &str| {
+        Raised::new(
+            Code::InvalidParameter,
+            Outcome::BadHospitalId,
+            format!("参数无效：hospitalId 格式错误 (hospitalId {why})"),
+        )
+    };
+    let id = match member {
+        None => return Ok(None),
+        Some(Member::Int(i)) => return Ok(Some(i)),
+        Some(Member::Other(kind)) => {
+            return Err(bad(&format!(
+                "must be a string or an integer, not {} {kind}",
+                if kind.starts_with(['a', 'o']) {
+                    "an"
+                } else {
+                    "a"
+                }
+            )))
+        }
+        Some(Member::Str(s)) => s,
+    };
+    if id.trim().is_empty() {
+        return Err(bad("is empty"));
+    }
+    if id.len() > MAX_HOSPITAL_IDS {
+        return Err(bad(&format!("is longer than {MAX_HOSPITAL_IDS} bytes")));
+    }
+    if id.chars().any(char::is_control) {
+        return Err(bad("contains control characters"));
+    }
+    if id
+        .split(',')
+        .any(|one| one.trim().is_empty() || one.trim().len() > crate::config::MAX_HOSPITAL_ID)
+    {
+        return Err(bad(&format!(
+            "is a list with an empty id or one longer than {} bytes",
+            crate::config::MAX_HOSPITAL_ID
+        )));
+    }
+    Ok(Some(id))
 }
 
 /// `GET|HEAD /pacs/dcm`: streamed from the LAN, never buffered whole.

@@ -222,6 +222,16 @@ pub fn json_body(
     parts: &hyper::http::request::Parts,
     body: &Bytes,
 ) -> Result<(Bytes, Option<String>), Raised> {
+    json_body_noting(parts, body, None).map(|(b, c, _)| (b, c))
+}
+
+/// `json_body`, noting on the way the top-level member `key` (`hospitalId`): the body is read
+/// once.
+pub fn json_body_noting(
+    parts: &hyper::http::request::Parts,
+    body: &Bytes,
+    key: Option<&str>,
+) -> Result<(Bytes, Option<String>, Option<crate::json::Member>), Raised> {
     use crate::outcome::Code;
     let content_type = parts
         .headers
@@ -235,13 +245,23 @@ pub fn json_body(
             format!("参数无效：请求体编码错误 (request body: {e})"),
         )
     })?;
-    check_json(&utf8, "请求体", "request body")?;
-    Ok((utf8, charset))
+    let member = check_json_noting(&utf8, "请求体", "request body", key)?;
+    Ok((utf8, charset, member))
 }
 
 /// The JSON checks every caller's payload passes: present (20001) and JSON (20003, with the
 /// position). `zh`/`en` name the payload in the message (`请求体`/`request body`, `param`).
 pub fn check_json(utf8: &[u8], zh: &str, en: &str) -> Result<(), Raised> {
+    check_json_noting(utf8, zh, en, None).map(|_| ())
+}
+
+/// `check_json`, noting the top-level member `key` on the way.
+fn check_json_noting(
+    utf8: &[u8],
+    zh: &str,
+    en: &str,
+    key: Option<&str>,
+) -> Result<Option<crate::json::Member>, Raised> {
     use crate::outcome::Code;
     if utf8.iter().all(u8::is_ascii_whitespace) {
         return Err(Raised::new(
@@ -250,15 +270,14 @@ pub fn check_json(utf8: &[u8], zh: &str, en: &str) -> Result<(), Raised> {
             format!("缺少参数：{zh}为空 ({en} is empty; send the interface's JSON)"),
         ));
     }
-    if let Err(e) = crate::json::validate(utf8) {
+    crate::json::validate_noting(utf8, key).map_err(|e| {
         // serde_json's message names the position, never the offending value.
-        return Err(Raised::new(
+        Raised::new(
             Code::InvalidParameter,
             Outcome::InvalidJson,
             format!("参数无效：{zh}不是合法的JSON ({en} is not valid JSON: {e})"),
-        ));
-    }
-    Ok(())
+        )
+    })
 }
 
 /// Logs a body at debug level, masked (names, ID numbers, phones never appear in full).

@@ -56,6 +56,13 @@ const ID_SAFE: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
     .remove(b'.')
     .remove(b'~');
 
+/// `/pacs/dcm` on a box (or for a call) with no PACS template.
+const NO_PACS: Refusal = Refusal::new(
+    StatusCode::NOT_FOUND,
+    Outcome::PacsNotConfigured,
+    "this box has no PACS configured ([pacs] dcm_url)\n",
+);
+
 /// Streams and links, built once at start.
 #[derive(Debug)]
 pub struct Pacs {
@@ -247,16 +254,15 @@ impl Pacs {
     /// `GET|HEAD /pacs/dcm?dcmId=…&hospitalId=…`
     pub async fn dcm(&self, parts: &Parts, caller: &Caller) -> Fetched {
         const ROUTE: &str = "pacs-dcm";
-        let Some(template) = &self.config.dcm_url else {
-            return Refusal::new(
-                StatusCode::NOT_FOUND,
-                Outcome::PacsNotConfigured,
-                "this box has no PACS configured ([pacs] dcm_url)\n",
-            )
-            .into();
-        };
+        if self.config.dcm_url.is_none() && self.config.hospitals.values().all(Option::is_none) {
+            return NO_PACS.into();
+        }
         let (dcm_id, hospital_id) = match ids(parts.uri.query().unwrap_or("")) {
             Ok(x) => x,
+            Err(r) => return r.into(),
+        };
+        let template = match self.template_for(&hospital_id) {
+            Ok(t) => t,
             Err(r) => return r.into(),
         };
         let filled = template
@@ -271,6 +277,27 @@ impl Pacs {
             .into();
         };
         self.fetch(url, parts, caller, ROUTE).await
+    }
+
+    /// The PACS template for a call's `hospitalId`: with `[[hospital]]`, that hospital's
+    /// `dcm_url` (or `[pacs] dcm_url` for one without its own, and for a call without an id);
+    /// without, `[pacs] dcm_url` whatever the id.
+    fn template_for(&self, hospital_id: &str) -> Result<&str, Refusal> {
+        let own = if hospital_id.is_empty() || self.config.hospitals.is_empty() {
+            None
+        } else {
+            match self.config.hospitals.get(hospital_id) {
+                Some(own) => own.as_deref(),
+                None => {
+                    return Err(Refusal::new(
+                        StatusCode::NOT_FOUND,
+                        Outcome::UnknownHospital,
+                        "no [[hospital]] on this box has this hospitalId\n",
+                    ))
+                }
+            }
+        };
+        own.or(self.config.dcm_url.as_deref()).ok_or(NO_PACS)
     }
 
     /// `GET|HEAD /files/<token>`

@@ -9,7 +9,9 @@ use bytes::Bytes;
 use super::link::{Observed, Watched};
 use super::{accept_json_answer, http_client, post, post_json, root_store, UpstreamError};
 use crate::catalog::short_name;
-use crate::config::{HisConfig, HisRoute, HisTarget, SoapParam, SoapTarget, SoapVersion};
+use crate::config::{
+    HisConfig, HisRoute, HisTarget, HospitalMiss, SoapParam, SoapTarget, SoapVersion,
+};
 use crate::soap::envelope::{self, HisAnswer, HisJsonAnswer, Payload};
 use crate::soap::xmljson;
 
@@ -34,7 +36,8 @@ impl His {
         let roots = root_store(None)?;
         let links = targets(config)
             .into_iter()
-            .map(|(target, _)| {
+            .map(|row| {
+                let target = row.target;
                 let link = old
                     .and_then(|o| o.links.get(&target).cloned())
                     .unwrap_or_else(|| Watched::new(format!("his {target}")));
@@ -60,6 +63,21 @@ impl His {
     /// The route for a name, if this hospital serves it.
     pub fn route(&self, name: &str) -> Option<&HisRoute> {
         self.config.route_for(name)
+    }
+
+    /// The route for a name in a call for `hospital` (the body's `hospitalId`), with
+    /// `[[hospital]]`: see `HisConfig::route_in`.
+    pub fn route_in(
+        &self,
+        hospital: Option<&str>,
+        name: &str,
+    ) -> Result<Option<&HisRoute>, HospitalMiss> {
+        self.config.route_in(hospital, name)
+    }
+
+    /// Whether `[[hospital]]` tables are configured (calls are then routed by `hospitalId`).
+    pub fn has_hospitals(&self) -> bool {
+        !self.config.hospitals.is_empty()
     }
 
     /// Relays one JSON call to the HIS along `route`.
@@ -212,29 +230,59 @@ pub fn target_of(target: &HisTarget) -> String {
     }
 }
 
-/// A configured route: `None` for the `[his] url` default, else the interface name.
+/// A configured route: `None` for the `[his] url` default (or a hospital's `his`), else the
+/// interface name.
 pub type NamedRoute<'a> = (Option<String>, &'a HisRoute);
 
-/// The configured HIS targets in the order the status page lists them (the `[his] url` default's
-/// first, then those of `[[his.route]]` by name), each with the routes that call it: `None` for
-/// the default, else the interface name.
-pub fn targets(config: &HisConfig) -> Vec<(String, Vec<NamedRoute<'_>>)> {
-    let mut routes: Vec<NamedRoute<'_>> = Vec::new();
-    if let Some(d) = &config.default {
-        routes.push((None, d));
-    }
-    let mut named: Vec<_> = config.routes.iter().collect();
-    named.sort_by(|a, b| a.0.cmp(b.0));
-    routes.extend(named.into_iter().map(|(n, r)| (Some(n.clone()), r)));
-    let mut out: Vec<(String, Vec<NamedRoute<'_>>)> = Vec::new();
-    for (name, route) in routes {
-        let target = target_of(&route.target);
-        match out.iter_mut().find(|(t, _)| *t == target) {
-            Some((_, list)) => list.push((name, route)),
-            None => out.push((target, vec![(name, route)])),
-        }
+/// One HIS target (`host:port`) of the box's own routes or of one `[[hospital]]`'s, with the
+/// routes that call it.
+#[derive(Debug)]
+pub struct TargetRoutes<'a> {
+    /// `None` for `[his]`/`[[his.route]]`, else the `[[hospital]]` id.
+    pub hospital: Option<&'a str>,
+    pub target: String,
+    pub routes: Vec<NamedRoute<'a>>,
+}
+
+/// The configured HIS targets in the order the status page lists them: those of `[his]` and
+/// `[[his.route]]` (the default's first, then the routes' by name), then each `[[hospital]]`'s
+/// own (its `his`, then its `[[hospital.route]]` by name) in id order. A target several
+/// hospitals call has a row for each; its link is one.
+pub fn targets(config: &HisConfig) -> Vec<TargetRoutes<'_>> {
+    let mut out = Vec::new();
+    group(&mut out, None, config.default.as_ref(), &config.routes);
+    for (id, h) in &config.hospitals {
+        group(&mut out, Some(id), h.default.as_ref(), &h.routes);
     }
     out
+}
+
+/// Appends one group's targets (the box's own routes, or one hospital's) to `out`.
+fn group<'a>(
+    out: &mut Vec<TargetRoutes<'a>>,
+    hospital: Option<&'a str>,
+    default: Option<&'a HisRoute>,
+    routes: &'a std::collections::HashMap<String, HisRoute>,
+) {
+    let mut named: Vec<NamedRoute<'a>> = Vec::new();
+    if let Some(d) = default {
+        named.push((None, d));
+    }
+    let mut by_name: Vec<_> = routes.iter().collect();
+    by_name.sort_by(|a, b| a.0.cmp(b.0));
+    named.extend(by_name.into_iter().map(|(n, r)| (Some(n.clone()), r)));
+    let first = out.len();
+    for (name, route) in named {
+        let target = target_of(&route.target);
+        match out[first..].iter_mut().find(|t| t.target == target) {
+            Some(t) => t.routes.push((name, route)),
+            None => out.push(TargetRoutes {
+                hospital,
+                target,
+                routes: vec![(name, route)],
+            }),
+        }
+    }
 }
 
 /// A SOAP Fault, whatever the HTTP status it came with: its code and reason, shortened.
@@ -298,6 +346,7 @@ pub fn http_url(template: &str, name: &str) -> Result<reqwest::Url, UpstreamErro
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::HospitalHis;
 
     #[test]
     fn targets_are_host_and_port_once_each() {
@@ -324,17 +373,48 @@ mod tests {
             .collect(),
             max_response: 1,
             max_file_response: 1,
+            hospitals: [
+                (
+                    "254".to_string(),
+                    HospitalHis {
+                        default: None,
+                        routes: [("c".to_string(), route("http://10.1.1.10:8080/c"))]
+                            .into_iter()
+                            .collect(),
+                    },
+                ),
+                (
+                    "253".to_string(),
+                    HospitalHis {
+                        default: Some(route("http://10.2.1.10:8080/his/{name}")),
+                        routes: [("a".to_string(), route("http://10.2.1.11/x"))]
+                            .into_iter()
+                            .collect(),
+                    },
+                ),
+            ]
+            .into_iter()
+            .collect(),
         };
         let t = targets(&config);
-        let names: Vec<(&str, Vec<Option<&str>>)> = t
+        /// A row as (hospital, target, route names).
+        type Row<'a> = (Option<&'a str>, &'a str, Vec<Option<&'a str>>);
+        let names: Vec<Row<'_>> = t
             .iter()
-            .map(|(t, r)| (t.as_str(), r.iter().map(|(n, _)| n.as_deref()).collect()))
+            .map(|t| {
+                let routes = t.routes.iter().map(|(n, _)| n.as_deref()).collect();
+                (t.hospital, t.target.as_str(), routes)
+            })
             .collect();
         assert_eq!(
             names,
             [
-                ("10.1.1.10:8080", vec![None, Some("b")]),
-                ("10.1.1.11:9000", vec![Some("a")]),
+                (None, "10.1.1.10:8080", vec![None, Some("b")]),
+                (None, "10.1.1.11:9000", vec![Some("a")]),
+                (Some("253"), "10.2.1.10:8080", vec![None]),
+                (Some("253"), "10.2.1.11:80", vec![Some("a")]),
+                // Another hospital's row for a target the box's own routes call too.
+                (Some("254"), "10.1.1.10:8080", vec![Some("c")]),
             ]
         );
     }

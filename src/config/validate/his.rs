@@ -44,13 +44,42 @@ pub(super) fn his(c: &mut Checker<'_>, raw: Option<raw::RawHis>) -> Option<HisCo
         }
         None
     };
+    let (routes, routes_ok) = named_routes(
+        c,
+        &[Step::Key("his"), Step::Key("route")],
+        &raw.own.route,
+        default.as_ref(),
+        "[[his.route]]",
+    );
+    ok &= routes_ok;
+    ok.then_some(HisConfig {
+        default,
+        routes,
+        max_response,
+        max_file_response,
+        hospitals: Default::default(),
+    })
+}
+
+/// The `[[his.route]]` (or one hospital's `[[hospital.route]]`) entries at `at` (`his.route`),
+/// by name; `false` when one of them is unusable. `table` names the entries in messages.
+pub(super) fn named_routes(
+    c: &mut Checker<'_>,
+    at: &[Step<'_>],
+    raw: &[RawRoute],
+    inherit: Option<&HisRoute>,
+    table: &str,
+) -> (HashMap<String, HisRoute>, bool) {
     let catalog = Catalog::get();
+    let mut ok = true;
     let mut routes = HashMap::new();
-    for (i, r) in raw.own.route.iter().enumerate() {
-        let at = [Step::Key("his"), Step::Key("route"), Step::Index(i)];
-        let name_at = [at[0], at[1], at[2], Step::Key("name")];
+    for (i, r) in raw.iter().enumerate() {
+        let mut at = at.to_vec();
+        at.push(Step::Index(i));
+        let mut name_at = at.clone();
+        name_at.push(Step::Key("name"));
         let Some(name) = r.name.as_deref().map(str::trim) else {
-            c.problem(&at, "a [[his.route]] needs a `name`");
+            c.problem(&at, format!("a {table} needs a `name`"));
             ok = false;
             continue;
         };
@@ -73,24 +102,19 @@ pub(super) fn his(c: &mut Checker<'_>, raw: Option<raw::RawHis>) -> Option<HisCo
             ok = false;
             continue;
         }
-        match route(c, &at, r, default.as_ref()) {
+        match route(c, &at, r, inherit) {
             Some(route) => {
                 routes.insert(name.to_string(), route);
             }
             None => ok = false,
         }
     }
-    ok.then_some(HisConfig {
-        default,
-        routes,
-        max_response,
-        max_file_response,
-    })
+    (routes, ok)
 }
 
 /// Builds one route; `inherit` is the `[his]` default a `[[his.route]]` falls back on for the
 /// keys it leaves out (timeouts, SOAP namespace).
-fn route(
+pub(super) fn route(
     c: &mut Checker<'_>,
     at: &[Step<'_>],
     raw: &RawRoute,

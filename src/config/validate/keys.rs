@@ -2,7 +2,7 @@
 //! then taken out of the parsed document so the rest of the file can still be checked.
 //!
 //! Whole entries are taken out of the parsed document, not blanked out of the text: blanking
-//! the key of an unknown `[his.headers]` or `[[hospital]]` left a header such as `[his.  ]`,
+//! the key of an unknown `[his.headers]` or `[[hospitals]]` left a header such as `[his.  ]`,
 //! which the next parse reported as a second, bogus syntax error.
 
 use toml::de::{DeTable, DeValue};

@@ -9,6 +9,7 @@ mod auth;
 mod buffer;
 mod cloud;
 mod his;
+mod hospital;
 mod keys;
 mod listeners;
 mod pacs;
@@ -278,7 +279,7 @@ fn build(c: &mut Checker<'_>, raw: RawConfig) -> Option<Config> {
         }
     }
     let cloud = cloud::cloud(c, raw.cloud);
-    let his = his::his(c, raw.his);
+    let mut his = his::his(c, raw.his);
     let buffer = buffer::buffer(c, raw.buffer.unwrap_or_default());
     let trail = buffer::trail(c, raw.trail.unwrap_or_default(), &buffer.path);
     let level = raw
@@ -291,7 +292,17 @@ fn build(c: &mut Checker<'_>, raw: RawConfig) -> Option<Config> {
             format!("`{level}` is not a log level or filter (try info, debug, warn)"),
         );
     }
-    let pacs = pacs::pacs(c, raw.pacs.unwrap_or_default(), &buffer.path);
+    let mut pacs = pacs::pacs(c, raw.pacs.unwrap_or_default(), &buffer.path);
+    let hospitals = hospital::hospitals(
+        c,
+        raw.hospital,
+        his.as_ref().and_then(|h| h.default.as_ref()),
+        &pacs.internal_hosts,
+    );
+    if let Some(his) = &mut his {
+        his.hospitals = hospitals.his;
+    }
+    pacs.hospitals = hospitals.dcm_urls;
     let auth = raw.auth.and_then(|a| auth::auth(c, a));
     if !pacs.internal_hosts.is_empty()
         && cloud_listener

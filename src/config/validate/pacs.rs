@@ -76,12 +76,13 @@ pub(super) fn pacs(c: &mut Checker<'_>, raw: raw::RawPacs, buffer_path: &Path) -
             raw.connect_timeout.as_deref(),
             Duration::from_secs(5),
         ),
+        hospitals: Default::default(),
     }
 }
 
 /// A PACS URL template: an http(s) URL once `{dcmId}` and `{hospitalId}` are filled in, with
 /// the placeholders only in the path or query (a value can never choose the host).
-fn dcm_template(t: &str) -> Result<(), String> {
+pub(super) fn dcm_template(t: &str) -> Result<(), String> {
     if !t.contains("{dcmId}") {
         return Err(format!("`{t}` has no {{dcmId}} placeholder"));
     }
@@ -106,7 +107,7 @@ fn dcm_template(t: &str) -> Result<(), String> {
 }
 
 /// `host:port` or `host` (the scheme's default port).
-fn internal_host(s: &str) -> Result<InternalHost, String> {
+pub(super) fn internal_host(s: &str) -> Result<InternalHost, String> {
     let s = s.trim();
     let bad = || format!("`{s}` is not a host or host:port (e.g. \"10.1.1.20:8080\")");
     if s.is_empty() || s.contains(['/', '@', '?', '#', ' ']) {

@@ -22,12 +22,6 @@ struct StateLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-struct TargetStateLabels {
-    target: String,
-    state: String,
-}
-
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct BuildLabels {
     version: String,
 }
@@ -71,20 +65,24 @@ pub fn render(s: &StatusSnapshot) -> String {
         link,
     );
 
-    // One series per configured target and state: the targets come from the config only.
-    let his: Family<TargetStateLabels, Gauge> = Family::default();
+    // One series per configured target and state: the targets (and the `hospital` label of a
+    // `[[hospital]]`'s own routes) come from the config only.
+    let his: Family<Vec<(&'static str, String)>, Gauge> = Family::default();
     for row in &s.his_links {
         for state in [Seen::Up, Seen::Down, Seen::Unknown] {
-            his.get_or_create(&TargetStateLabels {
-                target: row.target.clone(),
-                state: state.as_str().to_string(),
-            })
-            .set(i64::from(row.link.state == state));
+            let mut labels = Vec::with_capacity(3);
+            if let Some(h) = &row.hospital {
+                labels.push(("hospital", h.clone()));
+            }
+            labels.push(("target", row.target.clone()));
+            labels.push(("state", state.as_str().to_string()));
+            his.get_or_create(&labels)
+                .set(i64::from(row.link.state == state));
         }
     }
     r.register(
         "his_link_state",
-        "Each HIS target's link (host:port) as the calls through it saw it: 1 for the current state",
+        "Each HIS target's link (host:port; with the [[hospital]] whose routes call it) as the calls through it saw it: 1 for the current state",
         his,
     );
 
@@ -249,16 +247,25 @@ mod tests {
             buffer_unwritable: Some("disk full".into()),
             buffer_salvaged: 3,
             buffer_lost: 1,
-            his_links: vec![HisLinkRow {
-                target: "10.1.1.10:8080".into(),
-                routes: vec![(None, "http")],
-                link: Observed {
-                    state: Seen::Down,
-                    since_ms: 1,
-                    last_error: Some(crate::outcome::Outcome::UpstreamConnect),
-                    last_error_ms: 1,
+            his_links: vec![
+                HisLinkRow {
+                    target: "10.1.1.10:8080".into(),
+                    hospital: None,
+                    routes: vec![(None, "http")],
+                    link: Observed {
+                        state: Seen::Down,
+                        since_ms: 1,
+                        last_error: Some(crate::outcome::Outcome::UpstreamConnect),
+                        last_error_ms: 1,
+                    },
                 },
-            }],
+                HisLinkRow {
+                    target: "10.2.1.10:8080".into(),
+                    hospital: Some("253".into()),
+                    routes: vec![(None, "http")],
+                    link: Observed::default(),
+                },
+            ],
             certificates: CertificateView::Listeners(vec![CertRow {
                 listener: "cloud",
                 not_after_s: Ok(1_000 + 86_400),
@@ -273,6 +280,7 @@ mod tests {
             "prefront_his_link_state{target=\"10.1.1.10:8080\",state=\"down\"} 1",
             "prefront_his_link_state{target=\"10.1.1.10:8080\",state=\"up\"} 0",
             "prefront_his_link_state{target=\"10.1.1.10:8080\",state=\"unknown\"} 0",
+            "prefront_his_link_state{hospital=\"253\",target=\"10.2.1.10:8080\",state=\"unknown\"} 1",
             "prefront_buffer_depth{route=\"cloud:prefront/sendTipMessage/payment\"} 7",
             "prefront_buffer_oldest_age_seconds{route=\"cloud:prefront/sendTipMessage/payment\"} 42",
             "prefront_buffer_dead_letters{route=\"cloud:prefront/sendTipMessage/payment\"} 2",

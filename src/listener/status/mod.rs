@@ -72,13 +72,16 @@ pub struct StatusSnapshot {
 }
 
 /// One HIS target (`host:port`) and what the calls through it have shown, as
-/// `prefront_his_link_state{target=…}` shows it.
+/// `prefront_his_link_state{target=…}` (`{hospital=…,target=…}`) shows it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct HisLinkRow {
     /// `host:port`: the metric's `target` label.
     pub target: String,
-    /// The routes that call it: `None` for the `[his] url` default, else the interface name;
-    /// each with its kind (`http` or `soap`).
+    /// The `[[hospital]]` whose routes these are (the metric's `hospital` label); `None` for
+    /// `[his]` and `[[his.route]]`.
+    pub hospital: Option<String>,
+    /// The routes that call it: `None` for the `[his] url` default (or the hospital's `his`),
+    /// else the interface name; each with its kind (`http` or `soap`).
     pub routes: Vec<(Option<String>, &'static str)>,
     pub link: Observed,
 }
@@ -186,9 +189,11 @@ pub fn gather(state: &State) -> StatusSnapshot {
         .map(|to| (health.salvaged, health.lost, to));
     let his_links = crate::upstream::his::targets(&state.config.his)
         .into_iter()
-        .map(|(target, routes)| HisLinkRow {
-            link: state.his.link(&target),
-            routes: routes
+        .map(|row| HisLinkRow {
+            link: state.his.link(&row.target),
+            hospital: row.hospital.map(str::to_string),
+            routes: row
+                .routes
                 .into_iter()
                 .map(|(name, r)| {
                     let kind = match r.target {
@@ -198,7 +203,7 @@ pub fn gather(state: &State) -> StatusSnapshot {
                     (name, kind)
                 })
                 .collect(),
-            target,
+            target: row.target,
         })
         .collect();
     StatusSnapshot {

@@ -185,9 +185,21 @@ fn his_link_label(state: Seen) -> &'static str {
 /// One HIS target: the routes that call it, its `host:port`, and its link as calls saw it
 /// (since when; the last link failure's kind).
 fn his_link_row(o: &mut String, r: &HisLinkRow, utc_offset_s: i32) {
-    let name = |n: &Option<String>| match n {
-        Some(n) => n.clone(),
-        None => "默认 Default ([his] url)".to_string(),
+    let name = |n: &Option<String>| match (n, &r.hospital) {
+        (Some(n), _) => n.clone(),
+        (None, None) => "默认 Default ([his] url)".to_string(),
+        (None, Some(h)) => format!("默认 Default (hospital {h} his)"),
+    };
+    // A `[[hospital]]`'s own routes: the hospital in the row and in its attributes.
+    let (hospital_attr, hospital_cell) = match &r.hospital {
+        Some(h) => (
+            format!(r#" data-hospital="{}""#, escape(h)),
+            format!(
+                r#" <span class="hospital">医院 Hospital <b class="mono">{}</b></span>"#,
+                escape(h)
+            ),
+        ),
+        None => (String::new(), String::new()),
     };
     let all: Vec<String> = r.routes.iter().map(|(n, _)| name(n)).collect();
     let mut shown: Vec<String> = all.iter().take(NAMES_SHOWN).map(|n| escape(n)).collect();
@@ -226,7 +238,7 @@ fn his_link_row(o: &mut String, r: &HisLinkRow, utc_offset_s: i32) {
     }
     let _ = writeln!(
         o,
-        r#"<tr class="his-link" data-target="{target}"><td>HIS <span class="muted">{kinds}</span><div class="mono routes" title="{title}">{names}</div></td><td class="mono">{target}</td><td data-metric="prefront_his_link_state" data-target="{target}" data-value="{state}"><span class="state {state}">{label}</span>{detail}</td></tr>"#,
+        r#"<tr class="his-link"{hospital_attr} data-target="{target}"><td>HIS{hospital_cell} <span class="muted">{kinds}</span><div class="mono routes" title="{title}">{names}</div></td><td class="mono">{target}</td><td data-metric="prefront_his_link_state"{hospital_attr} data-target="{target}" data-value="{state}"><span class="state {state}">{label}</span>{detail}</td></tr>"#,
         target = escape(&r.target),
         kinds = kinds.join(", "),
         title = escape(&all.join(", ")),

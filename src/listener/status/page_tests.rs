@@ -77,7 +77,8 @@ fn values_from_config_and_calls_are_escaped() {
         cloud_target: evil.into(),
         his_links: vec![HisLinkRow {
             target: evil.into(),
-            routes: vec![(Some(evil.into()), "http")],
+            hospital: Some(evil.into()),
+            routes: vec![(Some(evil.into()), "http"), (None, "http")],
             link: Observed::default(),
         }],
         buffer_routes: vec![BufferRouteRow {
@@ -153,6 +154,7 @@ fn his_targets_show_their_link_as_calls_saw_it() {
         his_links: vec![
             HisLinkRow {
                 target: "10.1.1.10:8080".into(),
+                hospital: None,
                 routes: vec![
                     (None, "http"),
                     (Some("hospital.interface.a".into()), "http"),
@@ -168,7 +170,17 @@ fn his_targets_show_their_link_as_calls_saw_it() {
             },
             HisLinkRow {
                 target: "10.1.1.11:80".into(),
+                hospital: None,
                 routes: vec![(Some("hospital.interface.d".into()), "soap")],
+                link: Observed::default(),
+            },
+            HisLinkRow {
+                target: "10.2.1.10:8080".into(),
+                hospital: Some("253".into()),
+                routes: vec![
+                    (None, "http"),
+                    (Some("hospital.interface.e".into()), "http"),
+                ],
                 link: Observed::default(),
             },
         ],
@@ -180,6 +192,10 @@ fn his_targets_show_their_link_as_calls_saw_it() {
         r#"title="默认 Default ([his] url), hospital.interface.a, hospital.interface.b, hospital.interface.c">默认 Default ([his] url), hospital.interface.a, hospital.interface.b, +1 个 more</div>"#,
         r#"data-metric="prefront_his_link_state" data-target="10.1.1.10:8080" data-value="down"><span class="state down">断开 Down</span> <span class="muted">自 since <time datetime="2025-03-01T14:13:12+08:00">2025-03-01 14:13:12</time></span><div class="muted">错误 error <span class="mono" data-last-error="upstream-connect">upstream-connect</span>"#,
         r#"data-target="10.1.1.11:80" data-value="unknown"><span class="state unknown">未调用 Never called</span></td>"#,
+        // A hospital's own routes: its id in the row, the cell and the name of its default.
+        r#"<tr class="his-link" data-hospital="253" data-target="10.2.1.10:8080"><td>HIS <span class="hospital">医院 Hospital <b class="mono">253</b></span> <span class="muted">http</span>"#,
+        r#"title="默认 Default (hospital 253 his), hospital.interface.e""#,
+        r#"data-metric="prefront_his_link_state" data-hospital="253" data-target="10.2.1.10:8080" data-value="unknown""#,
     ] {
         assert!(html.contains(want), "{want}\n{html}");
     }
