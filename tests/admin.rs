@@ -325,13 +325,8 @@ fn form_client() -> reqwest::Client {
 async fn gateway_with_a_dead_letter() -> (TestGateway, MockUpstream, String, support::TempDir) {
     let dir = support::TempDir::new("prefront-admin-forms");
     let token_file = dir.path().join("admin.token");
-    std::fs::write(&token_file, format!("{TOKEN}\n")).expect("write the token");
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(&token_file, std::fs::Permissions::from_mode(0o600))
-            .expect("chmod 600");
-    }
+    support::write_secret(&token_file, &format!("{TOKEN}
+"));
     let cloud = MockUpstream::http().await;
     cloud.set_down(true);
     let toml = basic_config(

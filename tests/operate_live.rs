@@ -28,13 +28,8 @@ const REFUND: &str = "prefront/hospitalizationCosts/hisRefund";
 /// A config for a cloud at `cloud` with the admin API at `admin`, its token in a 0600 file.
 fn write_config(dir: &Path, cloud: SocketAddr, admin: SocketAddr) -> PathBuf {
     let token_file = dir.join("admin.token");
-    std::fs::write(&token_file, format!("{TOKEN}\n")).expect("write token");
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(&token_file, std::fs::Permissions::from_mode(0o600))
-            .expect("chmod 600");
-    }
+    support::write_secret(&token_file, &format!("{TOKEN}
+"));
     ConfigToml::basic(&format!("http://{cloud}"), None, None, "")
         .set("admin.listen", admin.to_string())
         .set_path("admin.token_file", &token_file)

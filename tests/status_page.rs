@@ -825,13 +825,8 @@ where
 async fn an_operator_finds_a_reminder_and_retries_a_dead_letter() {
     let dir = TempDir::new("prefront-status-ops");
     let token_file = dir.path().join("admin.token");
-    std::fs::write(&token_file, format!("{TOKEN}\n")).expect("write the token");
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(&token_file, std::fs::Permissions::from_mode(0o600))
-            .expect("chmod 600");
-    }
+    support::write_secret(&token_file, &format!("{TOKEN}
+"));
     // The cloud is down while two reminders arrive; then it refuses the payment reminder (400:
     // a dead letter) and stays busy (503) for the report reminder, which waits in the queue.
     let cloud = MockUpstream::http().await;

@@ -103,6 +103,11 @@ impl Drop for TempDir {
     }
 }
 
+/// Writes a secret (a token, a password file) as only its owner may read it (mode 0600).
+pub fn write_secret(path: &Path, contents: &str) {
+    write_file(path, contents.as_bytes(), true);
+}
+
 fn write_file(path: &Path, contents: &[u8], private: bool) {
     let mut opts = fs::OpenOptions::new();
     opts.write(true).create_new(true);
