@@ -429,8 +429,40 @@ pub async fn post(
     timeout: Duration,
     max: u64,
 ) -> Result<Answer, UpstreamError> {
+    let none = crate::config::HisCredentials::default();
+    post_with(client, url, request_id, body, headers, &none, timeout, max).await
+}
+
+/// `post` that also sends a HIS route's `credentials`: its fixed headers and its
+/// `Authorization` (marked sensitive, so no `Debug` of the request shows it).
+#[allow(clippy::too_many_arguments)]
+pub async fn post_with(
+    client: &reqwest::Client,
+    url: reqwest::Url,
+    request_id: &str,
+    body: Bytes,
+    headers: &[(&'static str, String)],
+    credentials: &crate::config::HisCredentials,
+    timeout: Duration,
+    max: u64,
+) -> Result<Answer, UpstreamError> {
     let work = async {
         let mut builder = client.post(url).header("x-request-id", request_id);
+        for (name, value) in &credentials.headers {
+            let value = reqwest::header::HeaderValue::from_str(value).map_err(|_| {
+                UpstreamError::Unsupported("a configured header value is not valid")
+            })?;
+            builder = builder.header(name.as_str(), value);
+        }
+        match &credentials.auth {
+            None => {}
+            Some(crate::config::HisAuth::Basic { user, password }) => {
+                builder = builder.basic_auth(user, Some(&password.0));
+            }
+            Some(crate::config::HisAuth::Bearer(token)) => {
+                builder = builder.bearer_auth(&token.0);
+            }
+        }
         for (name, value) in headers {
             let value = reqwest::header::HeaderValue::from_str(value).map_err(|_| {
                 UpstreamError::Unsupported("a configured header value is not valid")
