@@ -43,6 +43,20 @@ pub(super) fn his(c: &mut Checker<'_>, raw: Option<raw::RawHis>) -> Option<HisCo
                 "[his] has no url: only names with their own [[his.route]] are served",
             );
         }
+        let credentials = [
+            ("basic_auth_file", raw.default.basic_auth_file.is_some()),
+            ("bearer_token_file", raw.default.bearer_token_file.is_some()),
+            ("headers", raw.default.headers.is_some()),
+        ];
+        for (key, set) in credentials {
+            if set {
+                c.warn(
+                    &[Step::Key("his"), Step::Key(key)],
+                    "ignored: [his] has no url, so no route inherits it; set it on each \
+                     [[his.route]]",
+                );
+            }
+        }
         None
     };
     let (routes, routes_ok) = named_routes(
@@ -349,20 +363,21 @@ fn credentials(
         v
     };
     let inherited = inherit.map(|r| &r.credentials);
+    // Every problem is reported: a bad file does not hide a bad header.
     let auth = match (&raw.basic_auth_file, &raw.bearer_token_file) {
         (Some(_), Some(_)) => {
             c.problem(
                 &k("bearer_token_file"),
                 "set basic_auth_file or bearer_token_file, not both",
             );
-            return None;
+            None
         }
-        (Some(f), None) => Some(basic_auth(c, &k("basic_auth_file"), f)?),
-        (None, Some(f)) => Some(bearer_token(c, &k("bearer_token_file"), f)?),
-        (None, None) => inherited.and_then(|i| i.auth.clone()),
+        (Some(f), None) => basic_auth(c, &k("basic_auth_file"), f).map(Some),
+        (None, Some(f)) => bearer_token(c, &k("bearer_token_file"), f).map(Some),
+        (None, None) => Some(inherited.and_then(|i| i.auth.clone())),
     };
     let headers = match &raw.headers {
-        None => inherited.map(|i| i.headers.clone()).unwrap_or_default(),
+        None => Some(inherited.map(|i| i.headers.clone()).unwrap_or_default()),
         Some(map) => {
             let mut ok = true;
             let mut out = Vec::new();
@@ -394,18 +409,23 @@ fn credentials(
                     out.push((lower, value.clone()));
                 }
             }
-            if !ok {
-                return None;
-            }
-            out
+            ok.then_some(out)
         }
     };
-    Some(HisCredentials { auth, headers })
+    Some(HisCredentials {
+        auth: auth?,
+        headers: headers?,
+    })
 }
 
 /// Reads a secret file's one line (blank lines around it ignored); `None` after a problem.
 /// Nothing of its content is ever echoed.
-fn secret_line(c: &mut Checker<'_>, at: &[Step<'_>], file: &str) -> Option<(PathBuf, String)> {
+fn secret_line(
+    c: &mut Checker<'_>,
+    at: &[Step<'_>],
+    file: &str,
+    form: &str,
+) -> Option<(PathBuf, String)> {
     let path = existing_file(c, at, file)?;
     private_key_permissions(c, at, &path);
     let text = match std::fs::read_to_string(&path) {
@@ -418,7 +438,7 @@ fn secret_line(c: &mut Checker<'_>, at: &[Step<'_>], file: &str) -> Option<(Path
     let mut lines = text.lines().filter(|l| !l.trim().is_empty());
     let line = lines.next().unwrap_or_default().trim_end_matches('\r');
     if lines.next().is_some() {
-        c.problem(at, format!("{} must hold one line", path.display()));
+        c.problem(at, format!("{} must hold one line, {form}", path.display()));
         return None;
     }
     Some((path, line.to_string()))
@@ -426,7 +446,7 @@ fn secret_line(c: &mut Checker<'_>, at: &[Step<'_>], file: &str) -> Option<(Path
 
 /// `basic_auth_file`: one line `user:password`, the user without `:`, no control characters.
 fn basic_auth(c: &mut Checker<'_>, at: &[Step<'_>], file: &str) -> Option<HisAuth> {
-    let (path, line) = secret_line(c, at, file)?;
+    let (path, line) = secret_line(c, at, file, "`user:password`")?;
     let parsed = line
         .split_once(':')
         .filter(|(user, password)| {
@@ -451,7 +471,7 @@ fn basic_auth(c: &mut Checker<'_>, at: &[Step<'_>], file: &str) -> Option<HisAut
 
 /// `bearer_token_file`: one line of printable characters without spaces.
 fn bearer_token(c: &mut Checker<'_>, at: &[Step<'_>], file: &str) -> Option<HisAuth> {
-    let (path, line) = secret_line(c, at, file)?;
+    let (path, line) = secret_line(c, at, file, "the token")?;
     let token = line.trim();
     if token.is_empty() || !token.bytes().all(|b| b.is_ascii_graphic()) {
         c.problem(
