@@ -194,6 +194,33 @@ async fn the_his_gets_basic_bearer_and_fixed_headers_and_no_log_shows_them() {
     );
     assert_no_secret("the gateway's log", &log);
     assert!(!log.contains("TOKEN-rotated"), "{log}");
+
+    // `doctor` probes each HIS with the credentials its routes send, and shows none of them.
+    let (own_before, soap_before) = (own.request_count(), soap.request_count());
+    let doctor = run_prefront(
+        &["doctor", "--config", config.to_str().expect("UTF-8 path")],
+        None,
+    );
+    assert_no_secret("doctor", &doctor.all());
+    assert!(!doctor.all().contains("TOKEN-rotated"), "{doctor:?}");
+    let probes = own.requests();
+    assert!(probes.len() > own_before, "doctor probed [his]: {doctor:?}");
+    assert!(
+        probes[own_before..]
+            .iter()
+            .all(|r| r.header("authorization") == Some(BASIC)),
+        "{probes:?}"
+    );
+    let probes = soap.requests();
+    let wsdl = probes[soap_before..]
+        .iter()
+        .find(|r| r.method == "GET")
+        .unwrap_or_else(|| panic!("doctor asked for the WSDL: {doctor:?}"));
+    assert_eq!(
+        wsdl.header("authorization"),
+        Some("Bearer TOKEN-rotated-0815")
+    );
+    assert_eq!(wsdl.header("x-caller"), Some("prefront"));
 }
 
 fn nix_hup(pid: u32) {
