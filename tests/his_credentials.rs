@@ -100,11 +100,13 @@ async fn the_his_gets_basic_bearer_and_fixed_headers_and_no_log_shows_them() {
          bearer_token_file = {:?}\n\n\
          [[hospital]]\nid = \"253\"\n\
          his = {{ kind = \"http\", url = \"{}/his/{{name}}\", bearer_token_file = {:?}, \
-         headers = {{ \"X-Hospital\" = \"253\" }} }}\n",
+         headers = {{ \"X-Hospital\" = \"253\" }} }}\n\n\
+         [[hospital.route]]\nname = \"{DEPOSIT}\"\nurl = \"{}/deposit/{{method}}\"\n",
         soap.url(),
         token.display().to_string(),
         his_253.url(),
         token_253.display().to_string(),
+        his_253.url(),
     );
     let his = format!("{}/his/{{name}}", own.url());
     let config = ConfigToml::basic(&cloud.url(), None, Some(&his), &extra)
@@ -159,7 +161,19 @@ async fn the_his_gets_basic_bearer_and_fixed_headers_and_no_log_shows_them() {
     );
     assert_eq!(req.header("x-hospital"), Some("253"));
     assert_eq!(req.header("x-caller"), None);
+    // Its [[hospital.route]] sets none of the keys: it inherits them from the hospital's his.
+    let r = call(&bin, DEPOSIT, &json!({"hospitalId": 253}).to_string()).await;
+    assert_eq!((r.status, r.error_kind()), (200, None), "{}", r.text());
+    let reqs = his_253.requests();
+    let req = reqs.last().expect("hospital 253's HIS got the call");
+    assert_eq!(req.path, "/deposit/getDepositRecord");
+    assert_eq!(
+        req.header("authorization"),
+        Some(format!("Bearer {TOKEN_253}").as_str())
+    );
+    assert_eq!(req.header("x-hospital"), Some("253"));
     assert_eq!(own.request_count(), 1);
+    assert_eq!(soap.request_count(), 1);
 
     let status = plain_client()
         .get(admin_url(&bin, "/status"))
@@ -196,7 +210,11 @@ async fn the_his_gets_basic_bearer_and_fixed_headers_and_no_log_shows_them() {
     assert!(!log.contains("TOKEN-rotated"), "{log}");
 
     // `doctor` probes each HIS with the credentials its routes send, and shows none of them.
-    let (own_before, soap_before) = (own.request_count(), soap.request_count());
+    let (own_before, soap_before, before_253) = (
+        own.request_count(),
+        soap.request_count(),
+        his_253.request_count(),
+    );
     let doctor = run_prefront(
         &["doctor", "--config", config.to_str().expect("UTF-8 path")],
         None,
@@ -221,6 +239,18 @@ async fn the_his_gets_basic_bearer_and_fixed_headers_and_no_log_shows_them() {
         Some("Bearer TOKEN-rotated-0815")
     );
     assert_eq!(wsdl.header("x-caller"), Some("prefront"));
+    let probes = his_253.requests();
+    assert!(
+        probes.len() > before_253,
+        "doctor probed hospital 253: {doctor:?}"
+    );
+    let bearer_253 = format!("Bearer {TOKEN_253}");
+    assert!(
+        probes[before_253..]
+            .iter()
+            .all(|r| r.header("authorization") == Some(bearer_253.as_str())),
+        "{probes:?}"
+    );
 }
 
 fn nix_hup(pid: u32) {
