@@ -217,7 +217,7 @@ invalid_fixture!(
 invalid_fixture!(
     unknown_subtable,
     "invalid_unknown_subtable.toml",
-    &[e(&["his.headers"], &["[his.headers]"])]
+    &[e(&["his.extra_headers"], &["[his.extra_headers]"])]
 );
 
 invalid_fixture!(

@@ -244,6 +244,24 @@ pub struct HisRoute {
     pub timeout: Duration,
     /// Per-route override of the catalogue's buffering decision.
     pub delivery: Option<Delivery>,
+    /// What the HIS wants besides the call: credentials and fixed headers.
+    pub credentials: HisCredentials,
+}
+
+/// `basic_auth_file`, `bearer_token_file` and `headers` of a route: read at load, the secrets
+/// masked in `Debug`.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct HisCredentials {
+    pub auth: Option<HisAuth>,
+    /// Header names (lower case) and values, checked at load.
+    pub headers: Vec<(String, String)>,
+}
+
+/// The `Authorization` a route sends to the HIS.
+#[derive(Debug, Clone, PartialEq)]
+pub enum HisAuth {
+    Basic { user: String, password: Secret },
+    Bearer(Secret),
 }
 
 #[derive(Debug, Clone, PartialEq)]

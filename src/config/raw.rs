@@ -171,6 +171,12 @@ pub struct RawRoute {
     pub arrays: Option<Vec<String>>,
     pub args: Option<std::collections::BTreeMap<String, String>>,
     pub qualified: Option<bool>,
+    /// One line `user:password`: HTTP basic auth towards the HIS.
+    pub basic_auth_file: Option<String>,
+    /// One line: `Authorization: Bearer <token>` towards the HIS.
+    pub bearer_token_file: Option<String>,
+    /// Fixed headers sent on every call of the route (not secrets).
+    pub headers: Option<std::collections::BTreeMap<String, String>>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -8,8 +8,9 @@ use tokio::task::JoinSet;
 
 use super::net::{connect, explain_request_error, host_port, shown};
 use super::{Check, CHECK_TIMEOUT};
-use crate::config::{Config, HisRoute, HisTarget};
+use crate::config::{Config, HisCredentials, HisRoute, HisTarget};
 use crate::upstream::his::method_part;
+use crate::upstream::with_credentials;
 
 /// The name a `{name}`/`{method}` route URL is filled with for its one probe.
 const REPRESENTATIVE_NAME: &str = "hospital.interface.createCard";
@@ -120,25 +121,29 @@ pub(super) async fn his_checks(config: &Config) -> Vec<Check> {
             name,
         });
     }
+    // A URL is probed once per set of credentials its routes send (a HIS that wants them would
+    // refuse a probe without them).
+    let mut creds: Vec<&HisCredentials> = Vec::new();
     let mut probes = JoinSet::new();
-    let mut started: Vec<Target> = Vec::new();
+    let mut started: Vec<(Target, usize)> = Vec::new();
     for p in &plan {
         if let Ok(t) = &p.target {
-            if !started.contains(t) {
-                started.push(t.clone());
-                let t = t.clone();
+            let key = (t.clone(), cred_index(&mut creds, &p.route.credentials));
+            if !started.contains(&key) {
+                started.push(key.clone());
                 let client = client.clone();
+                let credentials = p.route.credentials.clone();
                 probes.spawn(async move {
-                    let found = match &t {
-                        Target::Http(u) => probe_http(&client, u).await,
-                        Target::Wsdl(u) => probe_wsdl(&client, u).await,
+                    let found = match &key.0 {
+                        Target::Http(u) => probe_http(&client, u, &credentials).await,
+                        Target::Wsdl(u) => probe_wsdl(&client, u, &credentials).await,
                     };
-                    (t, found)
+                    (key, found)
                 });
             }
         }
     }
-    let mut found: HashMap<Target, Probe> = HashMap::new();
+    let mut found: HashMap<(Target, usize), Probe> = HashMap::new();
     while let Some(joined) = probes.join_next().await {
         if let Ok((t, p)) = joined {
             found.insert(t, p);
@@ -148,14 +153,24 @@ pub(super) async fn his_checks(config: &Config) -> Vec<Check> {
         .map(|p| match p.target {
             Err(e) => Check::fail(p.what, format!("the route's url is not usable: {e}")),
             Ok(t) => {
+                let key = (t, cred_index(&mut creds, &p.route.credentials));
+                let t = key.0.clone();
                 let probe = found
-                    .get(&t)
+                    .get(&key)
                     .cloned()
                     .unwrap_or_else(|| Probe::Failed("the probe did not finish".into()));
                 route_verdict(p.what, &t, p.route, p.name, probe)
             }
         })
         .collect()
+}
+
+/// The index of `c` among the distinct credentials seen so far (added when new).
+fn cred_index<'a>(creds: &mut Vec<&'a HisCredentials>, c: &'a HisCredentials) -> usize {
+    creds.iter().position(|k| *k == c).unwrap_or_else(|| {
+        creds.push(c);
+        creds.len() - 1
+    })
 }
 
 fn route_verdict(
@@ -253,7 +268,7 @@ fn route_verdict(
 
 /// An HTTP route: TCP connect, then `HEAD`; a server that drops a `HEAD` without answering gets
 /// a `POST {}` instead. Any HTTP answer passes.
-async fn probe_http(client: &reqwest::Client, url: &str) -> Probe {
+async fn probe_http(client: &reqwest::Client, url: &str, credentials: &HisCredentials) -> Probe {
     let deadline = tokio::time::Instant::now() + CHECK_TIMEOUT;
     let Ok(url) = reqwest::Url::parse(url) else {
         return Probe::Failed("not a valid URL".into());
@@ -263,7 +278,11 @@ async fn probe_http(client: &reqwest::Client, url: &str) -> Probe {
     }
     let hp = host_port(&url);
     let started = Instant::now();
-    let head = tokio::time::timeout_at(deadline, client.head(url.clone()).send()).await;
+    let head = tokio::time::timeout_at(
+        deadline,
+        with_credentials(client.head(url.clone()), credentials).send(),
+    )
+    .await;
     match head {
         Ok(Ok(resp)) => {
             return Probe::Answered {
@@ -284,8 +303,7 @@ async fn probe_http(client: &reqwest::Client, url: &str) -> Probe {
         }
     }
     let started = Instant::now();
-    let post = client
-        .post(url)
+    let post = with_credentials(client.post(url), credentials)
         .header("content-type", "application/json;charset=UTF-8")
         .body("{}")
         .send();
@@ -307,7 +325,7 @@ async fn probe_http(client: &reqwest::Client, url: &str) -> Probe {
 }
 
 /// A SOAP route: `GET <url>?wsdl` and the operations in it.
-async fn probe_wsdl(client: &reqwest::Client, url: &str) -> Probe {
+async fn probe_wsdl(client: &reqwest::Client, url: &str, credentials: &HisCredentials) -> Probe {
     let deadline = tokio::time::Instant::now() + CHECK_TIMEOUT;
     let Ok(mut wsdl_url) = reqwest::Url::parse(url) else {
         return Probe::Failed("not a valid URL".into());
@@ -322,8 +340,7 @@ async fn probe_wsdl(client: &reqwest::Client, url: &str) -> Probe {
     wsdl_url.set_query(Some(&query));
     let hp = host_port(&wsdl_url);
     let fetch = async {
-        let mut resp = client
-            .get(wsdl_url.clone())
+        let mut resp = with_credentials(client.get(wsdl_url.clone()), credentials)
             .send()
             .await
             .map_err(|e| format!("GET ?wsdl failed: {}", explain_request_error(&e, &hp)))?;

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 
 use super::link::{Observed, Watched};
-use super::{accept_json_answer, http_client, post, post_json, root_store, UpstreamError};
+use super::{accept_json_answer, http_client, post_with, root_store, UpstreamError};
 use crate::catalog::short_name;
 use crate::config::{
     HisConfig, HisRoute, HisTarget, HospitalMiss, SoapParam, SoapTarget, SoapVersion,
@@ -105,11 +105,17 @@ impl His {
         match &route.target {
             HisTarget::Http { url } => {
                 let url = http_url(url, name)?;
-                let answer = post_json(
+                let headers = [
+                    ("content-type", "application/json;charset=UTF-8".to_string()),
+                    ("accept", "application/json".to_string()),
+                ];
+                let answer = post_with(
                     self.clients.here(),
                     url,
                     request_id,
                     body,
+                    &headers,
+                    &route.credentials,
                     route.timeout,
                     self.config.max_response_for(name),
                 )
@@ -182,12 +188,13 @@ impl His {
         }
         let url = reqwest::Url::parse(&t.url)
             .map_err(|_| UpstreamError::Unsupported("route url is not a valid URL"))?;
-        let answer = post(
+        let answer = post_with(
             self.clients.here(),
             url,
             request_id,
             Bytes::from(bytes),
             &headers,
+            &route.credentials,
             route.timeout,
             self.config.max_response_for(name),
         )
@@ -354,6 +361,7 @@ mod tests {
             target: HisTarget::Http { url: url.into() },
             timeout: std::time::Duration::from_secs(1),
             delivery: None,
+            credentials: Default::default(),
         };
         assert_eq!(
             target_of(&route("http://10.1.1.10/his/{method}").target),

@@ -429,8 +429,44 @@ pub async fn post(
     timeout: Duration,
     max: u64,
 ) -> Result<Answer, UpstreamError> {
+    let none = crate::config::HisCredentials::default();
+    post_with(client, url, request_id, body, headers, &none, timeout, max).await
+}
+
+/// Adds a HIS route's fixed headers and its `Authorization` (marked sensitive) to a request.
+/// The headers were checked at load.
+pub fn with_credentials(
+    mut builder: reqwest::RequestBuilder,
+    credentials: &crate::config::HisCredentials,
+) -> reqwest::RequestBuilder {
+    for (name, value) in &credentials.headers {
+        builder = builder.header(name.as_str(), value.as_str());
+    }
+    match &credentials.auth {
+        None => builder,
+        Some(crate::config::HisAuth::Basic { user, password }) => {
+            builder.basic_auth(user, Some(&password.0))
+        }
+        Some(crate::config::HisAuth::Bearer(token)) => builder.bearer_auth(&token.0),
+    }
+}
+
+/// `post` that also sends a HIS route's `credentials`: its fixed headers and its
+/// `Authorization` (marked sensitive, so no `Debug` of the request shows it).
+#[allow(clippy::too_many_arguments)]
+pub async fn post_with(
+    client: &reqwest::Client,
+    url: reqwest::Url,
+    request_id: &str,
+    body: Bytes,
+    headers: &[(&'static str, String)],
+    credentials: &crate::config::HisCredentials,
+    timeout: Duration,
+    max: u64,
+) -> Result<Answer, UpstreamError> {
     let work = async {
-        let mut builder = client.post(url).header("x-request-id", request_id);
+        let builder = client.post(url).header("x-request-id", request_id);
+        let mut builder = with_credentials(builder, credentials);
         for (name, value) in headers {
             let value = reqwest::header::HeaderValue::from_str(value).map_err(|_| {
                 UpstreamError::Unsupported("a configured header value is not valid")

@@ -1,6 +1,7 @@
 //! `[his]` and its `[[his.route]]` overrides: how the box reaches the HIS, per interface name.
 
 use std::collections::HashMap;
+use std::path::PathBuf;
 use std::time::Duration;
 
 use super::values::*;
@@ -41,6 +42,20 @@ pub(super) fn his(c: &mut Checker<'_>, raw: Option<raw::RawHis>) -> Option<HisCo
                 &[Step::Key("his")],
                 "[his] has no url: only names with their own [[his.route]] are served",
             );
+        }
+        let credentials = [
+            ("basic_auth_file", raw.default.basic_auth_file.is_some()),
+            ("bearer_token_file", raw.default.bearer_token_file.is_some()),
+            ("headers", raw.default.headers.is_some()),
+        ];
+        for (key, set) in credentials {
+            if set {
+                c.warn(
+                    &[Step::Key("his"), Step::Key(key)],
+                    "ignored: [his] has no url, so no route inherits it; set it on each \
+                     [[his.route]]",
+                );
+            }
         }
         None
     };
@@ -313,11 +328,162 @@ pub(super) fn route(
             return None;
         }
     };
+    let credentials = credentials(c, at, raw, inherit)?;
     Some(HisRoute {
         target,
         timeout,
         delivery,
+        credentials,
     })
+}
+
+/// Headers the box sets itself on every HIS call: `headers` may not name them.
+const OWN_HEADERS: [&str; 8] = [
+    "content-type",
+    "content-length",
+    "host",
+    "authorization",
+    "soapaction",
+    "x-request-id",
+    "connection",
+    "transfer-encoding",
+];
+
+/// A route's `basic_auth_file`, `bearer_token_file` and `headers`; a route that sets none of
+/// the two files keeps `inherit`'s credentials, one without `headers` keeps its headers.
+fn credentials(
+    c: &mut Checker<'_>,
+    at: &[Step<'_>],
+    raw: &RawRoute,
+    inherit: Option<&HisRoute>,
+) -> Option<HisCredentials> {
+    let k = |key: &'static str| {
+        let mut v = at.to_vec();
+        v.push(Step::Key(key));
+        v
+    };
+    let inherited = inherit.map(|r| &r.credentials);
+    // Every problem is reported: a bad file does not hide a bad header.
+    let auth = match (&raw.basic_auth_file, &raw.bearer_token_file) {
+        (Some(_), Some(_)) => {
+            c.problem(
+                &k("bearer_token_file"),
+                "set basic_auth_file or bearer_token_file, not both",
+            );
+            None
+        }
+        (Some(f), None) => basic_auth(c, &k("basic_auth_file"), f).map(Some),
+        (None, Some(f)) => bearer_token(c, &k("bearer_token_file"), f).map(Some),
+        (None, None) => Some(inherited.and_then(|i| i.auth.clone())),
+    };
+    let headers = match &raw.headers {
+        None => Some(inherited.map(|i| i.headers.clone()).unwrap_or_default()),
+        Some(map) => {
+            let mut ok = true;
+            let mut out = Vec::new();
+            for (name, value) in map {
+                let lower = name.to_ascii_lowercase();
+                if reqwest::header::HeaderName::from_bytes(name.as_bytes()).is_err() {
+                    c.problem(
+                        &k("headers"),
+                        format!("`{name}` is not a valid HTTP header name"),
+                    );
+                    ok = false;
+                } else if OWN_HEADERS.contains(&lower.as_str()) {
+                    c.problem(
+                        &k("headers"),
+                        format!(
+                            "`{name}`: the box sets this header itself (credentials go in \
+                             basic_auth_file or bearer_token_file)"
+                        ),
+                    );
+                    ok = false;
+                } else if reqwest::header::HeaderValue::from_str(value).is_err() {
+                    // The value is not a secret, but keep messages short: name the header.
+                    c.problem(
+                        &k("headers"),
+                        format!("the value of `{name}` is not a valid HTTP header value"),
+                    );
+                    ok = false;
+                } else {
+                    out.push((lower, value.clone()));
+                }
+            }
+            ok.then_some(out)
+        }
+    };
+    Some(HisCredentials {
+        auth: auth?,
+        headers: headers?,
+    })
+}
+
+/// Reads a secret file's one line (blank lines around it ignored); `None` after a problem.
+/// Nothing of its content is ever echoed.
+fn secret_line(
+    c: &mut Checker<'_>,
+    at: &[Step<'_>],
+    file: &str,
+    form: &str,
+) -> Option<(PathBuf, String)> {
+    let path = existing_file(c, at, file)?;
+    private_key_permissions(c, at, &path);
+    let text = match std::fs::read_to_string(&path) {
+        Ok(s) => s,
+        Err(e) => {
+            c.problem(at, format!("cannot read {}: {e}", path.display()));
+            return None;
+        }
+    };
+    let mut lines = text.lines().filter(|l| !l.trim().is_empty());
+    let line = lines.next().unwrap_or_default().trim_end_matches('\r');
+    if lines.next().is_some() {
+        c.problem(at, format!("{} must hold one line, {form}", path.display()));
+        return None;
+    }
+    Some((path, line.to_string()))
+}
+
+/// `basic_auth_file`: one line `user:password`, the user without `:`, no control characters.
+fn basic_auth(c: &mut Checker<'_>, at: &[Step<'_>], file: &str) -> Option<HisAuth> {
+    let (path, line) = secret_line(c, at, file, "`user:password`")?;
+    let parsed = line
+        .split_once(':')
+        .filter(|(user, password)| {
+            !user.is_empty() && !password.is_empty() && !line.chars().any(char::is_control)
+        })
+        .map(|(user, password)| HisAuth::Basic {
+            user: user.to_string(),
+            password: Secret(password.to_string()),
+        });
+    if parsed.is_none() {
+        c.problem(
+            at,
+            format!(
+                "{} must hold one line `user:password` (user and password not empty, no \
+                 control characters)",
+                path.display()
+            ),
+        );
+    }
+    parsed
+}
+
+/// `bearer_token_file`: one line of printable characters without spaces.
+fn bearer_token(c: &mut Checker<'_>, at: &[Step<'_>], file: &str) -> Option<HisAuth> {
+    let (path, line) = secret_line(c, at, file, "the token")?;
+    let token = line.trim();
+    if token.is_empty() || !token.bytes().all(|b| b.is_ascii_graphic()) {
+        c.problem(
+            at,
+            format!(
+                "{} must hold one line: the token, printable characters without spaces",
+                path.display()
+            ),
+        );
+        return None;
+    }
+    Some(HisAuth::Bearer(Secret(token.to_string())))
 }
 
 /// An element name safe to write unescaped: letters, digits, `_`, `-`, `.`, not starting with a
