@@ -325,8 +325,7 @@ fn form_client() -> reqwest::Client {
 async fn gateway_with_a_dead_letter() -> (TestGateway, MockUpstream, String, support::TempDir) {
     let dir = support::TempDir::new("prefront-admin-forms");
     let token_file = dir.path().join("admin.token");
-    support::write_secret(&token_file, &format!("{TOKEN}
-"));
+    support::write_secret(&token_file, &format!("{TOKEN}\n"));
     let cloud = MockUpstream::http().await;
     cloud.set_down(true);
     let toml = basic_config(

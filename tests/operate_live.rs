@@ -28,8 +28,7 @@ const REFUND: &str = "prefront/hospitalizationCosts/hisRefund";
 /// A config for a cloud at `cloud` with the admin API at `admin`, its token in a 0600 file.
 fn write_config(dir: &Path, cloud: SocketAddr, admin: SocketAddr) -> PathBuf {
     let token_file = dir.join("admin.token");
-    support::write_secret(&token_file, &format!("{TOKEN}
-"));
+    support::write_secret(&token_file, &format!("{TOKEN}\n"));
     ConfigToml::basic(&format!("http://{cloud}"), None, None, "")
         .set("admin.listen", admin.to_string())
         .set_path("admin.token_file", &token_file)

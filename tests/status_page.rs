@@ -825,8 +825,7 @@ where
 async fn an_operator_finds_a_reminder_and_retries_a_dead_letter() {
     let dir = TempDir::new("prefront-status-ops");
     let token_file = dir.path().join("admin.token");
-    support::write_secret(&token_file, &format!("{TOKEN}
-"));
+    support::write_secret(&token_file, &format!("{TOKEN}\n"));
     // The cloud is down while two reminders arrive; then it refuses the payment reminder (400:
     // a dead letter) and stays busy (503) for the report reminder, which waits in the queue.
     let cloud = MockUpstream::http().await;
