@@ -91,6 +91,9 @@ pub struct AdminConfig {
     pub allow: Vec<IpNet>,
     /// From `token_file`: every `/api/` call must carry `Authorization: Bearer <token>`.
     pub token: Option<Secret>,
+    /// `vrrp_state_file`: where keepalived's notify hook (`packaging/ha/notify-prefront.sh`)
+    /// writes this box's VRRP role; `/status` shows it when the file exists.
+    pub vrrp_state_file: Option<PathBuf>,
 }
 
 /// The message trail (DESIGN.md §8): one entry per call, bounded by age and size.

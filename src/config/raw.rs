@@ -83,6 +83,7 @@ pub struct RawAdmin {
     pub listen: Option<String>,
     pub allow: Option<Vec<String>>,
     pub token_file: Option<String>,
+    pub vrrp_state_file: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -264,10 +264,21 @@ fn build(c: &mut Checker<'_>, raw: RawConfig) -> Option<Config> {
         let allow = nets(c, &[Step::Key("admin"), Step::Key("allow")], a.allow)
             .unwrap_or_else(loopback_nets);
         let token = a.token_file.and_then(|f| auth::admin_token(c, &f));
+        let vrrp_state_file = a.vrrp_state_file.and_then(|f| {
+            if f.trim().is_empty() {
+                c.problem(
+                    &[Step::Key("admin"), Step::Key("vrrp_state_file")],
+                    "empty path (leave the key out to show no VRRP role)",
+                );
+                return None;
+            }
+            Some(c.resolve(&f))
+        });
         Some(AdminConfig {
             listen,
             allow,
             token,
+            vrrp_state_file,
         })
     });
     if let (Some(f), Some(a)) = (&files, &admin) {

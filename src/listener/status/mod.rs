@@ -69,6 +69,9 @@ pub struct StatusSnapshot {
     pub certificates: CertificateView,
     /// What only the page shows (search, dead letters, forms); empty for `/metrics`.
     pub page: PageView,
+    /// This box's VRRP role (MASTER, BACKUP, FAULT) from `[admin] vrrp_state_file`, when set and
+    /// the file exists.
+    pub vrrp_role: Option<String>,
 }
 
 /// One HIS target (`host:port`) and what the calls through it have shown, as
@@ -234,7 +237,36 @@ pub fn gather(state: &State) -> StatusSnapshot {
             .collect(),
         certificates: certificates(state, zone),
         page: PageView::default(),
+        vrrp_role: state
+            .config
+            .admin
+            .as_ref()
+            .and_then(|a| a.vrrp_state_file.as_deref())
+            .and_then(read_vrrp_role),
     }
+}
+
+/// The role keepalived's notify hook wrote: the first line of at most 64 bytes, printable ASCII
+/// only; `None` when the file does not exist or cannot be read.
+fn read_vrrp_role(path: &std::path::Path) -> Option<String> {
+    use std::io::Read;
+    let mut buf = Vec::with_capacity(64);
+    std::fs::File::open(path)
+        .ok()?
+        .take(64)
+        .read_to_end(&mut buf)
+        .ok()?;
+    let line = buf.split(|&b| b == b'\n').next().unwrap_or(&[]);
+    let role: String = line
+        .iter()
+        .filter(|b| b.is_ascii_graphic())
+        .map(|&b| b as char)
+        .collect();
+    Some(if role.is_empty() {
+        "?".to_string()
+    } else {
+        role
+    })
 }
 
 /// `host[:port]` of a URL (a template with `{name}` in its path is fine); `?` if none.
@@ -246,5 +278,27 @@ fn host_of(url: &str) -> String {
             _ => "?".to_string(),
         },
         Err(_) => "?".to_string(),
+    }
+}
+
+#[cfg(test)]
+mod vrrp_tests {
+    use super::read_vrrp_role;
+
+    #[test]
+    fn the_role_file_is_read_bounded_and_missing_means_none() {
+        let dir = std::env::temp_dir().join(format!("prefront-vrrp-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let p = dir.join("vrrp-state");
+        assert_eq!(read_vrrp_role(&p), None);
+        std::fs::write(&p, "BACKUP\n").unwrap();
+        assert_eq!(read_vrrp_role(&p).as_deref(), Some("BACKUP"));
+        std::fs::write(&p, format!("MASTER{}\nmore", "x".repeat(100))).unwrap();
+        assert_eq!(read_vrrp_role(&p).unwrap().len(), 64);
+        std::fs::write(&p, "<b>\n").unwrap();
+        assert_eq!(read_vrrp_role(&p).as_deref(), Some("<b>"));
+        std::fs::write(&p, "").unwrap();
+        assert_eq!(read_vrrp_role(&p).as_deref(), Some("?"));
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -268,7 +268,7 @@ pub fn render(s: &StatusSnapshot) -> String {
 <span class="meta">版本 Version <b id="version" data-metric="prefront_build_info" data-value="{v}">{v}</b></span>
 <span class="meta">运行时间 Uptime <b id="uptime" data-metric="prefront_uptime_seconds" data-value="{up}">{up_h}</b></span>
 <span class="meta">更新于 Updated <time id="now" datetime="{now_iso}">{now}</time></span>
-{paused}</header>
+{vrrp}{paused}</header>
 "#,
         refresh = if refreshes {
             "<meta http-equiv=\"refresh\" content=\"5\">\n"
@@ -280,6 +280,13 @@ pub fn render(s: &StatusSnapshot) -> String {
         } else {
             r#"<form method="get" action="/status" class="meta" id="refresh-paused">自动刷新已暂停 Auto-refresh paused <button type="submit">刷新 Refresh</button></form>
 "#
+        },
+        vrrp = match &s.vrrp_role {
+            Some(r) => format!(
+                "<span class=\"meta\">双机热备角色 VRRP role <b id=\"vrrp-role\">{}</b></span>\n",
+                escape(r)
+            ),
+            None => String::new(),
         },
         v = escape(&s.version),
         up = s.uptime.as_secs(),

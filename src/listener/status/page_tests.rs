@@ -423,3 +423,17 @@ fn durations_bytes_and_times_read_like_people_write_them() {
         "2025-03-01T02:43:12-03:30"
     );
 }
+
+#[test]
+fn the_vrrp_role_shows_only_when_known() {
+    let none = render(&StatusSnapshot::default());
+    assert!(!none.contains("vrrp-role"), "{none}");
+    let html = render(&StatusSnapshot {
+        vrrp_role: Some("MASTER".into()),
+        ..StatusSnapshot::default()
+    });
+    assert!(
+        html.contains(r#"VRRP role <b id="vrrp-role">MASTER</b>"#),
+        "{html}"
+    );
+}
