@@ -7,7 +7,8 @@
 #   --bin PATH     the prefront binary (default: $PREFRONT, else target/debug/prefront, else
 #                  $CARGO_TARGET_DIR/debug/prefront; build it first with `cargo build`)
 #   --modes M      which runs: "kill" (kill -9 the master's prefront), "link" (the master's
-#                  link set down); default both, one after the other
+#                  link set down), "split" (split brain: the boxes stop hearing each other and
+#                  both hold the VIP); default all three, one after the other
 #   --work DIR     logs, configs, buffers, records (default /tmp/prefront-ha-test; emptied)
 #
 # Layout: namespace ha-lan holds a bridge with the HIS (10.77.0.1) and the cloud (10.77.0.2:8000);
@@ -28,7 +29,7 @@ HERE=$(cd "$(dirname "$0")" && pwd)
 ROOT=$(cd "$HERE/../.." && pwd)
 
 BIN=${PREFRONT:-}
-MODES="kill link"
+MODES="kill link split"
 WORK=/tmp/prefront-ha-test
 while [ $# -gt 0 ]; do
     case "$1" in
@@ -172,7 +173,7 @@ allow = ["127.0.0.1/32"]
 
 [admin]
 listen = "127.0.0.1:9090"
-$ADMIN_EXTRA
+vrrp_state_file = "$d/vrrp-state"
 
 [cloud]
 base_url = "http://10.77.0.2:8000/"
@@ -311,19 +312,43 @@ run_one() {
     sleep 4
     local t_fail
     t_fail=$(now)
-    if [ "$mode" = kill ]; then
-        log "[$mode] kill -9 box a's prefront"
-        kill -KILL "$(cat "$WORK/a/prefront.pid")"
-    else
-        log "[$mode] box a's link down"
-        ip -n ha-a link set eth0 down
-    fi
+    case "$mode" in
+        kill)
+            log "[$mode] kill -9 box a's prefront"
+            kill -KILL "$(cat "$WORK/a/prefront.pid")"
+            ;;
+        link)
+            log "[$mode] box a's link down"
+            ip -n ha-a link set eth0 down
+            ;;
+        split)
+            # Each box routes the other's address into a blackhole and filters by reverse path:
+            # the other's packets (its adverts) are dropped on the way in.
+            log "[$mode] the boxes stop hearing each other (reverse-path filter drops the other's adverts)"
+            for n in a b; do
+                ip netns exec "ha-$n" sysctl -qw net.ipv4.conf.all.rp_filter=1 net.ipv4.conf.eth0.rp_filter=1
+            done
+            ip -n ha-a route add blackhole 10.77.0.12/32
+            ip -n ha-b route add blackhole 10.77.0.11/32
+            ;;
+    esac
     local t_moved
-    t_moved=$(wait_vip b 20) || fail "[$mode] the VIP never moved to box b"
+    t_moved=$(wait_vip b 20) || fail "[$mode] box b never took the VIP"
     local failover
     failover=$(awk -v a="$t_fail" -v b="$t_moved" 'BEGIN{printf "%.1f", b-a}')
     log "[$mode] VIP on box b after ${failover}s"
-    sleep 5
+    local both=-
+    if [ "$mode" = split ]; then
+        has_vip a && both=yes || both=no
+        log "[$mode] both boxes hold the VIP: $both"
+    fi
+    sleep 2
+    # /status on the new master shows its role (from the notify hook's state file).
+    local status_b
+    status_b=$(ip netns exec ha-b curl -s -m 2 http://127.0.0.1:9090/status |
+        sed -n 's/.*id="vrrp-role">\([A-Z]*\)<.*/\1/p' | head -1)
+    log "[$mode] /status on box b: VRRP role ${status_b:-none}"
+    sleep 3
     touch "$R/stop"
     wait "$his" || true
     touch "$R/acked" "$R/failed"
@@ -336,11 +361,15 @@ run_one() {
     log "[$mode] acked $acked; calls failed after the failure $failed_calls; first success again after ${restored}s"
 
     log "[$mode] restore box a, cloud up"
-    if [ "$mode" = kill ]; then
-        start_prefront a
-    else
-        ip -n ha-a link set eth0 up
-    fi
+    case "$mode" in
+        kill) start_prefront a ;;
+        link) ip -n ha-a link set eth0 up ;;
+        split)
+            ip -n ha-a route del blackhole 10.77.0.12/32
+            ip -n ha-b route del blackhole 10.77.0.11/32
+            sleep 3 # one gives the VIP up
+            ;;
+    esac
     ip netns exec ha-lan "$PY" "$WORK/cloud.py" 10.77.0.2 8000 "$R/delivered" &
     PIDS+=($!)
     local i delivered lost=1
@@ -369,10 +398,12 @@ EOF
     local who_a who_b
     who_a=$(cat "$WORK/a/vrrp-state" 2>/dev/null || echo -)
     who_b=$(cat "$WORK/b/vrrp-state" 2>/dev/null || echo -)
-    local line="ha[$mode]: failover_s=$failover restored_s=$restored failed_calls=$failed_calls acked=$acked delivered=$delivered lost=$lost duplicates=$dups state_a=$who_a state_b=$who_b"
+    local line="ha[$mode]: failover_s=$failover restored_s=$restored failed_calls=$failed_calls acked=$acked delivered=$delivered lost=$lost duplicates=$dups state_a=$who_a state_b=$who_b status_b=${status_b:-none} both_master=$both"
     echo "$line"
     SUMMARY+=("$line")
     awk -v f="$failover" 'BEGIN{exit !(f<=5)}' || { ALL_OK=0; echo "test-ha: [$mode] failover ${failover}s > 5s" >&2; }
+    [ "$status_b" = MASTER ] || { ALL_OK=0; echo "test-ha: [$mode] /status on box b did not say MASTER" >&2; }
+    [ "$mode" != split ] || [ "$both" = yes ] || { ALL_OK=0; echo "test-ha: [split] box a did not keep the VIP too" >&2; }
     [ "$lost" = 0 ] || { ALL_OK=0; echo "test-ha: [$mode] $lost acknowledged calls lost (see $R/acked.lost)" >&2; }
     [ "$acked" -gt 0 ] || { ALL_OK=0; echo "test-ha: [$mode] nothing acknowledged" >&2; }
     # Keep each run's logs.
@@ -382,9 +413,8 @@ EOF
     teardown
 }
 
-ADMIN_EXTRA=${ADMIN_EXTRA:-}
 for m in $MODES; do
-    case "$m" in kill | link) run_one "$m" ;; *) fail "unknown mode $m" ;; esac
+    case "$m" in kill | link | split) run_one "$m" ;; *) fail "unknown mode $m" ;; esac
 done
 echo "---- test-ha summary (work dir $WORK)"
 printf '%s\n' "${SUMMARY[@]}"
