@@ -16,4 +16,4 @@ exec 3<>"/dev/tcp/$0/$1" || exit 1
 printf "GET %s HTTP/1.0\r\nHost: %s\r\n\r\n" "$2" "$0" >&3
 IFS= read -r -t 2 status <&3 || exit 1
 case "$status" in "HTTP/1."?" 200"*) exit 0 ;; *) exit 1 ;; esac
-' "$host" "$port" "$path"
+' "$host" "$port" "$path" 2>/dev/null
