@@ -352,9 +352,11 @@ run_one() {
     touch "$R/stop"
     wait "$his" || true
     touch "$R/acked" "$R/failed"
-    # Calls were restored at the first acknowledgement after the failure.
-    local restored failed_calls acked
-    restored=$(awk -v t="$t_fail" '$2>t{print $2-t; exit}' "$R/acked")
+    # Calls were restored at the first acknowledgement after the first call that failed after
+    # the failure (calls answered in the moment between t_fail and the failure do not count).
+    local restored failed_calls acked t_ff
+    t_ff=$(awk -v t="$t_fail" '$1>=t{print $1; exit}' "$R/failed")
+    restored=$(awk -v t="$t_fail" -v f="${t_ff:-0}" '$2>t && $2>f{print $2-t; exit}' "$R/acked")
     restored=$(printf '%.1f' "${restored:-999}")
     failed_calls=$(awk -v t="$t_fail" '$1>=t' "$R/failed" | wc -l)
     acked=$(sort -u "$R/acked" | awk '{print $1}' | sort -u | wc -l)
