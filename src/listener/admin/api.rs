@@ -367,6 +367,18 @@ pub fn trail_query(pairs: &[(String, String)]) -> Result<Filter, String> {
     trail_filter(pairs).map_err(|e| e.1)
 }
 
+/// The message `id` (for its audit line and trail entry), and whether it is dead.
+fn record_of(
+    store: &dyn crate::buffer::Outbox,
+    id: RecordId,
+) -> Result<(crate::buffer::Record, bool), ApiError> {
+    match store.get(id)? {
+        Some(crate::buffer::DeadOrLive::Dead(d)) => Ok((d.record, true)),
+        Some(crate::buffer::DeadOrLive::Live(r)) => Ok((r, false)),
+        None => Err(OutboxError::NotFound(id).into()),
+    }
+}
+
 /// Puts a dead message back at the tail of its queue; audited. `via` is added to the audit line
 /// (` (status page)` for a form).
 async fn retry(
@@ -377,16 +389,13 @@ async fn retry(
 ) -> Result<operator::Changed, ApiError> {
     let outbox = state.outbox.clone();
     let (changed, rec) = blocking(move || {
-        let rec = match outbox.store().get(id)? {
-            Some(crate::buffer::DeadOrLive::Dead(d)) => d.record,
-            Some(crate::buffer::DeadOrLive::Live(_)) => {
-                return Err(ApiError(
-                    StatusCode::CONFLICT,
-                    format!("message {id} is queued, not dead: nothing to retry"),
-                ))
-            }
-            None => return Err(OutboxError::NotFound(id).into()),
-        };
+        let (rec, dead) = record_of(outbox.store(), id)?;
+        if !dead {
+            return Err(ApiError(
+                StatusCode::CONFLICT,
+                format!("message {id} is queued, not dead: nothing to retry"),
+            ));
+        }
         Ok((operator::retry(outbox.store(), id)?, rec))
     })
     .await?;
@@ -411,11 +420,7 @@ async fn drop_message(
 ) -> Result<operator::Changed, ApiError> {
     let outbox = state.outbox.clone();
     let (changed, rec) = blocking(move || {
-        let rec = match outbox.store().get(id)? {
-            Some(crate::buffer::DeadOrLive::Dead(d)) => d.record,
-            Some(crate::buffer::DeadOrLive::Live(r)) => r,
-            None => return Err(OutboxError::NotFound(id).into()),
-        };
+        let (rec, _) = record_of(outbox.store(), id)?;
         Ok((operator::drop_message(outbox.store(), id)?, rec))
     })
     .await?;
