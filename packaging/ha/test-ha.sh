@@ -5,7 +5,7 @@
 #   sudo packaging/ha/test-ha.sh [--bin PATH] [--modes "kill link"] [--work DIR]
 #
 #   --bin PATH     the prefront binary (default: $PREFRONT, else target/debug/prefront, else
-#                  $CARGO_TARGET_DIR/debug/prefront; build it first with `cargo build`)
+#                  $CARGO_TARGET_DIR/debug/prefront; when there is none, `cargo build` makes it)
 #   --modes M      which runs: "kill" (kill -9 the master's prefront), "link" (the master's
 #                  link set down), "split" (split brain: the boxes stop hearing each other and
 #                  both hold the VIP); default all three, one after the other
@@ -16,14 +16,22 @@
 # advert_int 1, nopreempt, check /readyz fall 2 rise 2) sharing the VIP 10.77.0.10. No lab
 # namespace has a default route; every lab socket is opened inside a namespace.
 #
-# Each run: the cloud is down; HIS callers POST /prefront/sendTipMessage/payment with a unique
-# seq to the VIP; the master is failed (kill -9 / link down); the VIP moves to the other box; the
-# calls go on through it; then the failed box is restored, the cloud comes up, and every seq
-# the boxes acknowledged (HTTP 200, code 10001) must reach the cloud. Output per run:
+# Each run has two phases.
+# 1. Notify calls, cloud down: HIS callers POST /prefront/sendTipMessage/payment with a unique
+#    seq to the VIP; the master (a) is failed (kill -9 / link down / split); the VIP moves to b;
+#    the calls go on through it; then a is restored, the cloud comes up, and every seq the boxes
+#    acknowledged (HTTP 200, code 10001) must reach the cloud, in order per box and caller.
+# 2. Queries, cloud up (kill and link runs): HIS callers POST /prefront/patient/getPatientInfo
+#    to the VIP and get the cloud's answer; the master (now b) is failed the same way; the VIP
+#    moves back to a and the queries are answered again through it.
+# Output per run:
 #   ha[kill]: failover_s=… restored_s=… failed_calls=… acked=… delivered=… lost=… duplicates=…
-# Exit 1 when an acknowledged call was lost, the VIP did not move within 5 s, or the harness
-# failed. Needs root, keepalived, python3, curl (installed with apt-get when missing).
-# Not in CI: run it before calling an HA change done.
+#             out_of_order=… delivered_by_a=… delivered_by_b=… …
+#   ha[kill] queries: failover_s=… restored_s=… failed_calls=… answered=…
+# Exit 1 when an acknowledged call was lost or delivered out of order, the VIP did not move
+# within 5 s, queries were not answered again after a failover, or the harness failed.
+# Needs root, keepalived, python3, curl, iproute2 (installed with apt-get when missing).
+# Not in CI (about 4 minutes): run it before calling an HA change done.
 set -euo pipefail
 HERE=$(cd "$(dirname "$0")" && pwd)
 ROOT=$(cd "$HERE/../.." && pwd)
@@ -46,12 +54,20 @@ if [ -z "$BIN" ]; then
         [ -x "$c" ] && { BIN=$c; break; }
     done
 fi
-[ -n "$BIN" ] && [ -x "$BIN" ] || { echo "test-ha: no prefront binary (cargo build, or --bin)" >&2; exit 2; }
+if [ -z "$BIN" ]; then
+    command -v cargo >/dev/null || { echo "test-ha: no prefront binary and no cargo to build one (--bin)" >&2; exit 2; }
+    echo "== no prefront binary: cargo build --locked --bin prefront" >&2
+    (cd "$ROOT" && cargo build --locked --bin prefront) >&2
+    BIN="${CARGO_TARGET_DIR:-$ROOT/target}/debug/prefront"
+fi
+[ -x "$BIN" ] || { echo "test-ha: no prefront binary at $BIN (--bin)" >&2; exit 2; }
 
 missing=()
 command -v keepalived >/dev/null || [ -x /usr/sbin/keepalived ] || missing+=(keepalived)
 command -v python3 >/dev/null || missing+=(python3)
 command -v curl >/dev/null || missing+=(curl)
+command -v ip >/dev/null || missing+=(iproute2)
+command -v sysctl >/dev/null || missing+=(procps)
 if [ ${#missing[@]} -gt 0 ]; then
     apt-get update -qq
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
@@ -106,20 +122,24 @@ class H(BaseHTTPRequestHandler):
         except Exception:
             seq = None
         with lock:
-            os.write(fd, (json.dumps({"t": time.time(), "path": self.path, "seq": seq}) + "\n").encode())
+            os.write(fd, (json.dumps({"t": time.time(), "path": self.path, "seq": seq,
+                                      "from": self.client_address[0]}) + "\n").encode())
         self.send_response(200)
         self.send_header("Content-Type", "application/json")
         self.send_header("Content-Length", str(len(ANSWER)))
         self.end_headers()
         self.wfile.write(ANSWER)
-ThreadingHTTPServer.daemon_threads = True
-ThreadingHTTPServer((host, port), H).serve_forever()
+class Server(ThreadingHTTPServer):
+    daemon_threads = True
+    def handle_error(self, request, client_address):
+        pass  # a box killed with its connections open: not the cloud's problem
+Server((host, port), H).serve_forever()
 EOF
 cat >"$WORK/his.py" <<'EOF'
-# The simulated HIS: W callers POST reminders with unique seqs to the VIP until STOPFILE exists
-# (at most DURATION s). acked: "seq t" per acknowledged call; failed: "t error" per failed call.
+# The simulated HIS: W callers POST to PATH on the VIP with unique seqs until STOPFILE exists
+# (at most DURATION s). acked: "seq t" per call answered 10001; failed: "t error" per other.
 import http.client, json, os, sys, threading, time
-url_host, port, stopfile, acked, failed, workers, duration = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4], sys.argv[5], int(sys.argv[6]), float(sys.argv[7])
+url_host, port, stopfile, acked, failed, workers, duration, path = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4], sys.argv[5], int(sys.argv[6]), float(sys.argv[7]), sys.argv[8]
 afd = os.open(acked, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
 ffd = os.open(failed, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
 deadline = time.monotonic() + duration
@@ -132,7 +152,7 @@ def caller(w):
         try:
             if conn is None:
                 conn = http.client.HTTPConnection(url_host, port, timeout=3)
-            conn.request("POST", "/prefront/sendTipMessage/payment", body=body,
+            conn.request("POST", path, body=body,
                          headers={"Content-Type": "application/json"})
             r = conn.getresponse()
             data = r.read()
@@ -264,6 +284,92 @@ wait_vip() { # box timeout_s -> prints the moment it holds the VIP
     return 1
 }
 
+
+# Fail box $1 the way the run's mode says; restore_box undoes it.
+fail_box() {
+    local n=$1 mode=$2 x
+    case "$mode" in
+        kill)
+            log "[$mode] kill -9 box $n's prefront"
+            kill -KILL "$(cat "$WORK/$n/prefront.pid")"
+            ;;
+        link)
+            log "[$mode] box $n's link down"
+            ip -n "ha-$n" link set eth0 down
+            ;;
+        split)
+            # Each box routes the other's address into a blackhole and filters by reverse path:
+            # the other's packets (its adverts) are dropped on the way in.
+            log "[$mode] the boxes stop hearing each other (reverse-path filter drops the other's adverts)"
+            for x in a b; do
+                ip netns exec "ha-$x" sysctl -qw net.ipv4.conf.all.rp_filter=1 net.ipv4.conf.eth0.rp_filter=1
+            done
+            ip -n ha-a route add blackhole 10.77.0.12/32
+            ip -n ha-b route add blackhole 10.77.0.11/32
+            ;;
+    esac
+}
+restore_box() {
+    local n=$1 mode=$2
+    case "$mode" in
+        kill) start_prefront "$n" ;;
+        link) ip -n "ha-$n" link set eth0 up ;;
+        split)
+            ip -n ha-a route del blackhole 10.77.0.12/32
+            ip -n ha-b route del blackhole 10.77.0.11/32
+            sleep 3 # one gives the VIP up
+            ;;
+    esac
+}
+
+# Figures of a phase's calls in $1 (acked, failed) after the failure at $2: sets RESTORED (s from
+# the failure to the first success after the first failed call), FAILED_CALLS and ACKED.
+phase_figures() {
+    local R=$1 t_fail=$2 t_ff
+    touch "$R/acked" "$R/failed"
+    t_ff=$(awk -v t="$t_fail" '$1>=t{print $1; exit}' "$R/failed")
+    RESTORED=$(awk -v t="$t_fail" -v f="${t_ff:-0}" '$2>t && $2>f{print $2-t; exit}' "$R/acked")
+    RESTORED=$(printf '%.1f' "${RESTORED:-999}")
+    FAILED_CALLS=$(awk -v t="$t_fail" '$1>=t' "$R/failed" | wc -l)
+    ACKED=$(awk '{print $1}' "$R/acked" | sort -u | wc -l)
+}
+
+# Acknowledged against delivered: "delivered lost duplicates out_of_order by_a by_b unacked".
+# Order is checked per box and per caller: a caller's seqs rise, so one box's deliveries of them
+# must too. unacked: delivered calls whose answer the HIS never got (the link cut mid-answer):
+# a HIS retries those, at least once is the promise (DESIGN.md §3).
+count_delivered() {
+    "$PY" - "$1/acked" "$1/delivered" <<'EOF'
+import json, sys
+acked = {int(l.split()[0]) for l in open(sys.argv[1]) if l.strip()}
+rows = [json.loads(l) for l in open(sys.argv[2]) if l.strip()]
+rows = [r for r in rows if r.get("path") == "/prefront/sendTipMessage/payment"]
+seqs = [r.get("seq") for r in rows]
+got = set(seqs)
+last, seen, disorder, by = {}, set(), 0, {"10.77.0.11": 0, "10.77.0.12": 0}
+for r in rows:
+    s = r.get("seq")
+    if s in seen or s is None:
+        continue
+    seen.add(s)
+    by[r.get("from")] = by.get(r.get("from"), 0) + 1
+    k = (r.get("from"), s // 1000000)
+    if k in last and s < last[k]:
+        disorder += 1
+    last[k] = s
+print(len(got), len(acked - got), len(seqs) - len(got), disorder, by["10.77.0.11"], by["10.77.0.12"],
+      len(got - acked))
+with open(sys.argv[1] + ".lost", "w") as f:
+    f.writelines(f"{s}\n" for s in sorted(acked - got))
+EOF
+}
+
+# Calls box $1 answered as queued, by its /metrics (for the split-brain run, where both serve).
+queued_by() {
+    ip netns exec "ha-$1" curl -s -m 2 http://127.0.0.1:9090/metrics |
+        awk '/^prefront_calls_total\{/ && /outcome="queued"/ && /sendTipMessage\/payment/ {n+=$NF} END{printf "%d", n}'
+}
+
 ALL_OK=1
 SUMMARY=()
 run_one() {
@@ -306,38 +412,20 @@ run_one() {
     log "[$mode] box a is master; cloud down; HIS callers start"
 
     rm -f "$R/stop"
-    ip netns exec ha-lan "$PY" "$WORK/his.py" $VIP 8080 "$R/stop" "$R/acked" "$R/failed" 4 90 &
+    ip netns exec ha-lan "$PY" "$WORK/his.py" $VIP 8080 "$R/stop" "$R/acked" "$R/failed" 4 90 \
+        /prefront/sendTipMessage/payment &
     local his=$!
     PIDS+=($his)
     sleep 4
     local t_fail
     t_fail=$(now)
-    case "$mode" in
-        kill)
-            log "[$mode] kill -9 box a's prefront"
-            kill -KILL "$(cat "$WORK/a/prefront.pid")"
-            ;;
-        link)
-            log "[$mode] box a's link down"
-            ip -n ha-a link set eth0 down
-            ;;
-        split)
-            # Each box routes the other's address into a blackhole and filters by reverse path:
-            # the other's packets (its adverts) are dropped on the way in.
-            log "[$mode] the boxes stop hearing each other (reverse-path filter drops the other's adverts)"
-            for n in a b; do
-                ip netns exec "ha-$n" sysctl -qw net.ipv4.conf.all.rp_filter=1 net.ipv4.conf.eth0.rp_filter=1
-            done
-            ip -n ha-a route add blackhole 10.77.0.12/32
-            ip -n ha-b route add blackhole 10.77.0.11/32
-            ;;
-    esac
+    fail_box a "$mode"
     local t_moved
     t_moved=$(wait_vip b 20) || fail "[$mode] box b never took the VIP"
     local failover
     failover=$(awk -v a="$t_fail" -v b="$t_moved" 'BEGIN{printf "%.1f", b-a}')
     log "[$mode] VIP on box b after ${failover}s"
-    local both=-
+    local both=- queued_a=- queued_b=-
     if [ "$mode" = split ]; then
         has_vip a && both=yes || both=no
         log "[$mode] both boxes hold the VIP: $both"
@@ -351,63 +439,77 @@ run_one() {
     sleep 3
     touch "$R/stop"
     wait "$his" || true
-    touch "$R/acked" "$R/failed"
-    # Calls were restored at the first acknowledgement after the first call that failed after
-    # the failure (calls answered in the moment between t_fail and the failure do not count).
-    local restored failed_calls acked t_ff
-    t_ff=$(awk -v t="$t_fail" '$1>=t{print $1; exit}' "$R/failed")
-    restored=$(awk -v t="$t_fail" -v f="${t_ff:-0}" '$2>t && $2>f{print $2-t; exit}' "$R/acked")
-    restored=$(printf '%.1f' "${restored:-999}")
-    failed_calls=$(awk -v t="$t_fail" '$1>=t' "$R/failed" | wc -l)
-    acked=$(sort -u "$R/acked" | awk '{print $1}' | sort -u | wc -l)
+    phase_figures "$R" "$t_fail"
+    local restored=$RESTORED failed_calls=$FAILED_CALLS acked=$ACKED
+    if [ "$mode" = split ]; then
+        queued_a=$(queued_by a)
+        queued_b=$(queued_by b)
+        log "[$mode] each box buffered its own: box a $queued_a, box b $queued_b (acknowledged: $acked)"
+    fi
     log "[$mode] acked $acked; calls failed after the failure $failed_calls; first success again after ${restored}s"
 
     log "[$mode] restore box a, cloud up"
-    case "$mode" in
-        kill) start_prefront a ;;
-        link) ip -n ha-a link set eth0 up ;;
-        split)
-            ip -n ha-a route del blackhole 10.77.0.12/32
-            ip -n ha-b route del blackhole 10.77.0.11/32
-            sleep 3 # one gives the VIP up
-            ;;
-    esac
+    restore_box a "$mode"
     ip netns exec ha-lan "$PY" "$WORK/cloud.py" 10.77.0.2 8000 "$R/delivered" &
     PIDS+=($!)
-    local i delivered lost=1
+    local i delivered=0 lost=1 dups=0 disorder=0 by_a=0 by_b=0 unacked=0
     for i in $(seq 600); do
         sleep 0.2
         [ -f "$R/delivered" ] || continue
-        "$PY" - "$R/acked" "$R/delivered" >"$R/count" <<'EOF'
-import json, sys
-acked = {int(l.split()[0]) for l in open(sys.argv[1]) if l.strip()}
-seqs = [json.loads(l).get("seq") for l in open(sys.argv[2]) if l.strip()]
-got = set(seqs)
-print(len(got), len(acked - got), len(seqs) - len(got))
-with open(sys.argv[1] + ".lost", "w") as f:
-    f.writelines(f"{s}\n" for s in sorted(acked - got))
-EOF
-        read -r delivered lost dups <"$R/count"
-        [ "$lost" = 0 ] && { sleep 2; "$PY" - "$R/acked" "$R/delivered" >"$R/count" <<'EOF'
-import json, sys
-acked = {int(l.split()[0]) for l in open(sys.argv[1]) if l.strip()}
-seqs = [json.loads(l).get("seq") for l in open(sys.argv[2]) if l.strip()]
-got = set(seqs)
-print(len(got), len(acked - got), len(seqs) - len(got))
-EOF
-            read -r delivered lost dups <"$R/count"; break; }
+        read -r delivered lost dups disorder by_a by_b unacked < <(count_delivered "$R")
+        if [ "$lost" = 0 ]; then
+            sleep 2 # duplicates that come late
+            read -r delivered lost dups disorder by_a by_b unacked < <(count_delivered "$R")
+            break
+        fi
     done
     local who_a who_b
     who_a=$(cat "$WORK/a/vrrp-state" 2>/dev/null || echo -)
     who_b=$(cat "$WORK/b/vrrp-state" 2>/dev/null || echo -)
-    local line="ha[$mode]: failover_s=$failover restored_s=$restored failed_calls=$failed_calls acked=$acked delivered=$delivered lost=$lost duplicates=$dups state_a=$who_a state_b=$who_b status_b=${status_b:-none} both_master=$both"
+    local line="ha[$mode]: failover_s=$failover restored_s=$restored failed_calls=$failed_calls acked=$acked delivered=$delivered lost=$lost duplicates=$dups delivered_unacked=$unacked out_of_order=$disorder delivered_by_a=$by_a delivered_by_b=$by_b state_a=$who_a state_b=$who_b status_b=${status_b:-none} both_master=$both"
+    [ "$mode" != split ] || line+=" queued_a=$queued_a queued_b=$queued_b"
     echo "$line"
     SUMMARY+=("$line")
     awk -v f="$failover" 'BEGIN{exit !(f<=5)}' || { ALL_OK=0; echo "test-ha: [$mode] failover ${failover}s > 5s" >&2; }
     [ "$status_b" = MASTER ] || { ALL_OK=0; echo "test-ha: [$mode] /status on box b did not say MASTER" >&2; }
     [ "$mode" != split ] || [ "$both" = yes ] || { ALL_OK=0; echo "test-ha: [split] box a did not keep the VIP too" >&2; }
+    if [ "$mode" = split ]; then
+        [ "$queued_a" -gt 0 ] && [ "$queued_b" -gt 0 ] ||
+            { ALL_OK=0; echo "test-ha: [split] both boxes should have buffered calls (a $queued_a, b $queued_b)" >&2; }
+    fi
     [ "$lost" = 0 ] || { ALL_OK=0; echo "test-ha: [$mode] $lost acknowledged calls lost (see $R/acked.lost)" >&2; }
+    [ "$disorder" = 0 ] || { ALL_OK=0; echo "test-ha: [$mode] $disorder deliveries out of order within a box" >&2; }
     [ "$acked" -gt 0 ] || { ALL_OK=0; echo "test-ha: [$mode] nothing acknowledged" >&2; }
+
+    # Phase 2: queries with the cloud up; now b is the master and fails the same way.
+    if [ "$mode" != split ]; then
+        local Q=$R/queries
+        mkdir -p "$Q"
+        has_vip b || fail "[$mode] box b does not hold the VIP before the query phase"
+        log "[$mode] queries with the cloud up; box b is master"
+        ip netns exec ha-lan "$PY" "$WORK/his.py" $VIP 8080 "$Q/stop" "$Q/acked" "$Q/failed" 4 60 \
+            /prefront/patient/getPatientInfo &
+        his=$!
+        PIDS+=($his)
+        sleep 3
+        t_fail=$(now)
+        fail_box b "$mode"
+        t_moved=$(wait_vip a 20) || fail "[$mode] box a never took the VIP back"
+        local q_failover after
+        q_failover=$(awk -v a="$t_fail" -v b="$t_moved" 'BEGIN{printf "%.1f", b-a}')
+        log "[$mode] VIP on box a after ${q_failover}s"
+        sleep 5
+        touch "$Q/stop"
+        wait "$his" || true
+        phase_figures "$Q" "$t_fail"
+        after=$(awk -v t="$t_moved" '$2>t' "$Q/acked" | wc -l)
+        line="ha[$mode] queries: failover_s=$q_failover restored_s=$RESTORED failed_calls=$FAILED_CALLS answered=$ACKED answered_after_failover=$after"
+        echo "$line"
+        SUMMARY+=("$line")
+        awk -v f="$q_failover" 'BEGIN{exit !(f<=5)}' || { ALL_OK=0; echo "test-ha: [$mode] query failover ${q_failover}s > 5s" >&2; }
+        [ "$after" -gt 0 ] || { ALL_OK=0; echo "test-ha: [$mode] no query answered after the failover" >&2; }
+        restore_box b "$mode"
+    fi
     # Keep each run's logs.
     cp -r "$WORK/a" "$R/box-a"
     cp -r "$WORK/b" "$R/box-b"
