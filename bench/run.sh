@@ -1,17 +1,22 @@
 #!/usr/bin/env bash
 # Benchmark harness (issue 9): prefront against a baseline measured in the same run, on loopback.
 #
-#   bench/run.sh [--secs 10] [--conns 32] [--runs 1] [--only 1,2,3,4,5,6,7,c] [--json FILE]
-#                [--pacs-mib 1024] [--pacs-runs 3] [--outbox-secs 3] [--static] [--quiet-logs]
-#                [--jobs 2] [--keep] [--perf DIR]
+#   bench/run.sh [--secs 10] [--conns 32] [--threads 1] [--runs 1] [--only 1,1b,2,3,4,5,6,7,c]
+#                [--upstream https|http] [--json FILE] [--pacs-mib 1024] [--pacs-runs 3]
+#                [--outbox-secs 3] [--static] [--quiet-logs] [--jobs 2] [--keep] [--perf DIR]
 #
 # Builds release once (prefront, examples/bench_upstream.rs, examples/outbox_bench.rs), starts
-# a fast loopback cloud (HTTPS) and SOAP HIS (HTTP) from examples/bench_upstream.rs, drives load
-# with wrk (Debian `wrk`), and prints ONE table (rate, p50, p99, peak RSS of prefront, ratio
-# against the baseline of the same run, target verdict, and the CPU that other processes used
-# during each measurement), plus JSON with --json. Scenarios:
+# a fast loopback cloud (HTTPS, and the same cloud on a plain-HTTP port) and SOAP HIS (HTTP) from
+# examples/bench_upstream.rs, drives load with wrk (Debian `wrk`), and prints ONE table (rate,
+# p50, p99, peak RSS of prefront, ratio against the baseline of the same run, target verdict, and
+# the CPU that other processes used during each measurement), plus JSON with --json. Scenarios:
 #   1  HIS → cloud JSON relay (HTTP in, HTTPS out, 1 KiB body) vs nginx as a plain reverse proxy
-#      to the same HTTPS upstream (Debian nginx-light, private prefix, loopback)
+#      to the same HTTPS upstream (Debian nginx-light, private prefix, loopback); --upstream http
+#      points both proxies (and scenario 2, which shares scenario 1's prefront config) at the
+#      cloud's plain-HTTP port instead
+#   1b the second configuration (issue 20), always the same whatever the options: scenario 1 with
+#      the plain-HTTP upstream, wrk -t2 -c64, nginx with access_log off, prefront at its default
+#      log level (info, one line per call to its log file)
 #   2  the same call through the SOAP endpoint (envelope in, JSON out, JSON back in <return>)
 #   3  cloud → HIS, HTTPS in, SOAP out: param = "string", and param = "xml" (30 fields, 2 arrays)
 #   4  durable buffering: examples/outbox_bench.rs (bench/outbox.sh), and the same end to end:
@@ -25,9 +30,9 @@
 #   c  (only when asked: --only ...,c) scenarios 1-3 and nginx in instructions per call under
 #      valgrind's callgrind: deterministic, so comparable on a busy machine (user space only)
 # Both proxies log one line per call to a file, as they do by default (prefront `info`, nginx's
-# access log); --quiet-logs turns both off. The load average and the CPU other processes use are
-# printed before each scenario, with a warning when the machine is not quiet: take figures to
-# keep only when `uptime` shows a load average below ~0.5.
+# access log); --quiet-logs turns both off (but not in 1b). The load average and the CPU other
+# processes use are printed before each scenario, with a warning when the machine is not quiet:
+# take figures to keep only when `uptime` shows a load average below ~0.5.
 #
 # Needs: cargo, wrk, nginx (nginx-light), curl, python3. Not part of CI.
 set -euo pipefail
@@ -56,9 +61,12 @@ ap.add_argument("--warmup", type=int, default=2, help="seconds of unmeasured loa
 ap.add_argument("--conns", type=int, default=32, help="concurrent connections (default 32)")
 ap.add_argument("--threads", type=int, default=1, help="wrk threads (default 1: leave the cores to the proxies)")
 ap.add_argument("--runs", type=int, default=1, help="runs per measurement in scenarios 1-3 (prefront and nginx "
-                "alternating in 1), the median kept (default 1)")
-ap.add_argument("--only", default="1,2,3,4,5,6,7", help="scenarios to run, e.g. 1,6; add c for instructions "
-                "per call of scenarios 1-3 under callgrind (the same on a busy machine)")
+                "alternating in 1 and 1b), the median kept (default 1)")
+ap.add_argument("--only", default="1,1b,2,3,4,5,6,7", help="scenarios to run, e.g. 1,1b,6 (1b: the second "
+                "configuration of scenario 1); add c for instructions per call of scenarios 1-3 under callgrind (the "
+                "same on a busy machine)")
+ap.add_argument("--upstream", choices=("https", "http"), default="https", help="the cloud port scenarios 1 and 2 "
+                "relay to: HTTPS (default) or the same cloud over plain HTTP (scenario 1b always uses HTTP)")
 ap.add_argument("--json", help="write every figure as JSON to this file")
 ap.add_argument("--pacs-mib", type=int, default=1024)
 ap.add_argument("--pacs-runs", type=int, default=3)
@@ -226,19 +234,26 @@ class Upstream:
             cmd += ["--cloud-port", str(cloud_port), "--reuse-pki"]
         self.p = spawn(name, cmd, stdout=subprocess.PIPE, text=True)
         line = self.p.stdout.readline()
-        m = re.match(r"cloud=(\d+) his=(\d+)", line or "")
+        m = re.match(r"cloud=(\d+) his=(\d+) cloud_http=(\d+)", line or "")
         if not m:
             raise SystemExit(f"bench_upstream did not start: {line!r}")
-        self.cloud, self.his = int(m[1]), int(m[2])
+        self.cloud, self.his, self.cloud_http = int(m[1]), int(m[2]), int(m[3])
+
+    def cloud_port(self, scheme):
+        return self.cloud if scheme == "https" else self.cloud_http
 
     def file(self, name):
         return os.path.join(self.dir, name)
 
 
-def prefront_config(path, up, ports, cloud_base=None, buffer_name="buffer", trail=None):
+def prefront_config(path, up, ports, cloud_base=None, buffer_name="buffer", trail=None, upstream="https",
+                    level=None):
+    """`upstream`: the scheme of the cloud port to relay to (unless `cloud_base`); `level`: the log
+    level, by default `info` (`warn` with --quiet-logs)."""
     d = up.dir
-    level = "warn" if args.quiet_logs else "info"
-    cloud_base = cloud_base or f"https://127.0.0.1:{up.cloud}/"
+    level = level or ("warn" if args.quiet_logs else "info")
+    cloud_base = cloud_base or f"{upstream}://127.0.0.1:{up.cloud_port(upstream)}/"
+    ca = f'ca = "{d}/ca.pem"\n' if cloud_base.startswith("https:") else ""
     text = f"""# written by bench/run.sh
 [his_listener]
 listen = "127.0.0.1:{ports['his']}"
@@ -256,8 +271,7 @@ listen = "127.0.0.1:{ports['admin']}"
 
 [cloud]
 base_url = "{cloud_base}"
-ca = "{d}/ca.pem"
-
+{ca}
 [his]
 kind = "http"
 url = "http://127.0.0.1:{up.his}/his/{{name}}"
@@ -355,13 +369,26 @@ def buffer_depth(metrics_text):
 
 
 class Nginx:
-    def __init__(self, up, wrap=(), name="nginx"):
-        """`wrap`: a command to run nginx under (valgrind), which then runs as one process."""
+    def __init__(self, up, wrap=(), name="nginx", upstream="https", access_log=None):
+        """`wrap`: a command to run nginx under (valgrind), which then runs as one process;
+        `upstream`: the scheme of the cloud port to proxy to; `access_log`: one line per call to a
+        file or not (by default: not with --quiet-logs)."""
         self.dir = os.path.join(WORK, name)
         os.makedirs(os.path.join(self.dir, "tmp"), exist_ok=True)
         self.port = free_port()
-        access = "access_log off;" if args.quiet_logs else f"access_log {self.dir}/access.log;"
-        conf = f"""# written by bench/run.sh: a plain reverse proxy, HTTP in, HTTPS out (TLS verified, kept alive)
+        if access_log is None:
+            access_log = not args.quiet_logs
+        access = f"access_log {self.dir}/access.log;" if access_log else "access_log off;"
+        if upstream == "https":
+            out = "HTTPS out (TLS verified, kept alive)"
+            ssl = f"""
+      proxy_ssl_verify on;
+      proxy_ssl_trusted_certificate {up.dir}/ca.pem;
+      proxy_ssl_name localhost;
+      proxy_ssl_server_name on;"""
+        else:
+            out, ssl = "plain HTTP out (kept alive)", ""
+        conf = f"""# written by bench/run.sh: a plain reverse proxy, HTTP in, {out}
 worker_processes {1 if wrap else "auto"};
 {"master_process off;" if wrap else ""}
 daemon off;
@@ -372,17 +399,13 @@ http {{
   {access}
   client_body_temp_path {self.dir}/tmp; proxy_temp_path {self.dir}/tmp;
   fastcgi_temp_path {self.dir}/tmp; uwsgi_temp_path {self.dir}/tmp; scgi_temp_path {self.dir}/tmp;
-  upstream cloud {{ server 127.0.0.1:{up.cloud}; keepalive 64; }}
+  upstream cloud {{ server 127.0.0.1:{up.cloud_port(upstream)}; keepalive 64; }}
   server {{
     listen 127.0.0.1:{self.port};
     location / {{
-      proxy_pass https://cloud;
+      proxy_pass {upstream}://cloud;
       proxy_http_version 1.1;
-      proxy_set_header Connection "";
-      proxy_ssl_verify on;
-      proxy_ssl_trusted_certificate {up.dir}/ca.pem;
-      proxy_ssl_name localhost;
-      proxy_ssl_server_name on;
+      proxy_set_header Connection "";{ssl}
     }}
   }}
 }}
@@ -428,15 +451,15 @@ end
 ''')
 
 
-def wrk(url, body, content_type, secs, soapaction=None, proxy_pids=(), upstream_pids=(), conns=None):
-    """One wrk run; returns its figures, the CPU the proxy used per request (a figure that holds
-    up on a busy machine far better than req/s) and the cores other processes used meanwhile."""
+def wrk(url, body, content_type, secs, *, conns, threads, soapaction=None, proxy_pids=(), upstream_pids=()):
+    """One wrk run (`threads` threads, `conns` connections); returns its figures, the CPU the
+    proxy used per request (a figure that holds up on a busy machine far better than req/s) and
+    the cores other processes used meanwhile."""
     out = os.path.join(WORK, "wrk.json")
     env = dict(os.environ, BENCH_BODY=body, BENCH_CT=content_type, BENCH_OUT=out)
     if soapaction is not None:
         env["BENCH_SOAPACTION"] = soapaction
-    conns = conns or args.conns
-    cmd = ["wrk", "-t", str(min(args.threads, conns)), "-c", str(conns), "-d", f"{max(1, int(secs))}s",
+    cmd = ["wrk", "-t", str(min(threads, conns)), "-c", str(conns), "-d", f"{max(1, int(secs))}s",
            "--timeout", "5s", "-s", WRK_LUA, url]
     pids = list(proxy_pids) + list(upstream_pids)
     proxy0 = sum(pid_jiffies(p) for p in proxy_pids)
@@ -467,13 +490,17 @@ def wrk(url, body, content_type, secs, soapaction=None, proxy_pids=(), upstream_
     return r
 
 
-def load(url, body, ct, proxy_pids, upstream_pids, soapaction=None, conns=None, profile=None):
+def load(url, body, ct, proxy_pids, upstream_pids, *, conns, threads, soapaction=None, profile=None):
+    """--warmup s of unmeasured load, then one measured run of --secs s (and one more under perf
+    with --perf, when `profile` names it)."""
+    def run(secs):
+        return wrk(url, body, ct, secs, conns=conns, threads=threads, soapaction=soapaction,
+                   proxy_pids=proxy_pids, upstream_pids=upstream_pids)
     if args.warmup > 0:
-        wrk(url, body, ct, args.warmup, soapaction, proxy_pids, upstream_pids, conns)
-    res = wrk(url, body, ct, args.secs, soapaction, proxy_pids, upstream_pids, conns)
+        run(args.warmup)
+    res = run(args.secs)
     if args.perf and profile:
-        perf_profile(profile, proxy_pids, lambda: wrk(url, body, ct, args.secs, soapaction, proxy_pids,
-                                                      upstream_pids, conns))
+        perf_profile(profile, proxy_pids, lambda: run(args.secs))
     return res
 
 
@@ -545,64 +572,92 @@ def ms(us):
     return round(us / 1000.0, 3)
 
 
+def relay_vs_nginx(up, sid, cfg, ports, upstream, conns, threads, nginx_log, desc):
+    """Scenario 1 in one configuration: prefront (config `cfg` on `ports`) and nginx relaying the
+    1 KiB JSON call to the cloud's `upstream` port ("https" or "http"), under wrk with `threads`
+    threads and `conns` connections, nginx's access log on or off (`nginx_log`), `--runs` runs each
+    alternating, the median kept. `desc` follows the rows' labels (the configuration)."""
+    patient = up.file("patient.json")
+    want_cloud = json.load(open(up.file("cloud_answer.json")))
+    JSON_CT = "application/json;charset=UTF-8"
+    route1 = "prefront/patient/getPatientInfo"
+    url1 = f"http://127.0.0.1:{ports['his']}/{route1}"
+    nginx = Nginx(up, name=f"nginx-s{sid}", upstream=upstream, access_log=nginx_log)
+    pf = Prefront(cfg, ports, f"prefront-s{sid}")
+    url_ng = f"http://127.0.0.1:{nginx.port}/{route1}"
+    # Correctness first: both answer the cloud's JSON, unchanged.
+    for name, url in (("prefront", url1), ("nginx", url_ng)):
+        got = json.loads(curl_post(url, patient, JSON_CT))
+        if got != want_cloud:
+            raise SystemExit(f"scenario {sid}: {name} answered {got!r}, not the cloud's answer")
+    runs = {"prefront": [], "nginx": []}
+    idle1 = status_kib(pf.pid, "VmRSS")
+    for r in range(args.runs):
+        order = ["prefront", "nginx"] if r % 2 == 0 else ["nginx", "prefront"]
+        for who in order:
+            log(f"   run {r + 1}/{args.runs}: {who}, wrk -t{threads} -c{conns}, {args.secs:g} s")
+            if who == "prefront":
+                res = load(url1, patient, JSON_CT, [pf.pid], [up.p.pid], conns=conns, threads=threads,
+                           profile=r == 0 and f"s{sid}-prefront")
+            else:
+                res = load(url_ng, patient, JSON_CT, nginx.pids(), [up.p.pid], conns=conns, threads=threads,
+                           profile=r == 0 and f"s{sid}-nginx")
+            log(f"     {res['rps']:.0f} req/s, p50 {ms(res['p50_us'])} ms, p99 {ms(res['p99_us'])} ms, "
+                f"{res['proxy_cpu_us_per_req']:.0f} µs CPU/req, errors {res['errors']}, "
+                f"others {res['others_cpus']:.2f} cpus")
+            runs[who].append(res)
+    med = {k: median_run(v) for k, v in runs.items()}
+    total = sum(x["requests"] for x in runs["prefront"])
+    outcomes = calls_by_outcome(pf.metrics(), route1)
+    check_ok(outcomes, total, f"scenario {sid}")
+    pf_hwm = status_kib(pf.pid, "VmHWM")
+    ng_hwm = hwm_sum(nginx.pids())
+    pf.stop()
+    stop(nginx.p)
+    n, p = med["nginx"], med["prefront"]
+    ratio = p["rps"] / n["rps"]
+    p99_ok = p["p99_us"] <= n["p99_us"] + 1000
+    row(sid, f"nginx reverse proxy{desc} (baseline)", round(n["rps"]), "req/s", ms(n["p50_us"]), ms(n["p99_us"]),
+        ng_hwm, 1.0, "nginx", res=n)
+    row(sid, "prefront JSON relay" + (" (same)" if desc else ""), round(p["rps"]), "req/s", ms(p["p50_us"]),
+        ms(p["p99_us"]), pf_hwm, round(ratio, 3), "nginx", "≥ 1.0× nginx; p99 ≤ nginx p99 + 1 ms",
+        f"{verdict(ratio >= 1.0)}; p99 {verdict(p99_ok)}", p)
+    return {"config": {"upstream": upstream, "conns": conns, "threads": threads, "nginx_access_log": nginx_log,
+                       "prefront_log_level": re.search(r'^level = "(\w+)"', open(cfg).read(), re.M)[1]},
+            "prefront": med["prefront"], "nginx": med["nginx"], "runs": runs,
+            "prefront_idle_rss_kib": idle1, "prefront_peak_rss_kib": pf_hwm,
+            "nginx_peak_rss_kib_sum": ng_hwm, "ratio": ratio, "p99_met": p99_ok,
+            "outcomes": outcomes,
+            "cpu_per_req_ratio": n["proxy_cpu_us_per_req"] / max(0.1, p["proxy_cpu_us_per_req"])}
+
+
 def scenario_1_2_3(up):
     ports = {"his": free_port(), "cloud": free_port(), "admin": free_port()}
-    cfg = prefront_config(os.path.join(WORK, "prefront.toml"), up, ports)
-    patient, soap, query = up.file("patient.json"), up.file("soap.xml"), up.file("his_query.json")
+    cfg = prefront_config(os.path.join(WORK, "prefront.toml"), up, ports, upstream=args.upstream)
+    soap, query = up.file("soap.xml"), up.file("his_query.json")
     want_cloud = json.load(open(up.file("cloud_answer.json")))
     want_his = json.load(open(up.file("his_answer.json")))
     JSON_CT = "application/json;charset=UTF-8"
     his_url = f"http://127.0.0.1:{ports['his']}"
     cloud_url = f"https://127.0.0.1:{ports['cloud']}"
     route1 = "prefront/patient/getPatientInfo"
-    url1 = f"{his_url}/{route1}"
     out = {}
 
     if "1" in ONLY:
-        out["machine_1"] = machine_check("scenario 1: HIS → cloud JSON relay vs nginx")
-        nginx = Nginx(up)
-        pf = Prefront(cfg, ports, "prefront-s1")
-        # Correctness first: both answer the cloud's JSON, unchanged.
-        for name, url in (("prefront", url1), ("nginx", f"http://127.0.0.1:{nginx.port}/{route1}")):
-            got = json.loads(curl_post(url, patient, JSON_CT))
-            if got != want_cloud:
-                raise SystemExit(f"scenario 1: {name} answered {got!r}, not the cloud's answer")
-        runs = {"prefront": [], "nginx": []}
-        idle1 = status_kib(pf.pid, "VmRSS")
-        for r in range(args.runs):
-            order = ["prefront", "nginx"] if r % 2 == 0 else ["nginx", "prefront"]
-            for who in order:
-                log(f"   run {r + 1}/{args.runs}: {who}, {args.conns} connections, {args.secs:g} s")
-                if who == "prefront":
-                    res = load(url1, patient, JSON_CT, [pf.pid], [up.p.pid], profile=r == 0 and "s1-prefront")
-                else:
-                    res = load(f"http://127.0.0.1:{nginx.port}/{route1}", patient, JSON_CT,
-                               nginx.pids(), [up.p.pid], profile=r == 0 and "s1-nginx")
-                log(f"     {res['rps']:.0f} req/s, p50 {ms(res['p50_us'])} ms, p99 {ms(res['p99_us'])} ms, "
-                    f"{res['proxy_cpu_us_per_req']:.0f} µs CPU/req, errors {res['errors']}, "
-                    f"others {res['others_cpus']:.2f} cpus")
-                runs[who].append(res)
-        med = {k: median_run(v) for k, v in runs.items()}
-        total = sum(x["requests"] for x in runs["prefront"])
-        outcomes = calls_by_outcome(pf.metrics(), route1)
-        check_ok(outcomes, total, "scenario 1")
-        pf_hwm = status_kib(pf.pid, "VmHWM")
-        ng_hwm = hwm_sum(nginx.pids())
-        pf.stop()
-        stop(nginx.p)
-        n, p = med["nginx"], med["prefront"]
-        ratio = p["rps"] / n["rps"]
-        p99_ok = p["p99_us"] <= n["p99_us"] + 1000
-        row("1", "nginx reverse proxy (baseline)", round(n["rps"]), "req/s", ms(n["p50_us"]), ms(n["p99_us"]),
-            ng_hwm, 1.0, "nginx", res=n)
-        row("1", "prefront JSON relay", round(p["rps"]), "req/s", ms(p["p50_us"]), ms(p["p99_us"]), pf_hwm,
-            round(ratio, 3), "nginx", "≥ 1.0× nginx; p99 ≤ nginx p99 + 1 ms",
-            f"{verdict(ratio >= 1.0)}; p99 {verdict(p99_ok)}", p)
-        out["s1"] = {"prefront": med["prefront"], "nginx": med["nginx"], "runs": runs,
-                     "prefront_idle_rss_kib": idle1, "prefront_peak_rss_kib": pf_hwm,
-                     "nginx_peak_rss_kib_sum": ng_hwm, "ratio": ratio, "p99_met": p99_ok,
-                     "outcomes": outcomes,
-                     "cpu_per_req_ratio": n["proxy_cpu_us_per_req"] / max(0.1, p["proxy_cpu_us_per_req"])}
+        desc = "" if args.upstream == "https" else ", HTTP upstream"
+        out["machine_1"] = machine_check(f"scenario 1: HIS → cloud JSON relay vs nginx{desc}")
+        out["s1"] = relay_vs_nginx(up, "1", cfg, ports, upstream=args.upstream, conns=args.conns,
+                                   threads=args.threads, nginx_log=not args.quiet_logs, desc=desc)
+    if "1b" in ONLY:
+        # The second configuration (issue 20), the same whatever the options: the cloud over plain
+        # HTTP, wrk -t2 -c64, nginx's access log off, prefront at its default level (info).
+        desc = ", HTTP upstream, access_log off, wrk -t2 -c64"
+        out["machine_1b"] = machine_check(f"scenario 1b: HIS → cloud JSON relay vs nginx{desc}")
+        ports_b = {"his": free_port(), "cloud": free_port(), "admin": free_port()}
+        cfg_b = prefront_config(os.path.join(WORK, "prefront-s1b.toml"), up, ports_b, buffer_name="buffer-s1b",
+                                upstream="http", level="info")
+        out["s1b"] = relay_vs_nginx(up, "1b", cfg_b, ports_b, upstream="http", conns=64, threads=2,
+                                    nginx_log=False, desc=desc)
 
     base = out.get("s1", {}).get("prefront", {}).get("rps")
 
@@ -619,7 +674,8 @@ def scenario_1_2_3(up):
         ret = m and m[1].replace("&lt;", "<").replace("&gt;", ">").replace("&quot;", '"').replace("&amp;", "&")
         if not ret or json.loads(ret) != want_cloud:
             raise SystemExit(f"scenario 2: the SOAP answer does not carry the cloud's answer: {got[:300]!r}")
-        all2 = [load(url2, soap, ct2, [pf.pid], [up.p.pid], soapaction='""', profile=r == 0 and "s2-soap")
+        all2 = [load(url2, soap, ct2, [pf.pid], [up.p.pid], conns=args.conns, threads=args.threads,
+                     soapaction='""', profile=r == 0 and "s2-soap")
                 for r in range(args.runs)]
         res = median_run(all2)
         outcomes = calls_by_outcome(pf.metrics(), route1)
@@ -640,7 +696,8 @@ def scenario_1_2_3(up):
             got = json.loads(curl_post(url3, query, JSON_CT))
             if got != want_his:
                 raise SystemExit(f"scenario 3 ({kind}): answered {json.dumps(got)[:300]}, not the HIS's answer")
-            all3 = [load(url3, query, JSON_CT, [pf.pid], [up.p.pid], profile=r == 0 and f"s3-{kind}")
+            all3 = [load(url3, query, JSON_CT, [pf.pid], [up.p.pid], conns=args.conns, threads=args.threads,
+                         profile=r == 0 and f"s3-{kind}")
                     for r in range(args.runs)]
             res = median_run(all3)
             outcomes = calls_by_outcome(pf.metrics(), name)
@@ -691,7 +748,7 @@ def scenario_4(up):
     url = f"http://127.0.0.1:{ports['his']}/{route}"
     conns = max(args.conns, 64)
     res = wrk(url, up.file("patient.json"), "application/json;charset=UTF-8", args.secs,
-              proxy_pids=[pf.pid], conns=conns)
+              conns=conns, threads=args.threads, proxy_pids=[pf.pid])
     met = pf.metrics()
     outcomes = calls_by_outcome(met, route)
     queued, depth = outcomes.get("queued", 0), buffer_depth(met)
@@ -842,7 +899,8 @@ def scenario_7(up):
         for who in order:
             pf, ports = pfs[who]
             log(f"   run {r + 1}/{max(args.runs, 1)}: {who}, {args.conns} connections, {args.secs:g} s")
-            res = load(f"http://127.0.0.1:{ports['his']}/{route1}", patient, JSON_CT, [pf.pid], [up.p.pid])
+            res = load(f"http://127.0.0.1:{ports['his']}/{route1}", patient, JSON_CT, [pf.pid], [up.p.pid],
+                       conns=args.conns, threads=args.threads)
             log(f"     {res['rps']:.0f} req/s, p99 {ms(res['p99_us'])} ms, "
                 f"{res['proxy_cpu_us_per_req']:.0f} µs CPU/req, errors {res['errors']}")
             runs[who].append(res)
@@ -1002,12 +1060,12 @@ def table():
 
 def main():
     RESULTS["machine"] = machine()
-    RESULTS["settings"] = {k: getattr(args, k) for k in ("secs", "warmup", "conns", "threads", "runs", "pacs_mib",
-                                                        "pacs_runs", "outbox_secs", "quiet_logs")}
+    RESULTS["settings"] = {k: getattr(args, k) for k in ("secs", "warmup", "conns", "threads", "runs", "upstream",
+                                                        "pacs_mib", "pacs_runs", "outbox_secs", "quiet_logs")}
     RESULTS["load_at_start"] = loadavg()
     build()
-    up = Upstream() if ONLY & {"1", "2", "3", "4", "6", "7", "c"} else None
-    if ONLY & {"1", "2", "3"}:
+    up = Upstream() if ONLY & {"1", "1b", "2", "3", "4", "6", "7", "c"} else None
+    if ONLY & {"1", "1b", "2", "3"}:
         RESULTS["scenarios"].update(scenario_1_2_3(up))
     if "4" in ONLY:
         RESULTS["scenarios"]["s4"] = scenario_4(up)
@@ -1026,6 +1084,8 @@ def main():
           f"commit {m['commit']} ({m['tree']})")
     print(f"load: wrk -t{args.threads} -c{args.conns} {args.secs:g} s after {args.warmup:g} s warm-up; "
           f"{'no per-call logs' if args.quiet_logs else 'both proxies log one line per call to a file'}; "
+          f"{args.upstream.upper()} upstream in 1-2; "
+          f"{'1b: wrk -t2 -c64, HTTP upstream, nginx access_log off, prefront info; ' if '1b' in ONLY else ''}"
           f"load average {RESULTS['load_at_start']:.2f} at start, {RESULTS['load_at_end']:.2f} at end; "
           f"{RESULTS['wall_s']:.0f} s in all")
     print(table())

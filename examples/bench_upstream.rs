@@ -1,6 +1,7 @@
 //! Fast loopback upstreams for `bench/run.sh`: a cloud (HTTPS, throwaway CA from
-//! `prefront::sim::Pki`) and a SOAP HIS (HTTP), each answering at once with a fixed answer and
-//! keeping nothing per request (unlike `prefront::sim::Upstream`, which records every request).
+//! `prefront::sim::Pki`; the same cloud also on a plain-HTTP port) and a SOAP HIS (HTTP), each
+//! answering at once with a fixed answer and keeping nothing per request (unlike
+//! `prefront::sim::Upstream`, which records every request).
 //!
 //! ```text
 //! cargo run --release --example bench_upstream -- --dir DIR [--workers 1] [--max-secs 3600]
@@ -9,10 +10,12 @@
 //! Writes into DIR the CA and server certificate (`ca.pem`, `server.pem`, `server.key`) and the
 //! payloads of the scenarios (`patient.json`, `soap.xml`, `his_query.json`) with the answers a
 //! caller must get (`cloud_answer.json`, `his_answer.json`), then prints one line
-//! `cloud=PORT his=PORT` on stdout and serves until killed (or `--max-secs`).
+//! `cloud=PORT his=PORT cloud_http=PORT` on stdout and serves until killed (or `--max-secs`).
 //!
 //! - cloud, HTTPS: any POST gets `cloud_answer.json` (the spec's envelope, code 10001); HEAD (the
 //!   link probe) gets 200.
+//! - cloud, plain HTTP (`cloud_http`): the same answers without TLS (the `--upstream http` and
+//!   scenario 1b configurations of `bench/run.sh`).
 //! - HIS, HTTP: a path ending in `/xml` gets the HIS answer as XML elements (`param = "xml"`),
 //!   one ending in `/string` the same answer as JSON in `<return>` (`param = "string"`), any
 //!   other `his_answer.json` as plain JSON.
@@ -35,7 +38,7 @@ use hyper_util::rt::TokioIo;
 use tokio::net::TcpListener;
 
 #[derive(Parser, Debug)]
-#[command(about = "Fast loopback cloud (HTTPS) and SOAP HIS (HTTP) for bench/run.sh")]
+#[command(about = "Fast loopback cloud (HTTPS and HTTP) and SOAP HIS (HTTP) for bench/run.sh")]
 struct Args {
     /// Directory for the certificates and payload files (created if absent).
     #[arg(long)]
@@ -132,13 +135,22 @@ fn run(args: Args) -> Result<(), String> {
         let his = TcpListener::bind("127.0.0.1:0")
             .await
             .map_err(|e| e.to_string())?;
+        let cloud_http = TcpListener::bind("127.0.0.1:0")
+            .await
+            .map_err(|e| e.to_string())?;
         let port = |l: &TcpListener| l.local_addr().map(|a| a.port()).unwrap_or(0);
-        println!("cloud={} his={}", port(&cloud), port(&his));
+        println!(
+            "cloud={} his={} cloud_http={}",
+            port(&cloud),
+            port(&his),
+            port(&cloud_http)
+        );
         use std::io::Write;
         let _ = std::io::stdout().flush();
         let acceptor = tokio_rustls::TlsAcceptor::from(tls);
-        tokio::spawn(accept(cloud, Some(acceptor), answers.clone()));
-        tokio::spawn(accept(his, None, answers));
+        tokio::spawn(accept(cloud, Some(acceptor), answers.clone(), true));
+        tokio::spawn(accept(cloud_http, None, answers.clone(), true));
+        tokio::spawn(accept(his, None, answers, false));
         tokio::time::sleep(Duration::from_secs(args.max_secs)).await;
         eprintln!("bench_upstream: --max-secs reached, exiting");
         Ok(())
@@ -170,6 +182,7 @@ async fn accept(
     listener: TcpListener,
     tls: Option<tokio_rustls::TlsAcceptor>,
     answers: Arc<Answers>,
+    cloud: bool,
 ) {
     loop {
         let (tcp, _) = match listener.accept().await {
@@ -185,12 +198,12 @@ async fn accept(
         let tls = tls.clone();
         tokio::spawn(async move {
             match tls {
-                None => serve(tcp, answers, false).await,
+                None => serve(tcp, answers, cloud).await,
                 Some(acceptor) => {
                     if let Ok(Ok(s)) =
                         tokio::time::timeout(Duration::from_secs(10), acceptor.accept(tcp)).await
                     {
-                        serve(s, answers, true).await;
+                        serve(s, answers, cloud).await;
                     }
                 }
             }
