@@ -37,14 +37,11 @@ impl Cloud {
         };
         Ok(Cloud {
             clients: super::Clients::new(|| {
-                let builder = super::client_builder_with_identity(
-                    roots.clone(),
+                super::client::Client::new(
+                    super::tls_config(roots.clone(), identity.clone())?,
                     config.connect_timeout,
-                    identity.clone(),
-                )?;
-                super::with_proxy(builder, config.proxy.as_ref())?
-                    .build()
-                    .map_err(|e| super::error_root(&e))
+                    config.proxy.as_ref(),
+                )
             })?,
             base_url: config.base_url.clone(),
             urls: Arc::new(
@@ -117,11 +114,17 @@ impl Cloud {
     /// answer but 502/503/504 means the link works. Through `[cloud] proxy` when set: a proxy
     /// that is down or refuses keeps the link down.
     pub async fn probe(&self) -> bool {
-        let mut req = self
-            .clients
-            .here()
-            .head(self.base_url.clone())
-            .timeout(self.timeout.min(Duration::from_secs(5)));
+        let Ok(uri) = self.base_url.as_str().parse::<hyper::Uri>() else {
+            return false;
+        };
+        let mut req = hyper::Request::new(http_body_util::Full::new(Bytes::new()));
+        *req.method_mut() = hyper::Method::HEAD;
+        *req.uri_mut() = uri;
+        let headers = req.headers_mut();
+        headers.insert(
+            hyper::header::USER_AGENT,
+            hyper::header::HeaderValue::from_static(super::USER_AGENT),
+        );
         if let Some(signer) = &self.signer {
             for (name, value) in signer.sign(
                 "HEAD",
@@ -129,11 +132,14 @@ impl Cloud {
                 b"",
                 crate::auth::unix_now(),
             ) {
-                req = req.header(name, value);
+                if let Ok(value) = hyper::header::HeaderValue::from_str(&value) {
+                    headers.insert(name, value);
+                }
             }
         }
-        let r = req.send().await;
-        matches!(r, Ok(resp) if !matches!(resp.status().as_u16(), 502..=504))
+        let limit = self.timeout.min(Duration::from_secs(5));
+        let r = tokio::time::timeout(limit, self.clients.here().send(req)).await;
+        matches!(r, Ok(Ok(resp)) if !matches!(resp.status().as_u16(), 502..=504))
     }
 }
 

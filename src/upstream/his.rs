@@ -7,7 +7,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 
 use super::link::{Observed, Watched};
-use super::{accept_json_answer, http_client, post_with, root_store, UpstreamError};
+use super::{accept_json_answer, post_with, root_store, UpstreamError};
 use crate::catalog::short_name;
 use crate::config::{
     HisConfig, HisRoute, HisTarget, HospitalMiss, SoapParam, SoapTarget, SoapVersion,
@@ -46,7 +46,11 @@ impl His {
             .collect();
         Ok(His {
             clients: super::Clients::new(|| {
-                http_client(roots.clone(), std::time::Duration::from_secs(3))
+                super::client::Client::new(
+                    super::tls_config(roots.clone(), None)?,
+                    std::time::Duration::from_secs(3),
+                    None,
+                )
             })?,
             config: config.clone(),
             links: Arc::new(links),

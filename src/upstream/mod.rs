@@ -1,6 +1,7 @@
 //! What the box calls: the cloud platform (HTTPS JSON) and the HIS (HTTP JSON, later SOAP).
 //! Every failure is classified once, here: which peer, what went wrong, whether a retry may help.
 
+pub mod client;
 pub mod cloud;
 pub mod dns;
 pub mod his;
@@ -132,8 +133,8 @@ impl UpstreamError {
         }
     }
 
-    fn from_reqwest(e: &reqwest::Error, timeout: Duration) -> UpstreamError {
-        if e.is_timeout() {
+    fn from_client(e: &client::Error, timeout: Duration) -> UpstreamError {
+        if client::is_timeout(e) {
             return UpstreamError::Timeout(timeout);
         }
         if let Some(proxy) = proxy_failure(e) {
@@ -145,12 +146,19 @@ impl UpstreamError {
         if e.is_connect() {
             return UpstreamError::Connect;
         }
-        // The detail names the failure class only; reqwest's Display would add the URL.
+        UpstreamError::Protocol(root_cause(e))
+    }
+
+    /// A failure while the answer's body was read.
+    fn from_body(e: &hyper::Error, timeout: Duration) -> UpstreamError {
+        if client::is_timeout(e) {
+            return UpstreamError::Timeout(timeout);
+        }
         UpstreamError::Protocol(root_cause(e))
     }
 }
 
-/// What `hyper_util`'s CONNECT tunnel (which reqwest uses for an https URL through an HTTP
+/// What `hyper_util`'s CONNECT tunnel (`client::Client` and reqwest use it through an HTTP
 /// proxy) says when it fails, by its `Display` (`tunnel error: …`): its error type is not
 /// exported, so its words are all there is. `tests::a_proxy_failure_is_told_from_the_clouds`
 /// pins them against real answers, so an upgrade that changes them fails there.
@@ -184,7 +192,7 @@ pub fn proxy_failure(e: &(dyn std::error::Error + 'static)) -> Option<UpstreamEr
     })
 }
 
-/// The rustls error behind a reqwest error, if the failure was TLS.
+/// The rustls error behind a client's error, if the failure was TLS.
 fn find_tls_error(e: &(dyn std::error::Error + 'static)) -> Option<String> {
     find_cause(e, |err| {
         err.downcast_ref::<rustls::Error>().map(|t| t.to_string())
@@ -301,12 +309,12 @@ impl Clone for ClientIdentity {
 /// One client per connection worker (and one for the main runtime), all alike: a worker's calls
 /// use connections its own thread drives (see `crate::workers`).
 #[derive(Debug, Clone)]
-pub struct Clients(Arc<[reqwest::Client]>);
+pub struct Clients(Arc<[client::Client]>);
 
 impl Clients {
     /// Builds `crate::workers::count() + 1` clients with `build`.
     pub fn new(
-        mut build: impl FnMut() -> Result<reqwest::Client, String>,
+        mut build: impl FnMut() -> Result<client::Client, String>,
     ) -> Result<Clients, String> {
         let n = crate::workers::count() + 1;
         let clients = (0..n).map(|_| build()).collect::<Result<Vec<_>, _>>()?;
@@ -314,7 +322,7 @@ impl Clients {
     }
 
     /// The client for the thread this runs on.
-    pub fn here(&self) -> &reqwest::Client {
+    pub fn here(&self) -> &client::Client {
         let i = crate::workers::current();
         &self.0[i % self.0.len()]
     }
@@ -341,17 +349,7 @@ pub fn client_builder_with_identity(
     connect_timeout: Duration,
     identity: Option<ClientIdentity>,
 ) -> Result<reqwest::ClientBuilder, String> {
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let builder = rustls::ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .map_err(|e| e.to_string())?
-        .with_root_certificates(roots);
-    let mut tls = match identity {
-        None => builder.with_no_client_auth(),
-        Some(id) => builder
-            .with_client_auth_cert(id.chain, id.key)
-            .map_err(|e| format!("client certificate and key: {e}"))?,
-    };
+    let mut tls = tls_config(roots, identity)?;
     tls.alpn_protocols = vec![b"http/1.1".to_vec()];
     Ok(reqwest::Client::builder()
         .tls_backend_preconfigured(tls)
@@ -365,7 +363,26 @@ pub fn client_builder_with_identity(
         .connect_timeout(connect_timeout)
         .pool_idle_timeout(Duration::from_secs(50))
         .tcp_nodelay(true)
-        .user_agent(concat!("prefront/", env!("CARGO_PKG_VERSION"))))
+        .user_agent(USER_AGENT))
+}
+
+/// TLS towards an upstream: rustls with the ring provider, trusting `roots`, presenting
+/// `identity` when the upstream asks for a client certificate.
+pub fn tls_config(
+    roots: rustls::RootCertStore,
+    identity: Option<ClientIdentity>,
+) -> Result<rustls::ClientConfig, String> {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let builder = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| e.to_string())?
+        .with_root_certificates(roots);
+    match identity {
+        None => Ok(builder.with_no_client_auth()),
+        Some(id) => builder
+            .with_client_auth_cert(id.chain, id.key)
+            .map_err(|e| format!("client certificate and key: {e}")),
+    }
 }
 
 /// `builder` sending every request through `proxy` (`[cloud] proxy`): an https URL through an
@@ -403,7 +420,7 @@ pub struct Answer {
 
 /// Sends one JSON POST and reads the answer, at most `max` bytes, within `timeout` overall.
 pub async fn post_json(
-    client: &reqwest::Client,
+    client: &client::Client,
     url: reqwest::Url,
     request_id: &str,
     body: Bytes,
@@ -421,7 +438,7 @@ pub async fn post_json(
 /// overall. A call that times out drops its connection, so a late reply can never be read as the
 /// answer to the next call on that connection.
 pub async fn post(
-    client: &reqwest::Client,
+    client: &client::Client,
     url: reqwest::Url,
     request_id: &str,
     body: Bytes,
@@ -455,7 +472,7 @@ pub fn with_credentials(
 /// `Authorization` (marked sensitive, so no `Debug` of the request shows it).
 #[allow(clippy::too_many_arguments)]
 pub async fn post_with(
-    client: &reqwest::Client,
+    client: &client::Client,
     url: reqwest::Url,
     request_id: &str,
     body: Bytes,
@@ -465,38 +482,35 @@ pub async fn post_with(
     max: u64,
 ) -> Result<Answer, UpstreamError> {
     let work = async {
-        let builder = client.post(url).header("x-request-id", request_id);
-        let mut builder = with_credentials(builder, credentials);
-        for (name, value) in headers {
-            let value = reqwest::header::HeaderValue::from_str(value).map_err(|_| {
-                UpstreamError::Unsupported("a configured header value is not valid")
-            })?;
-            builder = builder.header(*name, value);
-        }
-        let mut resp = builder
-            .body(body)
-            .send()
+        let req = post_request(url, request_id, body, headers, credentials)?;
+        let resp = client
+            .send(req)
             .await
-            .map_err(|e| UpstreamError::from_reqwest(&e, timeout))?;
+            .map_err(|e| UpstreamError::from_client(&e, timeout))?;
         let status = resp.status().as_u16();
         let content_type = resp
             .headers()
-            .get("content-type")
+            .get(hyper::header::CONTENT_TYPE)
             .and_then(|v| v.to_str().ok())
             .map(str::to_string);
-        if resp.content_length().is_some_and(|l| l > max) {
+        let declared = resp
+            .headers()
+            .get(hyper::header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<u64>().ok());
+        if declared.is_some_and(|l| l > max) {
             return Err(UpstreamError::TooLarge(max));
         }
-        let mut buf = BytesMut::new();
-        while let Some(chunk) = resp
-            .chunk()
-            .await
-            .map_err(|e| UpstreamError::from_reqwest(&e, timeout))?
-        {
-            if buf.len() as u64 + chunk.len() as u64 > max {
-                return Err(UpstreamError::TooLarge(max));
+        let mut body = resp.into_body();
+        let mut buf = BytesMut::with_capacity(declared.unwrap_or(0).min(max) as usize);
+        while let Some(frame) = http_body_util::BodyExt::frame(&mut body).await {
+            let frame = frame.map_err(|e| UpstreamError::from_body(&e, timeout))?;
+            if let Ok(chunk) = frame.into_data() {
+                if buf.len() as u64 + chunk.len() as u64 > max {
+                    return Err(UpstreamError::TooLarge(max));
+                }
+                buf.extend_from_slice(&chunk);
             }
-            buf.extend_from_slice(&chunk);
         }
         Ok(Answer {
             status,
@@ -504,12 +518,64 @@ pub async fn post_with(
             body: buf.freeze(),
         })
     };
-    // reqwest's own timeout covers connect + send; this one also bounds reading the body.
+    // Covers connect, send and reading the whole body; dropping the call on time-out drops its
+    // connection with it.
     match tokio::time::timeout(timeout, work).await {
         Ok(r) => r,
         Err(_) => Err(UpstreamError::Timeout(timeout)),
     }
 }
+
+/// The POST of `post_with`: the route's headers, then the credentials' (which win), the request
+/// id and the box's User-Agent.
+fn post_request(
+    url: reqwest::Url,
+    request_id: &str,
+    body: Bytes,
+    headers: &[(&'static str, String)],
+    credentials: &crate::config::HisCredentials,
+) -> Result<hyper::Request<http_body_util::Full<Bytes>>, UpstreamError> {
+    use hyper::header::{HeaderName, HeaderValue};
+    let bad = || UpstreamError::Unsupported("a configured header value is not valid");
+    let uri: hyper::Uri = String::from(url)
+        .parse()
+        .map_err(|_| UpstreamError::Unsupported("route url is not a valid URL"))?;
+    let mut req = hyper::Request::new(http_body_util::Full::new(body));
+    *req.method_mut() = hyper::Method::POST;
+    *req.uri_mut() = uri;
+    let h = req.headers_mut();
+    h.insert(
+        hyper::header::USER_AGENT,
+        HeaderValue::from_static(USER_AGENT),
+    );
+    h.insert(
+        "x-request-id",
+        HeaderValue::from_str(request_id).map_err(|_| bad())?,
+    );
+    for (name, value) in headers {
+        h.insert(*name, HeaderValue::from_str(value).map_err(|_| bad())?);
+    }
+    for (name, value) in &credentials.headers {
+        let name = HeaderName::from_bytes(name.as_bytes()).map_err(|_| bad())?;
+        h.append(name, HeaderValue::from_str(value).map_err(|_| bad())?);
+    }
+    let auth = match &credentials.auth {
+        None => None,
+        Some(crate::config::HisAuth::Basic { user, password }) => {
+            Some(client::basic_auth(user, &password.0))
+        }
+        Some(crate::config::HisAuth::Bearer(token)) => Some(format!("Bearer {}", token.0)),
+    };
+    if let Some(auth) = auth {
+        let mut value = HeaderValue::from_str(&auth).map_err(|_| bad())?;
+        value.set_sensitive(true);
+        h.insert(hyper::header::AUTHORIZATION, value);
+    }
+    Ok(req)
+}
+
+/// The User-Agent of every upstream call.
+pub const USER_AGENT: &str = concat!("prefront/", env!("CARGO_PKG_VERSION"));
 
 /// Turns an upstream answer into the JSON the caller gets: a 2xx answer whose body is JSON (in
 /// UTF-8, or in the charset its Content-Type names) comes back unchanged; anything else is an
@@ -633,7 +699,11 @@ mod tests {
         (addr, rx)
     }
 
-    fn proxied_client(addr: std::net::SocketAddr, auth: bool) -> reqwest::Client {
+    fn tls() -> rustls::ClientConfig {
+        tls_config(rustls::RootCertStore::empty(), None).expect("tls")
+    }
+
+    fn proxied_client(addr: std::net::SocketAddr, auth: bool) -> client::Client {
         let proxy = crate::config::CloudProxy {
             url: reqwest::Url::parse(&format!("http://{addr}")).expect("proxy url"),
             auth: auth.then(|| crate::config::ProxyAuth {
@@ -641,15 +711,10 @@ mod tests {
                 password: crate::config::Secret("s3cret-pw".into()),
             }),
         };
-        let builder = client_builder(rustls::RootCertStore::empty(), Duration::from_secs(2))
-            .expect("builder");
-        with_proxy(builder, Some(&proxy))
-            .expect("proxy")
-            .build()
-            .expect("client")
+        client::Client::new(tls(), Duration::from_secs(2), Some(&proxy)).expect("client")
     }
 
-    async fn call_through(client: &reqwest::Client) -> UpstreamError {
+    async fn call_through(client: &client::Client) -> UpstreamError {
         let url =
             reqwest::Url::parse("https://cloud.example.invalid:8443/prefront/x").expect("url");
         let timeout = Duration::from_secs(5);
@@ -659,7 +724,7 @@ mod tests {
         }
     }
 
-    /// How reqwest reports a CONNECT the proxy refuses, and a proxy that is not there, against
+    /// How the client reports a CONNECT the proxy refuses, and a proxy that is not there, against
     /// real answers on loopback (this pins the tunnel's words `proxy_failure` reads).
     #[tokio::test]
     async fn a_proxy_failure_is_told_from_the_clouds() {
@@ -719,12 +784,7 @@ mod tests {
             let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
             l.local_addr().expect("addr")
         };
-        let builder = client_builder(rustls::RootCertStore::empty(), Duration::from_secs(2))
-            .expect("builder");
-        let client = with_proxy(builder, None)
-            .expect("no proxy")
-            .build()
-            .expect("client");
+        let client = client::Client::new(tls(), Duration::from_secs(2), None).expect("client");
         let url = reqwest::Url::parse(&format!("https://{closed}/x")).expect("url");
         let e = post_json(
             &client,
