@@ -39,9 +39,11 @@ pub fn encoding_for(label: &str) -> Result<&'static Encoding, CharsetError> {
     Err(CharsetError::Unsupported(label.to_string()))
 }
 
-/// Decodes a body to UTF-8 bytes by its declared charset (UTF-8 when none is declared), with a
-/// leading byte-order mark removed. UTF-8 input is not copied.
-pub fn to_utf8(body: &Bytes, content_type: Option<&str>) -> Result<Bytes, CharsetError> {
+/// Decodes a body to UTF-8 text by its declared charset (UTF-8 when none is declared), with a
+/// leading byte-order mark removed. UTF-8 input is checked once, here, and handed on as `str`
+/// so the JSON check does not check it again; it is not copied when the caller held the only
+/// reference to it (`Bytes::from(text)` gives it back without a copy either).
+pub fn to_utf8(body: &Bytes, content_type: Option<&str>) -> Result<String, CharsetError> {
     let enc = match declared(content_type) {
         Some(label) => encoding_for(&label)?,
         None => UTF_8,
@@ -51,13 +53,10 @@ pub fn to_utf8(body: &Bytes, content_type: Option<&str>) -> Result<Bytes, Charse
         .map(|rest| body.slice(body.len() - rest.len()..))
         .unwrap_or_else(|| body.clone());
     if enc == UTF_8 {
-        return match std::str::from_utf8(&body) {
-            Ok(_) => Ok(body),
-            Err(_) => Err(CharsetError::Malformed("UTF-8")),
-        };
+        return String::from_utf8(Vec::from(body)).map_err(|_| CharsetError::Malformed("UTF-8"));
     }
     match enc.decode_without_bom_handling_and_without_replacement(&body) {
-        Some(text) => Ok(Bytes::from(text.into_owned())),
+        Some(text) => Ok(text.into_owned()),
         None => Err(CharsetError::Malformed("GB18030/GBK")),
     }
 }
@@ -133,8 +132,8 @@ mod tests {
         let (gbk, _, _) = GB18030.encode("{\"name\":\"张三\"}");
         let gbk = Bytes::from(gbk.into_owned());
         let utf8 = to_utf8(&gbk, Some("application/json; charset=GBK")).expect("decodes");
-        assert_eq!(&utf8[..], "{\"name\":\"张三\"}".as_bytes());
-        assert_eq!(json_for(&utf8, Some("gbk")).as_ref(), &gbk[..]);
+        assert_eq!(utf8, "{\"name\":\"张三\"}");
+        assert_eq!(json_for(utf8.as_bytes(), Some("gbk")).as_ref(), &gbk[..]);
     }
 
     #[test]
@@ -158,7 +157,7 @@ mod tests {
     #[test]
     fn bom_is_dropped_and_bad_bytes_refused() {
         let b = Bytes::from_static(b"\xEF\xBB\xBF{}");
-        assert_eq!(&to_utf8(&b, None).expect("ok")[..], b"{}");
+        assert_eq!(to_utf8(&b, None).expect("ok"), "{}");
         let bad = Bytes::from_static(b"{\"a\":\"\xff\"}");
         assert_eq!(to_utf8(&bad, None), Err(CharsetError::Malformed("UTF-8")));
         assert!(matches!(

@@ -44,15 +44,7 @@ pub fn validate_noting(
     });
     match std::str::from_utf8(text) {
         // Checked once here, so serde_json does not check each string again.
-        Ok(text) => {
-            let mut de = serde_json::Deserializer::from_str(text);
-            CheckSeed {
-                keys: &mut keys,
-                note,
-            }
-            .deserialize(&mut de)?;
-            de.end()?;
-        }
+        Ok(text) => return validate_str_noting(text, key),
         // serde_json's own error names where the bad byte is.
         Err(_) => {
             let mut de = serde_json::Deserializer::from_slice(text);
@@ -64,6 +56,27 @@ pub fn validate_noting(
             de.end()?;
         }
     }
+    Ok(found)
+}
+
+/// `validate_noting` for text already known to be UTF-8 (`charset::to_utf8`).
+pub fn validate_str_noting(
+    text: &str,
+    key: Option<&str>,
+) -> Result<Option<Member>, serde_json::Error> {
+    let mut keys = Vec::new();
+    let mut found = None;
+    let note = key.map(|key| Note {
+        key,
+        found: &mut found,
+    });
+    let mut de = serde_json::Deserializer::from_str(text);
+    CheckSeed {
+        keys: &mut keys,
+        note,
+    }
+    .deserialize(&mut de)?;
+    de.end()?;
     Ok(found)
 }
 

@@ -246,38 +246,45 @@ pub fn json_body_noting(
         )
     })?;
     let member = check_json_noting(&utf8, "请求体", "request body", key)?;
-    Ok((utf8, charset, member))
+    Ok((Bytes::from(utf8), charset, member))
 }
 
 /// The JSON checks every caller's payload passes: present (20001) and JSON (20003, with the
 /// position). `zh`/`en` name the payload in the message (`请求体`/`request body`, `param`).
 pub fn check_json(utf8: &[u8], zh: &str, en: &str) -> Result<(), Raised> {
-    check_json_noting(utf8, zh, en, None).map(|_| ())
+    match std::str::from_utf8(utf8) {
+        Ok(text) => check_json_noting(text, zh, en, None).map(|_| ()),
+        // Not UTF-8: the JSON check says where (serde_json reads the bytes for the position).
+        Err(_) => crate::json::validate(utf8).map_err(|e| invalid_json(zh, en, &e)),
+    }
+}
+
+/// 20003 for a payload that is not JSON; serde_json's message names the position, never the
+/// offending value.
+fn invalid_json(zh: &str, en: &str, e: &serde_json::Error) -> Raised {
+    Raised::new(
+        crate::outcome::Code::InvalidParameter,
+        Outcome::InvalidJson,
+        format!("参数无效：{zh}不是合法的JSON ({en} is not valid JSON: {e})"),
+    )
 }
 
 /// `check_json`, noting the top-level member `key` on the way.
 fn check_json_noting(
-    utf8: &[u8],
+    text: &str,
     zh: &str,
     en: &str,
     key: Option<&str>,
 ) -> Result<Option<crate::json::Member>, Raised> {
     use crate::outcome::Code;
-    if utf8.iter().all(u8::is_ascii_whitespace) {
+    if text.bytes().all(|b| b.is_ascii_whitespace()) {
         return Err(Raised::new(
             Code::MissingParameter,
             Outcome::EmptyBody,
             format!("缺少参数：{zh}为空 ({en} is empty; send the interface's JSON)"),
         ));
     }
-    crate::json::validate_noting(utf8, key).map_err(|e| {
-        // serde_json's message names the position, never the offending value.
-        Raised::new(
-            Code::InvalidParameter,
-            Outcome::InvalidJson,
-            format!("参数无效：{zh}不是合法的JSON ({en} is not valid JSON: {e})"),
-        )
-    })
+    crate::json::validate_str_noting(text, key).map_err(|e| invalid_json(zh, en, &e))
 }
 
 /// Logs a body at debug level, masked (names, ID numbers, phones never appear in full).
