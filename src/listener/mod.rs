@@ -5,7 +5,6 @@
 
 pub mod admin;
 pub mod allowlist;
-mod callline;
 pub mod cloud;
 pub mod files;
 pub mod his;
@@ -533,17 +532,17 @@ impl Call {
         let latency_ms = elapsed * 1000.0;
         let latency_ms = (latency_ms * 10.0).round() / 10.0;
         let (direction, outcome_name) = (direction.as_str(), outcome.as_str());
-        let mut line = callline::CallLine {
-            direction,
-            peer: self.client,
-            route,
-            outcome: outcome_name,
-            status,
-            latency_ms: Some(latency_ms),
-            request_id: &self.request_id,
-        };
         if outcome == Outcome::Ok {
-            tracing::info!("{line}");
+            tracing::info!(
+                direction,
+                peer = %self.client,
+                route,
+                outcome = outcome_name,
+                status,
+                latency_ms,
+                request_id = %self.request_id,
+                "call"
+            );
         } else if (outcome == Outcome::BodyRefused
             && !crate::telemetry::limits::hit(self.conn.side.as_str(), "body", self.client))
             || (self.conn.side == Side::Files
@@ -552,8 +551,15 @@ impl Call {
         {
             // A size or time limit, or the internet probing the files listener for other paths:
             // logged once a minute per caller, counted every time.
-            line.latency_ms = None;
-            tracing::debug!("{line}");
+            tracing::debug!(
+                direction,
+                peer = %self.client,
+                route,
+                outcome = outcome_name,
+                status,
+                request_id = %self.request_id,
+                "call"
+            );
         } else {
             if outcome.failed() {
                 crate::telemetry::recent::record(crate::telemetry::recent::RecentError {
@@ -565,7 +571,16 @@ impl Call {
                     request_id: self.request_id.clone(),
                 });
             }
-            tracing::warn!("{line}");
+            tracing::warn!(
+                direction,
+                peer = %self.client,
+                route,
+                outcome = outcome_name,
+                status,
+                latency_ms,
+                request_id = %self.request_id,
+                "call"
+            );
         }
     }
 }
