@@ -69,24 +69,71 @@ fn metrics() -> &'static Metrics {
 
 /// Counts one finished call (the `call` log line's twin).
 pub fn call(direction: Direction, route: &str, outcome: Outcome, seconds: f64) {
-    let m = metrics();
-    let labels = CallLabels {
-        direction: direction.as_str().to_string(),
-        route: route.to_string(),
-        outcome: outcome.as_str().to_string(),
-    };
-    if m.calls.get(&labels).is_none() {
+    CALL_HANDLES.with(|handles| {
+        let mut handles = handles.borrow_mut();
+        let per_route = match handles.get_mut(route) {
+            Some(v) => v,
+            None => handles.entry(route.into()).or_default(),
+        };
+        let i = match per_route
+            .iter()
+            .position(|h| h.direction == direction && h.outcome == outcome)
+        {
+            Some(i) => i,
+            None => {
+                per_route.push(CallHandles::new(direction, route, outcome));
+                per_route.len() - 1
+            }
+        };
+        let h = &per_route[i];
+        h.calls.inc();
+        h.latency.observe(seconds);
+    });
+}
+
+thread_local! {
+    /// This thread's handles on the call counters it has counted into, by route: counting a
+    /// call then allocates nothing and takes no lock (each label set is looked up in the
+    /// `Family` once per thread). Bounded like the families themselves (routes × outcomes).
+    static CALL_HANDLES: std::cell::RefCell<HashMap<Box<str>, Vec<CallHandles>>> =
+        std::cell::RefCell::new(HashMap::new());
+}
+
+/// One label set's counter and its direction's latency histogram (handles sharing the
+/// family's values).
+struct CallHandles {
+    direction: Direction,
+    outcome: Outcome,
+    calls: Counter,
+    latency: Histogram,
+}
+
+impl CallHandles {
+    fn new(direction: Direction, route: &str, outcome: Outcome) -> CallHandles {
+        let m = metrics();
+        let labels = CallLabels {
+            direction: direction.as_str().to_string(),
+            route: route.to_string(),
+            outcome: outcome.as_str().to_string(),
+        };
         m.call_keys
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .insert(labels.clone(), outcome.class());
+        let calls = m.calls.get_or_create(&labels).clone();
+        let latency = m
+            .latency
+            .get_or_create(&DirectionLabels {
+                direction: direction.as_str().to_string(),
+            })
+            .clone();
+        CallHandles {
+            direction,
+            outcome,
+            calls,
+            latency,
+        }
     }
-    m.calls.get_or_create(&labels).inc();
-    m.latency
-        .get_or_create(&DirectionLabels {
-            direction: direction.as_str().to_string(),
-        })
-        .observe(seconds);
 }
 
 /// `prefront_calls_total` summed over direction and route, by `OutcomeClass`.

@@ -16,7 +16,7 @@ pub struct Cloud {
     /// Always ends with `/`.
     base_url: reqwest::Url,
     /// `base_url` joined with every catalogue path, once (not parsed again for every call).
-    urls: Arc<std::collections::HashMap<&'static str, reqwest::Url>>,
+    urls: Arc<std::collections::HashMap<&'static str, hyper::Uri>>,
     timeout: Duration,
     max_response: u64,
     /// Up/down as the last calls saw it; shared with the prober and the forwarders.
@@ -47,7 +47,7 @@ impl Cloud {
             urls: Arc::new(
                 crate::catalog::Catalog::get()
                     .paths()
-                    .filter_map(|p| Some((p, config.base_url.join(p).ok()?)))
+                    .filter_map(|p| Some((p, super::uri_of(config.base_url.join(p).ok()?).ok()?)))
                     .collect(),
             ),
             timeout: config.timeout,
@@ -59,13 +59,15 @@ impl Cloud {
     }
 
     /// The URL a catalogue path (`prefront/...`) is sent to.
-    pub fn url_for(&self, path: &str) -> Result<reqwest::Url, UpstreamError> {
+    pub fn url_for(&self, path: &str) -> Result<hyper::Uri, UpstreamError> {
         if let Some(url) = self.urls.get(path) {
             return Ok(url.clone());
         }
-        self.base_url
+        let url = self
+            .base_url
             .join(path)
-            .map_err(|_| UpstreamError::Unsupported("path cannot be joined to cloud.base_url"))
+            .map_err(|_| UpstreamError::Unsupported("path cannot be joined to cloud.base_url"))?;
+        super::uri_of(url)
     }
 
     /// Relays one JSON call; the cloud's JSON answer comes back unchanged. A delivery from the
@@ -80,20 +82,19 @@ impl Cloud {
         body: Bytes,
     ) -> Result<Bytes, UpstreamError> {
         let url = self.url_for(path)?;
-        let mut headers = vec![
-            ("content-type", "application/json;charset=UTF-8".to_string()),
-            ("accept", "application/json".to_string()),
-        ];
+        let mut headers = Vec::with_capacity(5);
+        headers.extend(super::JSON_HEADERS);
         if let Some(id) = message_id {
-            headers.push(("x-prefront-message-id", id.to_string()));
+            headers.push((
+                "x-prefront-message-id",
+                super::header_value(id.to_string())?,
+            ));
         }
         if let Some(signer) = &self.signer {
-            headers.extend(signer.sign(
-                "POST",
-                &path_and_query(&url),
-                &body,
-                crate::auth::unix_now(),
-            ));
+            let target = url.path_and_query().map_or("/", |p| p.as_str());
+            for (name, value) in signer.sign("POST", target, &body, crate::auth::unix_now()) {
+                headers.push((name, super::header_value(value)?));
+            }
         }
         let answer = post(
             self.clients.here(),

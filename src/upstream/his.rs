@@ -108,17 +108,13 @@ impl His {
     ) -> Result<Bytes, UpstreamError> {
         match &route.target {
             HisTarget::Http { url } => {
-                let url = http_url(url, name)?;
-                let headers = [
-                    ("content-type", "application/json;charset=UTF-8".to_string()),
-                    ("accept", "application/json".to_string()),
-                ];
+                let url = super::uri_of(http_url(url, name)?)?;
                 let answer = post_with(
                     self.clients.here(),
                     url,
                     request_id,
                     body,
-                    &headers,
+                    &super::JSON_HEADERS,
                     &route.credentials,
                     route.timeout,
                     self.config.max_response_for(name),
@@ -181,17 +177,19 @@ impl His {
         let label = charset.unwrap_or("utf-8");
         let mut headers = vec![(
             "content-type",
-            envelope::content_type(
+            super::header_value(envelope::content_type(
                 t.version,
                 label,
                 (t.version == SoapVersion::V12).then_some(action.as_str()),
-            ),
+            ))?,
         )];
         if t.version == SoapVersion::V11 {
-            headers.push(("soapaction", format!("\"{action}\"")));
+            headers.push(("soapaction", super::header_value(format!("\"{action}\""))?));
         }
-        let url = reqwest::Url::parse(&t.url)
-            .map_err(|_| UpstreamError::Unsupported("route url is not a valid URL"))?;
+        let url = super::uri_of(
+            reqwest::Url::parse(&t.url)
+                .map_err(|_| UpstreamError::Unsupported("route url is not a valid URL"))?,
+        )?;
         let answer = post_with(
             self.clients.here(),
             url,

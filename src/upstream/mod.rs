@@ -12,6 +12,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
+use hyper::header::HeaderValue;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::CertificateDer;
 
@@ -421,17 +422,35 @@ pub struct Answer {
 /// Sends one JSON POST and reads the answer, at most `max` bytes, within `timeout` overall.
 pub async fn post_json(
     client: &client::Client,
-    url: reqwest::Url,
+    url: hyper::Uri,
     request_id: &str,
     body: Bytes,
     timeout: Duration,
     max: u64,
 ) -> Result<Answer, UpstreamError> {
-    let headers = [
-        ("content-type", "application/json;charset=UTF-8".to_string()),
-        ("accept", "application/json".to_string()),
-    ];
-    post(client, url, request_id, body, &headers, timeout, max).await
+    post(client, url, request_id, body, &JSON_HEADERS, timeout, max).await
+}
+
+/// The headers of a JSON call.
+pub const JSON_HEADERS: [(&str, HeaderValue); 2] = [
+    (
+        "content-type",
+        HeaderValue::from_static("application/json;charset=UTF-8"),
+    ),
+    ("accept", HeaderValue::from_static("application/json")),
+];
+
+/// A header value made at run time (a signature, a SOAP action), moved into the header
+/// without a copy.
+pub fn header_value(value: String) -> Result<HeaderValue, UpstreamError> {
+    HeaderValue::try_from(value)
+        .map_err(|_| UpstreamError::Unsupported("a configured header value is not valid"))
+}
+
+/// The URI a call goes to (`Url` is what the configuration holds: checked and normalised).
+pub fn uri_of(url: reqwest::Url) -> Result<hyper::Uri, UpstreamError> {
+    hyper::Uri::try_from(String::from(url))
+        .map_err(|_| UpstreamError::Unsupported("route url is not a valid URL"))
 }
 
 /// Sends one POST with `headers` and reads the answer, at most `max` bytes, within `timeout`
@@ -439,10 +458,10 @@ pub async fn post_json(
 /// answer to the next call on that connection.
 pub async fn post(
     client: &client::Client,
-    url: reqwest::Url,
+    url: hyper::Uri,
     request_id: &str,
     body: Bytes,
-    headers: &[(&'static str, String)],
+    headers: &[(&'static str, HeaderValue)],
     timeout: Duration,
     max: u64,
 ) -> Result<Answer, UpstreamError> {
@@ -473,10 +492,10 @@ pub fn with_credentials(
 #[allow(clippy::too_many_arguments)]
 pub async fn post_with(
     client: &client::Client,
-    url: reqwest::Url,
+    url: hyper::Uri,
     request_id: &str,
     body: Bytes,
-    headers: &[(&'static str, String)],
+    headers: &[(&'static str, HeaderValue)],
     credentials: &crate::config::HisCredentials,
     timeout: Duration,
     max: u64,
@@ -529,17 +548,14 @@ pub async fn post_with(
 /// The POST of `post_with`: the route's headers, then the credentials' (which win), the request
 /// id and the box's User-Agent.
 fn post_request(
-    url: reqwest::Url,
+    uri: hyper::Uri,
     request_id: &str,
     body: Bytes,
-    headers: &[(&'static str, String)],
+    headers: &[(&'static str, HeaderValue)],
     credentials: &crate::config::HisCredentials,
 ) -> Result<hyper::Request<http_body_util::Full<Bytes>>, UpstreamError> {
-    use hyper::header::{HeaderName, HeaderValue};
+    use hyper::header::HeaderName;
     let bad = || UpstreamError::Unsupported("a configured header value is not valid");
-    let uri: hyper::Uri = String::from(url)
-        .parse()
-        .map_err(|_| UpstreamError::Unsupported("route url is not a valid URL"))?;
     let mut req = hyper::Request::new(http_body_util::Full::new(body));
     *req.method_mut() = hyper::Method::POST;
     *req.uri_mut() = uri;
@@ -553,7 +569,7 @@ fn post_request(
         HeaderValue::from_str(request_id).map_err(|_| bad())?,
     );
     for (name, value) in headers {
-        h.insert(*name, HeaderValue::from_str(value).map_err(|_| bad())?);
+        h.insert(*name, value.clone());
     }
     for (name, value) in &credentials.headers {
         let name = HeaderName::from_bytes(name.as_bytes()).map_err(|_| bad())?;
@@ -715,8 +731,9 @@ mod tests {
     }
 
     async fn call_through(client: &client::Client) -> UpstreamError {
-        let url =
-            reqwest::Url::parse("https://cloud.example.invalid:8443/prefront/x").expect("url");
+        let url: hyper::Uri = "https://cloud.example.invalid:8443/prefront/x"
+            .parse()
+            .expect("url");
         let timeout = Duration::from_secs(5);
         match post_json(client, url, "rid", Bytes::from_static(b"{}"), timeout, 1024).await {
             Ok(a) => panic!("no answer can come through this proxy: {a:?}"),
@@ -785,7 +802,7 @@ mod tests {
             l.local_addr().expect("addr")
         };
         let client = client::Client::new(tls(), Duration::from_secs(2), None).expect("client");
-        let url = reqwest::Url::parse(&format!("https://{closed}/x")).expect("url");
+        let url: hyper::Uri = format!("https://{closed}/x").parse().expect("url");
         let e = post_json(
             &client,
             url,
