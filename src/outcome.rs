@@ -7,7 +7,13 @@ use serde_json::{json, Value};
 use crate::catalog::Envelope;
 
 /// The header that tells a caller (and an operator reading a capture) the box raised this answer.
-pub const ERROR_HEADER: &str = "x-prefront-error";
+pub const ERROR_HEADER: hyper::header::HeaderName =
+    hyper::header::HeaderName::from_static("x-prefront-error");
+
+/// The caller's request id, on the answer and on every upstream call. A `HeaderName` made once:
+/// inserting by a `&str` name copies a non-standard name into a new allocation every time.
+pub const REQUEST_ID_HEADER: hyper::header::HeaderName =
+    hyper::header::HeaderName::from_static("x-request-id");
 
 /// A return code from appendix 4 (附四) of the specification.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

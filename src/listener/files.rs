@@ -69,7 +69,7 @@ pub(super) fn reply(fetched: Fetched, route: &'static str, call: &Call) -> Reply
             *r.status_mut() = stream.status;
             *r.headers_mut() = stream.headers;
             if let Ok(v) = hyper::header::HeaderValue::from_str(&call.request_id) {
-                r.headers_mut().insert("x-request-id", v);
+                r.headers_mut().insert(crate::outcome::REQUEST_ID_HEADER, v);
             }
             // The stream writes its own line when it ends.
             Reply::unlogged(r)

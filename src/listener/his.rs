@@ -30,7 +30,8 @@ fn reply(response: Response<Body>, route: &'static str, outcome: Outcome) -> Rep
 }
 
 /// The header that carries the buffer record id of a call accepted into the buffer.
-pub const QUEUED_HEADER: &str = "x-prefront-queued";
+pub const QUEUED_HEADER: hyper::header::HeaderName =
+    hyper::header::HeaderName::from_static("x-prefront-queued");
 
 pub async fn handle(state: &Arc<State>, req: Request<Incoming>, call: &Call) -> Reply {
     let path = req.uri().path();
@@ -471,7 +472,7 @@ async fn soap_call(state: &Arc<State>, req: Request<Incoming>, call: &Call) -> R
         r.headers_mut().insert(CONTENT_TYPE, v);
     }
     if let Ok(v) = HeaderValue::from_str(&call.request_id) {
-        r.headers_mut().insert("x-request-id", v);
+        r.headers_mut().insert(crate::outcome::REQUEST_ID_HEADER, v);
     }
     mark(&mut r, &relayed);
     reply(r, route_of(entry), relayed.outcome).with_trail(relayed.key, relayed.queued)

@@ -156,7 +156,7 @@ pub fn json_response(body: Bytes, charset: Option<&str>, request_id: &str) -> Re
         ct.unwrap_or_else(|| HeaderValue::from_static("application/json;charset=UTF-8")),
     );
     if let Ok(v) = HeaderValue::from_str(request_id) {
-        r.headers_mut().insert("x-request-id", v);
+        r.headers_mut().insert(crate::outcome::REQUEST_ID_HEADER, v);
     }
     r
 }
@@ -200,7 +200,7 @@ pub fn plain_refusal(
     );
     h.insert(ERROR_HEADER, HeaderValue::from_static(kind.as_str()));
     if let Ok(v) = HeaderValue::from_str(request_id) {
-        h.insert("x-request-id", v);
+        h.insert(crate::outcome::REQUEST_ID_HEADER, v);
     }
     r
 }

@@ -535,7 +535,7 @@ impl Call {
         if outcome == Outcome::Ok {
             tracing::info!(
                 direction,
-                peer = %self.client,
+                peer = %Peer(self.client),
                 route,
                 outcome = outcome_name,
                 status,
@@ -553,7 +553,7 @@ impl Call {
             // logged once a minute per caller, counted every time.
             tracing::debug!(
                 direction,
-                peer = %self.client,
+                peer = %Peer(self.client),
                 route,
                 outcome = outcome_name,
                 status,
@@ -573,7 +573,7 @@ impl Call {
             }
             tracing::warn!(
                 direction,
-                peer = %self.client,
+                peer = %Peer(self.client),
                 route,
                 outcome = outcome_name,
                 status,
@@ -621,5 +621,114 @@ fn new_request_id() -> String {
         u32::from_be_bytes(b)
     });
     let n = REQUEST_COUNTER.fetch_add(1, Ordering::Relaxed);
-    format!("pf-{prefix:08x}-{n:010}")
+    request_id_text(*prefix, n)
+}
+
+/// `format!("pf-{prefix:08x}-{n:010}")`, without the formatter's padding machinery (one call in
+/// every call without an `X-Request-Id`).
+fn request_id_text(prefix: u32, n: u64) -> String {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let mut id = String::with_capacity(24);
+    id.push_str("pf-");
+    for shift in (0..8).rev() {
+        id.push(char::from(HEX[((prefix >> (shift * 4)) & 0xf) as usize]));
+    }
+    id.push('-');
+    let mut digits = [b'0'; 20];
+    let (mut i, mut rest) = (digits.len(), n);
+    loop {
+        i -= 1;
+        digits[i] = b'0' + (rest % 10) as u8;
+        rest /= 10;
+        if rest == 0 {
+            break;
+        }
+    }
+    // At least ten digits, zero-padded.
+    let start = i.min(digits.len() - 10);
+    for &d in &digits[start..] {
+        id.push(char::from(d));
+    }
+    id
+}
+
+/// A caller's address in a log line, as `IpAddr`'s `Display` writes it. An IPv4 address is
+/// written octet by octet: `Ipv4Addr`'s own `Display` goes through the formatter's padding
+/// machinery, about 4,000 instructions of every call line (bench/RESULTS.md, issue 20).
+struct Peer(std::net::IpAddr);
+
+impl std::fmt::Display for Peer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let std::net::IpAddr::V4(v4) = self.0 else {
+            return self.0.fmt(f);
+        };
+        // "255.255.255.255" at most.
+        let mut buf = [0u8; 15];
+        let mut n = 0;
+        for (i, octet) in v4.octets().into_iter().enumerate() {
+            if i > 0 {
+                buf[n] = b'.';
+                n += 1;
+            }
+            if octet >= 100 {
+                buf[n] = b'0' + octet / 100;
+                n += 1;
+            }
+            if octet >= 10 {
+                buf[n] = b'0' + octet / 10 % 10;
+                n += 1;
+            }
+            buf[n] = b'0' + octet % 10;
+            n += 1;
+        }
+        // Only ASCII digits and dots were written.
+        f.write_str(std::str::from_utf8(&buf[..n]).map_err(|_| std::fmt::Error)?)
+    }
+}
+
+#[cfg(test)]
+mod call_text_tests {
+    use super::{request_id_text, Peer};
+
+    #[test]
+    fn request_ids_read_as_the_format_they_replace() {
+        for prefix in [0u32, 1, 0xdead_beef, u32::MAX, 0x0a0b_0c0d] {
+            for n in [
+                0u64,
+                7,
+                9_999_999_999,
+                10_000_000_000,
+                123_456_789_012,
+                u64::MAX,
+            ] {
+                assert_eq!(
+                    request_id_text(prefix, n),
+                    format!("pf-{prefix:08x}-{n:010}")
+                );
+            }
+        }
+    }
+    use std::net::{IpAddr, Ipv4Addr};
+
+    #[test]
+    fn a_peer_reads_as_ip_addrs_own_display() {
+        let mut seen = 0;
+        for a in [0u8, 1, 9, 10, 99, 100, 127, 199, 200, 255] {
+            for b in [0u8, 7, 42, 168, 255] {
+                let ip = IpAddr::V4(Ipv4Addr::new(a, b, b.wrapping_mul(3), a ^ b));
+                assert_eq!(Peer(ip).to_string(), ip.to_string());
+                seen += 1;
+            }
+        }
+        assert_eq!(seen, 50);
+        for text in [
+            "::1",
+            "2001:db8::8a2e:370:7334",
+            "::ffff:10.0.0.1",
+            "fe80::1",
+        ] {
+            let ip: IpAddr = text.parse().expect("ip");
+            assert_eq!(Peer(ip).to_string(), ip.to_string());
+        }
+    }
 }

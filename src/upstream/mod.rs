@@ -565,7 +565,7 @@ fn post_request(
         HeaderValue::from_static(USER_AGENT),
     );
     h.insert(
-        "x-request-id",
+        crate::outcome::REQUEST_ID_HEADER,
         HeaderValue::from_str(request_id).map_err(|_| bad())?,
     );
     for (name, value) in headers {
