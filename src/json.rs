@@ -36,7 +36,8 @@ pub fn validate_noting(
     text: &[u8],
     key: Option<&str>,
 ) -> Result<Option<Member>, serde_json::Error> {
-    let mut keys = Vec::new();
+    // Room for a typical call's keys at once: growing 4, 8, 16, 32 cost four reallocations.
+    let mut keys = Vec::with_capacity(32);
     let mut found = None;
     let note = key.map(|key| Note {
         key,
@@ -64,7 +65,8 @@ pub fn validate_str_noting(
     text: &str,
     key: Option<&str>,
 ) -> Result<Option<Member>, serde_json::Error> {
-    let mut keys = Vec::new();
+    // Room for a typical call's keys at once: growing 4, 8, 16, 32 cost four reallocations.
+    let mut keys = Vec::with_capacity(32);
     let mut found = None;
     let note = key.map(|key| Note {
         key,

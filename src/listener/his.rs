@@ -129,12 +129,13 @@ async fn relay_with_key(
     debug_body("request from HIS", &call.request_id, &body);
     let delivery = state.config.cloud.delivery.get(route).copied();
     let wait = policy::wait(entry, delivery, business_key);
-    let queue = Route::cloud(route);
+    // Named only when the call may wait (a `String` per call otherwise).
+    let queue = || Route::cloud(route);
     let store = state.outbox.store();
     if let Wait::Yes { key: Some(k) } = &wait {
         // A business call whose key was delivered already gets the cloud's recorded answer,
         // link up or down, and is not sent again (DESIGN.md §3).
-        if let Ok(Some(answer)) = store.cached_result(queue.as_str(), k) {
+        if let Ok(Some(answer)) = store.cached_result(queue().as_str(), k) {
             return Relayed {
                 body: Bytes::from(answer),
                 outcome: Outcome::CachedResult,
@@ -144,6 +145,7 @@ async fn relay_with_key(
         }
     }
     if let Wait::Yes { key } = &wait {
+        let queue = queue();
         // While the buffer cannot write, its backlog cannot be joined: with the link up the call
         // goes straight through rather than be refused (DESIGN.md §3.1).
         let backlog = store.depth(queue.as_str()).unwrap_or(0) > 0 && store.health().writable;
@@ -187,7 +189,7 @@ async fn relay_with_key(
                 Wait::Yes { key } => key,
                 Wait::No => None,
             };
-            enqueue(state, entry, &queue, key.as_deref(), body, call).await
+            enqueue(state, entry, &queue(), key.as_deref(), body, call).await
         }
         Err(e) => {
             let raised = Raised::new(
