@@ -5,6 +5,7 @@
 
 pub mod admin;
 pub mod allowlist;
+mod callline;
 pub mod cloud;
 pub mod files;
 pub mod his;
@@ -30,6 +31,7 @@ use tokio::sync::watch;
 
 use crate::outcome::{Direction, Outcome};
 use allowlist::PeerAccess;
+use callline::{Peer, Quoted, Tenths};
 pub use http::*;
 pub use state::{ListenerTls, Live, State};
 
@@ -529,17 +531,16 @@ impl Call {
     fn log(&self, direction: Direction, route: &str, outcome: Outcome, status: u16) {
         let elapsed = self.started.elapsed().as_secs_f64();
         crate::telemetry::metrics::call(direction, route, outcome, elapsed);
-        let latency_ms = elapsed * 1000.0;
-        let latency_ms = (latency_ms * 10.0).round() / 10.0;
+        let latency_ms = Tenths::of_seconds(elapsed);
         let (direction, outcome_name) = (direction.as_str(), outcome.as_str());
         if outcome == Outcome::Ok {
             tracing::info!(
-                direction,
+                direction = %Quoted(direction),
                 peer = %Peer(self.client),
-                route,
-                outcome = outcome_name,
+                route = %Quoted(route),
+                outcome = %Quoted(outcome_name),
                 status,
-                latency_ms,
+                latency_ms = %latency_ms,
                 request_id = %self.request_id,
                 "call"
             );
@@ -552,10 +553,10 @@ impl Call {
             // A size or time limit, or the internet probing the files listener for other paths:
             // logged once a minute per caller, counted every time.
             tracing::debug!(
-                direction,
+                direction = %Quoted(direction),
                 peer = %Peer(self.client),
-                route,
-                outcome = outcome_name,
+                route = %Quoted(route),
+                outcome = %Quoted(outcome_name),
                 status,
                 request_id = %self.request_id,
                 "call"
@@ -572,12 +573,12 @@ impl Call {
                 });
             }
             tracing::warn!(
-                direction,
+                direction = %Quoted(direction),
                 peer = %Peer(self.client),
-                route,
-                outcome = outcome_name,
+                route = %Quoted(route),
+                outcome = %Quoted(outcome_name),
                 status,
-                latency_ms,
+                latency_ms = %latency_ms,
                 request_id = %self.request_id,
                 "call"
             );
@@ -652,43 +653,9 @@ fn request_id_text(prefix: u32, n: u64) -> String {
     id
 }
 
-/// A caller's address in a log line, as `IpAddr`'s `Display` writes it. An IPv4 address is
-/// written octet by octet: `Ipv4Addr`'s own `Display` goes through the formatter's padding
-/// machinery, about 4,000 instructions of every call line (bench/RESULTS.md, issue 20).
-struct Peer(std::net::IpAddr);
-
-impl std::fmt::Display for Peer {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let std::net::IpAddr::V4(v4) = self.0 else {
-            return self.0.fmt(f);
-        };
-        // "255.255.255.255" at most.
-        let mut buf = [0u8; 15];
-        let mut n = 0;
-        for (i, octet) in v4.octets().into_iter().enumerate() {
-            if i > 0 {
-                buf[n] = b'.';
-                n += 1;
-            }
-            if octet >= 100 {
-                buf[n] = b'0' + octet / 100;
-                n += 1;
-            }
-            if octet >= 10 {
-                buf[n] = b'0' + octet / 10 % 10;
-                n += 1;
-            }
-            buf[n] = b'0' + octet % 10;
-            n += 1;
-        }
-        // Only ASCII digits and dots were written.
-        f.write_str(std::str::from_utf8(&buf[..n]).map_err(|_| std::fmt::Error)?)
-    }
-}
-
 #[cfg(test)]
-mod call_text_tests {
-    use super::{request_id_text, Peer};
+mod request_id_tests {
+    use super::request_id_text;
 
     #[test]
     fn request_ids_read_as_the_format_they_replace() {
@@ -706,29 +673,6 @@ mod call_text_tests {
                     format!("pf-{prefix:08x}-{n:010}")
                 );
             }
-        }
-    }
-    use std::net::{IpAddr, Ipv4Addr};
-
-    #[test]
-    fn a_peer_reads_as_ip_addrs_own_display() {
-        let mut seen = 0;
-        for a in [0u8, 1, 9, 10, 99, 100, 127, 199, 200, 255] {
-            for b in [0u8, 7, 42, 168, 255] {
-                let ip = IpAddr::V4(Ipv4Addr::new(a, b, b.wrapping_mul(3), a ^ b));
-                assert_eq!(Peer(ip).to_string(), ip.to_string());
-                seen += 1;
-            }
-        }
-        assert_eq!(seen, 50);
-        for text in [
-            "::1",
-            "2001:db8::8a2e:370:7334",
-            "::ffff:10.0.0.1",
-            "fe80::1",
-        ] {
-            let ip: IpAddr = text.parse().expect("ip");
-            assert_eq!(Peer(ip).to_string(), ip.to_string());
         }
     }
 }
