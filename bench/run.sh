@@ -259,6 +259,8 @@ def prefront_config(path, up, ports, cloud_base=None, buffer_name="buffer", trai
 listen = "127.0.0.1:{ports['his']}"
 allow = ["127.0.0.0/8"]
 idle_timeout = "60s"          # the 1,000 idle keep-alive connections of scenario 6 stay open
+max_connections = 2048        # … all from 127.0.0.1: above the default limits (1,024, and a
+max_connections_per_peer = 2048  # quarter of it per peer), which refuse the 257th at once
 
 [cloud_listener]
 listen = "127.0.0.1:{ports['cloud']}"
