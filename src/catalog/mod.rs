@@ -132,13 +132,9 @@ impl Catalog {
     /// `//prefront/...`), so the canonical spelling is what goes upstream.
     pub fn by_request_path(&self, request_path: &str) -> Option<&Entry> {
         let p = request_path.trim_start_matches('/').trim_end_matches('/');
-        let found = if p.bytes().any(|b| b.is_ascii_uppercase()) {
-            self.by_path.get(&p.to_ascii_lowercase())
-        } else {
-            // The common case, without a lower-cased copy.
-            self.by_path.get(p)
-        };
-        found.map(|&i| &self.entries[i])
+        self.by_path
+            .get(&p.to_ascii_lowercase())
+            .map(|&i| &self.entries[i])
     }
 
     /// Finds the cloud → HIS interface by its exact `hospital.interface.*` name.
