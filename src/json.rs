@@ -36,33 +36,25 @@ pub fn validate_noting(
     text: &[u8],
     key: Option<&str>,
 ) -> Result<Option<Member>, serde_json::Error> {
-    // Room for a typical call's keys at once: growing 4, 8, 16, 32 cost four reallocations.
-    let mut keys = Vec::with_capacity(32);
-    let mut found = None;
-    let note = key.map(|key| Note {
-        key,
-        found: &mut found,
-    });
     match std::str::from_utf8(text) {
         // Checked once here, so serde_json does not check each string again.
-        Ok(text) => return validate_str_noting(text, key),
+        Ok(text) => validate_str_noting(text, key),
         // serde_json's own error names where the bad byte is.
-        Err(_) => {
-            let mut de = serde_json::Deserializer::from_slice(text);
-            CheckSeed {
-                keys: &mut keys,
-                note,
-            }
-            .deserialize(&mut de)?;
-            de.end()?;
-        }
+        Err(_) => check(&mut serde_json::Deserializer::from_slice(text), key),
     }
-    Ok(found)
 }
 
 /// `validate_noting` for text already known to be UTF-8 (`charset::to_utf8`).
 pub fn validate_str_noting(
     text: &str,
+    key: Option<&str>,
+) -> Result<Option<Member>, serde_json::Error> {
+    check(&mut serde_json::Deserializer::from_str(text), key)
+}
+
+/// The whole document from `de`, and nothing after it.
+fn check<'de, R: serde_json::de::Read<'de>>(
+    de: &mut serde_json::Deserializer<R>,
     key: Option<&str>,
 ) -> Result<Option<Member>, serde_json::Error> {
     // Room for a typical call's keys at once: growing 4, 8, 16, 32 cost four reallocations.
@@ -72,12 +64,11 @@ pub fn validate_str_noting(
         key,
         found: &mut found,
     });
-    let mut de = serde_json::Deserializer::from_str(text);
     CheckSeed {
         keys: &mut keys,
         note,
     }
-    .deserialize(&mut de)?;
+    .deserialize(&mut *de)?;
     de.end()?;
     Ok(found)
 }
