@@ -184,6 +184,30 @@ mod tests {
     use super::*;
 
     #[test]
+    fn a_timed_out_connect_is_a_timeout_wherever_it_sits_in_the_causes() {
+        #[derive(Debug)]
+        struct Wrapper(std::io::Error);
+        impl std::fmt::Display for Wrapper {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("client error (Connect)")
+            }
+        }
+        impl std::error::Error for Wrapper {
+            fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+                Some(&self.0)
+            }
+        }
+        let timed_out = std::io::Error::new(std::io::ErrorKind::TimedOut, "connect timeout");
+        assert!(is_timeout(&Wrapper(timed_out)));
+        // hyper-rustls and hyper wrap errors inside io::Errors: opened as well.
+        let inner = std::io::Error::new(std::io::ErrorKind::TimedOut, "connect timeout");
+        let wrapped = std::io::Error::other(Wrapper(inner));
+        assert!(is_timeout(&wrapped));
+        let refused = std::io::Error::from(std::io::ErrorKind::ConnectionRefused);
+        assert!(!is_timeout(&Wrapper(refused)));
+    }
+
+    #[test]
     fn basic_auth_is_rfc_7617() {
         // The example of RFC 7617 §2.
         assert_eq!(
