@@ -512,25 +512,6 @@ fn the_configuration_checks_the_files_listener() {
     );
 }
 
-/// The files listener's address, from the binary's `listening for patients' phones` line.
-fn files_addr_of(gw: &RunningBinary) -> String {
-    Poll::new(
-        Duration::from_secs(15),
-        "a `listening for patients' phones` line",
-    )
-    .value_blocking(|| {
-        gw.log().iter().find_map(|line| {
-            if !line.contains("listening for patients' phones") {
-                return None;
-            }
-            line.split("addr=")
-                .nth(1)
-                .and_then(|s| s.split_whitespace().next())
-                .map(|a| a.trim_matches('"').to_string())
-        })
-    })
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_binary_serves_links_on_the_files_listener_and_logs_them_like_the_cloud_s() {
     let pacs = MockPacs::start().await;
@@ -541,7 +522,10 @@ async fn the_binary_serves_links_on_the_files_listener_and_logs_them_like_the_cl
         .remove("admin")
         .write(&dir.path().join("prefront.toml"));
     let gw = RunningBinary::start(&config);
-    let files = format!("http://{}", files_addr_of(&gw));
+    let files = format!(
+        "http://{}",
+        gw.logged_addr("listening for patients' phones")
+    );
     let token = token_for(&pacs);
     let phone = client_from([127, 0, 0, 1]);
     let r = phone

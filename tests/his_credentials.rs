@@ -40,24 +40,6 @@ fn check(config: &Path) -> Run {
     )
 }
 
-/// The admin listener's address, from its log line.
-fn admin_url(bin: &RunningBinary, path: &str) -> String {
-    let addr = Poll::new(Duration::from_secs(15), "the admin listener's log line")
-        .try_value_blocking(|| {
-            bin.log().iter().find_map(|l| {
-                if !l.contains("admin: GET /status") {
-                    return None;
-                }
-                l.split("addr=")
-                    .nth(1)
-                    .and_then(|s| s.split_whitespace().next())
-                    .map(|a| a.trim_matches('"').to_string())
-            })
-        })
-        .unwrap_or_else(|e| panic!("{e}:\n{}", bin.log().join("\n")));
-    format!("http://{addr}{path}")
-}
-
 async fn call(bin: &RunningBinary, name: &str, body: &str) -> Reply {
     post(format!("{}/his/{name}", bin.cloud_url()))
         .content_type("application/json")
@@ -176,7 +158,7 @@ async fn the_his_gets_basic_bearer_and_fixed_headers_and_no_log_shows_them() {
     assert_eq!(soap.request_count(), 1);
 
     let status = plain_client()
-        .get(admin_url(&bin, "/status"))
+        .get(bin.admin_url("/status"))
         .send()
         .await
         .expect("/status answers");

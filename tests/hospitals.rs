@@ -98,24 +98,6 @@ async fn call(bin: &RunningBinary, name: &str, body: &str) -> Reply {
         .await
 }
 
-/// The admin listener's address, from its log line.
-fn admin_url(bin: &RunningBinary, path: &str) -> String {
-    let addr = Poll::new(Duration::from_secs(15), "the admin listener's log line")
-        .try_value_blocking(|| {
-            bin.log().iter().find_map(|l| {
-                if !l.contains("admin: GET /status") {
-                    return None;
-                }
-                l.split("addr=")
-                    .nth(1)
-                    .and_then(|s| s.split_whitespace().next())
-                    .map(|a| a.trim_matches('"').to_string())
-            })
-        })
-        .unwrap_or_else(|e| panic!("{e}:\n{}", bin.log().join("\n")));
-    format!("http://{addr}{path}")
-}
-
 async fn text(url: &str) -> String {
     let r = plain_client().get(url).send().await.expect("an answer");
     assert_eq!(r.status(), 200, "{url}");
@@ -272,7 +254,7 @@ async fn calls_go_to_the_hospital_their_hospital_id_names() {
     // /metrics and /status: each hospital's own HIS targets with its id (the id comes from the
     // config, never from a call); the box's own [his] without one.
     let target = |his: &MockUpstream| format!("127.0.0.1:{}", his.port());
-    let metrics = text(&admin_url(&bin, "/metrics")).await;
+    let metrics = text(&bin.admin_url("/metrics")).await;
     for (series, value) in [
         (
             format!(
@@ -303,7 +285,7 @@ async fn calls_go_to_the_hospital_their_hospital_id_names() {
         );
     }
     assert!(!metrics.contains("hospital=\"999\""), "{metrics}");
-    let status = text(&admin_url(&bin, "/status")).await;
+    let status = text(&bin.admin_url("/status")).await;
     for want in [
         format!(
             r#"<tr class="his-link" data-hospital="253" data-target="{}">"#,
@@ -358,7 +340,7 @@ async fn a_reload_adds_a_hospital() {
     let r = call(&bin, CARD, r#"{"hospitalId":"253"}"#).await;
     assert_eq!((r.status, r.error_kind()), (200, None), "{}", r.text());
     assert_eq!(c.his_count(), [0, 1, 1]);
-    let metrics = text(&admin_url(&bin, "/metrics")).await;
+    let metrics = text(&bin.admin_url("/metrics")).await;
     let series = format!(
         r#"prefront_his_link_state{{hospital="254",target="127.0.0.1:{}",state="up"}}"#,
         c.his_254.port()

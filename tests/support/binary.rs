@@ -81,10 +81,21 @@ impl RunningBinary {
     /// The cloud listener's real address (`127.0.0.1:PORT`), from the log line
     /// `listening for the cloud … addr=…`; waits up to 15 s for it.
     pub fn cloud_addr(&self) -> String {
-        let found = Poll::new(Duration::from_secs(15), "a `listening for the cloud` line")
+        self.logged_addr("listening for the cloud")
+    }
+
+    /// `http://<admin listener><path>`, from its `admin: GET /status … addr=…` line.
+    pub fn admin_url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.logged_addr("admin: GET /status"))
+    }
+
+    /// The `addr=` of the first log line containing `marker` (a listener's start line); waits up
+    /// to 15 s for it.
+    pub fn logged_addr(&self, marker: &str) -> String {
+        let found = Poll::new(Duration::from_secs(15), format!("a `{marker}` line"))
             .try_value_blocking(|| {
                 self.log().iter().find_map(|line| {
-                    if !line.contains("listening for the cloud") {
+                    if !line.contains(marker) {
                         return None;
                     }
                     line.split("addr=")
