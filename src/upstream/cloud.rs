@@ -9,6 +9,10 @@ use super::link::Link;
 use super::{accept_json_answer, post, UpstreamError};
 use crate::config::CloudConfig;
 
+/// Names a delivery from the buffer: store id and sequence, unique for ever.
+const MESSAGE_ID_HEADER: hyper::header::HeaderName =
+    hyper::header::HeaderName::from_static("x-prefront-message-id");
+
 /// The box's one connection pool to the cloud.
 #[derive(Debug, Clone)]
 pub struct Cloud {
@@ -85,15 +89,15 @@ impl Cloud {
         let mut headers = Vec::with_capacity(5);
         headers.extend(super::JSON_HEADERS);
         if let Some(id) = message_id {
-            headers.push((
-                "x-prefront-message-id",
-                super::header_value(id.to_string())?,
-            ));
+            headers.push((MESSAGE_ID_HEADER, super::header_value(id.to_string())?));
         }
         if let Some(signer) = &self.signer {
             let target = url.path_and_query().map_or("/", |p| p.as_str());
             for (name, value) in signer.sign("POST", target, &body, crate::auth::unix_now()) {
-                headers.push((name, super::header_value(value)?));
+                headers.push((
+                    hyper::header::HeaderName::from_static(name),
+                    super::header_value(value)?,
+                ));
             }
         }
         let answer = post(

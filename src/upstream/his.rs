@@ -176,7 +176,7 @@ impl His {
         let bytes = crate::charset::xml_for(xml.as_bytes(), charset).into_owned();
         let label = charset.unwrap_or("utf-8");
         let mut headers = vec![(
-            "content-type",
+            hyper::header::CONTENT_TYPE,
             super::header_value(envelope::content_type(
                 t.version,
                 label,
@@ -184,7 +184,10 @@ impl His {
             ))?,
         )];
         if t.version == SoapVersion::V11 {
-            headers.push(("soapaction", super::header_value(format!("\"{action}\""))?));
+            headers.push((
+                hyper::header::HeaderName::from_static("soapaction"),
+                super::header_value(format!("\"{action}\""))?,
+            ));
         }
         let url = super::uri_of(
             reqwest::Url::parse(&t.url)

@@ -12,7 +12,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
-use hyper::header::HeaderValue;
+use hyper::header::{HeaderName, HeaderValue};
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::CertificateDer;
 
@@ -289,7 +289,21 @@ pub fn client_builder(
     roots: rustls::RootCertStore,
     connect_timeout: Duration,
 ) -> Result<reqwest::ClientBuilder, String> {
-    client_builder_with_identity(roots, connect_timeout, None)
+    let mut tls = tls_config(roots, None)?;
+    tls.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Ok(reqwest::Client::builder()
+        .tls_backend_preconfigured(tls)
+        .http1_only()
+        .no_proxy()
+        // Names are resolved by hickory (reads /etc/resolv.conf and /etc/hosts), never through
+        // glibc's getaddrinfo/NSS, which a statically linked binary must not load at run time,
+        // and never by a public name server (see `dns`).
+        .dns_resolver(dns::SystemDns::default())
+        .redirect(reqwest::redirect::Policy::none())
+        .connect_timeout(connect_timeout)
+        .pool_idle_timeout(Duration::from_secs(50))
+        .tcp_nodelay(true)
+        .user_agent(USER_AGENT))
 }
 
 /// The box's own certificate and key, for an upstream that requires mutual TLS.
@@ -344,29 +358,6 @@ pub fn load_identity(cert: &Path, key: &Path) -> Result<ClientIdentity, String> 
     Ok(ClientIdentity { chain, key })
 }
 
-/// `client_builder`, presenting `identity` when the upstream asks for a client certificate.
-pub fn client_builder_with_identity(
-    roots: rustls::RootCertStore,
-    connect_timeout: Duration,
-    identity: Option<ClientIdentity>,
-) -> Result<reqwest::ClientBuilder, String> {
-    let mut tls = tls_config(roots, identity)?;
-    tls.alpn_protocols = vec![b"http/1.1".to_vec()];
-    Ok(reqwest::Client::builder()
-        .tls_backend_preconfigured(tls)
-        .http1_only()
-        .no_proxy()
-        // Names are resolved by hickory (reads /etc/resolv.conf and /etc/hosts), never through
-        // glibc's getaddrinfo/NSS, which a statically linked binary must not load at run time,
-        // and never by a public name server (see `dns`).
-        .dns_resolver(dns::SystemDns::default())
-        .redirect(reqwest::redirect::Policy::none())
-        .connect_timeout(connect_timeout)
-        .pool_idle_timeout(Duration::from_secs(50))
-        .tcp_nodelay(true)
-        .user_agent(USER_AGENT))
-}
-
 /// TLS towards an upstream: rustls with the ring provider, trusting `roots`, presenting
 /// `identity` when the upstream asks for a client certificate.
 pub fn tls_config(
@@ -419,25 +410,16 @@ pub struct Answer {
     pub body: Bytes,
 }
 
-/// Sends one JSON POST and reads the answer, at most `max` bytes, within `timeout` overall.
-pub async fn post_json(
-    client: &client::Client,
-    url: hyper::Uri,
-    request_id: &str,
-    body: Bytes,
-    timeout: Duration,
-    max: u64,
-) -> Result<Answer, UpstreamError> {
-    post(client, url, request_id, body, &JSON_HEADERS, timeout, max).await
-}
-
 /// The headers of a JSON call.
-pub const JSON_HEADERS: [(&str, HeaderValue); 2] = [
+pub const JSON_HEADERS: [(HeaderName, HeaderValue); 2] = [
     (
-        "content-type",
+        hyper::header::CONTENT_TYPE,
         HeaderValue::from_static("application/json;charset=UTF-8"),
     ),
-    ("accept", HeaderValue::from_static("application/json")),
+    (
+        hyper::header::ACCEPT,
+        HeaderValue::from_static("application/json"),
+    ),
 ];
 
 /// A header value made at run time (a signature, a SOAP action), moved into the header
@@ -461,7 +443,7 @@ pub async fn post(
     url: hyper::Uri,
     request_id: &str,
     body: Bytes,
-    headers: &[(&'static str, HeaderValue)],
+    headers: &[(HeaderName, HeaderValue)],
     timeout: Duration,
     max: u64,
 ) -> Result<Answer, UpstreamError> {
@@ -495,7 +477,7 @@ pub async fn post_with(
     url: hyper::Uri,
     request_id: &str,
     body: Bytes,
-    headers: &[(&'static str, HeaderValue)],
+    headers: &[(HeaderName, HeaderValue)],
     credentials: &crate::config::HisCredentials,
     timeout: Duration,
     max: u64,
@@ -551,10 +533,9 @@ fn post_request(
     uri: hyper::Uri,
     request_id: &str,
     body: Bytes,
-    headers: &[(&'static str, HeaderValue)],
+    headers: &[(HeaderName, HeaderValue)],
     credentials: &crate::config::HisCredentials,
 ) -> Result<hyper::Request<http_body_util::Full<Bytes>>, UpstreamError> {
-    use hyper::header::HeaderName;
     let bad = || UpstreamError::Unsupported("a configured header value is not valid");
     let mut req = hyper::Request::new(http_body_util::Full::new(body));
     *req.method_mut() = hyper::Method::POST;
@@ -569,7 +550,7 @@ fn post_request(
         HeaderValue::from_str(request_id).map_err(|_| bad())?,
     );
     for (name, value) in headers {
-        h.insert(*name, value.clone());
+        h.insert(name.clone(), value.clone());
     }
     for (name, value) in &credentials.headers {
         let name = HeaderName::from_bytes(name.as_bytes()).map_err(|_| bad())?;
@@ -735,7 +716,8 @@ mod tests {
             .parse()
             .expect("url");
         let timeout = Duration::from_secs(5);
-        match post_json(client, url, "rid", Bytes::from_static(b"{}"), timeout, 1024).await {
+        let body = Bytes::from_static(b"{}");
+        match post(client, url, "rid", body, &JSON_HEADERS, timeout, 1024).await {
             Ok(a) => panic!("no answer can come through this proxy: {a:?}"),
             Err(e) => e,
         }
@@ -803,11 +785,12 @@ mod tests {
         };
         let client = client::Client::new(tls(), Duration::from_secs(2), None).expect("client");
         let url: hyper::Uri = format!("https://{closed}/x").parse().expect("url");
-        let e = post_json(
+        let e = post(
             &client,
             url,
             "rid",
             Bytes::new(),
+            &JSON_HEADERS,
             Duration::from_secs(5),
             10,
         )
