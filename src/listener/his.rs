@@ -448,9 +448,8 @@ async fn soap_call(state: &Arc<State>, req: Request<Incoming>, call: &Call) -> R
         return fault(parsed.version, "operation has no interface");
     };
     // The param is the same JSON the HTTP endpoint takes: same checks, same outcomes.
-    let json = Bytes::from(parsed.param.clone().into_bytes());
-    let relayed = match super::check_json(&json, "param ", "param") {
-        Ok(()) => relay(state, entry, json, call).await,
+    let relayed = match super::check_json(&parsed.param, "param ", "param") {
+        Ok(()) => relay(state, entry, Bytes::from(parsed.param.clone()), call).await,
         Err(raised) => Relayed {
             body: raised.body(entry.envelope),
             outcome: raised.kind,

@@ -251,12 +251,8 @@ pub fn json_body_noting(
 
 /// The JSON checks every caller's payload passes: present (20001) and JSON (20003, with the
 /// position). `zh`/`en` name the payload in the message (`请求体`/`request body`, `param`).
-pub fn check_json(utf8: &[u8], zh: &str, en: &str) -> Result<(), Raised> {
-    match std::str::from_utf8(utf8) {
-        Ok(text) => check_json_noting(text, zh, en, None).map(|_| ()),
-        // Not UTF-8: the JSON check says where (serde_json reads the bytes for the position).
-        Err(_) => crate::json::validate(utf8).map_err(|e| invalid_json(zh, en, &e)),
-    }
+pub fn check_json(text: &str, zh: &str, en: &str) -> Result<(), Raised> {
+    check_json_noting(text, zh, en, None).map(|_| ())
 }
 
 /// 20003 for a payload that is not JSON; serde_json's message names the position, never the
