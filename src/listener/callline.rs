@@ -80,23 +80,26 @@ impl fmt::Display for Tenths {
         if self.0 >= 1 << 53 {
             return write!(f, "{:?}", self.0 as f64 / 10.0);
         }
-        let mut buf = [0u8; 22];
-        let mut i = buf.len();
+        let mut buf = [b'0'; 20];
+        let start = digits(self.0 / 10, &mut buf);
+        f.write_str(std::str::from_utf8(&buf[start..]).map_err(|_| fmt::Error)?)?;
+        f.write_str(".")?;
+        let tenth = [b'0' + (self.0 % 10) as u8];
+        f.write_str(std::str::from_utf8(&tenth).map_err(|_| fmt::Error)?)
+    }
+}
+
+/// Writes the decimal digits of `n` at the end of `buf` (20 places hold any `u64`; what is left
+/// of them stays as the caller filled it, `b'0'` for zero-padding) and returns where they start.
+pub(super) fn digits(mut n: u64, buf: &mut [u8; 20]) -> usize {
+    let mut i = buf.len();
+    loop {
         i -= 1;
-        buf[i] = b'0' + (self.0 % 10) as u8;
-        i -= 1;
-        buf[i] = b'.';
-        let mut rest = self.0 / 10;
-        loop {
-            i -= 1;
-            buf[i] = b'0' + (rest % 10) as u8;
-            rest /= 10;
-            if rest == 0 {
-                break;
-            }
+        buf[i] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            return i;
         }
-        // Only ASCII digits and a dot were written.
-        f.write_str(std::str::from_utf8(&buf[i..]).map_err(|_| fmt::Error)?)
     }
 }
 

@@ -636,17 +636,8 @@ fn request_id_text(prefix: u32, n: u64) -> String {
     }
     id.push('-');
     let mut digits = [b'0'; 20];
-    let (mut i, mut rest) = (digits.len(), n);
-    loop {
-        i -= 1;
-        digits[i] = b'0' + (rest % 10) as u8;
-        rest /= 10;
-        if rest == 0 {
-            break;
-        }
-    }
     // At least ten digits, zero-padded.
-    let start = i.min(digits.len() - 10);
+    let start = callline::digits(n, &mut digits).min(digits.len() - 10);
     for &d in &digits[start..] {
         id.push(char::from(d));
     }
