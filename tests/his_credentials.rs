@@ -9,7 +9,6 @@
 mod support;
 
 use std::path::{Path, PathBuf};
-use std::time::Duration;
 
 use prefront::sim::Answer;
 use serde_json::json;
@@ -167,13 +166,7 @@ async fn the_his_gets_basic_bearer_and_fixed_headers_and_no_log_shows_them() {
 
     // SIGHUP: a changed token file is read again.
     std::fs::write(&token, "TOKEN-rotated-0815\n").expect("rotate the token");
-    let before = bin.log().len();
-    nix_hup(bin.pid());
-    Poll::new(Duration::from_secs(15), "the reload's log line").until_blocking(|| {
-        bin.log()[before..]
-            .iter()
-            .any(|l| l.contains("configuration reloaded"))
-    });
+    bin.reload();
     let r = call(&bin, DEPOSIT, &json!({"inpatientNo": "Z2"}).to_string()).await;
     assert_eq!((r.status, r.error_kind()), (200, None), "{}", r.text());
     let reqs = soap.requests();
@@ -233,15 +226,6 @@ async fn the_his_gets_basic_bearer_and_fixed_headers_and_no_log_shows_them() {
             .all(|r| r.header("authorization") == Some(bearer_253.as_str())),
         "{probes:?}"
     );
-}
-
-fn nix_hup(pid: u32) {
-    let ok = std::process::Command::new("kill")
-        .args(["-HUP", &pid.to_string()])
-        .status()
-        .expect("kill runs")
-        .success();
-    assert!(ok, "kill -HUP {pid}");
 }
 
 /// `check` on a config whose `[his]` carries `snippet`.

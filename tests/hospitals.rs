@@ -10,8 +10,6 @@
 mod support;
 
 use std::path::PathBuf;
-use std::process::Command;
-use std::time::Duration;
 
 use serde_json::{json, Value};
 use support::pacs::{streaming_client, MockPacs};
@@ -302,14 +300,6 @@ async fn calls_go_to_the_hospital_their_hospital_id_names() {
     }
 }
 
-fn hup(pid: u32) {
-    let ok = Command::new("kill")
-        .args(["-HUP", &pid.to_string()])
-        .status()
-        .expect("kill runs");
-    assert!(ok.success());
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_reload_adds_a_hospital() {
     let c = County::new().await;
@@ -322,12 +312,7 @@ async fn a_reload_adds_a_hospital() {
     assert_eq!(before.1.as_deref(), Some("unknown-hospital"));
 
     assert_eq!(c.config(true), path);
-    hup(bin.pid());
-    Poll::new(Duration::from_secs(10), "the reload's log line").until_blocking(|| {
-        bin.log()
-            .iter()
-            .any(|l| l.contains("configuration reloaded"))
-    });
+    bin.reload();
 
     let r = call(&bin, DEPOSIT, &body).await;
     assert_eq!((r.status, r.error_kind()), (200, None), "{}", r.text());

@@ -7,7 +7,6 @@ mod support;
 
 use std::os::unix::net::UnixDatagram;
 use std::path::Path;
-use std::process::Command;
 use std::time::Duration;
 
 use support::{post, MockUpstream, Poll, RunningBinary, TempDir, TestPki};
@@ -34,14 +33,6 @@ path = {:?}
         ca.display().to_string(),
         buffer.display().to_string()
     )
-}
-
-fn hup(pid: u32) {
-    let ok = Command::new("kill")
-        .args(["-HUP", &pid.to_string()])
-        .status()
-        .expect("kill runs");
-    assert!(ok.success());
 }
 
 /// Waits until the log has `count` lines containing `needle`.
@@ -99,7 +90,7 @@ async fn sighup_reloads_refuses_a_broken_file_and_keeps_what_needs_a_restart() {
         ),
     )
     .expect("write config");
-    hup(bin.pid());
+    bin.hup();
     wait_log(&bin, "configuration reloaded", 1);
     assert_eq!(
         call_status(&bin).await,
@@ -109,7 +100,7 @@ async fn sighup_reloads_refuses_a_broken_file_and_keeps_what_needs_a_restart() {
 
     // A file with a problem is refused; the configuration in force stays.
     std::fs::write(&path, "[his_listener\nlisten = ").expect("write config");
-    hup(bin.pid());
+    bin.hup();
     let log = wait_log(&bin, "reload refused", 1);
     assert!(
         log.iter()
@@ -129,7 +120,7 @@ async fn sighup_reloads_refuses_a_broken_file_and_keeps_what_needs_a_restart() {
         config(&cloud, &pki.ca_pem_path(), &buffer, "127.0.0.1:1", loopback),
     )
     .expect("write config");
-    hup(bin.pid());
+    bin.hup();
     let log = wait_log(&bin, "configuration reloaded", 2);
     assert!(
         log.iter()
@@ -178,7 +169,7 @@ async fn systemd_hears_ready_reloading_and_stopping() {
     // Ready means ready: the listener answers.
     assert!(call_status(&bin).await > 0);
 
-    hup(bin.pid());
+    bin.hup();
     let reloading = recv();
     assert!(
         reloading.starts_with("RELOADING=1\nMONOTONIC_USEC="),
@@ -265,7 +256,7 @@ path = {:?}
     assert!(call(new_pki.client()).await.is_err(), "not yet the new one");
 
     install(&new_pki);
-    hup(bin.pid());
+    bin.hup();
     wait_log(&bin, "configuration reloaded", 1);
     assert_eq!(
         call(new_pki.client()).await.ok(),

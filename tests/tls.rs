@@ -460,11 +460,7 @@ async fn narrowing_allowed_client_names_applies_to_open_connections() {
     assert_his_answer(call(&client, &url).try_send().await, &his).await;
 
     write("another-client");
-    let ok = std::process::Command::new("kill")
-        .args(["-HUP", &bin.pid().to_string()])
-        .status()
-        .expect("kill runs");
-    assert!(ok.success());
+    bin.hup();
     poll_until(Duration::from_secs(10), "the reload", async || {
         bin.log()
             .iter()

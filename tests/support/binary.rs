@@ -84,6 +84,29 @@ impl RunningBinary {
         self.logged_addr("listening for the cloud")
     }
 
+    /// Sends SIGHUP: a reload, which the caller may expect refused (it reads the log).
+    pub fn hup(&self) {
+        let ok = Command::new("kill")
+            .args(["-HUP", &self.pid().to_string()])
+            .status()
+            .expect("kill runs")
+            .success();
+        assert!(ok, "kill -HUP {}", self.pid());
+    }
+
+    /// Sends SIGHUP and waits up to 15 s for a new `configuration reloaded` line.
+    pub fn reload(&self) {
+        let before = self.log().len();
+        self.hup();
+        Poll::new(Duration::from_secs(15), "a `configuration reloaded` line").until_blocking(
+            || {
+                self.log()[before..]
+                    .iter()
+                    .any(|l| l.contains("configuration reloaded"))
+            },
+        );
+    }
+
     /// `http://<admin listener><path>`, from its `admin: GET /status … addr=…` line.
     pub fn admin_url(&self, path: &str) -> String {
         format!("http://{}{path}", self.logged_addr("admin: GET /status"))
